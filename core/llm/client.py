@@ -1,0 +1,442 @@
+"""`ChatClient`: chat completions from any OpenAI-compatible endpoint.
+
+Retries belong to the openai SDK: it retries 408/409/429/5xx, timeouts and connection
+errors ``max_retries`` times with exponential backoff, honouring ``Retry-After``. The
+SDK cannot retry a stream whose body breaks after the 200 arrived, so `stream` retries
+that itself, but only while no text has reached the caller; once text was yielded a
+failure is raised, because the caller may already have shown it. Whatever is left
+surfaces as one of the `core.llm.errors` types, chained to the SDK exception.
+
+``timeout`` bounds each network operation (connect, each read, write), not the whole
+answer, so a long stream that keeps producing tokens is never cut off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import re
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self, TypeVar, cast
+
+import openai
+from openai import AsyncOpenAI, Omit, omit
+from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
+from openai.types.chat.completion_create_params import ResponseFormat
+
+from core.llm.errors import (
+    LLMBadResponse,
+    LLMError,
+    LLMRateLimited,
+    LLMTimeout,
+    LLMUnavailable,
+)
+
+logger = logging.getLogger(__name__)
+
+Message = Mapping[str, str]
+"""One chat message: ``{"role": "system" | "user" | "assistant", "content": "..."}``."""
+
+_T = TypeVar("_T")
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+MAX_STREAM_RETRY_DELAY = 8.0
+_UNSUPPORTED_STATUSES = frozenset({400, 422})
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """A finished answer. Token counts are None when the server reported no usage.
+
+    ``latency_ms`` runs from the call to the last byte, retries included.
+    """
+
+    text: str
+    tokens_in: int | None
+    tokens_out: int | None
+    model: str
+    latency_ms: float
+    finish_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    """The next piece of a streamed answer."""
+
+    text: str
+
+
+StreamEvent = TextDelta | Completion
+"""`ChatClient.stream` yields `TextDelta`s, then exactly one `Completion` on success."""
+
+
+class ChatClient:
+    """Talks to one model behind one OpenAI-compatible base URL.
+
+    ``base_url=None`` means OpenAI itself; ``api_key=None`` or ``""`` suits local servers.
+    Use as ``async with ChatClient(...) as llm:`` or call `aclose`. ``max_retries=0``
+    switches every retry off (tests), ``stream_retry_delay`` is the first backoff of the
+    stream retry (doubled per attempt, capped at 8 s).
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str | None,
+        api_key: str | None,
+        model: str,
+        timeout: float = 60.0,
+        max_retries: int = 2,
+        stream_usage: bool = True,
+        stream_retry_delay: float = 0.5,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        # Local servers ignore the key, but the SDK refuses an empty one. Both values are
+        # passed explicitly so the SDK never falls back to reading the environment.
+        self._api_key = api_key or "not-needed"
+        base_url = base_url or DEFAULT_BASE_URL
+        self._model = model
+        self._timeout = timeout
+        self._max_retries = max_retries
+        self._stream_usage = stream_usage
+        self._stream_retry_delay = stream_retry_delay
+        self._clock = clock
+        self._json_schema_supported = True
+        self._sdk = AsyncOpenAI(
+            base_url=base_url, api_key=self._api_key, timeout=timeout, max_retries=max_retries
+        )
+
+    @property
+    def model(self) -> str:
+        return self._model
+
+    async def aclose(self) -> None:
+        await self._sdk.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def complete(
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> Completion:
+        """One answer, not streamed."""
+        return await self._complete(messages, max_tokens=max_tokens, temperature=temperature)
+
+    async def stream(
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> AsyncIterator[StreamEvent]:
+        """Yield `TextDelta`s as they arrive, then one `Completion` with the whole text.
+
+        If the stream breaks, an `LLMError` is raised and no `Completion` is yielded, so
+        partial text is never reported as an answer. Close the iterator early with
+        ``contextlib.aclosing`` to release the connection at once.
+        """
+        attempt = 0
+        started = self._clock()
+        while True:
+            try:
+                chunks = await self._sdk.chat.completions.create(
+                    model=self._model,
+                    messages=_to_params(messages),
+                    max_tokens=_given(max_tokens),
+                    temperature=_given(temperature),
+                    stream=True,
+                    stream_options={"include_usage": True} if self._stream_usage else omit,
+                )
+            except (openai.OpenAIError, ValueError) as exc:
+                raise self._error(exc, "streamed chat completion") from exc
+            parts: list[str] = []
+            model = self._model
+            finish_reason: str | None = None
+            tokens_in: int | None = None
+            tokens_out: int | None = None
+            try:
+                async with chunks:
+                    async for chunk in chunks:
+                        model = chunk.model or model
+                        if chunk.usage is not None:
+                            tokens_in = chunk.usage.prompt_tokens
+                            tokens_out = chunk.usage.completion_tokens
+                        for choice in chunk.choices:
+                            if choice.index != 0:
+                                continue
+                            finish_reason = choice.finish_reason or finish_reason
+                            if choice.delta.content:
+                                parts.append(choice.delta.content)
+                                yield TextDelta(choice.delta.content)
+                if finish_reason is None:
+                    raise LLMUnavailable(f"stream from model {self._model} ended without finishing")
+            except (openai.OpenAIError, LLMUnavailable, ValueError) as exc:
+                if not parts and attempt < self._max_retries and _worth_retrying(exc):
+                    attempt += 1
+                    delay = min(
+                        self._stream_retry_delay * 2 ** (attempt - 1), MAX_STREAM_RETRY_DELAY
+                    )
+                    logger.warning(
+                        "stream from model %s failed before any text (%s); retry %s of %s in %.2fs",
+                        self._model,
+                        type(exc).__name__,
+                        attempt,
+                        self._max_retries,
+                        delay,
+                    )
+                    await asyncio.sleep(delay)
+                    continue
+                if isinstance(exc, LLMError):
+                    raise
+                raise self._error(exc, "streamed chat completion") from exc
+            yield Completion(
+                text="".join(parts),
+                tokens_in=tokens_in,
+                tokens_out=tokens_out,
+                model=model,
+                latency_ms=(self._clock() - started) * 1000,
+                finish_reason=finish_reason,
+            )
+            return
+
+    async def complete_json(
+        self,
+        messages: Sequence[Message],
+        *,
+        schema: dict[str, Any],
+        schema_name: str,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> dict[str, Any]:
+        """An answer parsed as a JSON object, asked for with structured output if possible.
+
+        First asks with a ``json_schema`` response_format. If the endpoint refuses that
+        (400/422; remembered for this client) or answers with no JSON object, asks again
+        with the schema spelled out in the system prompt and takes the first JSON object
+        in the text. The result is not validated against the schema.
+        """
+        if self._json_schema_supported:
+            response_format: ResponseFormat = {
+                "type": "json_schema",
+                "json_schema": {"name": schema_name, "schema": schema, "strict": True},
+            }
+            try:
+                completion = await self._complete(
+                    messages,
+                    max_tokens=max_tokens,
+                    temperature=temperature,
+                    response_format=response_format,
+                )
+            except LLMError as exc:
+                if type(exc) is not LLMError or exc.status_code not in _UNSUPPORTED_STATUSES:
+                    raise
+                self._json_schema_supported = False
+                logger.info(
+                    "endpoint refused json_schema output for model %s (HTTP %s); "
+                    "prompting for JSON instead",
+                    self._model,
+                    exc.status_code,
+                )
+            else:
+                parsed = extract_json_object(completion.text)
+                if parsed is not None:
+                    return parsed
+                logger.warning(
+                    "structured output from model %s held no JSON object; prompting for JSON",
+                    self._model,
+                )
+        completion = await self._complete(
+            _with_json_instruction(messages, schema, schema_name),
+            max_tokens=max_tokens,
+            temperature=temperature,
+        )
+        parsed = extract_json_object(completion.text)
+        if parsed is None:
+            raise LLMBadResponse(f"model {self._model} answered without a JSON object")
+        return parsed
+
+    async def _complete(
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int | None,
+        temperature: float | None,
+        response_format: ResponseFormat | Omit = omit,
+    ) -> Completion:
+        started = self._clock()
+        try:
+            response = await self._sdk.chat.completions.create(
+                model=self._model,
+                messages=_to_params(messages),
+                max_tokens=_given(max_tokens),
+                temperature=_given(temperature),
+                response_format=response_format,
+            )
+        except (openai.OpenAIError, ValueError) as exc:
+            raise self._error(exc, "chat completion") from exc
+        latency_ms = (self._clock() - started) * 1000
+        return self._to_completion(response, latency_ms)
+
+    def _to_completion(self, response: ChatCompletion, latency_ms: float) -> Completion:
+        # Without strict validation the SDK builds models from whatever JSON arrived, so
+        # a missing field shows up as AttributeError here rather than in the SDK.
+        try:
+            choice = response.choices[0]
+            text = choice.message.content
+            usage = response.usage
+            model = response.model or self._model
+            finish_reason = choice.finish_reason
+        except (AttributeError, IndexError, TypeError) as exc:
+            raise LLMBadResponse(f"model {self._model} sent a completion without a choice") from exc
+        if not isinstance(text, str):
+            raise LLMBadResponse(f"model {self._model} sent a completion without text")
+        return Completion(
+            text=text,
+            tokens_in=usage.prompt_tokens if usage is not None else None,
+            tokens_out=usage.completion_tokens if usage is not None else None,
+            model=model,
+            latency_ms=latency_ms,
+            finish_reason=finish_reason,
+        )
+
+    def _error(self, exc: BaseException, what: str) -> LLMError:
+        """Map an SDK (or decoding) exception to our errors, with a message of our own."""
+        where = f"{what} with model {self._model}"
+        if isinstance(exc, openai.RateLimitError):
+            return LLMRateLimited(
+                f"{where}: rate limited (HTTP 429)",
+                retry_after=_retry_after(exc.response.headers),
+                status_code=429,
+            )
+        if isinstance(exc, openai.APITimeoutError):
+            return LLMTimeout(f"{where}: no answer within {self._timeout:g}s")
+        if isinstance(exc, openai.APIConnectionError):
+            return LLMUnavailable(f"{where}: connection failed ({_cause_name(exc)})")
+        if isinstance(exc, openai.APIStatusError):
+            status = exc.status_code
+            if status >= 500 or status in (408, 409):
+                return LLMUnavailable(
+                    f"{where}: endpoint failed (HTTP {status})", status_code=status
+                )
+            detail = self._redact(_server_message(exc.body))
+            return LLMError(
+                f"{where}: endpoint refused (HTTP {status}) {detail}".rstrip(), status_code=status
+            )
+        if isinstance(exc, openai.APIResponseValidationError | ValueError):
+            return LLMBadResponse(f"{where}: malformed response ({type(exc).__name__})")
+        if isinstance(exc, openai.APIError):
+            # An error event inside a stream that had already answered 200.
+            return LLMUnavailable(f"{where}: endpoint reported an error mid-stream")
+        return LLMError(f"{where}: {type(exc).__name__}")
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._api_key, "***") if len(self._api_key) >= 4 else text
+
+
+def extract_json_object(text: str) -> dict[str, Any] | None:
+    """The first JSON object in `text`, looking inside ``` fences first; None if none.
+
+    Reasoning models' ``<think>`` blocks are skipped, since they often hold drafts.
+    """
+    text = _THINK.sub("", text)
+    candidates = [match.group(1) for match in _FENCE.finditer(text)]
+    candidates.append(text)
+    decoder = json.JSONDecoder()
+    for candidate in candidates:
+        start = candidate.find("{")
+        while start != -1:
+            try:
+                value, _ = decoder.raw_decode(candidate, start)
+            except ValueError:
+                pass
+            else:
+                if isinstance(value, dict):
+                    return value
+            start = candidate.find("{", start + 1)
+    return None
+
+
+_FENCE = re.compile(r"```[a-zA-Z]*\s*\n?(.*?)```", re.DOTALL)
+_THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
+
+
+def _with_json_instruction(
+    messages: Sequence[Message], schema: dict[str, Any], schema_name: str
+) -> list[Message]:
+    """Add the JSON instruction to the first system message (or prepend one).
+
+    Merging rather than appending a second system message keeps chat templates happy
+    that accept a system message only in first position.
+    """
+    instruction = (
+        f"Reply with one JSON object named {schema_name} and nothing else: no prose, "
+        f"no code fences. It must match this JSON schema:\n{json.dumps(schema)}"
+    )
+    result = [dict(message) for message in messages]
+    if result and result[0].get("role") == "system":
+        result[0]["content"] = f"{result[0].get('content', '')}\n\n{instruction}"
+    else:
+        result.insert(0, {"role": "system", "content": instruction})
+    return list[Message](result)
+
+
+def _to_params(messages: Sequence[Message]) -> list[ChatCompletionMessageParam]:
+    return [cast(ChatCompletionMessageParam, dict(message)) for message in messages]
+
+
+def _given(value: _T | None) -> _T | Omit:
+    """Leave unset options out of the request instead of sending ``null``."""
+    return omit if value is None else value
+
+
+def _worth_retrying(exc: BaseException) -> bool:
+    """Transport failures and in-stream error events; not malformed payloads."""
+    if isinstance(exc, openai.APIConnectionError | LLMUnavailable):
+        return True
+    return isinstance(exc, openai.APIError) and not isinstance(
+        exc, openai.APIStatusError | openai.APIResponseValidationError
+    )
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds from ``retry-after-ms`` or numeric ``retry-after``; None if absent or a date."""
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value) * scale
+        except ValueError:
+            continue
+        if math.isfinite(seconds) and seconds >= 0:
+            return seconds
+    return None
+
+
+def _server_message(body: object) -> str:
+    """The ``error.message`` of an OpenAI-style error body, shortened; else empty."""
+    error = body.get("error", body) if isinstance(body, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    return f"- {message[:200]}" if isinstance(message, str) and message else ""
+
+
+def _cause_name(exc: BaseException) -> str:
+    cause = exc.__cause__
+    return type(cause).__name__ if cause is not None else type(exc).__name__

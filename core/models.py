@@ -1,0 +1,120 @@
+"""Domain types shared by the storage layer, the engine and the commands."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class Platform(StrEnum):
+    TELEGRAM = "telegram"
+    DISCORD = "discord"
+    CONSOLE = "console"
+
+
+class Role(StrEnum):
+    USER = "user"
+    ADMIN = "admin"
+
+
+class UserStatus(StrEnum):
+    ACTIVE = "active"
+    BANNED = "banned"
+
+
+class MessageRole(StrEnum):
+    USER = "user"
+    ASSISTANT = "assistant"
+
+
+class MessageStatus(StrEnum):
+    """The life of a user message: stored as pending, then answered or failed."""
+
+    PENDING = "pending"
+    ANSWERED = "answered"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: int
+    role: Role
+    status: UserStatus
+    display_name: str | None
+    locale: str | None
+    settings: dict[str, Any]
+    ban_notified: bool
+    created_at: datetime
+    last_seen_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    platform: Platform
+    platform_user_id: str
+    user_id: int
+    username: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    user_id: int
+    summary: str
+    summary_version: int
+    summary_through_message_id: int | None
+    message_count: int
+    tokens_in: int
+    tokens_out: int
+    persona_overrides: dict[str, Any]
+    last_activity_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    id: int
+    user_id: int
+    role: MessageRole
+    content: str
+    platform: Platform
+    chat_id: str | None
+    platform_message_id: str | None
+    reply_to_id: int | None
+    status: MessageStatus | None
+    created_at: datetime
+    context_snapshot: dict[str, Any] | None = None
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+    model: str | None = None
+    response_ms: int | None = None
+    archived: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Fact:
+    id: int
+    user_id: int
+    content: str
+    category: str
+    importance: int
+    confidence: float
+    is_private: bool
+    source_message_ids: tuple[int, ...]
+    valid_from: datetime
+    invalid_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NewFact:
+    """A fact to store, before it has an id."""
+
+    content: str
+    category: str = "general"
+    importance: int = 5
+    confidence: float = 1.0
+    is_private: bool = False
+    source_message_ids: tuple[int, ...] = field(default_factory=tuple)
+    valid_from: datetime | None = None

@@ -1,0 +1,1 @@
+"""PostgreSQL storage: pool, migrations and one repository per aggregate."""

@@ -1,0 +1,144 @@
+"""The connection pool and the `Database` handle that repositories share.
+
+Repositories never acquire connections themselves: every method takes an optional
+connection, and without one runs on the pool. `Database.transaction()` lets a caller
+compose several repository calls into one transaction. A `Database` can also wrap a
+single connection (tests run each case inside a transaction that is rolled back;
+asyncpg turns the nested `transaction()` calls into savepoints).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
+
+import asyncpg
+from pgvector.asyncpg import register_vector
+
+from core.errors import DatabaseSetupError
+
+logger = logging.getLogger(__name__)
+
+if TYPE_CHECKING:
+    Connection: TypeAlias = asyncpg.Connection[asyncpg.Record]
+    Pool: TypeAlias = asyncpg.Pool[asyncpg.Record]
+else:
+    Connection = asyncpg.Connection
+    Pool = asyncpg.Pool
+
+MIN_SERVER_VERSION = 150000
+MIN_PGVECTOR = (0, 8, 0)
+
+
+async def _init_connection(conn: Connection) -> None:
+    await register_vector(conn)
+    await conn.set_type_codec(
+        "jsonb", encoder=_json_dumps, decoder=_json_loads, schema="pg_catalog"
+    )
+
+
+def _json_dumps(value: Any) -> str:
+    import json
+
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _json_loads(value: str) -> Any:
+    import json
+
+    return json.loads(value)
+
+
+async def create_pool(
+    dsn: str, *, min_size: int = 1, max_size: int = 10, command_timeout: float = 30.0
+) -> Pool:
+    """A pool whose connections know the pgvector and jsonb codecs.
+
+    Call only after migrations ran: registering the codec needs the extension.
+    """
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        command_timeout=command_timeout,
+        init=_init_connection,
+    )
+    assert pool is not None
+    return pool
+
+
+async def connect(dsn: str) -> Connection:
+    """One connection with the same codecs as the pool's."""
+    conn: Connection = await asyncpg.connect(dsn)
+    await _init_connection(conn)
+    return conn
+
+
+class Database:
+    """Where repositories run their queries: a pool, or one connection (tests, scripts)."""
+
+    def __init__(self, target: Pool | Connection) -> None:
+        self._target = target
+
+    @asynccontextmanager
+    async def connection(self, conn: Connection | None = None) -> AsyncIterator[Connection]:
+        """`conn` when the caller has one, else a connection from the pool."""
+        if conn is not None:
+            yield conn
+        elif isinstance(self._target, asyncpg.Pool):
+            async with self._target.acquire() as acquired:
+                # A pool's proxy behaves as the connection it wraps.
+                yield cast(Connection, acquired)
+        else:
+            yield self._target
+
+    @asynccontextmanager
+    async def transaction(self, conn: Connection | None = None) -> AsyncIterator[Connection]:
+        """A transaction, or a savepoint inside the caller's transaction."""
+        async with self.connection(conn) as c, c.transaction():
+            yield c
+
+    @property
+    def pool(self) -> Pool | None:
+        return self._target if isinstance(self._target, asyncpg.Pool) else None
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(".") if part.isdigit())
+
+
+async def check_server(conn: Connection) -> None:
+    """Refuse servers onethread cannot run on, saying what to install."""
+    version = int(await conn.fetchval("SHOW server_version_num"))
+    if version < MIN_SERVER_VERSION:
+        raise DatabaseSetupError(
+            f"PostgreSQL {version // 10000} is too old: onethread needs PostgreSQL 15 or newer "
+            "with pgvector 0.8 (e.g. the pgvector/pgvector:pg18 image)."
+        )
+    row = await conn.fetchrow(
+        "SELECT default_version, installed_version FROM pg_available_extensions"
+        " WHERE name = 'vector'"
+    )
+    if row is None:
+        raise DatabaseSetupError(
+            "the pgvector extension is not installed on this PostgreSQL server: install "
+            "pgvector 0.8 or newer (package postgresql-NN-pgvector, or the pgvector/pgvector "
+            "image), or unset DATABASE_URL to use the embedded server."
+        )
+    available = _version_tuple(row["default_version"])
+    if available < MIN_PGVECTOR:
+        raise DatabaseSetupError(
+            f"pgvector {row['default_version']} is too old: onethread needs 0.8 or newer "
+            "(for iterative index scans). Upgrade the pgvector package on the server."
+        )
+    installed = row["installed_version"]
+    if installed is not None and _version_tuple(installed) < MIN_PGVECTOR:
+        try:
+            await conn.execute("ALTER EXTENSION vector UPDATE")
+        except asyncpg.PostgresError as exc:
+            raise DatabaseSetupError(
+                f"pgvector {installed} is installed in this database but onethread needs 0.8: "
+                "run ALTER EXTENSION vector UPDATE as a superuser."
+            ) from exc

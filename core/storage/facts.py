@@ -1,0 +1,151 @@
+"""What onethread learned about each user. Facts that stop being true are kept with
+`invalid_at` set, and are no longer recalled."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import numpy as np
+
+from core.models import Fact, NewFact
+from core.storage.database import Connection, Database
+
+_COLUMNS = (
+    "id, user_id, content, category, importance, confidence, is_private, source_message_ids,"
+    " valid_from, invalid_at, created_at, updated_at"
+)
+
+
+def _fact(row: asyncpg.Record) -> Fact:
+    return Fact(
+        id=row["id"],
+        user_id=row["user_id"],
+        content=row["content"],
+        category=row["category"],
+        importance=row["importance"],
+        confidence=row["confidence"],
+        is_private=row["is_private"],
+        source_message_ids=tuple(row["source_message_ids"]),
+        valid_from=row["valid_from"],
+        invalid_at=row["invalid_at"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+class FactRepository:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def add(
+        self,
+        user_id: int,
+        fact: NewFact,
+        *,
+        embedding: np.ndarray[Any, Any] | None = None,
+        conn: Connection | None = None,
+    ) -> Fact:
+        async with self._db.connection(conn) as c:
+            row = await c.fetchrow(
+                "INSERT INTO facts (user_id, content, category, importance, confidence,"
+                " is_private, source_message_ids, embedding, valid_from)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, coalesce($9, now()))"
+                f" RETURNING {_COLUMNS}",
+                user_id,
+                fact.content,
+                fact.category,
+                fact.importance,
+                fact.confidence,
+                fact.is_private,
+                list(fact.source_message_ids),
+                embedding,
+                fact.valid_from,
+            )
+        assert row is not None
+        return _fact(row)
+
+    async def update(
+        self,
+        user_id: int,
+        fact_id: int,
+        fact: NewFact,
+        *,
+        embedding: np.ndarray[Any, Any] | None = None,
+        conn: Connection | None = None,
+    ) -> Fact | None:
+        """Restate a fact; its sources grow by the new ones."""
+        async with self._db.connection(conn) as c:
+            row = await c.fetchrow(
+                "UPDATE facts SET content = $3, category = $4, importance = $5, confidence = $6,"
+                " is_private = $7,"
+                " source_message_ids = ARRAY(SELECT DISTINCT unnest(source_message_ids || $8)),"
+                " embedding = coalesce($9, embedding), updated_at = now()"
+                f" WHERE id = $1 AND user_id = $2 AND invalid_at IS NULL RETURNING {_COLUMNS}",
+                fact_id,
+                user_id,
+                fact.content,
+                fact.category,
+                fact.importance,
+                fact.confidence,
+                fact.is_private,
+                list(fact.source_message_ids),
+                embedding,
+            )
+        return None if row is None else _fact(row)
+
+    async def invalidate(
+        self,
+        user_id: int,
+        fact_id: int,
+        *,
+        at: datetime | None = None,
+        conn: Connection | None = None,
+    ) -> bool:
+        """Mark a fact as no longer true. It stays stored, but is not recalled."""
+        async with self._db.connection(conn) as c:
+            result = await c.execute(
+                "UPDATE facts SET invalid_at = coalesce($3, now()), updated_at = now()"
+                " WHERE id = $1 AND user_id = $2 AND invalid_at IS NULL",
+                fact_id,
+                user_id,
+                at,
+            )
+        return result.endswith(" 1")
+
+    async def valid(
+        self,
+        user_id: int,
+        *,
+        limit: int | None = None,
+        include_private: bool = True,
+        conn: Connection | None = None,
+    ) -> list[Fact]:
+        """Facts still true, most important first."""
+        async with self._db.connection(conn) as c:
+            rows = await c.fetch(
+                f"SELECT {_COLUMNS} FROM facts WHERE user_id = $1 AND invalid_at IS NULL"
+                " AND ($2 OR NOT is_private)"
+                " ORDER BY importance DESC, updated_at DESC, id LIMIT $3",
+                user_id,
+                include_private,
+                limit,
+            )
+        return [_fact(r) for r in rows]
+
+    async def all(self, user_id: int, *, conn: Connection | None = None) -> list[Fact]:
+        """Every fact, invalidated ones included (for export), oldest first."""
+        async with self._db.connection(conn) as c:
+            rows = await c.fetch(
+                f"SELECT {_COLUMNS} FROM facts WHERE user_id = $1 ORDER BY id", user_id
+            )
+        return [_fact(r) for r in rows]
+
+    async def delete(self, user_id: int, fact_id: int, *, conn: Connection | None = None) -> bool:
+        """Forget a fact for good (the user asked to)."""
+        async with self._db.connection(conn) as c:
+            result = await c.execute(
+                "DELETE FROM facts WHERE id = $1 AND user_id = $2", fact_id, user_id
+            )
+        return result.endswith(" 1")

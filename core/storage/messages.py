@@ -1,0 +1,271 @@
+"""The messages of each user's conversation, live and archived.
+
+Every query is scoped by user id. History and search read `messages` and
+`messages_archive` together, so archiving never hides anything from the user.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import numpy as np
+
+from core.models import Message, MessageRole, MessageStatus, Platform
+from core.storage.database import Connection, Database
+
+_COLUMNS = (
+    "id, user_id, role, content, platform, chat_id, platform_message_id, reply_to_id, status,"
+    " created_at, context_snapshot, tokens_in, tokens_out, model, response_ms"
+)
+
+
+def _message(row: asyncpg.Record, *, archived: bool | None = None) -> Message:
+    return Message(
+        id=row["id"],
+        user_id=row["user_id"],
+        role=MessageRole(row["role"]),
+        content=row["content"],
+        platform=Platform(row["platform"]),
+        chat_id=row["chat_id"],
+        platform_message_id=row["platform_message_id"],
+        reply_to_id=row["reply_to_id"],
+        status=None if row["status"] is None else MessageStatus(row["status"]),
+        created_at=row["created_at"],
+        context_snapshot=row["context_snapshot"],
+        tokens_in=row["tokens_in"],
+        tokens_out=row["tokens_out"],
+        model=row["model"],
+        response_ms=row["response_ms"],
+        archived=row["archived"] if archived is None else archived,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class StoredUserMessage:
+    message: Message
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    message: Message
+    rank: float
+
+
+class MessageRepository:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def add_user_message(
+        self,
+        user_id: int,
+        content: str,
+        *,
+        platform: Platform,
+        chat_id: str | None,
+        platform_message_id: str | None,
+        embedding: np.ndarray[Any, Any] | None = None,
+        conn: Connection | None = None,
+    ) -> StoredUserMessage:
+        """Store a user message as pending, once per (platform, chat, message id).
+
+        A redelivered message returns the stored row with `duplicate=True` and changes
+        nothing, so the caller can skip answering it again.
+        """
+        async with self._db.transaction(conn) as c:
+            row = await c.fetchrow(
+                "INSERT INTO messages (user_id, role, content, platform, chat_id,"
+                " platform_message_id, status, embedding)"
+                " VALUES ($1, 'user', $2, $3, $4, $5, 'pending', $6)"
+                " ON CONFLICT ON CONSTRAINT messages_platform_message_unique DO NOTHING"
+                f" RETURNING {_COLUMNS}, false AS archived",
+                user_id,
+                content,
+                platform.value,
+                chat_id,
+                platform_message_id,
+                embedding,
+            )
+            if row is None:
+                existing = await c.fetchrow(
+                    f"SELECT {_COLUMNS}, false AS archived FROM messages"
+                    " WHERE platform = $1 AND chat_id IS NOT DISTINCT FROM $2"
+                    " AND platform_message_id = $3",
+                    platform.value,
+                    chat_id,
+                    platform_message_id,
+                )
+                assert existing is not None
+                return StoredUserMessage(_message(existing), duplicate=True)
+            await c.execute(
+                "UPDATE conversations SET message_count = message_count + 1,"
+                " last_activity_at = now() WHERE user_id = $1",
+                user_id,
+            )
+            return StoredUserMessage(_message(row), duplicate=False)
+
+    async def add_assistant_message(
+        self,
+        user_id: int,
+        content: str,
+        *,
+        reply_to_id: int,
+        platform: Platform,
+        chat_id: str | None,
+        context_snapshot: dict[str, Any],
+        tokens_in: int,
+        tokens_out: int,
+        model: str,
+        response_ms: int,
+        embedding: np.ndarray[Any, Any] | None = None,
+        conn: Connection | None = None,
+    ) -> Message:
+        """Store a reply with its context snapshot and mark the message it answers."""
+        async with self._db.transaction(conn) as c:
+            row = await c.fetchrow(
+                "INSERT INTO messages (user_id, role, content, platform, chat_id, reply_to_id,"
+                " context_snapshot, tokens_in, tokens_out, model, response_ms, embedding)"
+                " VALUES ($1, 'assistant', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+                f" RETURNING {_COLUMNS}, false AS archived",
+                user_id,
+                content,
+                platform.value,
+                chat_id,
+                reply_to_id,
+                context_snapshot,
+                tokens_in,
+                tokens_out,
+                model,
+                response_ms,
+                embedding,
+            )
+            await c.execute(
+                "UPDATE messages SET status = 'answered' WHERE id = $1 AND user_id = $2",
+                reply_to_id,
+                user_id,
+            )
+            await c.execute(
+                "UPDATE conversations SET message_count = message_count + 1,"
+                " tokens_in = tokens_in + $2, tokens_out = tokens_out + $3,"
+                " last_activity_at = now() WHERE user_id = $1",
+                user_id,
+                tokens_in,
+                tokens_out,
+            )
+        assert row is not None
+        return _message(row)
+
+    async def set_status(
+        self,
+        user_id: int,
+        message_id: int,
+        status: MessageStatus,
+        *,
+        conn: Connection | None = None,
+    ) -> None:
+        async with self._db.connection(conn) as c:
+            await c.execute(
+                "UPDATE messages SET status = $3 WHERE id = $1 AND user_id = $2 AND role = 'user'",
+                message_id,
+                user_id,
+                status.value,
+            )
+
+    async def set_embedding(
+        self,
+        user_id: int,
+        message_id: int,
+        embedding: np.ndarray[Any, Any],
+        *,
+        conn: Connection | None = None,
+    ) -> None:
+        async with self._db.connection(conn) as c:
+            await c.execute(
+                "UPDATE messages SET embedding = $3 WHERE id = $1 AND user_id = $2",
+                message_id,
+                user_id,
+                embedding,
+            )
+
+    async def get(
+        self, user_id: int, message_id: int, *, conn: Connection | None = None
+    ) -> Message | None:
+        async with self._db.connection(conn) as c:
+            row = await c.fetchrow(
+                f"SELECT {_COLUMNS}, false AS archived FROM messages WHERE id = $1 AND user_id = $2"
+                f" UNION ALL SELECT {_COLUMNS}, true FROM messages_archive"
+                " WHERE id = $1 AND user_id = $2",
+                message_id,
+                user_id,
+            )
+        return None if row is None else _message(row)
+
+    async def recent(
+        self, user_id: int, limit: int, *, conn: Connection | None = None
+    ) -> list[Message]:
+        """The newest `limit` live messages, oldest first (the prompt's recent window)."""
+        async with self._db.connection(conn) as c:
+            rows = await c.fetch(
+                f"SELECT {_COLUMNS}, false AS archived FROM messages WHERE user_id = $1"
+                " ORDER BY id DESC LIMIT $2",
+                user_id,
+                limit,
+            )
+        return [_message(r) for r in reversed(rows)]
+
+    async def history(
+        self,
+        user_id: int,
+        *,
+        before_id: int | None = None,
+        limit: int = 50,
+        conn: Connection | None = None,
+    ) -> list[Message]:
+        """One page of history, newest first, archive included. Keyset: pass the last id
+        of a page as `before_id` to get the next one."""
+        cursor = before_id if before_id is not None else 2**63 - 1
+        async with self._db.connection(conn) as c:
+            rows = await c.fetch(
+                f"(SELECT {_COLUMNS}, false AS archived FROM messages"
+                "  WHERE user_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3)"
+                " UNION ALL"
+                f" (SELECT {_COLUMNS}, true FROM messages_archive"
+                "  WHERE user_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3)"
+                " ORDER BY id DESC LIMIT $3",
+                user_id,
+                cursor,
+                limit,
+            )
+        return [_message(r) for r in rows]
+
+    async def search(
+        self, user_id: int, query: str, *, limit: int = 20, conn: Connection | None = None
+    ) -> list[SearchHit]:
+        """Full-text search in one user's conversation, archive included, best first."""
+        async with self._db.connection(conn) as c:
+            rows = await c.fetch(
+                "WITH q AS (SELECT websearch_to_tsquery('english', $2) AS q)"
+                f" (SELECT {_COLUMNS}, false AS archived, ts_rank_cd(search, q.q) AS rank"
+                "   FROM messages, q WHERE user_id = $1 AND search @@ q.q"
+                "   ORDER BY rank DESC, id DESC LIMIT $3)"
+                " UNION ALL"
+                f" (SELECT {_COLUMNS}, true, ts_rank_cd(search, q.q) AS rank"
+                "   FROM messages_archive, q WHERE user_id = $1 AND search @@ q.q"
+                "   ORDER BY rank DESC, id DESC LIMIT $3)"
+                " ORDER BY rank DESC, id DESC LIMIT $3",
+                user_id,
+                query,
+                limit,
+            )
+        return [SearchHit(_message(r), float(r["rank"])) for r in rows]
+
+    async def count(self, user_id: int, *, conn: Connection | None = None) -> int:
+        async with self._db.connection(conn) as c:
+            value = await c.fetchval(
+                "SELECT (SELECT count(*) FROM messages WHERE user_id = $1)"
+                " + (SELECT count(*) FROM messages_archive WHERE user_id = $1)",
+                user_id,
+            )
+        return int(value)

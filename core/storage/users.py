@@ -1,0 +1,192 @@
+"""Users, their platform identities, and their one conversation."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from core.models import Conversation, Identity, Platform, Role, User, UserStatus
+from core.storage.database import Connection, Database
+
+_USER_COLUMNS = (
+    "u.id, u.role, u.status, u.display_name, u.locale, u.settings, u.ban_notified,"
+    " u.created_at, u.last_seen_at"
+)
+
+
+def _user(row: asyncpg.Record) -> User:
+    return User(
+        id=row["id"],
+        role=Role(row["role"]),
+        status=UserStatus(row["status"]),
+        display_name=row["display_name"],
+        locale=row["locale"],
+        settings=row["settings"],
+        ban_notified=row["ban_notified"],
+        created_at=row["created_at"],
+        last_seen_at=row["last_seen_at"],
+    )
+
+
+def _conversation(row: asyncpg.Record) -> Conversation:
+    return Conversation(
+        user_id=row["user_id"],
+        summary=row["summary"],
+        summary_version=row["summary_version"],
+        summary_through_message_id=row["summary_through_message_id"],
+        message_count=row["message_count"],
+        tokens_in=row["tokens_in"],
+        tokens_out=row["tokens_out"],
+        persona_overrides=row["persona_overrides"],
+        last_activity_at=row["last_activity_at"],
+    )
+
+
+class UserRepository:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def get_or_create(
+        self,
+        platform: Platform,
+        platform_user_id: str,
+        *,
+        username: str | None = None,
+        display_name: str | None = None,
+        conn: Connection | None = None,
+    ) -> tuple[User, bool]:
+        """The user behind an identity, created with its conversation on first sight.
+
+        Atomic: concurrent first messages of one new identity create exactly one user.
+        The advisory lock (per identity, held to the end of the transaction) makes the
+        losers wait for the winner and then find its row.
+        """
+        async with self._db.transaction(conn) as c:
+            row = await c.fetchrow(
+                f"SELECT {_USER_COLUMNS} FROM identities i JOIN users u ON u.id = i.user_id"
+                " WHERE i.platform = $1 AND i.platform_user_id = $2",
+                platform.value,
+                platform_user_id,
+            )
+            if row is not None:
+                return _user(row), False
+            await c.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                f"identity:{platform.value}:{platform_user_id}",
+            )
+            row = await c.fetchrow(
+                f"SELECT {_USER_COLUMNS} FROM identities i JOIN users u ON u.id = i.user_id"
+                " WHERE i.platform = $1 AND i.platform_user_id = $2",
+                platform.value,
+                platform_user_id,
+            )
+            if row is not None:
+                return _user(row), False
+            row = await c.fetchrow(
+                "WITH u AS (INSERT INTO users (display_name) VALUES ($1) RETURNING *),"
+                " i AS (INSERT INTO identities (platform, platform_user_id, user_id, username)"
+                "       SELECT $2, $3, id, $4 FROM u),"
+                " c AS (INSERT INTO conversations (user_id) SELECT id FROM u),"
+                " x AS (INSERT INTO conversation_context (user_id) SELECT id FROM u)"
+                f" SELECT {_USER_COLUMNS} FROM u",
+                display_name,
+                platform.value,
+                platform_user_id,
+                username,
+            )
+            assert row is not None
+            return _user(row), True
+
+    async def get(self, user_id: int, *, conn: Connection | None = None) -> User | None:
+        async with self._db.connection(conn) as c:
+            row = await c.fetchrow(f"SELECT {_USER_COLUMNS} FROM users u WHERE u.id = $1", user_id)
+        return None if row is None else _user(row)
+
+    async def find(self, query: str, *, conn: Connection | None = None) -> User | None:
+        """A user by id (`42`), by username (`@name`), or by identity (`telegram:123`)."""
+        query = query.strip()
+        async with self._db.connection(conn) as c:
+            if query.isdigit():
+                row = await c.fetchrow(
+                    f"SELECT {_USER_COLUMNS} FROM users u WHERE u.id = $1", int(query)
+                )
+            elif query.startswith("@"):
+                row = await c.fetchrow(
+                    f"SELECT {_USER_COLUMNS} FROM identities i JOIN users u ON u.id = i.user_id"
+                    " WHERE lower(i.username) = lower($1) ORDER BY u.last_seen_at DESC NULLS LAST"
+                    " LIMIT 1",
+                    query[1:],
+                )
+            elif ":" in query:
+                platform, _, platform_user_id = query.partition(":")
+                row = await c.fetchrow(
+                    f"SELECT {_USER_COLUMNS} FROM identities i JOIN users u ON u.id = i.user_id"
+                    " WHERE i.platform = $1 AND i.platform_user_id = $2",
+                    platform.lower(),
+                    platform_user_id,
+                )
+            else:
+                return None
+        return None if row is None else _user(row)
+
+    async def identities(self, user_id: int, *, conn: Connection | None = None) -> list[Identity]:
+        async with self._db.connection(conn) as c:
+            rows = await c.fetch(
+                "SELECT platform, platform_user_id, user_id, username FROM identities"
+                " WHERE user_id = $1 ORDER BY created_at",
+                user_id,
+            )
+        return [
+            Identity(Platform(r["platform"]), r["platform_user_id"], r["user_id"], r["username"])
+            for r in rows
+        ]
+
+    async def conversation(self, user_id: int, *, conn: Connection | None = None) -> Conversation:
+        async with self._db.connection(conn) as c:
+            row = await c.fetchrow("SELECT * FROM conversations WHERE user_id = $1", user_id)
+        if row is None:
+            raise LookupError(f"user {user_id} has no conversation")
+        return _conversation(row)
+
+    async def set_status(
+        self, user_id: int, status: UserStatus, *, conn: Connection | None = None
+    ) -> bool:
+        async with self._db.connection(conn) as c:
+            result = await c.execute(
+                "UPDATE users SET status = $2, ban_notified = false, updated_at = now()"
+                " WHERE id = $1",
+                user_id,
+                status.value,
+            )
+        return result.endswith(" 1")
+
+    async def set_role(self, user_id: int, role: Role, *, conn: Connection | None = None) -> None:
+        async with self._db.connection(conn) as c:
+            await c.execute(
+                "UPDATE users SET role = $2, updated_at = now() WHERE id = $1", user_id, role.value
+            )
+
+    async def mark_ban_notified(self, user_id: int, *, conn: Connection | None = None) -> bool:
+        """Record that a banned user was told; False when they had been told already."""
+        async with self._db.connection(conn) as c:
+            result = await c.execute(
+                "UPDATE users SET ban_notified = true WHERE id = $1 AND NOT ban_notified", user_id
+            )
+        return result.endswith(" 1")
+
+    async def touch(
+        self, user_id: int, username: str | None = None, *, conn: Connection | None = None
+    ) -> None:
+        """Record activity (and a changed display name) for a user."""
+        async with self._db.connection(conn) as c:
+            await c.execute(
+                "UPDATE users SET last_seen_at = now(),"
+                " display_name = coalesce($2, display_name) WHERE id = $1",
+                user_id,
+                username,
+            )
+
+    async def delete(self, user_id: int, *, conn: Connection | None = None) -> bool:
+        """Erase a user; every table that holds user data cascades from `users`."""
+        async with self._db.connection(conn) as c:
+            result = await c.execute("DELETE FROM users WHERE id = $1", user_id)
+        return result.endswith(" 1")

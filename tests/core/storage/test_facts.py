@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+from core.models import NewFact, Platform
+from core.storage.database import Database
+from core.storage.facts import FactRepository
+from core.storage.users import UserRepository
+
+
+async def test_invalidated_fact_is_kept_but_not_valid(db: Database) -> None:
+    user, _ = await UserRepository(db).get_or_create(Platform.TELEGRAM, "1")
+    facts = FactRepository(db)
+    old = await facts.add(user.id, NewFact("Lives in Berlin", "location", importance=7))
+    new = await facts.add(user.id, NewFact("Lives in Lisbon", "location", importance=7))
+    assert await facts.invalidate(user.id, old.id)
+    assert not await facts.invalidate(user.id, old.id)
+    assert [f.id for f in await facts.valid(user.id)] == [new.id]
+    everything = await facts.all(user.id)
+    assert [(f.id, f.invalid_at is not None) for f in everything] == [
+        (old.id, True),
+        (new.id, False),
+    ]
+    # An invalidated fact cannot be restated.
+    assert await facts.update(user.id, old.id, NewFact("Lives in Paris")) is None
+
+
+async def test_update_merges_sources_and_private_facts_can_be_left_out(db: Database) -> None:
+    user, _ = await UserRepository(db).get_or_create(Platform.TELEGRAM, "1")
+    facts = FactRepository(db)
+    fact = await facts.add(user.id, NewFact("Has a dog", source_message_ids=(1, 2)))
+    updated = await facts.update(
+        user.id, fact.id, NewFact("Has a dog named Rex", importance=8, source_message_ids=(2, 3))
+    )
+    assert updated is not None
+    assert sorted(updated.source_message_ids) == [1, 2, 3]
+    assert updated.importance == 8
+    await facts.add(user.id, NewFact("Health detail", is_private=True))
+    public = await facts.valid(user.id, include_private=False)
+    assert [f.content for f in public] == ["Has a dog named Rex"]
+    assert len(await facts.valid(user.id)) == 2
+
+
+async def test_facts_are_scoped_by_user(db: Database) -> None:
+    users = UserRepository(db)
+    alice, _ = await users.get_or_create(Platform.TELEGRAM, "a")
+    bob, _ = await users.get_or_create(Platform.TELEGRAM, "b")
+    facts = FactRepository(db)
+    fact = await facts.add(alice.id, NewFact("Alice's secret"))
+    assert await facts.valid(bob.id) == []
+    assert not await facts.invalidate(bob.id, fact.id)
+    assert not await facts.delete(bob.id, fact.id)
+    assert await facts.delete(alice.id, fact.id)

@@ -1,0 +1,169 @@
+from __future__ import annotations
+
+import asyncio
+
+from core.models import MessageRole, MessageStatus, Platform
+from core.storage.database import Database, create_pool
+from core.storage.messages import MessageRepository
+from core.storage.users import UserRepository
+
+
+async def _user(db: Database, platform_user_id: str = "1") -> int:
+    user, _ = await UserRepository(db).get_or_create(Platform.TELEGRAM, platform_user_id)
+    return user.id
+
+
+async def test_user_message_is_stored_pending_and_counted(db: Database) -> None:
+    user_id = await _user(db)
+    messages = MessageRepository(db)
+    stored = await messages.add_user_message(
+        user_id, "hello", platform=Platform.TELEGRAM, chat_id="c1", platform_message_id="m1"
+    )
+    assert not stored.duplicate
+    assert stored.message.status is MessageStatus.PENDING
+    assert stored.message.role is MessageRole.USER
+    conversation = await UserRepository(db).conversation(user_id)
+    assert conversation.message_count == 1
+
+
+async def test_redelivered_message_is_a_duplicate_and_changes_nothing(db: Database) -> None:
+    user_id = await _user(db)
+    messages = MessageRepository(db)
+    first = await messages.add_user_message(
+        user_id, "hi", platform=Platform.TELEGRAM, chat_id="c1", platform_message_id="m1"
+    )
+    again = await messages.add_user_message(
+        user_id, "hi (edited)", platform=Platform.TELEGRAM, chat_id="c1", platform_message_id="m1"
+    )
+    assert again.duplicate and again.message.id == first.message.id
+    assert again.message.content == "hi"
+    # The same message id in another chat is another message.
+    other = await messages.add_user_message(
+        user_id, "hi", platform=Platform.TELEGRAM, chat_id="c2", platform_message_id="m1"
+    )
+    assert not other.duplicate
+    assert (await UserRepository(db).conversation(user_id)).message_count == 2
+
+
+async def test_reply_marks_message_answered_and_keeps_snapshot(db: Database) -> None:
+    user_id = await _user(db)
+    messages = MessageRepository(db)
+    asked = await messages.add_user_message(
+        user_id, "q", platform=Platform.DISCORD, chat_id="c", platform_message_id="1"
+    )
+    snapshot = {"facts": [1, 2], "tokens": {"recent": 10}}
+    reply = await messages.add_assistant_message(
+        user_id,
+        "a",
+        reply_to_id=asked.message.id,
+        platform=Platform.DISCORD,
+        chat_id="c",
+        context_snapshot=snapshot,
+        tokens_in=100,
+        tokens_out=5,
+        model="m",
+        response_ms=12,
+    )
+    assert reply.context_snapshot == snapshot and reply.reply_to_id == asked.message.id
+    question = await messages.get(user_id, asked.message.id)
+    assert question is not None and question.status is MessageStatus.ANSWERED
+    conversation = await UserRepository(db).conversation(user_id)
+    assert (conversation.message_count, conversation.tokens_in, conversation.tokens_out) == (
+        2,
+        100,
+        5,
+    )
+
+
+async def test_messages_are_invisible_to_other_users(db: Database) -> None:
+    alice, bob = await _user(db, "a"), await _user(db, "b")
+    messages = MessageRepository(db)
+    stored = await messages.add_user_message(
+        alice, "secret plan", platform=Platform.TELEGRAM, chat_id="x", platform_message_id="1"
+    )
+    assert await messages.get(bob, stored.message.id) is None
+    assert await messages.history(bob) == []
+    assert await messages.search(bob, "secret") == []
+    await messages.set_status(bob, stored.message.id, MessageStatus.FAILED)
+    mine = await messages.get(alice, stored.message.id)
+    assert mine is not None and mine.status is MessageStatus.PENDING
+
+
+async def test_history_pages_by_keyset_across_archive(db: Database) -> None:
+    user_id = await _user(db)
+    messages = MessageRepository(db)
+    ids = []
+    for i in range(25):
+        stored = await messages.add_user_message(
+            user_id, f"m{i}", platform=Platform.TELEGRAM, chat_id="c", platform_message_id=str(i)
+        )
+        ids.append(stored.message.id)
+    # Move the oldest ten to the archive, the way the archive job does.
+    async with db.connection() as conn:
+        await conn.execute(
+            "WITH moved AS (DELETE FROM messages WHERE id = ANY($1) RETURNING *)"
+            " INSERT INTO messages_archive (id, user_id, role, content, platform, chat_id,"
+            " platform_message_id, status, created_at)"
+            " SELECT id, user_id, role, content, platform, chat_id, platform_message_id,"
+            " status, created_at FROM moved",
+            ids[:10],
+        )
+    seen: list[int] = []
+    before = None
+    while True:
+        page = await messages.history(user_id, before_id=before, limit=7)
+        if not page:
+            break
+        seen.extend(m.id for m in page)
+        before = page[-1].id
+    assert seen == sorted(ids, reverse=True)
+    archived = {m.id for m in await messages.history(user_id, limit=100) if m.archived}
+    assert archived == set(ids[:10])
+    assert [m.content for m in await messages.recent(user_id, 3)] == ["m22", "m23", "m24"]
+
+
+async def test_full_text_search_finds_words_and_ranks(db: Database) -> None:
+    user_id = await _user(db)
+    messages = MessageRepository(db)
+    texts = [
+        "My cat Zorblax likes tuna",
+        "We went hiking in the mountains",
+        "Zorblax knocked over the vase again, Zorblax is a menace",
+        "Running every morning",
+    ]
+    for i, text in enumerate(texts):
+        await messages.add_user_message(
+            user_id, text, platform=Platform.TELEGRAM, chat_id="c", platform_message_id=str(i)
+        )
+    hits = await messages.search(user_id, "zorblax")
+    assert [h.message.content for h in hits] == [texts[2], texts[0]]
+    # Stemming: "run" finds "Running", "hike" finds "hiking".
+    assert [h.message.content for h in await messages.search(user_id, "run")] == [texts[3]]
+    assert [h.message.content for h in await messages.search(user_id, "hike")] == [texts[1]]
+    # User input is a query, never SQL.
+    assert await messages.search(user_id, "'; DROP TABLE messages; --") == []
+
+
+async def test_counters_stay_consistent_under_concurrency(fresh_dsn: str) -> None:
+    pool = await create_pool(fresh_dsn, min_size=5, max_size=10)
+    try:
+        db = Database(pool)
+        user_id = await _user(db)
+        messages = MessageRepository(db)
+        results = await asyncio.gather(
+            *(
+                messages.add_user_message(
+                    user_id,
+                    "x",
+                    platform=Platform.TELEGRAM,
+                    chat_id="c",
+                    platform_message_id=str(i % 40),
+                )
+                for i in range(80)
+            )
+        )
+        assert sum(not r.duplicate for r in results) == 40
+        assert (await UserRepository(db).conversation(user_id)).message_count == 40
+        assert await messages.count(user_id) == 40
+    finally:
+        await pool.close()
