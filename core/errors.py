@@ -19,3 +19,7 @@ class DatabaseSetupError(StorageError):
 
 class MigrationError(DatabaseSetupError):
     """A migration failed or an applied migration was changed after it landed."""
+
+
+class DeliveryError(OnethreadError):
+    """A platform did not accept a message (blocked by the user, chat gone, ...)."""

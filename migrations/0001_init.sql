@@ -23,6 +23,8 @@ CREATE TABLE identities (
     platform_user_id  text NOT NULL,
     user_id           bigint NOT NULL REFERENCES users (id) ON DELETE CASCADE,
     username          text,
+    -- Where the bot can write to this person privately (broadcasts), once known.
+    private_chat_id   text,
     created_at        timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (platform, platform_user_id)
 );
@@ -58,6 +60,9 @@ CREATE TABLE messages (
     tokens_out           integer,
     model                text,
     response_ms          integer,
+    -- For replies: when the platform accepted it. A reply recorded but never delivered
+    -- (the process died in between) is sent again when the update is redelivered.
+    delivered_at         timestamptz,
     embedding            halfvec,
     search               tsvector GENERATED ALWAYS AS (to_tsvector('english', content)) STORED,
     created_at           timestamptz NOT NULL DEFAULT now(),
@@ -89,6 +94,7 @@ CREATE TABLE messages_archive (
     tokens_out           integer,
     model                text,
     response_ms          integer,
+    delivered_at         timestamptz,
     embedding            halfvec,
     search               tsvector GENERATED ALWAYS AS (to_tsvector('english', content)) STORED,
     created_at           timestamptz NOT NULL,
@@ -113,6 +119,7 @@ CREATE TABLE facts (
     is_private          boolean NOT NULL DEFAULT false,
     source_message_ids  bigint[] NOT NULL DEFAULT '{}',
     embedding           halfvec,
+    search              tsvector GENERATED ALWAYS AS (to_tsvector('english', content)) STORED,
     valid_from          timestamptz NOT NULL DEFAULT now(),
     invalid_at          timestamptz,
     created_at          timestamptz NOT NULL DEFAULT now(),
@@ -120,6 +127,7 @@ CREATE TABLE facts (
 );
 ALTER TABLE facts ALTER COLUMN embedding SET STORAGE MAIN;
 CREATE INDEX facts_user_id ON facts (user_id, id);
+CREATE INDEX facts_search ON facts USING gin (search);
 CREATE INDEX facts_embedding_384 ON facts
     USING hnsw ((embedding::halfvec(384)) halfvec_cosine_ops)
     WHERE vector_dims(embedding) = 384 AND invalid_at IS NULL;
@@ -133,13 +141,31 @@ CREATE TABLE conversation_context (
     updated_at            timestamptz NOT NULL DEFAULT now()
 );
 
+-- Per-user rate limit (a token bucket in its GCRA form: one "theoretical arrival
+-- time" per user), shared by every replica.
+CREATE TABLE rate_limits (
+    user_id  bigint PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
+    tat      timestamptz NOT NULL
+);
+
+-- Short-lived single-use codes: linking identities, confirming erasure.
+CREATE TABLE one_time_codes (
+    code        text PRIMARY KEY,
+    purpose     text NOT NULL CHECK (purpose IN ('link', 'delete')),
+    user_id     bigint NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    expires_at  timestamptz NOT NULL
+);
+CREATE INDEX one_time_codes_user ON one_time_codes (user_id);
+
+-- Who did what. A target user is referenced, not copied, so erasing the user
+-- leaves no trace of them here (the reference becomes NULL).
 CREATE TABLE admin_audit (
-    id        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    actor_id  bigint REFERENCES users (id) ON DELETE SET NULL,
-    action    text NOT NULL,
-    target    text,
-    details   jsonb NOT NULL DEFAULT '{}'::jsonb,
-    at        timestamptz NOT NULL DEFAULT now()
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    actor_id        bigint REFERENCES users (id) ON DELETE SET NULL,
+    action          text NOT NULL,
+    target_user_id  bigint REFERENCES users (id) ON DELETE SET NULL,
+    details         jsonb NOT NULL DEFAULT '{}'::jsonb,
+    at              timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX admin_audit_at ON admin_audit (at DESC);
 

@@ -15,13 +15,20 @@ import os
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 
 from bot.database import EmbeddedServer, prepare
+from config import Settings
+from core.embedding.local import LocalEmbedder
+from core.llm.client import ChatClient
+from core.services import Services
 from core.storage.database import Database, connect
+from core.tokens import TokenCounter
+from tests.fakes.openai_server import FakeOpenAI, echo_responder
 
 TEMPLATE = "onethread_test_template"
 _counter = itertools.count()
@@ -112,3 +119,72 @@ async def empty_dsn(server_dsn: str) -> AsyncIterator[str]:
     dsn = await _create_database(server_dsn, name)
     yield dsn
     await _drop_database(server_dsn, name)
+
+
+@pytest.fixture(scope="session")
+async def fake_llm() -> AsyncIterator[FakeOpenAI]:
+    """One fake OpenAI-compatible server for the session; tests reset what they change."""
+    async with FakeOpenAI(embedding_dimensions=384) as fake:
+        yield fake
+
+
+@pytest.fixture(autouse=True)
+def _reset_fake_llm(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    if "fake_llm" in request.fixturenames:
+        fake: FakeOpenAI = request.getfixturevalue("fake_llm")
+        fake.chat_requests.clear()
+        fake.embedding_requests.clear()
+        fake.responder = echo_responder
+        fake.supports_json_schema = True
+        fake.report_usage = True
+        fake.clear()
+
+
+@pytest.fixture(scope="session")
+async def local_embedder() -> AsyncIterator[LocalEmbedder]:
+    """The real offline embedder, loaded once."""
+    async with LocalEmbedder() as embedder:
+        yield embedder
+
+
+@pytest.fixture(scope="session")
+def token_counter() -> TokenCounter:
+    return TokenCounter.load()
+
+
+def make_settings(**overrides: Any) -> Settings:
+    """Settings for tests: defaults plus overrides, independent of the environment."""
+    base: dict[str, Any] = {"llm_model": "fake-model", "llm_max_retries": 0}
+    base.update(overrides)
+    return Settings.model_validate(base)
+
+
+@pytest.fixture
+async def llm_client(fake_llm: FakeOpenAI) -> AsyncIterator[ChatClient]:
+    async with ChatClient(
+        base_url=fake_llm.base_url,
+        api_key="sk-test-secret",
+        model="fake-model",
+        timeout=5,
+        max_retries=0,
+        stream_retry_delay=0.01,
+    ) as client:
+        yield client
+
+
+@pytest.fixture
+def services(
+    db: Database,
+    llm_client: ChatClient,
+    local_embedder: LocalEmbedder,
+    token_counter: TokenCounter,
+) -> Services:
+    """Everything core needs, on the rolled-back test connection."""
+    return Services(
+        settings=make_settings(),
+        db=db,
+        embedder=local_embedder,
+        llm=llm_client,
+        tokens=token_counter,
+    )

@@ -134,6 +134,29 @@ class FactRepository:
             )
         return [_fact(r) for r in rows]
 
+    async def search(
+        self,
+        user_id: int,
+        query: str,
+        *,
+        limit: int = 20,
+        include_private: bool = True,
+        conn: Connection | None = None,
+    ) -> list[tuple[Fact, float]]:
+        """Full-text search over the user's valid facts, best first, with their rank."""
+        async with self._db.connection(conn) as c:
+            rows = await c.fetch(
+                f"SELECT {_COLUMNS}, ts_rank_cd(search, q) AS rank"
+                " FROM facts, websearch_to_tsquery('english', $2) AS q"
+                " WHERE user_id = $1 AND invalid_at IS NULL AND ($4 OR NOT is_private)"
+                " AND search @@ q ORDER BY rank DESC, id LIMIT $3",
+                user_id,
+                query,
+                limit,
+                include_private,
+            )
+        return [(_fact(r), float(r["rank"])) for r in rows]
+
     async def all(self, user_id: int, *, conn: Connection | None = None) -> list[Fact]:
         """Every fact, invalidated ones included (for export), oldest first."""
         async with self._db.connection(conn) as c:

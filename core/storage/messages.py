@@ -141,8 +141,11 @@ class MessageRepository:
                 response_ms,
                 embedding,
             )
+            # The message answered, and earlier failed ones: their text was in the
+            # prompt's recent window, so this reply covers them too.
             await c.execute(
-                "UPDATE messages SET status = 'answered' WHERE id = $1 AND user_id = $2",
+                "UPDATE messages SET status = 'answered' WHERE user_id = $2"
+                " AND (id = $1 OR (id < $1 AND status = 'failed'))",
                 reply_to_id,
                 user_id,
             )
@@ -171,6 +174,30 @@ class MessageRepository:
                 message_id,
                 user_id,
                 status.value,
+            )
+
+    async def undelivered_reply(
+        self, user_id: int, message_id: int, *, conn: Connection | None = None
+    ) -> Message | None:
+        """The recorded reply to a message that never reached the platform, if any."""
+        async with self._db.connection(conn) as c:
+            row = await c.fetchrow(
+                f"SELECT {_COLUMNS}, false AS archived FROM messages"
+                " WHERE user_id = $1 AND reply_to_id = $2 AND role = 'assistant'"
+                " AND delivered_at IS NULL ORDER BY id DESC LIMIT 1",
+                user_id,
+                message_id,
+            )
+        return None if row is None else _message(row)
+
+    async def mark_delivered(
+        self, user_id: int, message_id: int, *, conn: Connection | None = None
+    ) -> None:
+        async with self._db.connection(conn) as c:
+            await c.execute(
+                "UPDATE messages SET delivered_at = now() WHERE id = $1 AND user_id = $2",
+                message_id,
+                user_id,
             )
 
     async def set_embedding(

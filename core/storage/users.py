@@ -185,6 +185,24 @@ class UserRepository:
                 username,
             )
 
+    async def remember_private_chat(
+        self,
+        platform: Platform,
+        platform_user_id: str,
+        chat_id: str,
+        *,
+        conn: Connection | None = None,
+    ) -> None:
+        """Where to reach this identity privately (for broadcasts)."""
+        async with self._db.connection(conn) as c:
+            await c.execute(
+                "UPDATE identities SET private_chat_id = $3 WHERE platform = $1"
+                " AND platform_user_id = $2 AND private_chat_id IS DISTINCT FROM $3",
+                platform.value,
+                platform_user_id,
+                chat_id,
+            )
+
     async def delete(self, user_id: int, *, conn: Connection | None = None) -> bool:
         """Erase a user; every table that holds user data cascades from `users`."""
         async with self._db.connection(conn) as c:

@@ -41,8 +41,10 @@ def test_admin_ids_and_groups_from_environment(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("LIMITS_RATE_PER_MINUTE", "5")
     monkeypatch.setenv("ARCHIVE_RETENTION_DAYS", "90")
     settings = load_settings()
-    assert settings.admin_ids == [AdminId(platform="telegram", platform_user_id="123"),
-                                  AdminId(platform="discord", platform_user_id="456")]
+    assert settings.admin_ids == [
+        AdminId(platform="telegram", platform_user_id="123"),
+        AdminId(platform="discord", platform_user_id="456"),
+    ]
     assert settings.is_admin("discord", "456")
     assert not settings.is_admin("telegram", "456")
     assert settings.limits.rate_per_minute == 5

@@ -135,6 +135,11 @@ class FakeOpenAI:
         """Queue reply texts; each is used once, before `responder` is asked."""
         self._replies.extend(texts)
 
+    def clear(self) -> None:
+        """Drop scripted replies and faults that a test left unused."""
+        self._replies.clear()
+        self._faults.clear()
+
     def push_fault(self, *faults: Fault) -> None:
         """Queue faults; each chat or embedding request consumes one."""
         self._faults.extend(faults)

@@ -1,0 +1,47 @@
+"""What the engine needs from a platform: a way to answer, and a way to reach people.
+
+Adapters implement these; the engine never knows which platform it talks to.
+Implementations handle the platform's limits themselves: splitting long text,
+rendering Markdown safely, throttling edits, waiting out rate limits.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from core.models import Platform
+
+
+class ReplySink(Protocol):
+    """One reply being written, shown progressively where the platform allows it."""
+
+    async def update(self, text: str) -> None:
+        """The reply so far. May be throttled or ignored; must not raise for delivery."""
+
+    async def finish(self, text: str) -> None:
+        """The complete reply: render it, split it to the platform's limits, send it."""
+
+
+class ReplyChannel(Protocol):
+    """The chat one inbound message came from."""
+
+    async def send(self, text: str) -> None:
+        """Send a complete message (command answers, notices)."""
+
+    async def send_file(self, filename: str, data: bytes, caption: str | None = None) -> None:
+        """Send a document (e.g. `/export`)."""
+
+    async def typing(self) -> None:
+        """Show that a reply is being prepared."""
+
+    def start_reply(self) -> ReplySink:
+        """Begin a (streamed) reply to the inbound message."""
+
+
+class Messenger(Protocol):
+    """Reaches a person outside a reply (broadcasts) on one platform."""
+
+    platform: Platform
+
+    async def send_private(self, chat_id: str, text: str) -> None:
+        """Send to a private chat; raise `DeliveryError` when it cannot be delivered."""

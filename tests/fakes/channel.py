@@ -1,0 +1,49 @@
+"""A `ReplyChannel` that records what the engine sends, for tests of core without a platform."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class RecordingSink:
+    updates: list[str] = field(default_factory=list)
+    final: str | None = None
+
+    async def update(self, text: str) -> None:
+        self.updates.append(text)
+
+    async def finish(self, text: str) -> None:
+        self.final = text
+
+
+@dataclass
+class RecordingChannel:
+    sent: list[str] = field(default_factory=list)
+    files: list[tuple[str, bytes, str | None]] = field(default_factory=list)
+    typing_count: int = 0
+    replies: list[RecordingSink] = field(default_factory=list)
+
+    async def send(self, text: str) -> None:
+        self.sent.append(text)
+
+    async def send_file(self, filename: str, data: bytes, caption: str | None = None) -> None:
+        self.files.append((filename, data, caption))
+
+    async def typing(self) -> None:
+        self.typing_count += 1
+
+    def start_reply(self) -> RecordingSink:
+        sink = RecordingSink()
+        self.replies.append(sink)
+        return sink
+
+    @property
+    def texts(self) -> list[str]:
+        """Everything the user saw, in order: notices and finished replies."""
+        return self.sent + [r.final for r in self.replies if r.final is not None]
+
+    @property
+    def last(self) -> str:
+        finals = [r.final for r in self.replies if r.final is not None]
+        return (self.sent + finals)[-1]
