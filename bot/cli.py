@@ -7,15 +7,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import sys
 from collections.abc import Sequence
 
 import asyncpg
 
+from adapters.console import run_console
 from bot.database import open_database, stop_embedded
 from bot.logs import configure_logging
+from bot.run import missing_platform_settings, run_service
+from bot.services import build_services
 from config import Settings, SettingsError, load_settings
+from core.engine import Engine
 from core.errors import OnethreadError
+from core.persona import load_persona
 from core.storage import migrations
 
 EXIT_FAILED = 1
@@ -28,6 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("run", help="migrate the database and run the bot on every platform")
     migrate = commands.add_parser("migrate", help="apply database migrations")
     migrate.add_argument("--status", action="store_true", help="list migrations, apply nothing")
+    chat = commands.add_parser("chat", help="chat in the terminal through the full pipeline")
+    chat.add_argument("--user", default=None, help="who you are (default: your login name)")
     db = commands.add_parser("db", help="show where the database is (connection string for psql)")
     db.add_argument("--stop", action="store_true", help="stop an embedded server left running")
     return parser
@@ -53,22 +61,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _run(settings: Settings, args: argparse.Namespace) -> int:
-    async with open_database(settings):
-        missing = _missing_platform_settings(settings)
+    async with open_database(settings) as location:
+        missing = missing_platform_settings(settings)
         if missing:
-            print(f"onethread: {missing}", file=sys.stderr)
+            print(f"onethread: {missing} The database is ready.", file=sys.stderr)
             return EXIT_CONFIG
-        print("onethread: no platform adapter is available yet", file=sys.stderr)
-        return EXIT_FAILED
+        await run_service(settings, location)
+    return 0
 
 
-def _missing_platform_settings(settings: Settings) -> str | None:
-    if settings.telegram_bot_token is None and settings.discord_bot_token is None:
-        return (
-            "no platform is configured: set TELEGRAM_BOT_TOKEN and/or DISCORD_BOT_TOKEN "
-            "(see README.md, 'Setting up the bots'). The database is ready."
-        )
-    return None
+async def _chat(settings: Settings, args: argparse.Namespace) -> int:
+    user = args.user or getpass.getuser()
+    async with open_database(settings) as location, build_services(settings, location) as services:
+        engine = Engine(services, persona=load_persona(settings.context.persona_file))
+        await run_console(engine, user)
+    return 0
 
 
 async def _migrate(settings: Settings, args: argparse.Namespace) -> int:
@@ -113,4 +120,4 @@ def _stop_db(settings: Settings) -> int:
     return 0
 
 
-_COMMANDS = {"run": _run, "migrate": _migrate, "db": _db}
+_COMMANDS = {"run": _run, "migrate": _migrate, "db": _db, "chat": _chat}

@@ -178,12 +178,20 @@ class Settings(BaseSettings):
     telegram_webhook_url: AnyHttpUrl | None = None
     telegram_webhook_secret: SecretStr | None = None
 
+    # Where the webhook server listens (behind your TLS-terminating proxy).
+    telegram_webhook_listen: str = "0.0.0.0"  # noqa: S104 - a server's bind address
+    telegram_webhook_port: Annotated[int, Field(ge=1, le=65535)] = 8443
+
     discord_bot_token: SecretStr | None = None
+    # Sharding over several processes: this process's shard ids out of the total count.
+    discord_shard_ids: Annotated[list[int] | None, NoDecode] = None
+    discord_shard_count: PositiveInt | None = None
 
     admin_ids: Annotated[list[AdminId], NoDecode] = Field(default_factory=list)
 
     log_level: str = "INFO"
     log_format: LogFormat = LogFormat.TEXT
+    http_host: str = "0.0.0.0"  # noqa: S104 - a server's bind address
     http_port: Annotated[int, Field(ge=0, le=65535)] = 8080
 
     db: DatabaseSettings = Field(default_factory=DatabaseSettings)
@@ -193,6 +201,18 @@ class Settings(BaseSettings):
     archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
 
     _admin_ids = field_validator("admin_ids", mode="before")(_parse_admin_ids)
+
+    @field_validator("discord_shard_ids", mode="before")
+    @classmethod
+    def _parse_shard_ids(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if not value.strip():
+                return None
+            try:
+                return [int(part) for part in value.replace(";", ",").split(",") if part.strip()]
+            except ValueError:
+                raise ValueError("must be a comma-separated list of shard numbers") from None
+        return value
 
     @field_validator("log_level")
     @classmethod
@@ -215,6 +235,11 @@ class Settings(BaseSettings):
             ]
             if missing:
                 raise ValueError(f"TELEGRAM_MODE=webhook needs {' and '.join(missing)}")
+        if self.discord_shard_ids is not None:
+            if self.discord_shard_count is None:
+                raise ValueError("DISCORD_SHARD_IDS needs DISCORD_SHARD_COUNT")
+            if any(not 0 <= shard < self.discord_shard_count for shard in self.discord_shard_ids):
+                raise ValueError("DISCORD_SHARD_IDS must be between 0 and DISCORD_SHARD_COUNT - 1")
         return self
 
     @property

@@ -15,13 +15,13 @@ import numpy as np
 from core.models import Message, MessageRole, MessageStatus, Platform
 from core.storage.database import Connection, Database
 
-_COLUMNS = (
+MESSAGE_COLUMNS = (
     "id, user_id, role, content, platform, chat_id, platform_message_id, reply_to_id, status,"
     " created_at, context_snapshot, tokens_in, tokens_out, model, response_ms"
 )
 
 
-def _message(row: asyncpg.Record, *, archived: bool | None = None) -> Message:
+def message_from_row(row: asyncpg.Record, *, archived: bool | None = None) -> Message:
     return Message(
         id=row["id"],
         user_id=row["user_id"],
@@ -80,7 +80,7 @@ class MessageRepository:
                 " platform_message_id, status, embedding)"
                 " VALUES ($1, 'user', $2, $3, $4, $5, 'pending', $6)"
                 " ON CONFLICT ON CONSTRAINT messages_platform_message_unique DO NOTHING"
-                f" RETURNING {_COLUMNS}, false AS archived",
+                f" RETURNING {MESSAGE_COLUMNS}, false AS archived",
                 user_id,
                 content,
                 platform.value,
@@ -90,7 +90,7 @@ class MessageRepository:
             )
             if row is None:
                 existing = await c.fetchrow(
-                    f"SELECT {_COLUMNS}, false AS archived FROM messages"
+                    f"SELECT {MESSAGE_COLUMNS}, false AS archived FROM messages"
                     " WHERE platform = $1 AND chat_id IS NOT DISTINCT FROM $2"
                     " AND platform_message_id = $3",
                     platform.value,
@@ -98,13 +98,13 @@ class MessageRepository:
                     platform_message_id,
                 )
                 assert existing is not None
-                return StoredUserMessage(_message(existing), duplicate=True)
+                return StoredUserMessage(message_from_row(existing), duplicate=True)
             await c.execute(
                 "UPDATE conversations SET message_count = message_count + 1,"
                 " last_activity_at = now() WHERE user_id = $1",
                 user_id,
             )
-            return StoredUserMessage(_message(row), duplicate=False)
+            return StoredUserMessage(message_from_row(row), duplicate=False)
 
     async def add_assistant_message(
         self,
@@ -128,7 +128,7 @@ class MessageRepository:
                 "INSERT INTO messages (user_id, role, content, platform, chat_id, reply_to_id,"
                 " context_snapshot, tokens_in, tokens_out, model, response_ms, embedding)"
                 " VALUES ($1, 'assistant', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
-                f" RETURNING {_COLUMNS}, false AS archived",
+                f" RETURNING {MESSAGE_COLUMNS}, false AS archived",
                 user_id,
                 content,
                 platform.value,
@@ -158,7 +158,7 @@ class MessageRepository:
                 tokens_out,
             )
         assert row is not None
-        return _message(row)
+        return message_from_row(row)
 
     async def set_status(
         self,
@@ -182,13 +182,13 @@ class MessageRepository:
         """The recorded reply to a message that never reached the platform, if any."""
         async with self._db.connection(conn) as c:
             row = await c.fetchrow(
-                f"SELECT {_COLUMNS}, false AS archived FROM messages"
+                f"SELECT {MESSAGE_COLUMNS}, false AS archived FROM messages"
                 " WHERE user_id = $1 AND reply_to_id = $2 AND role = 'assistant'"
                 " AND delivered_at IS NULL ORDER BY id DESC LIMIT 1",
                 user_id,
                 message_id,
             )
-        return None if row is None else _message(row)
+        return None if row is None else message_from_row(row)
 
     async def mark_delivered(
         self, user_id: int, message_id: int, *, conn: Connection | None = None
@@ -221,13 +221,14 @@ class MessageRepository:
     ) -> Message | None:
         async with self._db.connection(conn) as c:
             row = await c.fetchrow(
-                f"SELECT {_COLUMNS}, false AS archived FROM messages WHERE id = $1 AND user_id = $2"
-                f" UNION ALL SELECT {_COLUMNS}, true FROM messages_archive"
+                f"SELECT {MESSAGE_COLUMNS}, false AS archived FROM messages"
+                " WHERE id = $1 AND user_id = $2"
+                f" UNION ALL SELECT {MESSAGE_COLUMNS}, true FROM messages_archive"
                 " WHERE id = $1 AND user_id = $2",
                 message_id,
                 user_id,
             )
-        return None if row is None else _message(row)
+        return None if row is None else message_from_row(row)
 
     async def recent(
         self, user_id: int, limit: int, *, conn: Connection | None = None
@@ -235,12 +236,12 @@ class MessageRepository:
         """The newest `limit` live messages, oldest first (the prompt's recent window)."""
         async with self._db.connection(conn) as c:
             rows = await c.fetch(
-                f"SELECT {_COLUMNS}, false AS archived FROM messages WHERE user_id = $1"
+                f"SELECT {MESSAGE_COLUMNS}, false AS archived FROM messages WHERE user_id = $1"
                 " ORDER BY id DESC LIMIT $2",
                 user_id,
                 limit,
             )
-        return [_message(r) for r in reversed(rows)]
+        return [message_from_row(r) for r in reversed(rows)]
 
     async def history(
         self,
@@ -255,17 +256,17 @@ class MessageRepository:
         cursor = before_id if before_id is not None else 2**63 - 1
         async with self._db.connection(conn) as c:
             rows = await c.fetch(
-                f"(SELECT {_COLUMNS}, false AS archived FROM messages"
+                f"(SELECT {MESSAGE_COLUMNS}, false AS archived FROM messages"
                 "  WHERE user_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3)"
                 " UNION ALL"
-                f" (SELECT {_COLUMNS}, true FROM messages_archive"
+                f" (SELECT {MESSAGE_COLUMNS}, true FROM messages_archive"
                 "  WHERE user_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3)"
                 " ORDER BY id DESC LIMIT $3",
                 user_id,
                 cursor,
                 limit,
             )
-        return [_message(r) for r in rows]
+        return [message_from_row(r) for r in rows]
 
     async def search(
         self, user_id: int, query: str, *, limit: int = 20, conn: Connection | None = None
@@ -274,11 +275,11 @@ class MessageRepository:
         async with self._db.connection(conn) as c:
             rows = await c.fetch(
                 "WITH q AS (SELECT websearch_to_tsquery('english', $2) AS q)"
-                f" (SELECT {_COLUMNS}, false AS archived, ts_rank_cd(search, q.q) AS rank"
+                f" (SELECT {MESSAGE_COLUMNS}, false AS archived, ts_rank_cd(search, q.q) AS rank"
                 "   FROM messages, q WHERE user_id = $1 AND search @@ q.q"
                 "   ORDER BY rank DESC, id DESC LIMIT $3)"
                 " UNION ALL"
-                f" (SELECT {_COLUMNS}, true, ts_rank_cd(search, q.q) AS rank"
+                f" (SELECT {MESSAGE_COLUMNS}, true, ts_rank_cd(search, q.q) AS rank"
                 "   FROM messages_archive, q WHERE user_id = $1 AND search @@ q.q"
                 "   ORDER BY rank DESC, id DESC LIMIT $3)"
                 " ORDER BY rank DESC, id DESC LIMIT $3",
@@ -286,7 +287,7 @@ class MessageRepository:
                 query,
                 limit,
             )
-        return [SearchHit(_message(r), float(r["rank"])) for r in rows]
+        return [SearchHit(message_from_row(r), float(r["rank"])) for r in rows]
 
     async def count(self, user_id: int, *, conn: Connection | None = None) -> int:
         async with self._db.connection(conn) as c:

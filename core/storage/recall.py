@@ -8,8 +8,10 @@ Two plans, chosen per user by size:
   fastest plan.
 - approximate: for a user with more rows than `exact_max_rows`, the partial HNSW index of
   the configured dimension is scanned with `hnsw.iterative_scan`, which keeps scanning
-  until enough of *this user's* rows have been found. Rows of other users are filtered
-  out by the same `user_id` predicate, so they can never be returned.
+  until enough of *this user's* rows have been found; a few times `k` candidates per
+  source are re-sorted by exact distance. Rows of other users are filtered out by the
+  same `user_id` predicate, so they can never be returned. Plans are custom per call
+  (see `_APPROXIMATE_SETTINGS`).
 The switch-over point is measured in benchmarks/foundation.py (docs/benchmarks.md).
 """
 
@@ -28,7 +30,27 @@ from core.storage.database import Connection, Database
 
 # Candidates the HNSW scan keeps per step. 100 gave recall@10 0.68 on clustered 384-dim
 # data with a user owning half the rows; 400 gave 0.98 (tests/core/storage/test_recall.py).
+# On the foundation benchmark (a 50k-row user among 1.1M rows) 400 gives 0.91 and 800
+# gives 0.96 at twice the latency (docs/benchmarks.md).
 EF_SEARCH = 400
+# Each source's HNSW scan returns this many of the user's rows (at least), in the index's
+# approximate order; the outer query re-sorts them by exact distance and keeps k.
+CANDIDATES_PER_K = 4
+MIN_CANDIDATES = 40
+# Settings of an approximate recall, sent in one round trip inside its transaction.
+# - relaxed_order: the iterative scan may return rows slightly out of order, which the
+#   re-sort above repairs; measured lower latency than strict_order at the same
+#   recall.
+# - force_custom_plan: asyncpg prepares statements, and after five runs PostgreSQL may
+#   switch to a generic plan, which cannot see that `user_id = $1` is a heavy user and
+#   picks the B-tree: recall then silently became an exact scan of 50k rows (60-350 ms).
+#   A custom plan also lets the planner pick, per source, the B-tree for a source where
+#   this user has few rows (e.g. few facts) and HNSW where they have many.
+_APPROXIMATE_SETTINGS = (
+    "SET LOCAL hnsw.iterative_scan = relaxed_order;"
+    f" SET LOCAL hnsw.ef_search = {EF_SEARCH:d};"
+    " SET LOCAL plan_cache_mode = force_custom_plan"
+)
 
 
 class Source(StrEnum):
@@ -75,11 +97,14 @@ def _query(sources: Collection[Source], dimensions: int, approximate: bool) -> s
     else:
         # A plain expression the HNSW index does not match: exact ordering.
         distance = "embedding <=> $2"
+    # Approximate: over-fetch, the outer ORDER BY re-sorts by exact distance.
+    limit = f"greatest($3 * {CANDIDATES_PER_K:d}, {MIN_CANDIDATES:d})" if approximate else "$3"
     parts = []
     for source in sorted(sources):
         select = _SELECTS[source].format(distance=distance)
         parts.append(
-            f"({select} AND vector_dims(embedding) = {dimensions:d} ORDER BY distance LIMIT $3)"
+            f"({select} AND vector_dims(embedding) = {dimensions:d}"
+            f" ORDER BY distance LIMIT {limit})"
         )
     # Every parameter is typed here, whichever sources the query reads (an unused CTE
     # costs nothing, and PostgreSQL refuses parameters whose type it cannot infer).
@@ -130,8 +155,7 @@ class RecallRepository:
             args = (user_id, vector, k, include_private, list(exclude_message_ids))
             if approximate:
                 async with c.transaction():
-                    await c.execute("SET LOCAL hnsw.iterative_scan = strict_order")
-                    await c.execute(f"SET LOCAL hnsw.ef_search = {EF_SEARCH:d}")
+                    await c.execute(_APPROXIMATE_SETTINGS)
                     rows = await c.fetch(query, *args)
             else:
                 rows = await c.fetch(query, *args)
@@ -161,7 +185,7 @@ class RecallRepository:
         query = self._queries[(ALL_SOURCES, approximate)]
         async with self._db.connection(conn) as c, c.transaction():
             if approximate:
-                await c.execute("SET LOCAL hnsw.iterative_scan = strict_order")
+                await c.execute(_APPROXIMATE_SETTINGS)
             rows = await c.fetch("EXPLAIN " + query, user_id, vector, k, True, [])
         return "\n".join(r[0] for r in rows)
 

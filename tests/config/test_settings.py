@@ -17,6 +17,8 @@ _OUR_VARIABLES = (
     "HTTP_PORT",
     "TELEGRAM_MODE",
     "OPENAI_API_KEY",
+    "DISCORD_SHARD_IDS",
+    "DISCORD_SHARD_COUNT",
 )
 
 
@@ -105,3 +107,17 @@ def test_cli_exits_2_with_every_problem_and_no_traceback(tmp_path: Path) -> None
     assert "HTTP_PORT" in result.stderr
     assert "EMBEDDING_PROVIDER" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_discord_shards(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DISCORD_SHARD_IDS", "0,2")
+    monkeypatch.setenv("DISCORD_SHARD_COUNT", "4")
+    settings = load_settings()
+    assert settings.discord_shard_ids == [0, 2]
+    assert settings.discord_shard_count == 4
+    monkeypatch.setenv("DISCORD_SHARD_IDS", "0,4")
+    with pytest.raises(SettingsError, match="between 0 and DISCORD_SHARD_COUNT"):
+        load_settings()
+    monkeypatch.setenv("DISCORD_SHARD_IDS", "zero")
+    with pytest.raises(SettingsError, match="DISCORD_SHARD_IDS"):
+        load_settings()

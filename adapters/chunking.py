@@ -1,0 +1,69 @@
+"""Split a long reply into messages that fit a platform's limit.
+
+Splits at the last paragraph break, else line break, else sentence end, else space
+before the limit. A fenced code block (```) is never broken in the middle of a line:
+when a block must be split, the chunk closes the fence and the next chunk reopens it
+with the same language tag, so each message renders on its own.
+"""
+
+from __future__ import annotations
+
+import re
+
+_SENTENCE_END = re.compile(r"[.!?…](?=\s)")
+
+
+def _cut_point(text: str, limit: int) -> int:
+    window = text[:limit]
+    for separator in ("\n\n", "\n"):
+        index = window.rfind(separator)
+        if index > limit // 4:
+            return index + len(separator)
+    ends = [m.end() for m in _SENTENCE_END.finditer(window)]
+    if ends and ends[-1] > limit // 4:
+        return ends[-1]
+    index = window.rfind(" ")
+    if index > limit // 4:
+        return index + 1
+    return limit
+
+
+def _open_fence(text: str) -> str | None:
+    """The opening fence line (e.g. "```python") left open at the end of text, if any."""
+    fence = None
+    for line in text.split("\n"):
+        stripped = line.strip()
+        if stripped.startswith("```"):
+            fence = None if fence is not None else stripped
+    return fence
+
+
+def split_message(text: str, limit: int) -> list[str]:
+    """Chunks of at most `limit` characters whose concatenation keeps all the content."""
+    if limit < 32:
+        raise ValueError("limit too small to split sensibly")
+    chunks: list[str] = []
+    rest = text
+    prefix = ""
+    while rest:
+        rest = prefix + rest
+        if len(rest) <= limit:
+            chunks.append(rest)
+            break
+        # Leave room to close a code block opened in this chunk.
+        cut = _cut_point(rest, limit - 4)
+        chunk = rest[:cut]
+        fence = _open_fence(chunk)
+        if fence is not None:
+            if not chunk.endswith("\n"):
+                newline = chunk.rfind("\n")
+                if newline > len(fence):
+                    cut = newline + 1
+                    chunk = rest[:cut]
+            chunk = chunk.rstrip("\n") + "\n```"
+            prefix = fence + "\n"
+        else:
+            prefix = ""
+        chunks.append(chunk.rstrip())
+        rest = rest[cut:].lstrip() if fence is None else rest[cut:]
+    return [c for c in chunks if c.strip()]

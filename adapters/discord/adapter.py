@@ -1,0 +1,257 @@
+"""`DiscordAdapter`: the bot's Discord presence, with an explicit async lifecycle.
+
+    adapter = DiscordAdapter(engine, token=..., commands=COMMANDS.values())
+    await adapter.start()     # log in, sync slash commands, connect; returns once ready
+    ...                       # adapter.messenger reaches users for broadcasts
+    await adapter.stop()      # stop taking events, let handlers finish, disconnect
+
+Each gateway event runs in its own task (discord.py dispatches that way); the adapter
+only translates and hands it to `Engine.handle`, which owns every policy. Edited
+messages (MESSAGE_UPDATE) are deliberately ignored: the bot already answered the
+original, and answering edits would fork the one conversation.
+
+Sharding: discord.py's `AutoShardedClient` runs this process's `shard_ids` out of
+`shard_count` (both from DISCORD_SHARD_IDS / DISCORD_SHARD_COUNT); without them Discord
+recommends the count and this process runs every shard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Any
+
+import discord
+
+from adapters.discord.channel import (
+    EDIT_INTERVAL,
+    Clock,
+    DiscordMessenger,
+    DiscordReplyChannel,
+    InteractionOutlet,
+    MessageOutlet,
+)
+from adapters.discord.slash import build_tree
+from adapters.discord.translate import command_inbound, to_inbound
+from core.commands.base import Command
+from core.engine import Engine
+from core.errors import OnethreadError
+
+logger = logging.getLogger(__name__)
+
+INTENTS = discord.Intents(guilds=True, guild_messages=True, dm_messages=True, message_content=True)
+"""MESSAGE CONTENT is privileged: without it guild messages arrive with empty text
+unless they mention the bot, so replies to the bot could not be read."""
+
+
+class DiscordStartError(OnethreadError):
+    """The bot could not log in, sync its commands or connect to the gateway."""
+
+
+class _Client(discord.AutoShardedClient):
+    """discord.py calls `on_<event>` methods; these forward to the adapter."""
+
+    def __init__(
+        self,
+        on_message: Callable[[discord.Message], Awaitable[None]],
+        **options: Any,
+    ) -> None:
+        # Voice is never used; don't warn about its missing libraries at every start.
+        discord.VoiceClient.warn_nacl = False
+        discord.VoiceClient.warn_dave = False
+        super().__init__(intents=INTENTS, **options)
+        self._forward_message = on_message
+
+    async def on_message(self, message: discord.Message) -> None:
+        await self._forward_message(message)
+
+
+class DiscordAdapter:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        token: str,
+        commands: Sequence[Command],
+        shard_ids: list[int] | None = None,
+        shard_count: int | None = None,
+        ready_timeout: float = 60.0,
+        stop_timeout: float = 10.0,
+        guild_ready_timeout: float = 2.0,
+        edit_interval: float = EDIT_INTERVAL,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        """`guild_ready_timeout` is how long discord.py waits for further guilds
+        after READY before it calls the shard ready; tests make it short."""
+        if shard_ids is not None and shard_count is None:
+            raise ValueError("shard_ids need shard_count")
+        self._engine = engine
+        self._token = token
+        self._ready_timeout = ready_timeout
+        self._stop_timeout = stop_timeout
+        self._edit_interval = edit_interval
+        self._clock = clock
+        self._client = _Client(
+            self._on_message,
+            shard_ids=shard_ids,
+            shard_count=shard_count,
+            guild_ready_timeout=guild_ready_timeout,
+            chunk_guilds_at_startup=False,
+        )
+        self._tree = build_tree(self._client, commands, self._on_command)
+        self.messenger = DiscordMessenger(self._client)
+        self._gateway: asyncio.Task[None] | None = None
+        self._logged_in = False
+        self._started = False
+        self._accepting = False
+        self._in_flight: set[asyncio.Task[Any]] = set()
+        self.processed = 0
+        """Events finished since start, ignored ones included (for tests and health)."""
+
+    @property
+    def connected(self) -> bool:
+        """Started, ready, and every shard of this process has an open gateway."""
+        client = self._client
+        if self._gateway is None or self._gateway.done() or client.is_closed():
+            return False
+        shards = client.shards.values()
+        return client.is_ready() and all(not shard.is_closed() for shard in shards)
+
+    @property
+    def in_flight(self) -> int:
+        """Events being handled right now."""
+        return len(self._in_flight)
+
+    async def start(self) -> None:
+        """Log in, sync the slash commands, connect every shard; return once ready.
+
+        On failure everything opened so far is closed again and `DiscordStartError`
+        is raised.
+        """
+        if self._gateway is not None or self._logged_in:
+            raise RuntimeError("a DiscordAdapter starts once")
+        client = self._client
+        try:
+            self._logged_in = True
+            await client.login(self._token)
+            synced = await self._tree.sync()
+            logger.info("discord slash commands synced: %s", len(synced))
+            self._accepting = True
+            self._gateway = asyncio.create_task(client.connect(), name="discord-gateway")
+            self._gateway.add_done_callback(self._gateway_ended)
+            await self._wait_ready(self._gateway)
+        except asyncio.CancelledError:
+            await self._close()
+            raise
+        except Exception as exc:
+            await self._close()
+            if isinstance(exc, DiscordStartError):
+                raise
+            raise DiscordStartError(f"discord did not start: {type(exc).__name__}: {exc}") from exc
+        self._started = True
+        user = client.user
+        logger.info(
+            "discord connected as %s, shards %s of %s",
+            user.id if user else None,
+            client.shard_ids or "all",
+            client.shard_count,
+        )
+
+    async def _wait_ready(self, gateway: asyncio.Task[None]) -> None:
+        ready = asyncio.create_task(self._client.wait_until_ready())
+        try:
+            done, _ = await asyncio.wait(
+                {ready, gateway}, timeout=self._ready_timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            ready.cancel()
+        if ready in done:
+            return
+        if gateway in done:
+            raise DiscordStartError(
+                "the gateway closed before the bot was ready"
+            ) from gateway.exception()
+        raise DiscordStartError(f"not ready within {self._ready_timeout} s")
+
+    async def stop(self) -> None:
+        """Stop taking events, give handlers `stop_timeout` seconds, then disconnect."""
+        self._accepting = False
+        pending = set(self._in_flight)
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=self._stop_timeout)
+            if late:
+                logger.warning("cancelling %s discord handlers still running", len(late))
+                for task in late:
+                    task.cancel()
+                await asyncio.gather(*late, return_exceptions=True)
+        await self._close()
+
+    async def _close(self) -> None:
+        self._accepting = False
+        if self._logged_in and not self._client.is_closed():
+            await self._client.close()
+        gateway, self._gateway = self._gateway, None
+        if gateway is None or gateway.done():
+            return  # an early end was reported by `_gateway_ended`
+        try:
+            await gateway
+        except Exception:
+            logger.warning("discord gateway ended with an error while closing", exc_info=True)
+
+    def _gateway_ended(self, task: asyncio.Task[None]) -> None:
+        """Report a gateway that gave up (fatal close code, intents refused) at once;
+        `connected` turns false, which is what health checks watch."""
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None and self._started:  # during `start` it is raised instead
+            logger.error("discord gateway stopped: %s", type(error).__name__, exc_info=error)
+
+    async def _on_message(self, message: discord.Message) -> None:
+        me = self._client.user
+        if not self._accepting or me is None:
+            return
+        with self._tracked():
+            inbound = to_inbound(message, me)
+            if inbound is None:
+                return
+            outlet = MessageOutlet(message, quote=not inbound.is_private)
+            await self._engine.handle(inbound, self._reply_channel(outlet))
+
+    async def _on_command(self, interaction: discord.Interaction, name: str, args: str) -> None:
+        if not self._accepting:
+            return
+        with self._tracked():
+            inbound = command_inbound(interaction, name, args)
+            try:
+                # Within Discord's 3 s; the engine's answer edits this "thinking..." state.
+                await interaction.response.defer(ephemeral=not inbound.is_private, thinking=True)
+            except discord.HTTPException as exc:
+                logger.warning(
+                    "could not defer interaction %s: HTTP %s", interaction.id, exc.status
+                )
+                return
+            outlet = InteractionOutlet(interaction, ephemeral=not inbound.is_private)
+            await self._engine.handle(inbound, self._reply_channel(outlet))
+
+    def _reply_channel(self, outlet: InteractionOutlet | MessageOutlet) -> DiscordReplyChannel:
+        return DiscordReplyChannel(outlet, clock=self._clock, interval=self._edit_interval)
+
+    @contextlib.contextmanager
+    def _tracked(self) -> Iterator[None]:
+        """Count the current task as in flight so `stop` can wait for it; log what
+        escapes the engine (which should be nothing), never the message text."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._in_flight.add(task)
+        try:
+            yield
+        except Exception:
+            logger.exception("a discord event handler failed")
+        finally:
+            if task is not None:
+                self._in_flight.discard(task)
+            self.processed += 1

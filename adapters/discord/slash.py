@@ -1,0 +1,80 @@
+"""The core commands as Discord slash commands.
+
+Each command gets one optional string option `args` when its usage line has arguments
+(`/forget <number|all>`); what the user types there is handed to the engine as the text
+`/name args`, exactly like a typed command, so parsing and policy stay in core. Admin
+commands carry `default_member_permissions = administrator`, which hides them from
+everybody else in guilds; that is only a convenience: the engine checks ADMIN_IDS and
+roles on every call, so a forged interaction gets the usual refusal.
+
+Commands are global, usable in guilds and in the bot's DMs, installed with the bot
+(not user-installable: a user install would let them run in DMs between two other
+people, where the bot cannot answer).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any
+
+import discord
+from discord import app_commands
+
+from core.commands.base import Command
+
+Runner = Callable[[discord.Interaction, str, str], Awaitable[None]]
+"""Called with (interaction, command name, arguments) for every slash command used."""
+
+ADMIN_PERMISSIONS = discord.Permissions(administrator=True)
+_DESCRIPTION_MAX = 100
+
+
+def arguments_of(usage: str) -> str:
+    """`/forget <number|all>` -> `<number|all>`; empty when the command takes none."""
+    return usage.partition(" ")[2].strip()
+
+
+def build_tree(
+    client: discord.Client, commands: Sequence[Command], run: Runner
+) -> app_commands.CommandTree[discord.Client]:
+    tree: app_commands.CommandTree[discord.Client] = app_commands.CommandTree(
+        client,
+        allowed_contexts=app_commands.AppCommandContext(guild=True, dm_channel=True),
+        allowed_installs=app_commands.AppInstallationType(guild=True),
+    )
+    for command in commands:
+        tree.add_command(slash_command(command, run))
+    return tree
+
+
+def slash_command(command: Command, run: Runner) -> app_commands.Command[Any, ..., None]:
+    arguments = arguments_of(command.usage)
+    callback = (
+        _with_args(command.name, arguments, run) if arguments else _no_args(command.name, run)
+    )
+    slash: app_commands.Command[Any, ..., None] = app_commands.Command(
+        name=command.name,
+        description=command.description[:_DESCRIPTION_MAX],
+        callback=callback,
+    )
+    if command.admin:
+        slash.default_permissions = ADMIN_PERMISSIONS
+    return slash
+
+
+Callback = Callable[..., Coroutine[Any, Any, None]]
+
+
+def _no_args(name: str, run: Runner) -> Callback:
+    async def callback(interaction: discord.Interaction) -> None:
+        await run(interaction, name, "")
+
+    return callback
+
+
+def _with_args(name: str, arguments: str, run: Runner) -> Callback:
+    async def callback(interaction: discord.Interaction, args: str | None = None) -> None:
+        await run(interaction, name, args or "")
+
+    app_commands.describe(args=arguments[:_DESCRIPTION_MAX])(callback)
+    return callback

@@ -1,0 +1,69 @@
+"""Runs update handlers: one chat's updates in arrival order, different chats at once.
+
+Both polling and webhooks feed updates here, and both need to know when an update's
+handler has finished (that is when it may be acknowledged), so `submit` returns the
+handler's task. Handler errors are logged here, once; a handler that hangs is
+cancelled after `handler_timeout` so it cannot hold back acknowledgements forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from telegram import Update
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[Update], Awaitable[None]]
+
+
+class Dispatcher:
+    def __init__(self, handle: Handler, *, handler_timeout: float) -> None:
+        self._handle = handle
+        self._handler_timeout = handler_timeout
+        self._tails: dict[str, asyncio.Task[None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def submit(self, update: Update) -> asyncio.Task[None]:
+        """Start handling `update` after the chat's earlier updates; the task never fails."""
+        chat = update.effective_chat
+        key = f"chat:{chat.id}" if chat is not None else f"update:{update.update_id}"
+        task = asyncio.create_task(self._run(self._tails.get(key), update))
+        self._tails[key] = task
+        self._tasks.add(task)
+
+        def forget(done: asyncio.Task[None]) -> None:
+            self._tasks.discard(done)
+            if self._tails.get(key) is done:
+                del self._tails[key]
+
+        task.add_done_callback(forget)
+        return task
+
+    async def _run(self, previous: asyncio.Task[None] | None, update: Update) -> None:
+        if previous is not None:
+            await asyncio.wait([previous])
+        try:
+            async with asyncio.timeout(self._handler_timeout):
+                await self._handle(update)
+        except TimeoutError:
+            logger.error("telegram update %s took too long and was cancelled", update.update_id)
+        except Exception:
+            logger.exception("handling telegram update %s failed", update.update_id)
+
+    @property
+    def busy(self) -> int:
+        return len(self._tasks)
+
+    async def drain(self, grace: float) -> None:
+        """Let running handlers finish within `grace` seconds; cancel the rest."""
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+        if pending:
+            logger.warning("cancelling %s telegram handlers still running", len(pending))
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)

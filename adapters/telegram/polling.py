@@ -1,0 +1,119 @@
+"""Long polling that acknowledges an update only after its handler has finished.
+
+Telegram forgets updates below the `offset` of the next getUpdates call. PTB's
+`Updater` advances that offset as soon as updates are fetched (they are acknowledged
+by the following call, while they may still sit unprocessed in its queue), so a crash
+loses them. Here the offset is the lowest update id whose handler is still running
+(or one past the highest seen when none is). A crash or kill therefore makes Telegram
+deliver again every update whose handler had not finished; the engine deduplicates
+messages it already stored, and answers those it stored but never answered.
+
+Handlers of different chats run concurrently, so one slow reply does not hold up other
+chats: the loop keeps polling. Updates still being handled come back in those polls
+and are skipped; when a poll brings nothing new, the loop waits for a handler to
+finish (or `idle_wait`) rather than asking again at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from contextlib import suppress
+
+from telegram import Bot
+from telegram.error import InvalidToken, TelegramError
+
+from adapters.telegram.dispatch import Dispatcher
+
+logger = logging.getLogger(__name__)
+
+
+class Poller:
+    def __init__(
+        self,
+        bot: Bot,
+        dispatcher: Dispatcher,
+        *,
+        timeout: int,
+        allowed_updates: Sequence[str],
+        idle_wait: float = 1.0,
+        error_backoff: float = 1.0,
+    ) -> None:
+        self._bot = bot
+        self._dispatcher = dispatcher
+        self._timeout = timeout
+        self._allowed_updates = list(allowed_updates)
+        self._idle_wait = idle_wait
+        self._error_backoff = error_backoff
+        self._in_flight: dict[int, asyncio.Task[None]] = {}
+        self._highest: int | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.connected = False
+
+    @property
+    def offset(self) -> int | None:
+        """The next getUpdates offset: everything below it has been handled."""
+        if self._in_flight:
+            return min(self._in_flight)
+        return None if self._highest is None else self._highest + 1
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="telegram-polling")
+
+    async def stop(self, grace: float) -> None:
+        """Stop fetching, let handlers finish within `grace` seconds, acknowledge what finished."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
+        await self._dispatcher.drain(grace)
+        self.connected = False
+        offset = self.offset
+        if offset is not None:
+            try:
+                # Confirms everything below `offset`; the one update it may return stays
+                # unconfirmed and comes again after a restart.
+                await self._bot.get_updates(offset=offset, limit=1, timeout=0)
+            except TelegramError as exc:
+                logger.warning("could not acknowledge handled telegram updates: %s", exc)
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                updates = await self._bot.get_updates(
+                    offset=self.offset,
+                    timeout=self._timeout,
+                    allowed_updates=self._allowed_updates,
+                )
+            except InvalidToken:
+                self.connected = False
+                logger.error("telegram rejected the bot token; polling stopped")
+                return
+            except TelegramError as exc:
+                self.connected = False
+                logger.warning("telegram getUpdates failed: %s", exc)
+                await asyncio.sleep(self._error_backoff)
+                continue
+            self.connected = True
+            fresh = [u for u in updates if self._highest is None or u.update_id > self._highest]
+            for update in fresh:
+                self._track(update.update_id, self._dispatcher.submit(update))
+                self._highest = update.update_id
+            if updates and not fresh and self._in_flight:
+                await asyncio.wait(
+                    set(self._in_flight.values()),
+                    timeout=self._idle_wait,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+
+    def _track(self, update_id: int, task: asyncio.Task[None]) -> None:
+        self._in_flight[update_id] = task
+
+        def finished(done: asyncio.Task[None]) -> None:
+            # A handler cancelled at shutdown did not finish: its update stays unconfirmed.
+            if not done.cancelled():
+                self._in_flight.pop(update_id, None)
+
+        task.add_done_callback(finished)

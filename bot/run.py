@@ -1,0 +1,129 @@
+"""`python -m bot run`: the whole service, built in one exit stack and closed in reverse.
+
+(database, opened by the caller) -> services -> engine -> adapters -> scheduler ->
+health server; then wait for SIGTERM or Ctrl-C. On the way out, adapters stop fetching
+first and let in-flight replies finish (or be recorded as failed), then the pool and
+the database close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from contextlib import AsyncExitStack
+
+from pydantic import SecretStr
+
+from bot.database import DatabaseLocation
+from bot.health import HealthServer, ReadinessProbe
+from bot.services import build_services
+from config import Settings
+from core import metrics
+from core.commands.registry import COMMANDS
+from core.engine import Engine
+from core.models import Platform
+from core.persona import load_persona
+from core.services import Services
+
+logger = logging.getLogger(__name__)
+
+
+def missing_platform_settings(settings: Settings) -> str | None:
+    if settings.telegram_bot_token is None and settings.discord_bot_token is None:
+        return (
+            "no platform is configured: set TELEGRAM_BOT_TOKEN and/or DISCORD_BOT_TOKEN "
+            "(see README.md, 'Setting up the bots')."
+        )
+    return None
+
+
+async def run_service(
+    settings: Settings, location: DatabaseLocation, *, stop: asyncio.Event | None = None
+) -> None:
+    """Run on a prepared database until `stop` is set (or SIGTERM / SIGINT arrives)."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        async with AsyncExitStack() as stack:
+            services = await stack.enter_async_context(build_services(settings, location))
+            metrics.register_pool(services.db.pool)
+            stack.callback(metrics.register_pool, None)
+            engine = Engine(services, persona=load_persona(settings.context.persona_file))
+            probes = await _start_adapters(settings, engine, services, stack)
+            for probe in probes:
+                metrics.watch_adapter(probe.name, probe.is_ready)
+            health = HealthServer(
+                services.db,
+                probes,
+                host=settings.http_host,
+                port=settings.http_port,
+            )
+            await health.start()
+            stack.push_async_callback(health.stop)
+            logger.info("onethread is running")
+            await stop.wait()
+            logger.info("shutting down")
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+
+
+async def _start_adapters(
+    settings: Settings, engine: Engine, services: Services, stack: AsyncExitStack
+) -> list[ReadinessProbe]:
+    """Start every adapter whose token is set; stop them first on the way out."""
+    commands = list(COMMANDS.values())
+    probes: list[ReadinessProbe] = []
+    if settings.telegram_bot_token is not None:
+        # Opt in to python-telegram-bot 22's timedelta durations (else it warns on every
+        # RetryAfter); must be set before telegram is imported.
+        os.environ.setdefault("PTB_TIMEDELTA", "1")
+        from adapters.telegram import TelegramAdapter
+
+        telegram = TelegramAdapter(
+            engine,
+            token=settings.telegram_bot_token.get_secret_value(),
+            base_url=str(settings.telegram_base_url),
+            mode=settings.telegram_mode.value,
+            webhook_url=_optional_str(settings.telegram_webhook_url),
+            webhook_secret=_optional_secret(settings.telegram_webhook_secret),
+            webhook_listen=settings.telegram_webhook_listen,
+            webhook_port=settings.telegram_webhook_port,
+            admin_chat_ids=[
+                admin.platform_user_id
+                for admin in settings.admin_ids
+                if admin.platform == Platform.TELEGRAM.value
+            ],
+            commands=commands,
+        )
+        await telegram.start()
+        stack.push_async_callback(telegram.stop)
+        services.messengers[Platform.TELEGRAM] = telegram.messenger
+        probes.append(ReadinessProbe("telegram", lambda: telegram.connected))
+    if settings.discord_bot_token is not None:
+        from adapters.discord import DiscordAdapter
+
+        discord = DiscordAdapter(
+            engine,
+            token=settings.discord_bot_token.get_secret_value(),
+            commands=commands,
+            shard_ids=settings.discord_shard_ids,
+            shard_count=settings.discord_shard_count,
+        )
+        await discord.start()
+        stack.push_async_callback(discord.stop)
+        services.messengers[Platform.DISCORD] = discord.messenger
+        probes.append(ReadinessProbe("discord", lambda: discord.connected))
+    return probes
+
+
+def _optional_str(value: object | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _optional_secret(value: SecretStr | None) -> str | None:
+    return None if value is None else value.get_secret_value()

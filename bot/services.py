@@ -1,0 +1,73 @@
+"""Build the core services from settings, and close them in reverse order."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from openai import AsyncOpenAI
+
+from bot.database import DatabaseLocation
+from config import EmbeddingProvider, Settings
+from core.embedding.base import Embedder
+from core.embedding.local import LocalEmbedder
+from core.embedding.openai_embedder import OpenAIEmbedder
+from core.llm.client import ChatClient
+from core.services import Services
+from core.storage.database import Database, create_pool
+from core.tokens import TokenCounter
+
+
+def _api_key(settings: Settings) -> str | None:
+    return None if settings.openai_api_key is None else settings.openai_api_key.get_secret_value()
+
+
+def _base_url(settings: Settings) -> str | None:
+    return None if settings.openai_base_url is None else str(settings.openai_base_url)
+
+
+async def _embedder(settings: Settings, stack: AsyncExitStack) -> Embedder:
+    if settings.embedding_provider is EmbeddingProvider.OPENAI:
+        client = AsyncOpenAI(
+            base_url=_base_url(settings),
+            api_key=_api_key(settings) or "not-needed",
+            timeout=settings.llm_timeout_seconds,
+            max_retries=settings.llm_max_retries,
+        )
+        stack.push_async_callback(client.close)
+        return OpenAIEmbedder(
+            client,
+            model_name=settings.embedding_model,
+            dimensions=settings.embedding_dimensions,
+            send_dimensions=True,
+        )
+    local = LocalEmbedder()
+    await local.load()
+    stack.push_async_callback(local.aclose)
+    return local
+
+
+@asynccontextmanager
+async def build_services(settings: Settings, location: DatabaseLocation) -> AsyncIterator[Services]:
+    async with AsyncExitStack() as stack:
+        pool = await create_pool(
+            location.dsn,
+            min_size=settings.db.pool_min_size,
+            max_size=settings.db.pool_max_size,
+            command_timeout=settings.db.command_timeout_seconds,
+        )
+        stack.push_async_callback(pool.close)
+        embedder = await _embedder(settings, stack)
+        llm = ChatClient(
+            base_url=_base_url(settings),
+            api_key=_api_key(settings),
+            model=settings.llm_model,
+            timeout=settings.llm_timeout_seconds,
+            max_retries=settings.llm_max_retries,
+        )
+        stack.push_async_callback(llm.aclose)
+        tokens = await asyncio.to_thread(TokenCounter.load)
+        yield Services(
+            settings=settings, db=Database(pool), embedder=embedder, llm=llm, tokens=tokens
+        )

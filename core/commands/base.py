@@ -1,0 +1,63 @@
+"""The command interface: what a command receives and how it is declared.
+
+Commands are platform-neutral: they read and write through `Services` and answer
+through `ctx.channel`. Adapters expose them natively (Telegram's command menu, Discord
+slash commands) from `Command.name`, `.description` and `.admin`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from core.errors import OnethreadError
+from core.inbound import Inbound
+from core.models import Message, User
+from core.ports import ReplyChannel
+from core.services import Services
+
+
+class UsageError(OnethreadError):
+    """Wrong arguments: the dispatcher answers with the command's usage line."""
+
+
+@dataclass(frozen=True, slots=True)
+class CommandContext:
+    services: Services
+    inbound: Inbound
+    user: User
+    is_admin: bool
+    channel: ReplyChannel
+    # Answer one stored user message again through the full pipeline (`/retry`).
+    answer_again: Callable[[Message], Awaitable[None]]
+
+
+Handler = Callable[[CommandContext, str], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    name: str
+    usage: str
+    description: str
+    handler: Handler
+    admin: bool = False
+
+
+_COMMAND = re.compile(r"^/([A-Za-z0-9_]{1,32})(?:@([A-Za-z0-9_]+))?(?:\s+(.*))?$", re.DOTALL)
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedCommand:
+    name: str
+    args: str
+    addressee: str | None
+
+
+def parse_command(text: str) -> ParsedCommand | None:
+    """`/name@bot args` -> its parts; None when the text is not a command."""
+    match = _COMMAND.match(text.strip())
+    if match is None:
+        return None
+    return ParsedCommand(match[1].lower(), (match[3] or "").strip(), match[2])

@@ -1,0 +1,65 @@
+"""Every command by name, and `dispatch`, which the engine calls for a parsed command.
+
+`dispatch` owns the rules all commands share: unknown names are the caller's to answer
+(it returns False), admin commands refuse non-admins before anything runs, a
+`UsageError` becomes the command's usage line, and admin commands only run in a
+private chat (their answers show other people's data).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from core.commands.admin import ADMIN_COMMANDS
+from core.commands.base import Command, CommandContext, ParsedCommand, UsageError
+from core.commands.linking import LINK_COMMANDS
+from core.commands.user import USER_COMMANDS, no_arguments, private_only
+
+logger = logging.getLogger(__name__)
+
+ADMINS_ONLY = "This command is for admins."
+
+
+async def help_command(ctx: CommandContext, args: str) -> None:
+    no_arguments(args)
+    lines = ["Just write to me to talk. Commands:"]
+    lines += [f"{c.usage} - {c.description}" for c in COMMANDS.values() if not c.admin]
+    if ctx.is_admin:
+        lines.append("Admin commands:")
+        lines += [f"{c.usage} - {c.description}" for c in COMMANDS.values() if c.admin]
+    await ctx.channel.send("\n".join(lines))
+
+
+def build_commands() -> dict[str, Command]:
+    """Name -> command, in the order `/help` and the platforms' menus show them."""
+    help_ = Command("help", "/help", "This list", help_command)
+    ordered = [USER_COMMANDS[0], help_, *USER_COMMANDS[1:], *LINK_COMMANDS, *ADMIN_COMMANDS]
+    commands = {c.name: c for c in ordered}
+    assert len(commands) == len(ordered), "duplicate command name"
+    return commands
+
+
+COMMANDS: dict[str, Command] = build_commands()
+
+
+async def dispatch(ctx: CommandContext, parsed: ParsedCommand) -> bool:
+    """Run `parsed`; False when no command has that name (the caller answers that).
+
+    Errors other than `UsageError` propagate to the engine's error boundary.
+    """
+    command = COMMANDS.get(parsed.name)
+    if command is None:
+        return False
+    if command.admin:
+        if not ctx.is_admin:
+            logger.info("user %s refused admin command /%s", ctx.user.id, command.name)
+            await ctx.channel.send(ADMINS_ONLY)
+            return True
+        if await private_only(ctx):
+            return True
+    logger.info("user %s runs /%s", ctx.user.id, command.name)
+    try:
+        await command.handler(ctx, parsed.args)
+    except UsageError:
+        await ctx.channel.send(f"Usage: {command.usage}")
+    return True

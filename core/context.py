@@ -1,0 +1,215 @@
+"""Assemble the model's prompt for one user message, within a token budget.
+
+Sections, in priority order (higher ones are never squeezed out by lower ones):
+1. persona (system prompt, with the user's own overrides) and the current message;
+2. the rolling summary of older conversation (capped at SUMMARY_SHARE of the budget);
+3. facts still true about the user, most important first (capped at FACTS_SHARE);
+4. recalled items: hybrid vector + full-text recall over older messages and facts that
+   are not already in the prompt (capped at RECALL_SHARE);
+5. the recent window, newest first, with whatever budget is left.
+In a shared chat (group, server channel) private facts are left out, and so is recall
+of them: what someone told the bot privately is not repeated in front of others.
+
+The result carries a snapshot of what was used, stored with the reply (`/why`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from core import metrics
+from core.hybrid_recall import HybridRecall, RecalledItem
+from core.models import Conversation, Fact, Message, MessageRole
+from core.persona import system_prompt
+from core.storage.database import Connection
+from core.storage.facts import FactRepository
+from core.storage.messages import MessageRepository
+from core.tokens import TokenCounter
+
+SUMMARY_SHARE = 0.2
+FACTS_SHARE = 0.2
+RECALL_SHARE = 0.2
+# Recent messages always kept, even if the budget is exceeded, so the model sees the
+# message it answers and the turn before it.
+MIN_RECENT = 2
+
+
+@dataclass(frozen=True, slots=True)
+class AssembledContext:
+    messages: list[dict[str, str]]
+    snapshot: dict[str, Any]
+    prompt_tokens: int
+    window_ids: tuple[int, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class ContextLimits:
+    token_budget: int
+    recent_messages: int
+    facts_max: int
+    recall_top_k: int
+
+
+def _line_date(when: datetime) -> str:
+    return when.strftime("%Y-%m-%d")
+
+
+def _truncate_to(tokens: TokenCounter, text: str, budget: int) -> str:
+    if tokens.count(text) <= budget:
+        return text
+    # Keep the end of a summary: it is the most recent part.
+    words = text.split()
+    low, high = 0, len(words)
+    while low < high:
+        middle = (low + high) // 2
+        if tokens.count(" ".join(words[middle:])) <= budget:
+            high = middle
+        else:
+            low = middle + 1
+    return "… " + " ".join(words[low:])
+
+
+class ContextAssembler:
+    def __init__(
+        self,
+        *,
+        messages: MessageRepository,
+        facts: FactRepository,
+        recall: HybridRecall,
+        tokens: TokenCounter,
+        persona: str,
+        limits: ContextLimits,
+    ) -> None:
+        self._messages = messages
+        self._facts = facts
+        self._recall = recall
+        self._tokens = tokens
+        self._persona = persona
+        self._limits = limits
+
+    async def assemble(
+        self,
+        conversation: Conversation,
+        current: Message,
+        embedding: np.ndarray[Any, Any] | None,
+        *,
+        shared_chat: bool,
+        now: datetime,
+        conn: Connection | None = None,
+    ) -> AssembledContext:
+        user_id = conversation.user_id
+        budget = self._limits.token_budget
+        persona = system_prompt(self._persona, conversation.persona_overrides)
+        used = {"persona": self._tokens.count(persona)}
+
+        recent = await self._messages.recent(user_id, self._limits.recent_messages, conn=conn)
+        if not any(m.id == current.id for m in recent):
+            recent.append(current)
+
+        summary = conversation.summary.strip()
+        if summary:
+            summary = _truncate_to(self._tokens, summary, int(budget * SUMMARY_SHARE))
+        used["summary"] = self._tokens.count(summary) if summary else 0
+
+        facts = await self._facts.valid(
+            user_id, limit=self._limits.facts_max, include_private=not shared_chat, conn=conn
+        )
+        kept_facts: list[Fact] = []
+        facts_budget = int(budget * FACTS_SHARE)
+        used["facts"] = 0
+        for fact in facts:
+            cost = self._tokens.count(fact.content) + 3
+            if used["facts"] + cost > facts_budget:
+                break
+            kept_facts.append(fact)
+            used["facts"] += cost
+
+        started = time.perf_counter()
+        recalled = await self._recall.search(
+            user_id,
+            current.content,
+            embedding,
+            self._limits.recall_top_k,
+            now=now,
+            exclude_message_ids=[m.id for m in recent],
+            include_private=not shared_chat,
+            conn=conn,
+        )
+        metrics.observe_recall(time.perf_counter() - started)
+        fact_ids = {f.id for f in kept_facts}
+        kept_recall: list[RecalledItem] = []
+        recall_budget = int(budget * RECALL_SHARE)
+        used["recall"] = 0
+        for item in recalled:
+            if item.source == "facts" and item.id in fact_ids:
+                continue
+            cost = self._tokens.count(item.content) + 8
+            if used["recall"] + cost > recall_budget:
+                continue
+            kept_recall.append(item)
+            used["recall"] += cost
+
+        system = self._system_text(persona, summary, kept_facts, kept_recall)
+        system_tokens = self._tokens.count_messages([{"role": "system", "content": system}])
+        remaining = budget - system_tokens
+        window: list[Message] = []
+        used["recent"] = 0
+        for message in reversed(recent):
+            cost = self._tokens.count(message.content) + 4
+            if len(window) >= MIN_RECENT and used["recent"] + cost > remaining:
+                break
+            window.append(message)
+            used["recent"] += cost
+        window.reverse()
+
+        prompt = [{"role": "system", "content": system}] + [
+            {"role": m.role.value, "content": m.content} for m in window
+        ]
+        prompt_tokens = self._tokens.count_messages(prompt)
+        snapshot = {
+            "summary_version": conversation.summary_version,
+            "fact_ids": [f.id for f in kept_facts],
+            "recalled": [
+                {
+                    "source": item.source.value,
+                    "id": item.id,
+                    "score": round(item.score, 6),
+                    "similarity": None if item.similarity is None else round(item.similarity, 4),
+                }
+                for item in kept_recall
+            ],
+            "window_ids": [m.id for m in window],
+            "shared_chat": shared_chat,
+            "tokens": {**used, "prompt": prompt_tokens, "budget": budget},
+        }
+        return AssembledContext(prompt, snapshot, prompt_tokens, tuple(m.id for m in window))
+
+    def _system_text(
+        self,
+        persona: str,
+        summary: str,
+        facts: list[Fact],
+        recalled: list[RecalledItem],
+    ) -> str:
+        parts = [persona]
+        if facts:
+            lines = "\n".join(f"- {fact.content}" for fact in facts)
+            parts.append(f"What you know about this person:\n{lines}")
+        if summary:
+            parts.append(f"Summary of your earlier conversation:\n{summary}")
+        if recalled:
+            lines = "\n".join(self._recalled_line(item) for item in recalled)
+            parts.append(f"Possibly relevant from earlier (may be outdated):\n{lines}")
+        return "\n\n".join(parts)
+
+    @staticmethod
+    def _recalled_line(item: RecalledItem) -> str:
+        if item.source == "facts":
+            return f"- [{_line_date(item.created_at)}] (noted) {item.content}"
+        speaker = "You" if item.role == MessageRole.ASSISTANT.value else "They"
+        return f"- [{_line_date(item.created_at)}] {speaker}: {item.content}"

@@ -1,0 +1,363 @@
+"""The one pipeline every platform shares: accept, route, remember, assemble, answer, record.
+
+`Engine.handle(inbound, channel)` never raises (except cancellation): errors are caught
+here, once, logged with the user id, and the person gets a short plain answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import suppress
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from core import metrics
+from core.commands.base import CommandContext, parse_command
+from core.commands.registry import dispatch
+from core.context import AssembledContext, ContextAssembler, ContextLimits
+from core.embedding.base import EmbeddingError
+from core.hybrid_recall import HybridRecall
+from core.inbound import Inbound
+from core.llm.client import Completion, TextDelta
+from core.llm.errors import LLMError, LLMRateLimited
+from core.models import Message, MessageStatus, Role, User, UserStatus
+from core.ports import ReplyChannel, ReplySink
+from core.services import Services
+from core.storage.database import Connection
+from core.storage.handled_commands import HandledCommandRepository
+from core.storage.rate_limits import RateLimitRepository
+from core.storage.text_search import TextSearchRepository
+from core.user_lock import UserLocks
+
+logger = logging.getLogger(__name__)
+
+UNSUPPORTED = (
+    "I can only read text for now: photos, voice messages, stickers and files are not "
+    "supported yet. Please write it out in a message."
+)
+BANNED = "You have been banned from using this bot."
+TOO_LONG = (
+    "That message is too long ({length} characters; the limit is {limit}). "
+    "Please shorten it or send it in parts. It was not saved."
+)
+RATE_LIMITED = "You're writing faster than I can keep up. Please wait {seconds} s and try again."
+LLM_FAILED = (
+    "Sorry, I couldn't reach my language model just now. Your message is saved: "
+    "send /retry to try again, or just keep writing."
+)
+LLM_BUSY = (
+    "Sorry, my language model is overloaded right now. Your message is saved: "
+    "send /retry in a minute, or just keep writing."
+)
+INTERNAL_ERROR = "Sorry, something went wrong on my side. Please try again in a moment."
+BANNED_MAY_RUN = frozenset({"export", "delete_me"})
+UNKNOWN_COMMAND = "I don't know the command /{name}. Send /help to see what I can do."
+
+
+@dataclass(frozen=True, slots=True)
+class _Turn:
+    """What answering one message needs besides the message itself."""
+
+    user: User
+    shared_chat: bool
+    channel: ReplyChannel
+    conn: Connection
+
+
+class Engine:
+    def __init__(self, services: Services, *, persona: str) -> None:
+        self._services = services
+        self._locks = UserLocks(services.db)
+        self._rate_limits = RateLimitRepository(services.db)
+        self._handled_commands = HandledCommandRepository(services.db)
+        settings = services.settings
+        self._assembler = ContextAssembler(
+            messages=services.messages,
+            facts=services.facts,
+            recall=HybridRecall(services.recall, TextSearchRepository(services.db)),
+            tokens=services.tokens,
+            persona=persona,
+            limits=ContextLimits(
+                token_budget=settings.context.token_budget,
+                recent_messages=settings.context.recent_messages,
+                facts_max=settings.context.facts_max,
+                recall_top_k=settings.context.recall_top_k,
+            ),
+        )
+
+    async def handle(self, inbound: Inbound, channel: ReplyChannel) -> None:
+        """Process one inbound message end to end; never raises but for cancellation."""
+        try:
+            await self._handle(inbound, channel)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            metrics.count_reply_failed("internal")
+            logger.exception(
+                "failed to handle a message from %s:%s", inbound.platform, inbound.platform_user_id
+            )
+            with suppress(Exception):
+                await channel.send(INTERNAL_ERROR)
+
+    async def _handle(self, inbound: Inbound, channel: ReplyChannel) -> None:
+        if not inbound.addressed:
+            return
+        metrics.count_message_in(inbound.platform)
+        text = inbound.text.strip()
+        if not text:
+            if inbound.attachments:
+                await channel.send(UNSUPPORTED)
+            return
+        services = self._services
+        user, _ = await services.users.get_or_create(
+            inbound.platform,
+            inbound.platform_user_id,
+            username=inbound.username,
+            display_name=inbound.display_name,
+        )
+        is_admin = user.role is Role.ADMIN or services.settings.is_admin(
+            inbound.platform.value, inbound.platform_user_id
+        )
+        command = parse_command(text)
+        # A banned person may still take their data with them or erase it.
+        may_run = command is not None and command.name in BANNED_MAY_RUN
+        if user.status is UserStatus.BANNED and not is_admin and not may_run:
+            metrics.count_banned()
+            if await services.users.mark_ban_notified(user.id):
+                await channel.send(BANNED)
+            return
+        limit = services.settings.limits.max_message_chars
+        if len(text) > limit:
+            await channel.send(TOO_LONG.format(length=len(text), limit=limit))
+            return
+        if not is_admin and not await self._within_rate_limit(user, channel):
+            return
+        await services.users.touch(user.id, inbound.display_name)
+        if inbound.is_private:
+            await services.users.remember_private_chat(
+                inbound.platform, inbound.platform_user_id, inbound.chat_id
+            )
+        if command is not None:
+            claimed = await self._handled_commands.claim(
+                user.id,
+                inbound.platform,
+                inbound.chat_id,
+                inbound.message_id,
+                now=services.clock(),
+            )
+            if not claimed:
+                return
+            context = CommandContext(
+                services=services,
+                inbound=inbound,
+                user=user,
+                is_admin=is_admin,
+                channel=channel,
+                answer_again=lambda message: self._answer_again(user, message, inbound, channel),
+            )
+            if not await dispatch(context, command):
+                await channel.send(UNKNOWN_COMMAND.format(name=command.name))
+            return
+        await self._converse(user, inbound, text, channel)
+
+    async def _within_rate_limit(self, user: User, channel: ReplyChannel) -> bool:
+        limits = self._services.settings.limits
+        wait = await self._rate_limits.take(
+            user.id,
+            now=self._services.clock(),
+            burst=limits.rate_burst,
+            per_minute=limits.rate_per_minute,
+        )
+        if wait > 0:
+            metrics.count_rate_limited()
+            await channel.send(RATE_LIMITED.format(seconds=max(1, round(wait))))
+            return False
+        return True
+
+    async def _converse(
+        self, user: User, inbound: Inbound, text: str, channel: ReplyChannel
+    ) -> None:
+        services = self._services
+        started = time.perf_counter()
+        embedding = await self._embed(text)
+        embedded = time.perf_counter()
+        async with self._locks.hold(user.id) as conn:
+            stored = await services.messages.add_user_message(
+                user.id,
+                text,
+                platform=inbound.platform,
+                chat_id=inbound.chat_id,
+                platform_message_id=inbound.message_id,
+                embedding=embedding,
+                conn=conn,
+            )
+            message = stored.message
+            turn = _Turn(user, not inbound.is_private, channel, conn)
+            if stored.duplicate:
+                await self._redelivered(turn, message)
+                return
+            timings = {
+                "embed_ms": _ms(started, embedded),
+                "store_ms": _ms(embedded, time.perf_counter()),
+            }
+            await self._answer(turn, message, embedding, timings)
+
+    async def _redelivered(self, turn: _Turn, message: Message) -> None:
+        """A platform delivered a message again: answer it only if it never was."""
+        if message.status is MessageStatus.PENDING:
+            logger.info(
+                "answering redelivered pending message %s of user %s", message.id, turn.user.id
+            )
+            await self._answer(turn, message, await self._embed(message.content), {})
+            return
+        undelivered = await self._services.messages.undelivered_reply(
+            turn.user.id, message.id, conn=turn.conn
+        )
+        if undelivered is not None:
+            await turn.channel.start_reply().finish(undelivered.content)
+            await self._services.messages.mark_delivered(
+                turn.user.id, undelivered.id, conn=turn.conn
+            )
+
+    async def _answer_again(
+        self, user: User, message: Message, inbound: Inbound, channel: ReplyChannel
+    ) -> None:
+        async with self._locks.hold(user.id) as conn:
+            turn = _Turn(user, not inbound.is_private, channel, conn)
+            await self._answer(turn, message, await self._embed(message.content), {})
+
+    async def _embed(self, text: str) -> np.ndarray[Any, Any] | None:
+        """The message's embedding, or None: a failing embedder must not lose the message."""
+        try:
+            vectors = await self._services.embedder.embed([text])
+        except EmbeddingError as exc:
+            logger.warning("embedding failed, storing the message without one: %s", exc)
+            return None
+        return vectors[0]
+
+    async def _answer(
+        self,
+        turn: _Turn,
+        message: Message,
+        embedding: np.ndarray[Any, Any] | None,
+        timings: dict[str, int],
+    ) -> None:
+        services = self._services
+        await _quietly(turn.channel.typing())
+        started = time.perf_counter()
+        conversation = await services.users.conversation(turn.user.id, conn=turn.conn)
+        context = await self._assembler.assemble(
+            conversation,
+            message,
+            embedding,
+            shared_chat=turn.shared_chat,
+            now=services.clock(),
+            conn=turn.conn,
+        )
+        timings["assemble_ms"] = _ms(started, time.perf_counter())
+        sink = turn.channel.start_reply()
+        try:
+            completion = await self._complete(context, sink, timings)
+        except LLMError as exc:
+            metrics.count_reply_failed(
+                "llm_rate_limited" if isinstance(exc, LLMRateLimited) else "llm_error"
+            )
+            logger.warning("LLM failed for user %s: %s", turn.user.id, exc)
+            await services.messages.set_status(
+                turn.user.id, message.id, MessageStatus.FAILED, conn=turn.conn
+            )
+            await _quietly(sink.finish(LLM_BUSY if isinstance(exc, LLMRateLimited) else LLM_FAILED))
+            return
+        await self._record(turn, message, context, completion, timings, sink)
+
+    async def _complete(
+        self, context: AssembledContext, sink: ReplySink, timings: dict[str, int]
+    ) -> Completion:
+        services = self._services
+        started = time.perf_counter()
+        text = ""
+        completion: Completion | None = None
+        stream: AsyncIterator[TextDelta | Completion] = services.llm.stream(
+            context.messages, max_tokens=services.settings.context.reply_max_tokens
+        )
+        async for event in stream:
+            if isinstance(event, TextDelta):
+                if not text:
+                    timings["llm_first_token_ms"] = _ms(started, time.perf_counter())
+                text += event.text
+                await _quietly(sink.update(text))
+            else:
+                completion = event
+        timings["llm_ms"] = _ms(started, time.perf_counter())
+        assert completion is not None
+        return completion
+
+    async def _record(
+        self,
+        turn: _Turn,
+        message: Message,
+        context: AssembledContext,
+        completion: Completion,
+        timings: dict[str, int],
+        sink: ReplySink,
+    ) -> None:
+        services = self._services
+        started = time.perf_counter()
+        text = completion.text.strip() or "…"
+        tokens_in = completion.tokens_in or context.prompt_tokens
+        tokens_out = completion.tokens_out or services.tokens.count(text)
+        metrics.observe_llm(
+            completion.latency_ms / 1000, tokens_in=tokens_in, tokens_out=tokens_out
+        )
+        reply_embedding = await self._embed(text)
+        snapshot = {
+            **context.snapshot,
+            "model": completion.model,
+            "tokens_in": tokens_in,
+            "tokens_out": tokens_out,
+            "timings_ms": timings,
+        }
+        reply = await services.messages.add_assistant_message(
+            turn.user.id,
+            text,
+            reply_to_id=message.id,
+            platform=message.platform,
+            chat_id=message.chat_id,
+            context_snapshot=snapshot,
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+            model=completion.model,
+            response_ms=round(completion.latency_ms),
+            embedding=reply_embedding,
+            conn=turn.conn,
+        )
+        timings["record_ms"] = _ms(started, time.perf_counter())
+        metrics.observe_timings(timings)
+        try:
+            await sink.finish(text)
+        except Exception:
+            # The reply stays recorded; a redelivery of the message sends it again.
+            metrics.count_reply_failed("delivery")
+            logger.exception("could not deliver reply %s to user %s", reply.id, turn.user.id)
+            return
+        await services.messages.mark_delivered(turn.user.id, reply.id, conn=turn.conn)
+        metrics.count_message_out(message.platform)
+
+
+async def _quietly(step: Any) -> None:
+    """Run a best-effort delivery step (typing, progressive edits): log, never fail."""
+    try:
+        await step
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        logger.warning("a progressive delivery step failed", exc_info=True)
+
+
+def _ms(start: float, end: float) -> int:
+    return round((end - start) * 1000)

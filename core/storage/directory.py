@@ -1,0 +1,118 @@
+"""Queries the commands need that the aggregate repositories do not offer.
+
+User-data queries take the user id and are scoped by it. The two exceptions are marked
+"admins only": broadcast recipients (identities of every active user) and looking up a
+reply by id across users (`/why`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from core.models import Message, Platform
+from core.storage.database import Connection, Database
+from core.storage.messages import MESSAGE_COLUMNS as _MESSAGE_COLUMNS
+from core.storage.messages import message_from_row
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    user_id: int
+    platform: Platform
+    chat_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryContext:
+    insights: list[Any]
+    communication_style: str
+    themes: list[Any]
+    last_read_message_id: int
+    updated_at: datetime
+
+
+class Directory:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def broadcast_recipients(
+        self, platforms: list[Platform], *, conn: Connection | None = None
+    ) -> list[Recipient]:
+        """Admins only: every private chat of every active user on `platforms`, by user,
+        oldest identity first (the first one is tried first)."""
+        async with self._db.connection(conn) as c:
+            rows = await c.fetch(
+                "SELECT i.user_id, i.platform, i.private_chat_id FROM identities i"
+                " JOIN users u ON u.id = i.user_id"
+                " WHERE u.status = 'active' AND i.private_chat_id IS NOT NULL"
+                " AND i.platform = ANY($1::text[])"
+                " ORDER BY i.user_id, i.created_at, i.platform",
+                [p.value for p in platforms],
+            )
+        return [
+            Recipient(r["user_id"], Platform(r["platform"]), r["private_chat_id"]) for r in rows
+        ]
+
+    async def find_reply(
+        self, message_id: int, *, conn: Connection | None = None
+    ) -> Message | None:
+        """Admins only: one message by id, live or archived, whoever it belongs to."""
+        async with self._db.connection(conn) as c:
+            row = await c.fetchrow(
+                f"SELECT {_MESSAGE_COLUMNS}, false AS archived FROM messages WHERE id = $1"
+                f" UNION ALL SELECT {_MESSAGE_COLUMNS}, true FROM messages_archive WHERE id = $1",
+                message_id,
+            )
+        return None if row is None else message_from_row(row)
+
+    async def latest_user_message(
+        self, user_id: int, *, conn: Connection | None = None
+    ) -> Message | None:
+        """The user's newest message (live table: a message awaiting an answer is never
+        archived)."""
+        async with self._db.connection(conn) as c:
+            row = await c.fetchrow(
+                f"SELECT {_MESSAGE_COLUMNS}, false AS archived FROM messages"
+                " WHERE user_id = $1 AND role = 'user' ORDER BY id DESC LIMIT 1",
+                user_id,
+            )
+        return None if row is None else message_from_row(row)
+
+    async def memory_context(
+        self, user_id: int, *, conn: Connection | None = None
+    ) -> MemoryContext | None:
+        async with self._db.connection(conn) as c:
+            row = await c.fetchrow(
+                "SELECT insights, communication_style, themes, last_read_message_id, updated_at"
+                " FROM conversation_context WHERE user_id = $1",
+                user_id,
+            )
+        if row is None:
+            return None
+        return MemoryContext(
+            insights=row["insights"],
+            communication_style=row["communication_style"],
+            themes=row["themes"],
+            last_read_message_id=row["last_read_message_id"],
+            updated_at=row["updated_at"],
+        )
+
+    async def delete_all_facts(self, user_id: int, *, conn: Connection | None = None) -> int:
+        """Forget every fact of a user for good, invalidated ones included."""
+        async with self._db.connection(conn) as c:
+            result = await c.execute("DELETE FROM facts WHERE user_id = $1", user_id)
+        return int(result.split()[-1])
+
+    async def fact_counts(self, user_id: int, *, conn: Connection | None = None) -> tuple[int, int]:
+        """(valid, invalidated) facts of a user."""
+        async with self._db.connection(conn) as c:
+            row = await c.fetchrow(
+                "SELECT count(*) FILTER (WHERE invalid_at IS NULL) AS valid,"
+                " count(*) FILTER (WHERE invalid_at IS NOT NULL) AS invalid"
+                " FROM facts WHERE user_id = $1",
+                user_id,
+            )
+        assert row is not None
+        return int(row["valid"]), int(row["invalid"])

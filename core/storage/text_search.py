@@ -1,0 +1,204 @@
+"""Keyword search for recall over one user's messages, archived messages and valid facts.
+
+Why not `MessageRepository.search`: that one serves a person searching their history,
+so it uses `websearch_to_tsquery` (every word must match). A question asked to the bot
+("what was the name of my sister's dog?") almost never has all its words in one earlier
+message, so recall matches ANY of the query's terms: the query is run through the same
+`english` configuration as the stored `search` columns (stemming, stop words dropped),
+and its lexemes are OR-ed into a tsquery. A query of stop words only matches nothing.
+
+Ranking (higher = better), chosen by measurement (benchmarks/recall_quality.py,
+docs/recall.md):
+- `BM25` (default): Okapi BM25 computed in SQL. Document frequencies come for free from
+  the candidate set itself (every row holding a query term matches the OR query), N is
+  the user's row count, the average length is the candidates' (length = distinct
+  lexemes). Rare terms (names, numbers) dominate, which is what ts_rank lacks: it has no
+  IDF, so "live" counts as much as "Zorblax".
+- `TS_RANK`, `TS_RANK_CD`: PostgreSQL's own functions, kept for comparison.
+
+Every value travels as a `$n` parameter; lexemes are quoted for the tsquery syntax in
+SQL. Every query is scoped by `user_id`, so another user's rows are never read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from core.storage.database import Connection, Database
+from core.storage.recall import Source
+
+#: Okapi BM25 parameters: term-frequency saturation and length normalisation (the usual
+#: defaults; chat messages are short, so neither matters much; see docs/recall.md).
+BM25_K1 = 1.2
+BM25_B = 0.75
+#: At most this many distinct query terms: a pasted page must not become a huge OR query.
+MAX_QUERY_TERMS = 64
+
+
+class Ranking(StrEnum):
+    BM25 = "bm25"
+    TS_RANK = "ts_rank"
+    TS_RANK_CD = "ts_rank_cd"
+
+
+@dataclass(frozen=True, slots=True)
+class TextHit:
+    """One row matching at least one query term; `rank` is higher for better matches.
+
+    `coverage` (BM25 only, else 1.0) is the share of the query's information the row
+    matches: the IDF of the query terms it holds over the IDF of all query terms, in
+    (0, 1]. "What was Zorblax-7 about?" against a row with "Zorblax-7" is near 1; "how is
+    my new dog?" against "a new recipe" is small, because "new" is common and "dog" is
+    missing. Recall scales the keyword vote by it.
+    """
+
+    source: Source
+    id: int
+    content: str
+    created_at: datetime
+    role: str | None
+    importance: int | None
+    rank: float
+    coverage: float = 1.0
+
+
+# $1 user id, $2 query text, $3 excluded message ids, $4 include private facts, $5 limit.
+# A lexeme may hold quotes or backslashes (`o'brien`): both are escaped for tsquery input.
+_QUERY_TERMS = f"""
+terms AS (
+    SELECT DISTINCT lexeme FROM unnest(to_tsvector('english', $2::text)) LIMIT {MAX_QUERY_TERMS:d}
+), q AS (
+    SELECT string_agg(
+               '''' || replace(replace(lexeme, '\\', '\\\\'), '''', '''''') || '''', ' | '
+           )::tsquery AS q,
+           array_agg(lexeme) AS lexemes
+    FROM terms
+), docs AS (
+    SELECT 'messages' AS source, m.id, m.content, m.created_at, m.role,
+           NULL::smallint AS importance, m.search
+    FROM messages m, q
+    WHERE m.user_id = $1 AND m.search @@ q.q AND m.id <> ALL($3::bigint[])
+    UNION ALL
+    SELECT 'archive', a.id, a.content, a.created_at, a.role, NULL::smallint, a.search
+    FROM messages_archive a, q
+    WHERE a.user_id = $1 AND a.search @@ q.q AND a.id <> ALL($3::bigint[])
+    UNION ALL
+    SELECT 'facts', f.id, f.content, f.created_at, NULL, f.importance, f.search
+    FROM facts f, q
+    WHERE f.user_id = $1 AND f.invalid_at IS NULL AND ($4::boolean OR NOT f.is_private)
+      AND f.search @@ q.q
+)"""
+
+_TS_RANK_QUERY = """
+WITH {terms}
+SELECT source, id, content, created_at, role, importance, {function}(search, q.q) AS rank,
+       1.0::float8 AS coverage
+FROM docs, q
+ORDER BY rank DESC, created_at DESC, id DESC
+LIMIT $5
+"""
+
+_BM25_QUERY = f"""
+WITH {_QUERY_TERMS},
+tf AS (
+    SELECT d.source, d.id, t.lexeme, greatest(cardinality(t.positions), 1) AS tf,
+           length(d.search) AS dl
+    FROM docs d, q, unnest(d.search) AS t
+    WHERE t.lexeme = ANY(q.lexemes)
+), df AS (
+    SELECT lexeme, count(*) AS df FROM tf GROUP BY lexeme
+), stats AS (
+    SELECT greatest(
+               (SELECT count(*) FROM messages WHERE user_id = $1)
+               + (SELECT count(*) FROM messages_archive WHERE user_id = $1)
+               + (SELECT count(*) FROM facts WHERE user_id = $1 AND invalid_at IS NULL),
+               (SELECT count(*) FROM docs)
+           )::float8 AS n,
+           greatest((SELECT avg(length(search)) FROM docs), 1)::float8 AS avgdl
+), idf AS (
+    SELECT t.lexeme, ln(1 + (s.n - coalesce(df.df, 0) + 0.5) / (coalesce(df.df, 0) + 0.5)) AS idf
+    FROM terms t LEFT JOIN df USING (lexeme), stats s
+), scores AS (
+    SELECT tf.source, tf.id,
+           sum(idf.idf * tf.tf * ({BM25_K1} + 1)
+               / (tf.tf + {BM25_K1} * (1 - {BM25_B} + {BM25_B} * tf.dl / s.avgdl))) AS rank,
+           sum(idf.idf) / (SELECT sum(idf) FROM idf) AS coverage
+    FROM tf JOIN idf USING (lexeme), stats s
+    GROUP BY tf.source, tf.id
+)
+SELECT d.source, d.id, d.content, d.created_at, d.role, d.importance, s.rank, s.coverage
+FROM docs d JOIN scores s USING (source, id)
+ORDER BY s.rank DESC, d.created_at DESC, d.id DESC
+LIMIT $5
+"""
+
+_QUERIES = {
+    Ranking.BM25: _BM25_QUERY,
+    Ranking.TS_RANK: _TS_RANK_QUERY.format(terms=_QUERY_TERMS, function="ts_rank"),
+    Ranking.TS_RANK_CD: _TS_RANK_QUERY.format(terms=_QUERY_TERMS, function="ts_rank_cd"),
+}
+
+
+class TextSearchRepository:
+    def __init__(self, db: Database, *, ranking: Ranking = Ranking.BM25) -> None:
+        self._db = db
+        self._query = _QUERIES[ranking]
+
+    async def search(
+        self,
+        user_id: int,
+        query: str,
+        limit: int,
+        *,
+        exclude_message_ids: Collection[int] = (),
+        include_private: bool = True,
+        conn: Connection | None = None,
+    ) -> list[TextHit]:
+        """The `limit` rows of this user sharing the most informative terms with `query`.
+
+        Ties (equal rank) go to the newer row. `exclude_message_ids` applies to live and
+        archived messages (archived rows keep their ids), never to facts.
+        """
+        if limit <= 0:
+            return []
+        text = query.replace("\x00", "")  # PostgreSQL text cannot hold NUL
+        async with self._db.connection(conn) as c:
+            rows = await c.fetch(
+                self._query, user_id, text, list(exclude_message_ids), include_private, limit
+            )
+        return [
+            TextHit(
+                source=Source(r["source"]),
+                id=r["id"],
+                content=r["content"],
+                created_at=r["created_at"],
+                role=r["role"],
+                importance=r["importance"],
+                rank=float(r["rank"]),
+                coverage=float(r["coverage"]),
+            )
+            for r in rows
+        ]
+
+    async def message_roles(
+        self, user_id: int, message_ids: Collection[int], *, conn: Connection | None = None
+    ) -> dict[int, str]:
+        """Who wrote each of these messages (live or archived) of this user, by id.
+
+        Vector recall does not return the role; recall asks here for the few it keeps.
+        """
+        if not message_ids:
+            return {}
+        async with self._db.connection(conn) as c:
+            rows = await c.fetch(
+                "SELECT id, role FROM messages WHERE user_id = $1 AND id = ANY($2::bigint[])"
+                " UNION ALL"
+                " SELECT id, role FROM messages_archive"
+                " WHERE user_id = $1 AND id = ANY($2::bigint[])",
+                user_id,
+                list(message_ids),
+            )
+        return {r["id"]: r["role"] for r in rows}

@@ -1,0 +1,40 @@
+"""Handle one user's messages strictly one at a time, in this process and across processes.
+
+In this process, an `asyncio.Lock` per user (FIFO, so messages are answered in arrival
+order). Across processes (several replicas), a PostgreSQL session advisory lock on the
+user id, held on the connection that the pipeline then uses for all of that user's
+queries. Users are independent: other users are never blocked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from core.storage.database import Connection, Database
+
+
+class UserLocks:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._locks: dict[int, asyncio.Lock] = {}
+        self._waiters: dict[int, int] = {}
+
+    @asynccontextmanager
+    async def hold(self, user_id: int) -> AsyncIterator[Connection]:
+        """Hold the user's lock; yield the connection to run the user's queries on."""
+        lock = self._locks.setdefault(user_id, asyncio.Lock())
+        self._waiters[user_id] = self._waiters.get(user_id, 0) + 1
+        try:
+            async with lock, self._db.connection() as conn:
+                await conn.execute("SELECT pg_advisory_lock($1)", user_id)
+                try:
+                    yield conn
+                finally:
+                    await asyncio.shield(conn.execute("SELECT pg_advisory_unlock($1)", user_id))
+        finally:
+            self._waiters[user_id] -= 1
+            if self._waiters[user_id] == 0:
+                del self._waiters[user_id]
+                del self._locks[user_id]

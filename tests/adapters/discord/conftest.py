@@ -1,0 +1,80 @@
+"""Fixtures for driving the real discord.py client against `FakeDiscord`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+from typing import Any
+
+import discord
+import pytest
+
+from adapters.discord import DiscordAdapter
+from core.commands.registry import COMMANDS
+from core.services import Services
+from tests.core.engine_helpers import engine_with
+from tests.fakes.discord_gateway import FakeDiscord
+from tests.fakes.openai_server import FakeOpenAI
+
+StartAdapter = Callable[..., Awaitable[DiscordAdapter]]
+
+
+async def eventually(condition: Callable[[], bool], *, within: float = 10.0) -> None:
+    """Wait until `condition()` holds, polling; fail after `within` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.005)
+
+
+async def deliver(fake: FakeDiscord, adapter: DiscordAdapter, event: str, data: Any) -> None:
+    """Push one gateway event and wait until the adapter has finished with it.
+
+    Events are handled one at a time: the `services` fixture has one connection.
+    """
+    before = adapter.processed
+    await fake.dispatch(event, data)
+    await eventually(lambda: adapter.processed > before and adapter.in_flight == 0)
+
+
+@pytest.fixture
+async def fake_discord(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeDiscord]:
+    async with FakeDiscord() as fake:
+        monkeypatch.setattr(discord.http.Route, "BASE", fake.api_base)
+        yield fake
+
+
+@pytest.fixture
+async def start_adapter(
+    services: Services, fake_discord: FakeDiscord, fake_llm: FakeOpenAI
+) -> AsyncIterator[StartAdapter]:
+    """Start adapters (engine settings as keyword arguments); all are stopped at the end."""
+    async with AsyncExitStack() as stack:
+
+        async def start(
+            *, shard_ids: list[int] | None = None, shard_count: int | None = None, **settings: Any
+        ) -> DiscordAdapter:
+            adapter = DiscordAdapter(
+                engine_with(services, **settings),
+                token="test-token",
+                commands=list(COMMANDS.values()),
+                shard_ids=shard_ids,
+                shard_count=shard_count,
+                guild_ready_timeout=0.01,
+                ready_timeout=10.0,
+                # A clock that never moves: one partial message, then the final edit.
+                clock=lambda: 0.0,
+            )
+            await adapter.start()
+            stack.push_async_callback(adapter.stop)
+            return adapter
+
+        yield start
+
+
+@pytest.fixture
+async def adapter(start_adapter: StartAdapter) -> DiscordAdapter:
+    return await start_adapter()

@@ -1,0 +1,45 @@
+"""Building and running a `TelegramAdapter` against `FakeTelegram` in tests."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from adapters.telegram import TelegramAdapter
+from core.commands.registry import COMMANDS
+from core.engine import Engine
+from tests.fakes.telegram_api import FakeTelegram
+
+
+def stepping_clock(step: float) -> Callable[[], float]:
+    """A clock that moves `step` seconds every time it is read."""
+    ticks = itertools.count()
+    return lambda: next(ticks) * step
+
+
+def make_adapter(engine: Engine, tg: FakeTelegram, **overrides: Any) -> TelegramAdapter:
+    options: dict[str, Any] = {
+        "token": tg.token,
+        "base_url": tg.base_url,
+        "base_file_url": tg.base_file_url,
+        "mode": "polling",
+        "admin_chat_ids": ["900"],
+        "commands": list(COMMANDS.values()),
+        "poll_timeout": 1,
+        "shutdown_timeout": 5.0,
+        # Frozen clock: the streamed message is sent once and edited only by `finish`.
+        "clock": lambda: 0.0,
+    }
+    options.update(overrides)
+    return TelegramAdapter(engine, **options)
+
+
+@asynccontextmanager
+async def running(adapter: TelegramAdapter) -> AsyncIterator[TelegramAdapter]:
+    await adapter.start()
+    try:
+        yield adapter
+    finally:
+        await adapter.stop()

@@ -1,0 +1,120 @@
+"""Webhook mode, supergroup migration, membership changes and the messenger."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+
+from adapters.telegram import TelegramAdapter
+from core.errors import DeliveryError
+from core.services import Services
+from tests.adapters.telegram.helpers import make_adapter, running
+from tests.core.engine_helpers import engine_with
+from tests.fakes.telegram_api import (
+    FakeTelegram,
+    bot_user,
+    forbidden,
+    message,
+    migrated,
+    wait_until,
+)
+
+SECRET = "s3cret-webhook-token"
+GROUP = -200
+SUPERGROUP = -100200
+
+
+def _webhook_adapter(services: Services, tg: FakeTelegram) -> TelegramAdapter:
+    return make_adapter(
+        engine_with(services),
+        tg,
+        mode="webhook",
+        webhook_url="https://bot.example.test/telegram/hook",
+        webhook_secret=SECRET,
+        webhook_listen="127.0.0.1",
+        webhook_port=0,
+    )
+
+
+async def test_webhook_checks_the_secret_and_answers_before_acknowledging(
+    services: Services, tg: FakeTelegram
+) -> None:
+    async with running(_webhook_adapter(services, tg)) as adapter, aiohttp.ClientSession() as http:
+        assert adapter.connected
+        assert tg.webhook is not None
+        assert tg.webhook["secret_token"] == SECRET
+        assert tg.webhook["url"] == "https://bot.example.test/telegram/hook"
+        url = f"http://127.0.0.1:{adapter.webhook_port}/telegram/hook"
+        update = {"update_id": 1, "message": message("via webhook", user_id=1201)}
+
+        for headers in ({}, {"X-Telegram-Bot-Api-Secret-Token": "wrong"}):
+            async with http.post(url, json=update, headers=headers) as response:
+                assert response.status == 403
+        assert tg.texts(1201) == []
+
+        headers = {"X-Telegram-Bot-Api-Secret-Token": SECRET}
+        async with http.post(url, json=update, headers=headers) as response:
+            assert response.status == 200
+        # Held until handled: the answer is there when Telegram gets its 200.
+        assert tg.texts(1201) == ["echo: via webhook"]
+
+        # Telegram retrying the same update (e.g. after a timeout): answered once.
+        async with http.post(url, json=update, headers=headers) as response:
+            assert response.status == 200
+        async with http.post(url, data=b"not json", headers=headers) as response:
+            assert response.status == 400
+    assert tg.texts(1201) == ["echo: via webhook"]
+    assert tg.calls_to("getUpdates") == []
+    assert tg.webhook is not None  # other replicas still serve it
+    found = await services.users.find("telegram:1201")
+    assert found is not None
+    assert len(await services.messages.history(found.id)) == 2
+
+
+async def test_a_group_that_became_a_supergroup(services: Services, tg: FakeTelegram) -> None:
+    async with running(make_adapter(engine_with(services), tg)):
+        tg.fail("sendMessage", migrated(SUPERGROUP))
+        tg.push_message("/start", user_id=1301, chat_id=GROUP, chat_type="group")
+        await wait_until(lambda: len(tg.texts(SUPERGROUP)) == 1)
+        # The service message in the old group, then messages from the new chat id.
+        tg.push_message(
+            user_id=1301, chat_id=GROUP, chat_type="group", migrate_to_chat_id=SUPERGROUP
+        )
+        last = tg.push_message("/start", user_id=1301, chat_id=SUPERGROUP, message_id=5)
+        await wait_until(lambda: tg.confirmed_below > last)
+    assert tg.texts(GROUP) == []
+    assert len(tg.texts(SUPERGROUP)) == 2
+    assert tg.chat(SUPERGROUP)[1].reply_to == 5
+
+
+async def test_membership_changes_and_bots_are_not_answered(
+    services: Services, tg: FakeTelegram
+) -> None:
+    removed = {
+        "chat": {"id": GROUP, "type": "group", "title": "A group"},
+        "from": {"id": 1401, "is_bot": False, "first_name": "Ann"},
+        "date": 0,
+        "old_chat_member": {"status": "member", "user": bot_user()},
+        "new_chat_member": {"status": "left", "user": bot_user()},
+    }
+    async with running(make_adapter(engine_with(services), tg)):
+        tg.push_update({"my_chat_member": removed})
+        tg.push_message("beep", user_id=1402, is_bot=True)
+        tg.push_update({"edited_message": message("edited", user_id=1403)})
+        tg.push_update({"channel_post": message("post", chat_id=-1009, chat_type="channel")})
+        last = tg.push_message("still here", user_id=1404)
+        await wait_until(lambda: tg.confirmed_below > last)
+    assert [m.chat_id for m in tg.messages] == [1404]
+
+
+async def test_messenger_maps_refusals_to_delivery_errors(
+    services: Services, tg: FakeTelegram
+) -> None:
+    async with running(make_adapter(engine_with(services), tg)) as adapter:
+        await adapter.messenger.send_private("1501", "Hello *everyone*")
+        tg.fail("sendMessage", forbidden())
+        with pytest.raises(DeliveryError):
+            await adapter.messenger.send_private("1502", "blocked")
+        with pytest.raises(DeliveryError):
+            await adapter.messenger.send_private("not-a-chat", "nowhere")
+    assert tg.texts(1501) == ["Hello *everyone*"]  # broadcasts go out as written

@@ -1,0 +1,323 @@
+"""The pipeline end to end: real database, real embedder, the real openai SDK against a
+fake OpenAI-compatible server. The prompt the fake received is what we check."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+
+from core.engine import BANNED, LLM_BUSY, LLM_FAILED, TOO_LONG, UNSUPPORTED
+from core.inbound import Attachment, ChatKind
+from core.models import MessageRole, MessageStatus, NewFact, Platform, UserStatus
+from core.services import Services
+from core.storage.database import Database, create_pool
+from tests.core.engine_helpers import PERSONA, engine_with, inbound, prompt_text
+from tests.fakes.channel import RecordingChannel
+from tests.fakes.openai_server import FakeOpenAI, HttpError
+
+
+async def _user_id(services: Services, platform_user_id: str) -> int:
+    found = await services.users.find(f"telegram:{platform_user_id}")
+    assert found is not None
+    return found.id
+
+
+async def test_a_conversation_over_several_turns(services: Services, fake_llm: FakeOpenAI) -> None:
+    engine = engine_with(services)
+    channel = RecordingChannel()
+    for text in ("Hi, I'm Ann", "I like climbing", "What do I like?"):
+        await engine.handle(inbound(text), channel)
+    assert [r.final for r in channel.replies] == [
+        "echo: Hi, I'm Ann",
+        "echo: I like climbing",
+        "echo: What do I like?",
+    ]
+    last = fake_llm.chat_requests[-1]["messages"]
+    assert last[0]["role"] == "system"
+    assert last[0]["content"].startswith(PERSONA)
+    assert [m["content"] for m in last[1:]] == [
+        "Hi, I'm Ann",
+        "echo: Hi, I'm Ann",
+        "I like climbing",
+        "echo: I like climbing",
+        "What do I like?",
+    ]
+    user_id = await _user_id(services, "u1")
+    history = await services.messages.history(user_id)
+    assert len(history) == 6
+    assert all(m.status is MessageStatus.ANSWERED for m in history if m.role is MessageRole.USER)
+    assert (await services.users.conversation(user_id)).message_count == 6
+    # Streaming: the sink saw the reply grow before it was finished.
+    assert channel.replies[0].updates[-1] == "echo: Hi, I'm Ann"
+
+
+async def test_old_messages_are_recalled_by_meaning_and_by_rare_word(
+    services: Services, fake_llm: FakeOpenAI
+) -> None:
+    engine = engine_with(services, context={"recent_messages": 4}, limits={"rate_burst": 50})
+    channel = RecordingChannel()
+    await engine.handle(inbound("My sister Priya works as a marine biologist in Lisbon."), channel)
+    await engine.handle(inbound("The storage unit code is Zorblax-4471."), channel)
+    for i in range(6):
+        await engine.handle(inbound(f"Random chatter number {i} about the weather today."), channel)
+
+    await engine.handle(inbound("What job does my sibling have?"), channel)
+    prompt = prompt_text(fake_llm.chat_requests[-1])
+    assert "marine biologist" in prompt
+
+    await engine.handle(inbound("remind me about Zorblax-4471"), channel)
+    system = fake_llm.chat_requests[-1]["messages"][0]["content"]
+    assert "The storage unit code is Zorblax-4471." in system
+
+
+async def test_reply_keeps_a_snapshot_of_its_context(services: Services) -> None:
+    engine = engine_with(services, context={"recent_messages": 2})
+    channel = RecordingChannel()
+    await engine.handle(inbound("I have a dog called Rex"), channel)
+    user_id = await _user_id(services, "u1")
+    fact = await services.facts.add(user_id, NewFact("Has a dog called Rex", importance=8))
+    await engine.handle(inbound("Filler one"), channel)
+    await engine.handle(inbound("Tell me about my dog Rex"), channel)
+    reply = (await services.messages.history(user_id, limit=1))[0]
+    assert reply.role is MessageRole.ASSISTANT
+    snapshot = reply.context_snapshot
+    assert snapshot is not None
+    assert snapshot["fact_ids"] == [fact.id]
+    assert snapshot["model"] == "fake-model"
+    assert snapshot["summary_version"] == 0
+    assert set(snapshot["tokens"]) >= {"persona", "summary", "facts", "recall", "recent", "prompt"}
+    assert snapshot["tokens"]["facts"] > 0
+    assert set(snapshot["timings_ms"]) >= {"embed_ms", "store_ms", "assemble_ms", "llm_ms"}
+    recalled = {(r["source"], r["id"]) for r in snapshot["recalled"]}
+    first = (await services.messages.history(user_id))[-1]
+    assert ("messages", first.id) in recalled
+    assert all(isinstance(r["score"], float) for r in snapshot["recalled"])
+    # Recall never repeats what is already in the window.
+    assert not recalled & {("messages", i) for i in snapshot["window_ids"]}
+    assert reply.tokens_in == snapshot["tokens_in"]
+    assert reply.model == "fake-model"
+
+
+async def test_redelivered_message_is_answered_once(
+    services: Services, fake_llm: FakeOpenAI
+) -> None:
+    engine = engine_with(services)
+    channel = RecordingChannel()
+    message = inbound("hello once", message_id="m-1")
+    await engine.handle(message, channel)
+    await engine.handle(message, channel)
+    assert len(fake_llm.chat_requests) == 1
+    assert [r.final for r in channel.replies] == ["echo: hello once"]
+
+
+async def test_stored_but_unanswered_message_is_answered_on_redelivery(
+    services: Services, fake_llm: FakeOpenAI
+) -> None:
+    # The process died after storing the message: it is pending.
+    user, _ = await services.users.get_or_create(Platform.TELEGRAM, "u1")
+    await services.messages.add_user_message(
+        user.id,
+        "are you there?",
+        platform=Platform.TELEGRAM,
+        chat_id="chat-u1",
+        platform_message_id="m-9",
+    )
+    channel = RecordingChannel()
+    await engine_with(services).handle(inbound("are you there?", message_id="m-9"), channel)
+    assert channel.last == "echo: are you there?"
+    assert len(fake_llm.chat_requests) == 1
+
+
+class _FailingOnceSink:
+    def __init__(self, channel: _FlakyChannel) -> None:
+        self._channel = channel
+
+    async def update(self, text: str) -> None:
+        return None
+
+    async def finish(self, text: str) -> None:
+        if not self._channel.failed:
+            self._channel.failed = True
+            raise ConnectionError("platform unreachable")
+        self._channel.delivered.append(text)
+
+
+class _FlakyChannel(RecordingChannel):
+    failed = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.delivered: list[str] = []
+
+    def start_reply(self) -> _FailingOnceSink:  # type: ignore[override]
+        return _FailingOnceSink(self)
+
+
+async def test_recorded_reply_that_was_not_delivered_is_sent_on_redelivery(
+    services: Services, fake_llm: FakeOpenAI
+) -> None:
+    engine = engine_with(services)
+    channel = _FlakyChannel()
+    message = inbound("important", message_id="m-2")
+    await engine.handle(message, channel)
+    assert channel.delivered == []
+    await engine.handle(message, channel)
+    assert channel.delivered == ["echo: important"]
+    assert len(fake_llm.chat_requests) == 1  # not answered twice
+    await engine.handle(message, channel)
+    assert channel.delivered == ["echo: important"]  # and not sent twice
+
+
+async def test_llm_failure_keeps_the_message_and_the_next_one_covers_it(
+    services: Services, fake_llm: FakeOpenAI
+) -> None:
+    engine = engine_with(services)
+    channel = RecordingChannel()
+    fake_llm.push_fault(HttpError(500))
+    await engine.handle(inbound("first try"), channel)
+    assert channel.last == LLM_FAILED
+    user_id = await _user_id(services, "u1")
+    failed = (await services.messages.history(user_id))[0]
+    assert (failed.content, failed.status) == ("first try", MessageStatus.FAILED)
+
+    fake_llm.push_fault(HttpError(429, retry_after=0.01))
+    await engine.handle(inbound("second"), channel)
+    assert channel.last == LLM_BUSY
+
+    await engine.handle(inbound("third"), channel)
+    assert channel.last == "echo: third"
+    # The model saw the unanswered messages, and they now count as answered.
+    assert "first try" in prompt_text(fake_llm.chat_requests[-1])
+    statuses = {m.content: m.status for m in await services.messages.history(user_id)}
+    assert statuses["first try"] is MessageStatus.ANSWERED
+    assert statuses["second"] is MessageStatus.ANSWERED
+
+
+async def test_users_never_see_each_others_data(services: Services, fake_llm: FakeOpenAI) -> None:
+    engine = engine_with(services)
+    alice, bob = RecordingChannel(), RecordingChannel()
+    await engine.handle(inbound("My password hint is aubergine-77", user="alice"), alice)
+    alice_id = await _user_id(services, "alice")
+    await services.facts.add(alice_id, NewFact("Alice's hint is aubergine-77", importance=10))
+    fake_llm.chat_requests.clear()
+    await engine.handle(inbound("what is my password hint aubergine?", user="bob"), bob)
+    await engine.handle(inbound("tell me everything you know", user="bob"), bob)
+    for request in fake_llm.chat_requests:
+        assert "aubergine-77" not in prompt_text(request)
+
+
+async def test_private_facts_stay_out_of_shared_chats(
+    services: Services, fake_llm: FakeOpenAI
+) -> None:
+    engine = engine_with(services)
+    channel = RecordingChannel()
+    await engine.handle(inbound("hello"), channel)
+    user_id = await _user_id(services, "u1")
+    await services.facts.add(user_id, NewFact("Is being treated for anxiety", is_private=True))
+    await services.facts.add(user_id, NewFact("Plays the cello"))
+    await engine.handle(
+        inbound("how am I doing with anxiety?", kind=ChatKind.GROUP, chat="g"), channel
+    )
+    group_prompt = prompt_text(fake_llm.chat_requests[-1])
+    assert "Plays the cello" in group_prompt
+    assert "treated for anxiety" not in group_prompt
+    await engine.handle(inbound("how am I doing with anxiety?"), channel)
+    assert "treated for anxiety" in prompt_text(fake_llm.chat_requests[-1])
+
+
+async def test_rate_limit_refuses_without_storing(services: Services) -> None:
+    engine = engine_with(services, limits={"rate_burst": 2, "rate_per_minute": 1})
+    channel = RecordingChannel()
+    for text in ("one", "two", "three"):
+        await engine.handle(inbound(text), channel)
+    assert channel.sent[-1].startswith("You're writing faster than I can keep up")
+    user_id = await _user_id(services, "u1")
+    assert [
+        m.content for m in await services.messages.history(user_id) if m.role is MessageRole.USER
+    ] == ["two", "one"]
+
+
+async def test_rate_limit_refills_with_time(services: Services) -> None:
+    now = [services.clock()]
+    clocked = replace(services, clock=lambda: now[0])
+    engine = engine_with(clocked, limits={"rate_burst": 1, "rate_per_minute": 60})
+    channel = RecordingChannel()
+    await engine.handle(inbound("one"), channel)
+    await engine.handle(inbound("two"), channel)
+    assert channel.sent[-1].startswith("You're writing faster")
+    from datetime import timedelta
+
+    now[0] += timedelta(seconds=1.5)
+    await engine.handle(inbound("three"), channel)
+    assert channel.last == "echo: three"
+
+
+async def test_too_long_message_is_refused_and_not_stored(services: Services) -> None:
+    engine = engine_with(services, limits={"max_message_chars": 10})
+    channel = RecordingChannel()
+    await engine.handle(inbound("x" * 11), channel)
+    assert channel.sent == [TOO_LONG.format(length=11, limit=10)]
+    user = await services.users.find("telegram:u1")
+    assert user is not None
+    assert await services.messages.count(user.id) == 0
+
+
+async def test_banned_user_is_told_once_and_ignored(
+    services: Services, fake_llm: FakeOpenAI
+) -> None:
+    engine = engine_with(services)
+    channel = RecordingChannel()
+    await engine.handle(inbound("hi"), channel)
+    user_id = await _user_id(services, "u1")
+    await services.users.set_status(user_id, UserStatus.BANNED)
+    fake_llm.chat_requests.clear()
+    await engine.handle(inbound("hello?"), channel)
+    await engine.handle(inbound("hello??"), channel)
+    assert channel.sent == [BANNED]
+    assert fake_llm.chat_requests == []
+
+
+async def test_unaddressed_and_non_text_messages(services: Services) -> None:
+    engine = engine_with(services)
+    channel = RecordingChannel()
+    await engine.handle(
+        inbound("chatting among ourselves", kind=ChatKind.GROUP, addressed=False), channel
+    )
+    assert channel.texts == []
+    assert await services.users.find("telegram:u1") is None
+    await engine.handle(inbound("", attachments=(Attachment("photo"),)), channel)
+    assert channel.sent == [UNSUPPORTED]
+
+
+async def test_messages_of_one_user_are_answered_in_order(
+    fresh_dsn: str, services: Services, fake_llm: FakeOpenAI
+) -> None:
+    pool = await create_pool(fresh_dsn, min_size=2, max_size=10)
+    try:
+        engine = engine_with(replace(services, db=Database(pool)))
+        channel = RecordingChannel()
+        texts = [f"message {i}" for i in range(6)]
+        await asyncio.gather(*(engine.handle(inbound(t, user="orderly"), channel) for t in texts))
+        user = await replace(services, db=Database(pool)).users.find("telegram:orderly")
+        assert user is not None
+        history = list(
+            reversed(await replace(services, db=Database(pool)).messages.history(user.id))
+        )
+        roles = [m.role for m in history]
+        assert roles == [MessageRole.USER, MessageRole.ASSISTANT] * 6
+        for question, answer in zip(history[::2], history[1::2], strict=True):
+            assert answer.reply_to_id == question.id
+            assert answer.content == f"echo: {question.content}"
+    finally:
+        await pool.close()
+
+
+async def test_redelivered_command_runs_once(services: Services) -> None:
+    engine = engine_with(services)
+    channel = RecordingChannel()
+    command = inbound("/help", message_id="cmd-1")
+    await engine.handle(command, channel)
+    await engine.handle(command, channel)
+    assert len(channel.sent) == 1
+    await engine.handle(inbound("/help", message_id="cmd-2"), channel)
+    assert len(channel.sent) == 2
