@@ -15,6 +15,8 @@ import asyncpg
 
 from adapters.console import run_console
 from bot.database import open_database, stop_embedded
+from bot.jobs import COMMANDS as JOB_COMMANDS
+from bot.jobs import add_job_commands, build_registry
 from bot.logs import configure_logging
 from bot.run import missing_platform_settings, run_service
 from bot.services import build_services
@@ -36,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("--status", action="store_true", help="list migrations, apply nothing")
     chat = commands.add_parser("chat", help="chat in the terminal through the full pipeline")
     chat.add_argument("--user", default=None, help="who you are (default: your login name)")
+    add_job_commands(commands)
     db = commands.add_parser("db", help="show where the database is (connection string for psql)")
     db.add_argument("--stop", action="store_true", help="stop an embedded server left running")
     return parser
@@ -73,6 +76,7 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
 async def _chat(settings: Settings, args: argparse.Namespace) -> int:
     user = args.user or getpass.getuser()
     async with open_database(settings) as location, build_services(settings, location) as services:
+        services.jobs = build_registry(services)
         engine = Engine(services, persona=load_persona(settings.context.persona_file))
         await run_console(engine, user)
     return 0
@@ -120,4 +124,4 @@ def _stop_db(settings: Settings) -> int:
     return 0
 
 
-_COMMANDS = {"run": _run, "migrate": _migrate, "db": _db, "chat": _chat}
+_COMMANDS = {"run": _run, "migrate": _migrate, "db": _db, "chat": _chat, **JOB_COMMANDS}

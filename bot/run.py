@@ -1,6 +1,6 @@
 """`python -m bot run`: the whole service, built in one exit stack and closed in reverse.
 
-(database, opened by the caller) -> services -> engine -> adapters -> scheduler ->
+(database, opened by the caller) -> services -> jobs -> engine -> adapters -> scheduler ->
 health server; then wait for SIGTERM or Ctrl-C. On the way out, adapters stop fetching
 first and let in-flight replies finish (or be recorded as failed), then the pool and
 the database close.
@@ -18,6 +18,8 @@ from pydantic import SecretStr
 
 from bot.database import DatabaseLocation
 from bot.health import HealthServer, ReadinessProbe
+from bot.jobs import build_registry
+from bot.scheduler import JobScheduler
 from bot.services import build_services
 from config import Settings
 from core import metrics
@@ -52,8 +54,10 @@ async def run_service(
             services = await stack.enter_async_context(build_services(settings, location))
             metrics.register_pool(services.db.pool)
             stack.callback(metrics.register_pool, None)
+            services.jobs = build_registry(services)
             engine = Engine(services, persona=load_persona(settings.context.persona_file))
             probes = await _start_adapters(settings, engine, services, stack)
+            await stack.enter_async_context(JobScheduler(services.jobs))
             for probe in probes:
                 metrics.watch_adapter(probe.name, probe.is_ready)
             health = HealthServer(

@@ -1,7 +1,9 @@
 """Assemble the model's prompt for one user message, within a token budget.
 
 Sections, in priority order (higher ones are never squeezed out by lower ones):
-1. persona (system prompt, with the user's own overrides) and the current message;
+1. persona (system prompt, with the user's own overrides), what the memory job learned
+   about how to talk with the person (style; themes and insights in private chats only),
+   and the current message;
 2. the rolling summary of older conversation (capped at SUMMARY_SHARE of the budget);
 3. facts still true about the user, most important first (capped at FACTS_SHARE);
 4. recalled items: hybrid vector + full-text recall over older messages and facts that
@@ -27,6 +29,7 @@ from core.hybrid_recall import HybridRecall, RecalledItem
 from core.models import Conversation, Fact, Message, MessageRole
 from core.persona import system_prompt
 from core.storage.database import Connection
+from core.storage.directory import Directory, MemoryContext
 from core.storage.facts import FactRepository
 from core.storage.messages import MessageRepository
 from core.tokens import TokenCounter
@@ -37,6 +40,8 @@ RECALL_SHARE = 0.2
 # Recent messages always kept, even if the budget is exceeded, so the model sees the
 # message it answers and the turn before it.
 MIN_RECENT = 2
+# At most this many themes and insights go into the prompt.
+PROFILE_ITEMS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,12 +79,34 @@ def _truncate_to(tokens: TokenCounter, text: str, budget: int) -> str:
     return "… " + " ".join(words[low:])
 
 
+def _profile_text(memory: MemoryContext | None, shared_chat: bool) -> str:
+    """What the memory job learned about how to talk with this person.
+
+    The communication style is used everywhere; insights and themes describe the person
+    and, like private facts, stay out of shared chats.
+    """
+    if memory is None:
+        return ""
+    parts = []
+    if memory.communication_style.strip():
+        parts.append(f"How this person likes to talk: {memory.communication_style.strip()}")
+    if not shared_chat:
+        themes = [str(t) for t in memory.themes if str(t).strip()][:PROFILE_ITEMS]
+        if themes:
+            parts.append("Themes they often come back to: " + ", ".join(themes))
+        insights = [str(i) for i in memory.insights if str(i).strip()][:PROFILE_ITEMS]
+        if insights:
+            parts.append("Insights:\n" + "\n".join(f"- {i}" for i in insights))
+    return "\n".join(parts)
+
+
 class ContextAssembler:
     def __init__(
         self,
         *,
         messages: MessageRepository,
         facts: FactRepository,
+        directory: Directory,
         recall: HybridRecall,
         tokens: TokenCounter,
         persona: str,
@@ -87,6 +114,7 @@ class ContextAssembler:
     ) -> None:
         self._messages = messages
         self._facts = facts
+        self._directory = directory
         self._recall = recall
         self._tokens = tokens
         self._persona = persona
@@ -106,6 +134,11 @@ class ContextAssembler:
         budget = self._limits.token_budget
         persona = system_prompt(self._persona, conversation.persona_overrides)
         used = {"persona": self._tokens.count(persona)}
+
+        profile = _profile_text(
+            await self._directory.memory_context(user_id, conn=conn), shared_chat
+        )
+        used["profile"] = self._tokens.count(profile) if profile else 0
 
         recent = await self._messages.recent(user_id, self._limits.recent_messages, conn=conn)
         if not any(m.id == current.id for m in recent):
@@ -154,7 +187,7 @@ class ContextAssembler:
             kept_recall.append(item)
             used["recall"] += cost
 
-        system = self._system_text(persona, summary, kept_facts, kept_recall)
+        system = self._system_text(persona, profile, summary, kept_facts, kept_recall)
         system_tokens = self._tokens.count_messages([{"role": "system", "content": system}])
         remaining = budget - system_tokens
         window: list[Message] = []
@@ -192,11 +225,14 @@ class ContextAssembler:
     def _system_text(
         self,
         persona: str,
+        profile: str,
         summary: str,
         facts: list[Fact],
         recalled: list[RecalledItem],
     ) -> str:
         parts = [persona]
+        if profile:
+            parts.append(profile)
         if facts:
             lines = "\n".join(f"- {fact.content}" for fact in facts)
             parts.append(f"What you know about this person:\n{lines}")

@@ -29,6 +29,7 @@ from core.models import Message, MessageStatus, Role, User, UserStatus
 from core.ports import ReplyChannel, ReplySink
 from core.services import Services
 from core.storage.database import Connection
+from core.storage.directory import Directory
 from core.storage.handled_commands import HandledCommandRepository
 from core.storage.rate_limits import RateLimitRepository
 from core.storage.text_search import TextSearchRepository
@@ -79,6 +80,7 @@ class Engine:
         self._assembler = ContextAssembler(
             messages=services.messages,
             facts=services.facts,
+            directory=Directory(services.db),
             recall=HybridRecall(services.recall, TextSearchRepository(services.db)),
             tokens=services.tokens,
             persona=persona,

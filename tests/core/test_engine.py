@@ -321,3 +321,30 @@ async def test_redelivered_command_runs_once(services: Services) -> None:
     assert len(channel.sent) == 1
     await engine.handle(inbound("/help", message_id="cmd-2"), channel)
     assert len(channel.sent) == 2
+
+
+async def test_style_and_themes_from_the_memory_job_shape_the_prompt(
+    services: Services, fake_llm: FakeOpenAI
+) -> None:
+    engine = engine_with(services)
+    channel = RecordingChannel()
+    await engine.handle(inbound("hi"), channel)
+    user_id = await _user_id(services, "u1")
+    async with services.db.connection() as conn:
+        await conn.execute(
+            "UPDATE conversation_context SET communication_style = 'short and playful',"
+            " themes = $2, insights = $3 WHERE user_id = $1",
+            user_id,
+            ["gardening", "chess"],
+            ["Opens up late at night"],
+        )
+    await engine.handle(inbound("hello again"), channel)
+    system = fake_llm.chat_requests[-1]["messages"][0]["content"]
+    assert "How this person likes to talk: short and playful" in system
+    assert "gardening, chess" in system
+    assert "Opens up late at night" in system
+    await engine.handle(inbound("hello group", kind=ChatKind.GROUP, chat="g"), channel)
+    shared = fake_llm.chat_requests[-1]["messages"][0]["content"]
+    assert "short and playful" in shared
+    assert "gardening" not in shared
+    assert "Opens up late at night" not in shared
