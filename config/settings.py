@@ -7,6 +7,7 @@ reads the environment at import time.
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -92,12 +93,29 @@ class DatabaseSettings(_Group):
     pool_min_size: NonNegativeInt = 1
     pool_max_size: PositiveInt = 10
     command_timeout_seconds: PositiveFloat = 30.0
+    # The embedded server's cache (PostgreSQL's shared_buffers): a quarter of the memory,
+    # at most 8GB, by default. Ignored with DATABASE_URL (tune your own server).
+    embedded_shared_buffers: str = Field(default_factory=lambda: _default_shared_buffers())
+
+    @field_validator("embedded_shared_buffers")
+    @classmethod
+    def _memory_size(cls, value: str) -> str:
+        if not re.fullmatch(r"\d+(kB|MB|GB)", value.strip()):
+            raise ValueError("must be a size like 512MB or 4GB")
+        return value.strip()
 
     @model_validator(mode="after")
     def _min_below_max(self) -> DatabaseSettings:
         if self.pool_min_size > self.pool_max_size:
             raise ValueError("DB_POOL_MIN_SIZE must not exceed DB_POOL_MAX_SIZE")
         return self
+
+
+def _default_shared_buffers() -> str:
+    import psutil
+
+    quarter_mb = psutil.virtual_memory().total // 4 // 2**20
+    return f"{max(128, min(quarter_mb, 8192))}MB"
 
 
 class LimitSettings(_Group):

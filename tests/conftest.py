@@ -188,3 +188,14 @@ def services(
         llm=llm_client,
         tokens=token_counter,
     )
+
+
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    """An ONETHREAD_DATA_DIR for embedded servers started by a test.
+
+    Not under pytest's tmp_path: pytest resets its base folder to mode 0700 whenever a
+    session starts, which would lock out the embedded server's system user (as root).
+    """
+    with tempfile.TemporaryDirectory(prefix="onethread-data-") as folder:
+        yield Path(folder)

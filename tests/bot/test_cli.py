@@ -44,32 +44,32 @@ def _server_pid(data_dir: Path) -> int | None:
     return pid if psutil.pid_exists(pid) else None
 
 
-def test_run_without_tokens_migrates_then_names_missing_settings(tmp_path: Path) -> None:
-    result = _bot("run", env=_env(tmp_path))
+def test_run_without_tokens_migrates_then_names_missing_settings(data_dir: Path) -> None:
+    result = _bot("run", env=_env(data_dir))
     assert result.returncode == 2, result.stderr
     assert "TELEGRAM_BOT_TOKEN" in result.stderr
     assert "DISCORD_BOT_TOKEN" in result.stderr
     assert "Traceback" not in result.stderr
-    status = _bot("migrate", "--status", env=_env(tmp_path))
+    status = _bot("migrate", "--status", env=_env(data_dir))
     assert status.returncode == 0, status.stderr
     assert "0001_init  applied" in status.stdout
     # The last process exited, so the embedded server stopped.
-    assert _server_pid(tmp_path) is None
+    assert _server_pid(data_dir) is None
 
 
-def test_db_prints_a_connection_string_psql_can_use(tmp_path: Path) -> None:
-    result = _bot("db", env=_env(tmp_path))
+def test_db_prints_a_connection_string_psql_can_use(data_dir: Path) -> None:
+    result = _bot("db", env=_env(data_dir))
     assert result.returncode == 0, result.stderr
     assert "embedded PostgreSQL" in result.stdout
     dsn_line = next(line for line in result.stdout.splitlines() if line.startswith("connection"))
     assert "/onethread?host=" in dsn_line
-    assert str(tmp_path / "postgres") in dsn_line
+    assert str(data_dir / "postgres") in dsn_line
 
 
 def test_processes_share_one_server_and_a_killed_one_does_not_keep_it_alive(
-    tmp_path: Path,
+    data_dir: Path,
 ) -> None:
-    env = _env(tmp_path)
+    env = _env(data_dir)
     # A long-lived holder: a Python process that starts the server and waits.
     holder_code = (
         "import sys, time\n"
@@ -81,7 +81,7 @@ def test_processes_share_one_server_and_a_killed_one_does_not_keep_it_alive(
         "time.sleep(600)\n"
     )
     holder = subprocess.Popen(
-        [sys.executable, "-c", holder_code, str(tmp_path / "postgres")],
+        [sys.executable, "-c", holder_code, str(data_dir / "postgres")],
         env=env,
         stdout=subprocess.PIPE,
         text=True,
@@ -89,31 +89,31 @@ def test_processes_share_one_server_and_a_killed_one_does_not_keep_it_alive(
     try:
         assert holder.stdout is not None
         assert holder.stdout.readline().strip() == "ready"
-        server_pid = _server_pid(tmp_path)
+        server_pid = _server_pid(data_dir)
         assert server_pid is not None
         # Another process joins the same server and leaves it running for the holder.
         assert _bot("migrate", env=env).returncode == 0
-        assert _server_pid(tmp_path) == server_pid
+        assert _server_pid(data_dir) == server_pid
         # The holder dies without cleaning up.
         holder.send_signal(signal.SIGKILL)
         holder.wait(timeout=10)
         # The next process notices the dead handle and, being last, stops the server.
         assert _bot("migrate", env=env).returncode == 0
         deadline = time.monotonic() + 20
-        while _server_pid(tmp_path) is not None and time.monotonic() < deadline:
+        while _server_pid(data_dir) is not None and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert _server_pid(tmp_path) is None
+        assert _server_pid(data_dir) is None
     finally:
         if holder.poll() is None:
             holder.kill()
             holder.wait()
         if holder.stdout is not None:
             holder.stdout.close()
-        stop_embedded(tmp_path / "postgres")
+        stop_embedded(data_dir / "postgres")
 
 
-def test_db_stop_stops_a_server_left_running(tmp_path: Path) -> None:
-    env = _env(tmp_path)
+def test_db_stop_stops_a_server_left_running(data_dir: Path) -> None:
+    env = _env(data_dir)
     holder = subprocess.Popen(
         [
             sys.executable,
@@ -121,7 +121,7 @@ def test_db_stop_stops_a_server_left_running(tmp_path: Path) -> None:
             "import sys; from pathlib import Path; from bot.database import EmbeddedServer;"
             "EmbeddedServer(Path(sys.argv[1])).start(); print('ready', flush=True);"
             "import os; os._exit(0)",
-            str(tmp_path / "postgres"),
+            str(data_dir / "postgres"),
         ],
         env=env,
         stdout=subprocess.PIPE,
@@ -131,25 +131,25 @@ def test_db_stop_stops_a_server_left_running(tmp_path: Path) -> None:
     with holder.stdout:
         assert holder.stdout.readline().strip() == "ready"
     holder.wait(timeout=30)
-    assert _server_pid(tmp_path) is not None  # os._exit skipped the clean-up
+    assert _server_pid(data_dir) is not None  # os._exit skipped the clean-up
     result = _bot("db", "--stop", env=env)
     assert result.returncode == 0, result.stderr
     assert "stopped the embedded server" in result.stdout
-    assert _server_pid(tmp_path) is None
+    assert _server_pid(data_dir) is None
     again = _bot("db", "--stop", env=env)
     assert "no embedded server is running" in again.stdout
 
 
-def test_external_database_url_is_used_and_migrated(fresh_dsn: str, tmp_path: Path) -> None:
-    result = _bot("migrate", "--status", env=_env(tmp_path, DATABASE_URL=fresh_dsn))
+def test_external_database_url_is_used_and_migrated(fresh_dsn: str, data_dir: Path) -> None:
+    result = _bot("migrate", "--status", env=_env(data_dir, DATABASE_URL=fresh_dsn))
     assert result.returncode == 0, result.stderr
     assert "applied" in result.stdout
-    assert not (tmp_path / "postgres").exists()
+    assert not (data_dir / "postgres").exists()
 
 
-def test_unreachable_external_database_is_a_clear_error(tmp_path: Path) -> None:
+def test_unreachable_external_database_is_a_clear_error(data_dir: Path) -> None:
     url = "postgresql://nobody:pw@127.0.0.1:1/none"
-    result = _bot("migrate", env=_env(tmp_path, DATABASE_URL=url))
+    result = _bot("migrate", env=_env(data_dir, DATABASE_URL=url))
     assert result.returncode == 1
     assert "cannot connect to the database" in result.stderr
     assert "Traceback" not in result.stderr
@@ -157,5 +157,5 @@ def test_unreachable_external_database_is_a_clear_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("args", [["nonsense"], ["migrate", "--bogus"]])
-def test_bad_usage_exits_2(args: list[str], tmp_path: Path) -> None:
-    assert _bot(*args, env=_env(tmp_path)).returncode == 2
+def test_bad_usage_exits_2(args: list[str], data_dir: Path) -> None:
+    assert _bot(*args, env=_env(data_dir)).returncode == 2
