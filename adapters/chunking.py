@@ -10,6 +10,11 @@ from __future__ import annotations
 
 import re
 
+# Appended to a streamed preview, so a preview never looks like the finished reply. The
+# reply is recorded only when complete: if the process dies in between, the restarted
+# service answers again, and the person can tell the earlier text was unfinished.
+STREAMING_CURSOR = " …"
+
 _SENTENCE_END = re.compile(r"[.!?…](?=\s)")
 
 

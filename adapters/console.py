@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
+from adapters.outage import handle_through_outage
 from core.engine import Engine
 from core.inbound import ChatKind, Inbound
 from core.models import Platform
@@ -86,7 +87,8 @@ async def run_console(
         text = line.rstrip("\n")
         if not text.strip():
             continue
-        await engine.handle(
+        await handle_through_outage(
+            engine,
             Inbound(
                 platform=Platform.CONSOLE,
                 platform_user_id=user_name,

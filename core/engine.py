@@ -7,6 +7,7 @@ here, once, logged with the user id, and the person gets a short plain answer.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -14,13 +15,15 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 import numpy as np
 
 from core import metrics
-from core.commands.base import CommandContext, parse_command
+from core.commands.base import CommandContext, ParsedCommand, parse_command
 from core.commands.registry import dispatch
 from core.context import AssembledContext, ContextAssembler, ContextLimits
 from core.embedding.base import EmbeddingError
+from core.errors import StorageUnavailable
 from core.hybrid_recall import HybridRecall
 from core.inbound import Inbound
 from core.llm.client import Completion, TextDelta
@@ -56,8 +59,21 @@ LLM_BUSY = (
     "send /retry in a minute, or just keep writing."
 )
 INTERNAL_ERROR = "Sorry, something went wrong on my side. Please try again in a moment."
+STORAGE_DOWN = (
+    "I can't reach my memory right now. I'll answer this message as soon as I'm back; "
+    "no need to send it again."
+)
+# How many messages' outage notices are remembered (to tell each person only once).
+OUTAGE_MEMORY = 10_000
 BANNED_MAY_RUN = frozenset({"export", "delete_me"})
 UNKNOWN_COMMAND = "I don't know the command /{name}. Send /help to see what I can do."
+
+
+@dataclass(frozen=True, slots=True)
+class _Accepted:
+    user: User
+    is_admin: bool
+    command: ParsedCommand | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +92,7 @@ class Engine:
         self._locks = UserLocks(services.db)
         self._rate_limits = RateLimitRepository(services.db)
         self._handled_commands = HandledCommandRepository(services.db)
+        self._outage_told: set[tuple[str, str, str]] = set()
         settings = services.settings
         self._assembler = ContextAssembler(
             messages=services.messages,
@@ -93,12 +110,20 @@ class Engine:
         )
 
     async def handle(self, inbound: Inbound, channel: ReplyChannel) -> None:
-        """Process one inbound message end to end; never raises but for cancellation."""
+        """Process one inbound message end to end.
+
+        Raises only `StorageUnavailable` (the database is down: deliver the message again
+        later, do not acknowledge it) and cancellation; every other error is logged here
+        and answered with a short apology.
+        """
         try:
             await self._handle(inbound, channel)
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
+            if is_storage_outage(exc):
+                await self._tell_outage_once(inbound, channel)
+                raise StorageUnavailable("the database is unreachable") from exc
             metrics.count_reply_failed("internal")
             logger.exception(
                 "failed to handle a message from %s:%s", inbound.platform, inbound.platform_user_id
@@ -106,21 +131,49 @@ class Engine:
             with suppress(Exception):
                 await channel.send(INTERNAL_ERROR)
 
+    async def _tell_outage_once(self, inbound: Inbound, channel: ReplyChannel) -> None:
+        key = (inbound.platform, inbound.chat_id, inbound.message_id)
+        if key in self._outage_told:
+            return
+        if len(self._outage_told) >= OUTAGE_MEMORY:
+            self._outage_told.clear()
+        self._outage_told.add(key)
+        metrics.count_reply_failed("storage_unavailable")
+        logger.warning("database unreachable; message %s will be handled again", key)
+        with suppress(Exception):
+            await channel.send(STORAGE_DOWN)
+
     async def _handle(self, inbound: Inbound, channel: ReplyChannel) -> None:
         if not inbound.addressed:
             return
+        inbound = _storable(inbound)
         metrics.count_message_in(inbound.platform)
         text = inbound.text.strip()
         if not text:
             if inbound.attachments:
                 await channel.send(UNSUPPORTED)
             return
+        async with self._services.db.connection() as conn:
+            accepted = await self._accept(inbound, text, conn)
+        if isinstance(accepted, str):
+            if accepted:
+                await channel.send(accepted)
+            return
+        if accepted.command is None:
+            await self._converse(accepted.user, inbound, text, channel)
+        else:
+            await self._run_command(accepted, inbound, channel)
+
+    async def _accept(self, inbound: Inbound, text: str, conn: Connection) -> _Accepted | str:
+        """Who is writing and whether they may: the accepted message, or a notice to send
+        instead ("" for none). Runs on one connection, released before anything slow."""
         services = self._services
         user, _ = await services.users.get_or_create(
             inbound.platform,
             inbound.platform_user_id,
             username=inbound.username,
             display_name=inbound.display_name,
+            conn=conn,
         )
         is_admin = user.role is Role.ADMIN or services.settings.is_admin(
             inbound.platform.value, inbound.platform_user_id
@@ -130,19 +183,26 @@ class Engine:
         may_run = command is not None and command.name in BANNED_MAY_RUN
         if user.status is UserStatus.BANNED and not is_admin and not may_run:
             metrics.count_banned()
-            if await services.users.mark_ban_notified(user.id):
-                await channel.send(BANNED)
-            return
+            return BANNED if await services.users.mark_ban_notified(user.id, conn=conn) else ""
         limit = services.settings.limits.max_message_chars
         if len(text) > limit:
-            await channel.send(TOO_LONG.format(length=len(text), limit=limit))
-            return
-        if not is_admin and not await self._within_rate_limit(user, channel):
-            return
-        await services.users.touch(user.id, inbound.display_name)
+            return TOO_LONG.format(length=len(text), limit=limit)
+        if not is_admin:
+            limits = services.settings.limits
+            wait = await self._rate_limits.take(
+                user.id,
+                now=services.clock(),
+                burst=limits.rate_burst,
+                per_minute=limits.rate_per_minute,
+                conn=conn,
+            )
+            if wait > 0:
+                metrics.count_rate_limited()
+                return RATE_LIMITED.format(seconds=max(1, round(wait)))
+        await services.users.touch(user.id, inbound.display_name, conn=conn)
         if inbound.is_private:
             await services.users.remember_private_chat(
-                inbound.platform, inbound.platform_user_id, inbound.chat_id
+                inbound.platform, inbound.platform_user_id, inbound.chat_id, conn=conn
             )
         if command is not None:
             claimed = await self._handled_commands.claim(
@@ -151,35 +211,27 @@ class Engine:
                 inbound.chat_id,
                 inbound.message_id,
                 now=services.clock(),
+                conn=conn,
             )
             if not claimed:
-                return
-            context = CommandContext(
-                services=services,
-                inbound=inbound,
-                user=user,
-                is_admin=is_admin,
-                channel=channel,
-                answer_again=lambda message: self._answer_again(user, message, inbound, channel),
-            )
-            if not await dispatch(context, command):
-                await channel.send(UNKNOWN_COMMAND.format(name=command.name))
-            return
-        await self._converse(user, inbound, text, channel)
+                return ""  # a redelivered command: it ran already
+        return _Accepted(user, is_admin, command)
 
-    async def _within_rate_limit(self, user: User, channel: ReplyChannel) -> bool:
-        limits = self._services.settings.limits
-        wait = await self._rate_limits.take(
-            user.id,
-            now=self._services.clock(),
-            burst=limits.rate_burst,
-            per_minute=limits.rate_per_minute,
+    async def _run_command(
+        self, accepted: _Accepted, inbound: Inbound, channel: ReplyChannel
+    ) -> None:
+        assert accepted.command is not None
+        user = accepted.user
+        context = CommandContext(
+            services=self._services,
+            inbound=inbound,
+            user=user,
+            is_admin=accepted.is_admin,
+            channel=channel,
+            answer_again=lambda message: self._answer_again(user, message, inbound, channel),
         )
-        if wait > 0:
-            metrics.count_rate_limited()
-            await channel.send(RATE_LIMITED.format(seconds=max(1, round(wait))))
-            return False
-        return True
+        if not await dispatch(context, accepted.command):
+            await channel.send(UNKNOWN_COMMAND.format(name=accepted.command.name))
 
     async def _converse(
         self, user: User, inbound: Inbound, text: str, channel: ReplyChannel
@@ -359,6 +411,37 @@ async def _quietly(step: Any) -> None:
         raise
     except Exception:
         logger.warning("a progressive delivery step failed", exc_info=True)
+
+
+def _storable(inbound: Inbound) -> Inbound:
+    """PostgreSQL text cannot hold NUL characters: show them as U+FFFD instead."""
+
+    def clean(value: str | None) -> str | None:
+        return None if value is None else value.replace("\x00", "\ufffd")
+
+    if "\x00" not in f"{inbound.text}{inbound.username}{inbound.display_name}":
+        return inbound
+    return dataclasses.replace(
+        inbound,
+        text=inbound.text.replace("\x00", "\ufffd"),
+        username=clean(inbound.username),
+        display_name=clean(inbound.display_name),
+    )
+
+
+def is_storage_outage(exc: BaseException) -> bool:
+    """Whether an error means the database cannot be reached (as opposed to a bug)."""
+    outage_types = (
+        OSError,
+        TimeoutError,
+        asyncpg.InterfaceError,
+        asyncpg.exceptions.PostgresConnectionError,
+        asyncpg.exceptions.CannotConnectNowError,
+        asyncpg.exceptions.OperatorInterventionError,
+    )
+    return isinstance(exc, outage_types) or (
+        exc.__cause__ is not None and is_storage_outage(exc.__cause__)
+    )
 
 
 def _ms(start: float, end: float) -> int:

@@ -23,3 +23,12 @@ class MigrationError(DatabaseSetupError):
 
 class DeliveryError(OnethreadError):
     """A platform did not accept a message (blocked by the user, chat gone, ...)."""
+
+
+class StorageUnavailable(StorageError):  # noqa: N818 - a condition, not a failure of ours
+    """The database cannot be reached: the message was not (fully) handled.
+
+    Raised by `Engine.handle` so that the adapter delivers the message again later
+    instead of acknowledging it; the engine answers redeliveries correctly whatever
+    stage the first attempt reached.
+    """

@@ -30,7 +30,9 @@ logger = logging.getLogger(__name__)
 Stage = Literal["embed", "store", "assemble", "llm_first_token", "llm", "record"]
 STAGES: tuple[Stage, ...] = get_args(Stage)
 
-FailureReason = Literal["llm_error", "llm_rate_limited", "delivery", "internal"]
+FailureReason = Literal[
+    "llm_error", "llm_rate_limited", "delivery", "internal", "storage_unavailable"
+]
 """Why a reply did not reach the person: the model failed (after the client's retries),
 the model endpoint said it is overloaded, the platform refused the finished reply, or
 an unexpected error in the engine."""

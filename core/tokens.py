@@ -15,6 +15,7 @@ stay safe. See docs/embeddings.md.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import logging
 import math
@@ -109,6 +110,9 @@ def load_o200k(path: Path = BPE_PATH) -> Callable[[str], int]:
     return count
 
 
+COUNT_CACHE_SIZE = 16_384
+
+
 class TokenCounter:
     """Counts tokens of texts and of chat messages for one encoding.
 
@@ -118,7 +122,8 @@ class TokenCounter:
     """
 
     def __init__(self, count_text: Callable[[str], int], *, exact: bool) -> None:
-        self._count_text = count_text
+        # Every turn recounts the same recent messages and facts: remember the counts.
+        self._count_text = functools.lru_cache(maxsize=COUNT_CACHE_SIZE)(count_text)
         self.exact = exact
         """False when counts come from :func:`estimate_tokens`."""
 

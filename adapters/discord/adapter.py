@@ -36,6 +36,7 @@ from adapters.discord.channel import (
 )
 from adapters.discord.slash import build_tree
 from adapters.discord.translate import command_inbound, to_inbound
+from adapters.outage import handle_through_outage
 from core.commands.base import Command
 from core.engine import Engine
 from core.errors import OnethreadError
@@ -219,7 +220,7 @@ class DiscordAdapter:
             if inbound is None:
                 return
             outlet = MessageOutlet(message, quote=not inbound.is_private)
-            await self._engine.handle(inbound, self._reply_channel(outlet))
+            await handle_through_outage(self._engine, inbound, self._reply_channel(outlet))
 
     async def _on_command(self, interaction: discord.Interaction, name: str, args: str) -> None:
         if not self._accepting:
@@ -235,7 +236,7 @@ class DiscordAdapter:
                 )
                 return
             outlet = InteractionOutlet(interaction, ephemeral=not inbound.is_private)
-            await self._engine.handle(inbound, self._reply_channel(outlet))
+            await handle_through_outage(self._engine, inbound, self._reply_channel(outlet))
 
     def _reply_channel(self, outlet: InteractionOutlet | MessageOutlet) -> DiscordReplyChannel:
         return DiscordReplyChannel(outlet, clock=self._clock, interval=self._edit_interval)

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import discord
 
-from adapters.chunking import split_message
+from adapters.chunking import STREAMING_CURSOR, split_message
 from core.errors import DeliveryError
 from core.models import Platform
 
@@ -174,7 +174,7 @@ class StreamingSink:
             return
         self._last_show = now
         try:
-            await self._show(split_message(text, MESSAGE_LIMIT))
+            await self._show(split_message(text + STREAMING_CURSOR, MESSAGE_LIMIT))
         except DeliveryError:
             # Progress is best effort; `finish` tries again with the whole text.
             return

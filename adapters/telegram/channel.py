@@ -15,6 +15,7 @@ from contextlib import suppress
 
 from telegram.error import BadRequest, TelegramError
 
+from adapters.chunking import STREAMING_CURSOR
 from adapters.telegram.sender import Sender, split_for_telegram
 from core.errors import DeliveryError
 from core.models import Platform
@@ -53,7 +54,7 @@ class TelegramReplySink:
         now = self._clock()
         if self._shown_at is not None and now - self._shown_at < self._edit_interval:
             return
-        preview = split_for_telegram(text)[0]
+        preview = split_for_telegram(text + STREAMING_CURSOR)[0]
         if preview == self._shown:
             return
         self._shown_at = now

@@ -2,8 +2,10 @@
 
 Both polling and webhooks feed updates here, and both need to know when an update's
 handler has finished (that is when it may be acknowledged), so `submit` returns the
-handler's task. Handler errors are logged here, once; a handler that hangs is
-cancelled after `handler_timeout` so it cannot hold back acknowledgements forever.
+handler's task. While the database is down the handler is retried with backoff, so the
+update is never acknowledged before it is stored. Other handler errors are logged here,
+once; a handler that hangs is cancelled after `handler_timeout` so it cannot hold back
+acknowledgements forever.
 """
 
 from __future__ import annotations
@@ -14,7 +16,13 @@ from collections.abc import Awaitable, Callable
 
 from telegram import Update
 
+from core.errors import StorageUnavailable
+
 logger = logging.getLogger(__name__)
+
+# Backoff while the database is down (the engine raises StorageUnavailable).
+RETRY_FIRST_SECONDS = 1.0
+RETRY_MAX_SECONDS = 30.0
 
 Handler = Callable[[Update], Awaitable[None]]
 
@@ -45,13 +53,28 @@ class Dispatcher:
     async def _run(self, previous: asyncio.Task[None] | None, update: Update) -> None:
         if previous is not None:
             await asyncio.wait([previous])
-        try:
-            async with asyncio.timeout(self._handler_timeout):
-                await self._handle(update)
-        except TimeoutError:
-            logger.error("telegram update %s took too long and was cancelled", update.update_id)
-        except Exception:
-            logger.exception("handling telegram update %s failed", update.update_id)
+        delay = RETRY_FIRST_SECONDS
+        while True:
+            try:
+                async with asyncio.timeout(self._handler_timeout):
+                    await self._handle(update)
+                return
+            except StorageUnavailable:
+                # Not stored: keep the update unacknowledged and try again; a shutdown
+                # meanwhile leaves it to be delivered again after the restart.
+                logger.warning(
+                    "database unavailable; telegram update %s retried in %.0f s",
+                    update.update_id,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_SECONDS)
+            except TimeoutError:
+                logger.error("telegram update %s took too long and was cancelled", update.update_id)
+                return
+            except Exception:
+                logger.exception("handling telegram update %s failed", update.update_id)
+                return
 
     @property
     def busy(self) -> int:

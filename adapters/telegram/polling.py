@@ -21,12 +21,15 @@ import logging
 from collections.abc import Sequence
 from contextlib import suppress
 
-from telegram import Bot
+from telegram import Bot, Update
 from telegram.error import InvalidToken, TelegramError
 
 from adapters.telegram.dispatch import Dispatcher
 
 logger = logging.getLogger(__name__)
+
+# getUpdates long-polls for `timeout` seconds; the HTTP read may take a little longer.
+READ_TIMEOUT_MARGIN = 5.0
 
 
 class Poller:
@@ -82,11 +85,7 @@ class Poller:
     async def _loop(self) -> None:
         while True:
             try:
-                updates = await self._bot.get_updates(
-                    offset=self.offset,
-                    timeout=self._timeout,
-                    allowed_updates=self._allowed_updates,
-                )
+                updates = await self._fetch()
             except InvalidToken:
                 self.connected = False
                 logger.error("telegram rejected the bot token; polling stopped")
@@ -94,6 +93,12 @@ class Poller:
             except TelegramError as exc:
                 self.connected = False
                 logger.warning("telegram getUpdates failed: %s", exc)
+                await asyncio.sleep(self._error_backoff)
+                continue
+            except Exception:
+                # Never let one bad answer end polling for good.
+                self.connected = False
+                logger.exception("telegram getUpdates failed unexpectedly")
                 await asyncio.sleep(self._error_backoff)
                 continue
             self.connected = True
@@ -107,6 +112,43 @@ class Poller:
                     timeout=self._idle_wait,
                     return_when=asyncio.FIRST_COMPLETED,
                 )
+
+    async def _fetch(self) -> list[Update]:
+        """One getUpdates call, each update parsed on its own.
+
+        python-telegram-bot parses a whole batch at once, so one update it cannot parse
+        (a field missing, a type it does not know) would fail every poll from then on.
+        Such an update is skipped (acknowledged) with a warning naming only its id.
+        """
+        kwargs: dict[str, object] = {
+            "timeout": self._timeout,
+            "allowed_updates": self._allowed_updates,
+        }
+        if self.offset is not None:
+            kwargs["offset"] = self.offset
+        # Lower case: Bot API method names are case-insensitive, and PTB warns when the
+        # exact name of one of its own methods is requested this way.
+        raw = await self._bot.do_api_request(
+            "getupdates",
+            api_kwargs=kwargs,
+            read_timeout=self._timeout + READ_TIMEOUT_MARGIN,
+        )
+        updates = []
+        for item in raw if isinstance(raw, list) else []:
+            update_id = item.get("update_id") if isinstance(item, dict) else None
+            try:
+                update = Update.de_json(item, self._bot)
+            except (KeyError, TypeError, ValueError, AttributeError):
+                update = None
+            if update is None:
+                logger.warning("skipping a telegram update that cannot be read: %s", update_id)
+                if isinstance(update_id, int) and (
+                    self._highest is None or update_id > self._highest
+                ):
+                    self._highest = update_id
+                continue
+            updates.append(update)
+        return updates
 
     def _track(self, update_id: int, task: asyncio.Task[None]) -> None:
         self._in_flight[update_id] = task

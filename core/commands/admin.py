@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from core.charts import daily_activity_png
 from core.commands.base import Command, CommandContext, UsageError
 from core.errors import DeliveryError
 from core.models import Message, MessageRole, User, UserStatus
@@ -33,6 +34,7 @@ Sleep = Callable[[float], Awaitable[None]]
 broadcast_sleep: Sleep = asyncio.sleep
 
 AUDIT_DEFAULT = 20
+STATS_CHART_DAYS = 30
 AUDIT_MAX = 100
 BROADCAST_MAX_CHARS = 4000
 
@@ -154,9 +156,13 @@ def describe_snapshot(message: Message) -> list[str]:
 
 
 async def stats(ctx: CommandContext, args: str) -> None:
+    """The counts as text, then a chart of the last `STATS_CHART_DAYS` days (PNG)."""
     if args:
         raise UsageError("no arguments")
-    o = await StatsRepository(ctx.services.db).overview(now=ctx.services.clock())
+    repository = StatsRepository(ctx.services.db)
+    now = ctx.services.clock()
+    o = await repository.overview(now=now)
+    series = await repository.daily(now=now, days=STATS_CHART_DAYS)
     await audit(ctx, "stats")
     await ctx.channel.send(
         f"Users: {o.users} ({o.banned} banned, {o.admins} admins)\n"
@@ -166,6 +172,13 @@ async def stats(ctx: CommandContext, args: str) -> None:
         f"Failed: {o.failed_messages} messages, {o.failed_jobs_7d} job runs this week\n"
         f"Facts: {o.facts} valid, {o.invalidated_facts} invalidated"
     )
+    png = await daily_activity_png(series)
+    sent = sum(d.messages for d in series)
+    caption = (
+        f"Messages people sent and active users per day, last {STATS_CHART_DAYS} days (UTC):"
+        f" {sent} messages, up to {max((d.active_users for d in series), default=0)} people a day"
+    )
+    await ctx.channel.send_file("stats.png", png, caption)
 
 
 async def user_info(ctx: CommandContext, args: str) -> None:

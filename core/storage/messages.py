@@ -142,10 +142,16 @@ class MessageRepository:
                 embedding,
             )
             # The message answered, and earlier failed ones: their text was in the
-            # prompt's recent window, so this reply covers them too.
+            # prompt's recent window, so this reply covers them too (the partial index
+            # messages_failed keeps the second statement from reading all history).
             await c.execute(
-                "UPDATE messages SET status = 'answered' WHERE user_id = $2"
-                " AND (id = $1 OR (id < $1 AND status = 'failed'))",
+                "UPDATE messages SET status = 'answered' WHERE id = $1 AND user_id = $2",
+                reply_to_id,
+                user_id,
+            )
+            await c.execute(
+                "UPDATE messages SET status = 'answered'"
+                " WHERE user_id = $2 AND id < $1 AND status = 'failed'",
                 reply_to_id,
                 user_id,
             )

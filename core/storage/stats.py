@@ -4,7 +4,7 @@ data leaves this module."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from core.storage.database import Connection, Database
 
@@ -24,6 +24,15 @@ class Overview:
     failed_jobs_7d: int
     facts: int
     invalidated_facts: int
+
+
+@dataclass(frozen=True, slots=True)
+class DailyCount:
+    """One UTC day: the messages people sent, and how many different people sent them."""
+
+    day: date
+    messages: int
+    active_users: int
 
 
 class StatsRepository:
@@ -54,3 +63,37 @@ class StatsRepository:
             )
         assert row is not None
         return Overview(**{key: int(value) for key, value in row.items()})
+
+    async def daily(
+        self, *, now: datetime, days: int = 30, conn: Connection | None = None
+    ) -> list[DailyCount]:
+        """Messages sent by people (not replies) and active users per UTC day, oldest first.
+
+        `days` entries ending with the UTC day of `now` (today, so far); days without a
+        message are there with 0. Archived messages count on the day they were sent.
+        """
+        if days < 1:
+            raise ValueError("days must be at least 1")
+        first = now.astimezone(UTC).date() - timedelta(days=days - 1)
+        start = datetime.combine(first, time(), tzinfo=UTC)
+        end = start + timedelta(days=days)
+        async with self._db.connection(conn) as c:
+            rows = await c.fetch(
+                "WITH sent AS ("
+                "  SELECT user_id, created_at FROM messages"
+                "   WHERE role = 'user' AND created_at >= $1 AND created_at < $2"
+                "  UNION ALL"
+                "  SELECT user_id, created_at FROM messages_archive"
+                "   WHERE role = 'user' AND created_at >= $1 AND created_at < $2"
+                ")"
+                " SELECT $3::date + d.i AS day, count(s.user_id) AS messages,"
+                "  count(DISTINCT s.user_id) AS active_users"
+                " FROM generate_series(0, $4::int - 1) AS d(i)"
+                " LEFT JOIN sent s ON (s.created_at AT TIME ZONE 'UTC')::date = $3::date + d.i"
+                " GROUP BY d.i ORDER BY d.i",
+                start,
+                end,
+                first,
+                days,
+            )
+        return [DailyCount(r["day"], int(r["messages"]), int(r["active_users"])) for r in rows]

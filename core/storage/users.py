@@ -12,6 +12,11 @@ _USER_COLUMNS = (
     " u.created_at, u.last_seen_at"
 )
 
+_BY_IDENTITY = (
+    f"SELECT {_USER_COLUMNS} FROM identities i JOIN users u ON u.id = i.user_id"
+    " WHERE i.platform = $1 AND i.platform_user_id = $2"
+)
+
 
 def _user(row: asyncpg.Record) -> User:
     return User(
@@ -60,25 +65,17 @@ class UserRepository:
         The advisory lock (per identity, held to the end of the transaction) makes the
         losers wait for the winner and then find its row.
         """
+        # The common case, a known identity, needs one query and no transaction.
+        async with self._db.connection(conn) as c:
+            row = await c.fetchrow(_BY_IDENTITY, platform.value, platform_user_id)
+        if row is not None:
+            return _user(row), False
         async with self._db.transaction(conn) as c:
-            row = await c.fetchrow(
-                f"SELECT {_USER_COLUMNS} FROM identities i JOIN users u ON u.id = i.user_id"
-                " WHERE i.platform = $1 AND i.platform_user_id = $2",
-                platform.value,
-                platform_user_id,
-            )
-            if row is not None:
-                return _user(row), False
             await c.execute(
                 "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
                 f"identity:{platform.value}:{platform_user_id}",
             )
-            row = await c.fetchrow(
-                f"SELECT {_USER_COLUMNS} FROM identities i JOIN users u ON u.id = i.user_id"
-                " WHERE i.platform = $1 AND i.platform_user_id = $2",
-                platform.value,
-                platform_user_id,
-            )
+            row = await c.fetchrow(_BY_IDENTITY, platform.value, platform_user_id)
             if row is not None:
                 return _user(row), False
             row = await c.fetchrow(
@@ -118,12 +115,7 @@ class UserRepository:
                 )
             elif ":" in query:
                 platform, _, platform_user_id = query.partition(":")
-                row = await c.fetchrow(
-                    f"SELECT {_USER_COLUMNS} FROM identities i JOIN users u ON u.id = i.user_id"
-                    " WHERE i.platform = $1 AND i.platform_user_id = $2",
-                    platform.lower(),
-                    platform_user_id,
-                )
+                row = await c.fetchrow(_BY_IDENTITY, platform.lower(), platform_user_id)
             else:
                 return None
         return None if row is None else _user(row)

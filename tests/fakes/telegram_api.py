@@ -263,7 +263,9 @@ class FakeTelegram:
     async def _dispatch(self, request: web.Request) -> web.Response:
         if request.match_info["token"] != self.token:
             return _error(ApiError(401, "Unauthorized"))
-        method = request.match_info["method"]
+        # Bot API method names are case-insensitive; record them as documented.
+        requested = request.match_info["method"]
+        method = {name.lower(): name for name in self._methods()}.get(requested.lower(), requested)
         params, files = await _read_params(request)
         self.calls.append(Call(method, params, files))
         queued = self._faults.get(method)

@@ -52,10 +52,11 @@ async def test_updates_send_once_then_edit_at_most_every_interval() -> None:
 
     await sink.update("Hel")
     await sink.update("Hello")  # too soon: not shown
-    assert outlet.messages == ["Hel"]
+    # A preview carries a cursor, so it never looks like the finished reply.
+    assert outlet.messages == ["Hel …"]
     clock.now += 1.2
     await sink.update("Hello wor")
-    assert outlet.messages == ["Hello wor"]
+    assert outlet.messages == ["Hello wor …"]
     assert outlet.edits == 1
     await sink.finish("Hello world")
     assert outlet.messages == ["Hello world"]
@@ -84,6 +85,7 @@ async def test_a_streamed_reply_growing_past_the_limit_keeps_its_messages() -> N
     await sink.finish(text)
     assert "".join(outlet.messages).replace(" ", "") == text.replace(" ", "")
     assert len(outlet.messages) == 2
+    assert not any(m.endswith("…") for m in outlet.messages)
 
 
 async def test_progress_failures_are_swallowed_but_the_final_one_is_raised() -> None:

@@ -1,0 +1,139 @@
+"""Crash safety: kill -9 the service while replies are in flight, restart, repeat.
+
+Every message the fake Telegram delivered must end up answered exactly once: its final
+reply text (`echo: <message>`, the fake model's echo) present once in its chat. Each
+kill lands at a chosen stage of the pipeline: while the model has not answered yet,
+while a streamed preview is visible, and right after some replies were delivered while
+others are still being written. A preview that a kill left behind stays in the chat
+(the restarted service answers in a new message); it is never the final text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from adapters.chunking import STREAMING_CURSOR
+from tests.fakes.telegram_api import FakeTelegram
+from tests.faults.harness import (
+    EmbeddedDatabase,
+    Ledger,
+    Service,
+    SlowLLM,
+    eventually,
+    free_port,
+    previews,
+    service_env,
+)
+
+CHATS = (201, 202, 203)
+
+
+def _stages(ledger: Ledger, llm: SlowLLM) -> dict[str, Callable[[], bool]]:
+    """Kill conditions, relative to what the chats show now (earlier rounds' previews stay)."""
+    answered, shown = ledger.answered(), len(previews(ledger))
+    return {
+        "model thinking": lambda: llm.in_flight > 0 and len(previews(ledger)) == shown,
+        "preview visible": lambda: llm.in_flight > 0 and len(previews(ledger)) > shown,
+        "some delivered": lambda: llm.in_flight > 0 and ledger.answered() > answered,
+    }
+
+
+async def _kill_loop(service: Service, ledger: Ledger, llm: SlowLLM, stages: list[str]) -> None:
+    """Start, send a round of messages, kill at the stage; then let the last start finish."""
+    for number, stage in enumerate(stages, start=1):
+        await service.start()
+        for chat in CHATS:
+            ledger.push(chat, f"chat {chat} round {number} first")
+            ledger.push(chat, f"chat {chat} round {number} second")
+        condition = _stages(ledger, llm)[stage]
+        await eventually(condition, what=f"kill stage {stage!r}", every=0.01)
+        await service.kill()
+    await service.start()
+    await eventually(ledger.all_answered, within=60, what="every message answered")
+
+
+async def test_kill_9_at_every_stage_loses_and_repeats_nothing(
+    tmp_path: Path, fresh_dsn: str
+) -> None:
+    async with (
+        FakeTelegram() as telegram,
+        SlowLLM(embedding_dimensions=384, first_byte_delay=0.4, word_delay=0.15) as llm,
+    ):
+        env = service_env(tmp_path, telegram, llm, http_port=free_port(), database_url=fresh_dsn)
+        service = Service(env, tmp_path / "service.log")
+        ledger = Ledger(telegram)
+        try:
+            await _kill_loop(
+                service, ledger, llm, ["model thinking", "preview visible", "some delivered"]
+            )
+        finally:
+            code = await service.terminate()
+    outcome = ledger.outcome()
+    assert code == 0, service.tail()
+    assert outcome.messages == len(CHATS) * 2 * 3
+    assert outcome.lost == []
+    assert outcome.duplicated == []
+    assert "answering redelivered pending message" in service.log_text()
+
+
+async def test_kill_9_leaves_the_embedded_server_usable_for_the_next_start(
+    tmp_path: Path,
+) -> None:
+    """No DATABASE_URL: the service starts the embedded server, dies without stopping it,
+    and the next start joins it (dropping the dead pid from its handle list)."""
+    async with (
+        FakeTelegram() as telegram,
+        SlowLLM(embedding_dimensions=384, first_byte_delay=0.4, word_delay=0.15) as llm,
+    ):
+        env = service_env(tmp_path, telegram, llm, http_port=free_port(), database_url=None)
+        service = Service(env, tmp_path / "service.log")
+        database = EmbeddedDatabase(tmp_path / "postgres")
+        ledger = Ledger(telegram)
+        try:
+            await _kill_loop(service, ledger, llm, ["model thinking", "preview visible"])
+            assert database.running()
+            assert service.process is not None
+            assert database.handles() == [service.process.pid]
+        finally:
+            code = await service.terminate()
+    outcome = ledger.outcome()
+    assert code == 0, service.tail()
+    assert outcome.lost == []
+    assert outcome.duplicated == []
+    # The last live process stopped the server on its way out.
+    assert not database.running()
+
+
+async def test_kill_9_after_the_whole_reply_was_streamed_but_not_recorded(
+    tmp_path: Path, fresh_dsn: str
+) -> None:
+    """The model streams slowly enough that the 1 s edit throttle lets the complete text
+    through as a preview; the stream then stays open a little (as real ones do before
+    their final chunk), and the kill lands in that window. The preview carries the
+    streaming cursor, so the answer after the restart is the only complete one."""
+    async with (
+        FakeTelegram() as telegram,
+        SlowLLM(embedding_dimensions=384, word_delay=0.4) as llm,
+    ):
+        env = service_env(tmp_path, telegram, llm, http_port=free_port(), database_url=fresh_dsn)
+        service = Service(env, tmp_path / "service.log")
+        ledger = Ledger(telegram)
+        message = (301, "say it once")
+        try:
+            await service.start()
+            ledger.push(*message)
+            whole_preview = "echo: say it once" + STREAMING_CURSOR
+            await eventually(
+                lambda: llm.in_flight > 0 and whole_preview in telegram.texts(message[0]),
+                every=0.01,
+                what="the whole reply visible (as a preview) while the model still streams",
+            )
+            await service.kill()
+            await service.start()
+            await eventually(lambda: llm.answered >= 2, what="the message answered again")
+            last = max(ledger.update_ids)
+            await eventually(lambda: telegram.confirmed_below > last, what="acknowledged")
+        finally:
+            await service.terminate()
+    assert ledger.replies()[message] == 1
