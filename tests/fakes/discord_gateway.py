@@ -27,10 +27,11 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from aiohttp import WSMsgType, web
+
+from tests.fakes.local_server import LocalServer
 
 JSON = dict[str, Any]
 
@@ -78,8 +79,11 @@ def _timestamp() -> str:
     return datetime.now(UTC).isoformat()
 
 
-class FakeDiscord:
+class FakeDiscord(LocalServer):
     """One fake Discord: a bot in one guild (a text channel and a thread) plus DMs."""
+
+    # Gateway websockets end their own handlers.
+    handler_cancellation = False
 
     def __init__(self, *, shard_count: int = 1) -> None:
         self.shard_count = shard_count
@@ -99,8 +103,7 @@ class FakeDiscord:
         self._faults: list[_Fault] = []
         self._token_channels: dict[str, int] = {}
         self._sockets: dict[int, _Socket] = {}
-        self._runner: web.AppRunner | None = None
-        self._port: int | None = None
+        super().__init__()
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -122,39 +125,12 @@ class FakeDiscord:
             raise RuntimeError("FakeDiscord is not running")
         return self._port
 
-    async def start(self) -> None:
+    def build_app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/gateway", self._gateway)
         app.router.add_route("*", "/api/v10/{path:.*}", self._rest)
         app.on_shutdown.append(self._close_sockets)
-        runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        self._port = int(runner.addresses[0][1])
-
-    async def aclose(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-        self._port = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
+        return app
 
     async def _close_sockets(self, app: web.Application) -> None:
         for socket in list(self._sockets.values()):

@@ -28,11 +28,12 @@ import re
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import numpy as np
 from aiohttp import web
+
+from tests.fakes.local_server import LocalServer
 
 JSONObject = dict[str, Any]
 Responder = Callable[[JSONObject], str]
@@ -97,7 +98,7 @@ def count_tokens(text: str) -> int:
     return len(text.split())
 
 
-class FakeOpenAI:
+class FakeOpenAI(LocalServer):
     """An OpenAI-compatible server on 127.0.0.1 with a free port; see the module doc."""
 
     def __init__(
@@ -120,9 +121,7 @@ class FakeOpenAI:
         self.embedding_requests: list[JSONObject] = []
         self._replies: deque[str] = deque()
         self._faults: deque[Fault] = deque()
-        self._closing = asyncio.Event()
-        self._runner: web.AppRunner | None = None
-        self._port: int | None = None
+        super().__init__()
 
     @property
     def base_url(self) -> str:
@@ -148,42 +147,12 @@ class FakeOpenAI:
     def pending_faults(self) -> int:
         return len(self._faults)
 
-    async def start(self) -> None:
+    def build_app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/embeddings", self._embeddings)
         app.router.add_get("/v1/models", self._models)
-        runner = web.AppRunner(
-            app, handle_signals=False, access_log=None, handler_cancellation=True
-        )
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        self._port = int(runner.addresses[0][1])
-
-    async def aclose(self) -> None:
-        self._closing.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-        self._port = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
+        return app
 
     # -- handlers ---------------------------------------------------------------------
 

@@ -28,10 +28,11 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from aiohttp import web
+
+from tests.fakes.local_server import LocalServer
 
 JSONObject = dict[str, Any]
 
@@ -164,7 +165,7 @@ def mention(text: str, name: str = f"@{BOT_USERNAME}") -> JSONObject:
     return {"type": "mention", "offset": _utf16_len(text[:start]), "length": _utf16_len(name)}
 
 
-class FakeTelegram:
+class FakeTelegram(LocalServer):
     """A Bot API server on 127.0.0.1 with a free port; see the module doc."""
 
     def __init__(self, *, max_poll: float = 0.5) -> None:
@@ -179,9 +180,7 @@ class FakeTelegram:
         self._message_ids = itertools.count(9000)
         self._faults: dict[str, deque[ApiError]] = {}
         self._changed = asyncio.Event()
-        self._closing = asyncio.Event()
-        self._runner: web.AppRunner | None = None
-        self._port: int | None = None
+        super().__init__()
 
     # -- what tests use -----------------------------------------------------------------
 
@@ -223,40 +222,10 @@ class FakeTelegram:
 
     # -- lifecycle ----------------------------------------------------------------------
 
-    async def start(self) -> None:
+    def build_app(self) -> web.Application:
         app = web.Application()
         app.router.add_route("*", "/bot{token}/{method}", self._dispatch)
-        runner = web.AppRunner(
-            app, handle_signals=False, access_log=None, handler_cancellation=True
-        )
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        self._port = int(runner.addresses[0][1])
-
-    async def aclose(self) -> None:
-        self._closing.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-        self._port = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
+        return app
 
     # -- the API ------------------------------------------------------------------------
 
