@@ -70,7 +70,7 @@ from core.models import Message as StoredMessage
 from core.models import Platform
 from core.persona import load_persona
 from core.services import Services
-from core.storage.database import Connection, Database, Pool, create_pool
+from core.storage.database import Database, Pool, create_pool
 from core.storage.messages import MessageRepository
 from core.tokens import TokenCounter
 from tests.fakes.channel import RecordingChannel
@@ -142,37 +142,10 @@ class StageRecorder(MessageRepository):
         super().__init__(db)
         self.timings: list[dict[str, int]] = []
 
-    async def add_assistant_message(
-        self,
-        user_id: int,
-        content: str,
-        *,
-        reply_to_id: int,
-        platform: Platform,
-        chat_id: str | None,
-        context_snapshot: dict[str, Any],
-        tokens_in: int,
-        tokens_out: int,
-        model: str,
-        response_ms: int,
-        embedding: np.ndarray[Any, Any] | None = None,
-        conn: Connection | None = None,
-    ) -> StoredMessage:
-        self.timings.append(context_snapshot["timings_ms"])
-        return await super().add_assistant_message(
-            user_id,
-            content,
-            reply_to_id=reply_to_id,
-            platform=platform,
-            chat_id=chat_id,
-            context_snapshot=context_snapshot,
-            tokens_in=tokens_in,
-            tokens_out=tokens_out,
-            model=model,
-            response_ms=response_ms,
-            embedding=embedding,
-            conn=conn,
-        )
+    async def add_assistant_message(self, *args: Any, **kwargs: Any) -> StoredMessage:
+        # Pass-through: the repository's signature stays the single source of truth.
+        self.timings.append(kwargs["context_snapshot"]["timings_ms"])
+        return await super().add_assistant_message(*args, **kwargs)
 
 
 def bench_settings(pool_size: int) -> Settings:

@@ -388,6 +388,7 @@ class Engine:
             model=completion.model,
             response_ms=round(completion.latency_ms),
             embedding=reply_embedding,
+            covered_ids=context.window_ids,
             conn=turn.conn,
         )
         timings["record_ms"] = _ms(started, time.perf_counter())
@@ -439,9 +440,14 @@ def is_storage_outage(exc: BaseException) -> bool:
         asyncpg.exceptions.CannotConnectNowError,
         asyncpg.exceptions.OperatorInterventionError,
     )
-    return isinstance(exc, outage_types) or (
-        exc.__cause__ is not None and is_storage_outage(exc.__cause__)
-    )
+    cause: BaseException | None = exc
+    for _ in range(5):  # the error itself and a few links of its `raise ... from` chain
+        if cause is None:
+            return False
+        if isinstance(cause, outage_types):
+            return True
+        cause = cause.__cause__
+    return False
 
 
 def _ms(start: float, end: float) -> int:

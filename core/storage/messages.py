@@ -6,6 +6,7 @@ Every query is scoped by user id. History and search read `messages` and
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,9 +121,11 @@ class MessageRepository:
         model: str,
         response_ms: int,
         embedding: np.ndarray[Any, Any] | None = None,
+        covered_ids: Sequence[int] = (),
         conn: Connection | None = None,
     ) -> Message:
-        """Store a reply with its context snapshot and mark the message it answers."""
+        """Store a reply with its context snapshot and mark the message it answers, and
+        any failed messages among `covered_ids` (earlier ones the prompt included)."""
         async with self._db.transaction(conn) as c:
             row = await c.fetchrow(
                 "INSERT INTO messages (user_id, role, content, platform, chat_id, reply_to_id,"
@@ -141,19 +144,15 @@ class MessageRepository:
                 response_ms,
                 embedding,
             )
-            # The message answered, and earlier failed ones: their text was in the
-            # prompt's recent window, so this reply covers them too (the partial index
-            # messages_failed keeps the second statement from reading all history).
+            # The message answered, and failed ones the reply covers (they were in the
+            # prompt). Primary-key lookups only; `status` is in no index, so these
+            # updates stay HOT and never touch the vector or text indexes.
             await c.execute(
-                "UPDATE messages SET status = 'answered' WHERE id = $1 AND user_id = $2",
+                "UPDATE messages SET status = 'answered' WHERE user_id = $2"
+                " AND (id = $1 OR (id = ANY($3::bigint[]) AND status = 'failed'))",
                 reply_to_id,
                 user_id,
-            )
-            await c.execute(
-                "UPDATE messages SET status = 'answered'"
-                " WHERE user_id = $2 AND id < $1 AND status = 'failed'",
-                reply_to_id,
-                user_id,
+                list(covered_ids),
             )
             await c.execute(
                 "UPDATE conversations SET message_count = message_count + 1,"

@@ -6,7 +6,19 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
-from core.engine import BANNED, LLM_BUSY, LLM_FAILED, TOO_LONG, UNSUPPORTED
+import asyncpg
+import pytest
+
+from core.engine import (
+    BANNED,
+    LLM_BUSY,
+    LLM_FAILED,
+    STORAGE_DOWN,
+    TOO_LONG,
+    UNSUPPORTED,
+    is_storage_outage,
+)
+from core.errors import StorageUnavailable
 from core.inbound import Attachment, ChatKind
 from core.models import MessageRole, MessageStatus, NewFact, Platform, UserStatus
 from core.services import Services
@@ -348,3 +360,27 @@ async def test_style_and_themes_from_the_memory_job_shape_the_prompt(
     assert "short and playful" in shared
     assert "gardening" not in shared
     assert "Opens up late at night" not in shared
+
+
+def test_what_counts_as_a_database_outage() -> None:
+    assert is_storage_outage(ConnectionRefusedError())
+    assert is_storage_outage(asyncpg.InterfaceError("pool is closed"))
+    wrapped = RuntimeError("wrapper")
+    wrapped.__cause__ = OSError("socket gone")
+    assert is_storage_outage(wrapped)
+    assert not is_storage_outage(RuntimeError("a bug"))
+    assert not is_storage_outage(ValueError())
+
+
+async def test_an_unreachable_database_is_raised_to_the_adapter_and_told_once(
+    fresh_dsn: str, services: Services
+) -> None:
+    pool = await create_pool(fresh_dsn, min_size=1, max_size=2)
+    engine = engine_with(replace(services, db=Database(pool)))
+    await pool.close()  # the database is gone for this engine
+    channel = RecordingChannel()
+    message = inbound("are you there?", message_id="outage-1")
+    for _ in range(2):
+        with pytest.raises(StorageUnavailable):
+            await engine.handle(message, channel)
+    assert channel.sent == [STORAGE_DOWN]
