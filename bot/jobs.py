@@ -33,12 +33,13 @@ from core.reembed import DEFAULT_BATCH_SIZE, Reembedder, ReembedProgress
 from core.services import Services
 from core.storage.database import Database, connect
 from core.storage.job_runs import JobRun, JobRunRepository
+from core.user_index_job import UserIndexJob
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 RECENT_RUNS = 10
 
-JOB_NAMES = ("memory", "archive", "retention", "reembed")
+JOB_NAMES = ("memory", "archive", "retention", "reembed", "user_indexes")
 
 
 def schedule_from_settings(settings: Settings) -> dict[str, int | None]:
@@ -48,6 +49,7 @@ def schedule_from_settings(settings: Settings) -> dict[str, int | None]:
         "archive": settings.archive.interval_seconds,
         "retention": settings.archive.interval_seconds,
         "reembed": None,
+        "user_indexes": settings.archive.interval_seconds,
     }
 
 
@@ -60,6 +62,11 @@ def build_registry(services: Services, *, reembedder: Reembedder | None = None) 
         ArchiveJob(services.db, services.settings.archive, clock=services.clock),
         RetentionJob(services.db, services.settings.archive, clock=services.clock),
         reembedder or Reembedder(services),
+        UserIndexJob(
+            services.db,
+            dimensions=services.settings.embedding_dimensions,
+            min_messages=services.settings.context.exact_recall_max_rows,
+        ),
     ]
     return JobRegistry(
         services.db, [JobSpec(job, schedule[job.name]) for job in jobs], clock=services.clock

@@ -27,16 +27,20 @@ import numpy as np
 from pgvector import HalfVector
 
 from core.storage.database import Connection, Database
+from core.storage.user_indexes import index_name
 
 # Candidates the HNSW scan keeps per step. 100 gave recall@10 0.68 on clustered 384-dim
 # data with a user owning half the rows; 400 gave 0.98 (tests/core/storage/test_recall.py).
 # On the foundation benchmark (a 50k-row user among 1.1M rows) 400 gives 0.91 and 800
 # gives 0.96 at twice the latency (docs/benchmarks.md).
 EF_SEARCH = 400
+OWN_INDEX_EF_SEARCH = 200
 # Each source's HNSW scan returns this many of the user's rows (at least), in the index's
 # approximate order; the outer query re-sorts them by exact distance and keeps k.
 CANDIDATES_PER_K = 4
 MIN_CANDIDATES = 40
+
+
 # Settings of an approximate recall, sent in one round trip inside its transaction.
 # - relaxed_order: the iterative scan may return rows slightly out of order, which the
 #   re-sort above repairs; measured lower latency than strict_order at the same
@@ -46,11 +50,19 @@ MIN_CANDIDATES = 40
 #   picks the B-tree: recall then silently became an exact scan of 50k rows (60-350 ms).
 #   A custom plan also lets the planner pick, per source, the B-tree for a source where
 #   this user has few rows (e.g. few facts) and HNSW where they have many.
-_APPROXIMATE_SETTINGS = (
-    "SET LOCAL hnsw.iterative_scan = relaxed_order;"
-    f" SET LOCAL hnsw.ef_search = {EF_SEARCH:d};"
-    " SET LOCAL plan_cache_mode = force_custom_plan"
-)
+def _approximate_settings(ef_search: int) -> str:
+    return (
+        "SET LOCAL hnsw.iterative_scan = relaxed_order;"
+        f" SET LOCAL hnsw.ef_search = {ef_search:d};"
+        " SET LOCAL plan_cache_mode = force_custom_plan"
+    )
+
+
+_APPROXIMATE_SETTINGS = _approximate_settings(EF_SEARCH)
+# A user with indexes of their own (core/storage/user_indexes.py) needs no filtering,
+# so a shorter candidate list does (tests/core/test_user_indexes.py: recall@10 0.945
+# at 100, above 0.95 at OWN_INDEX_EF_SEARCH).
+_OWN_INDEX_SETTINGS = _approximate_settings(OWN_INDEX_EF_SEARCH)
 
 
 class Source(StrEnum):
@@ -146,16 +158,21 @@ class RecallRepository:
             return []
         vector = HalfVector(np.asarray(embedding, dtype=np.float32))
         async with self._db.connection(conn) as c:
+            own_index = False
             if approximate is None:
-                count = await c.fetchval(
-                    "SELECT message_count FROM conversations WHERE user_id = $1", user_id
+                row = await c.fetchrow(
+                    "SELECT message_count, to_regclass($2) IS NOT NULL AS own_index"
+                    " FROM conversations WHERE user_id = $1",
+                    user_id,
+                    index_name("messages", self._dimensions, user_id),
                 )
-                approximate = (count or 0) > self._exact_max_rows
+                approximate = row is not None and row["message_count"] > self._exact_max_rows
+                own_index = row is not None and row["own_index"]
             query = self._queries[(frozenset(sources), approximate)]
             args = (user_id, vector, k, include_private, list(exclude_message_ids))
             if approximate:
                 async with c.transaction():
-                    await c.execute(_APPROXIMATE_SETTINGS)
+                    await c.execute(_OWN_INDEX_SETTINGS if own_index else _APPROXIMATE_SETTINGS)
                     rows = await c.fetch(query, *args)
             else:
                 rows = await c.fetch(query, *args)

@@ -178,4 +178,5 @@ def test_the_registry_has_every_job_on_its_schedule(services: Services) -> None:
         "archive": 3600,
         "retention": 3600,
         "reembed": None,
+        "user_indexes": 3600,
     }

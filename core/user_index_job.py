@@ -1,0 +1,48 @@
+"""The `user_indexes` job: give the largest users vector indexes of their own.
+
+Users with more than `CONTEXT_EXACT_RECALL_MAX_ROWS` messages are searched through HNSW
+(smaller ones exactly); the largest `MAX_INDEXED_USERS` of them get their own partial
+indexes (core/storage/user_indexes.py). Users who no longer qualify (erased, merged)
+lose theirs.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from core.jobs import JobOutcome, describe_error
+from core.storage.database import Database
+from core.storage.user_indexes import UserIndexRepository
+
+logger = logging.getLogger(__name__)
+
+# Every insert into the vector tables checks each partial index's predicate: keep the
+# number of such indexes bounded.
+MAX_INDEXED_USERS = 100
+
+
+class UserIndexJob:
+    name = "user_indexes"
+
+    def __init__(self, db: Database, *, dimensions: int, min_messages: int) -> None:
+        self._repo = UserIndexRepository(db, dimensions=dimensions)
+        self._min_messages = min_messages
+
+    async def run(self) -> JobOutcome:
+        outcome = JobOutcome(counts={"created": 0, "dropped": 0, "kept": 0})
+        wanted = set(await self._repo.largest_users(self._min_messages, MAX_INDEXED_USERS))
+        existing = await self._repo.indexed_users()
+        for user_id in sorted(existing - wanted):
+            await self._repo.drop(user_id)
+            outcome.add("dropped")
+        for user_id in sorted(wanted - existing):
+            try:
+                await self._repo.create(user_id)
+            except Exception as exc:
+                logger.warning("user_indexes: user %s failed", user_id, exc_info=True)
+                outcome.errors.append(f"user {user_id}: {describe_error(exc)}")
+                continue
+            logger.info("user_indexes: built the indexes of user %s", user_id)
+            outcome.add("created")
+        outcome.add("kept", len(existing & wanted))
+        return outcome
