@@ -26,7 +26,7 @@ from config import Settings
 from core.embedding.local import LocalEmbedder
 from core.llm.client import ChatClient
 from core.services import Services
-from core.storage.database import Database, connect
+from core.storage.database import Database, connect, create_pool
 from core.tokens import TokenCounter
 from tests.fakes.openai_server import FakeOpenAI, echo_responder
 
@@ -188,6 +188,28 @@ def services(
         llm=llm_client,
         tokens=token_counter,
     )
+
+
+@pytest.fixture
+async def pooled(
+    fresh_dsn: str,
+    llm_client: ChatClient,
+    local_embedder: LocalEmbedder,
+    token_counter: TokenCounter,
+) -> AsyncIterator[Services]:
+    """Like `services`, but on a pool over a database of its own: for tests where
+    several connections work at once (parallel job runners, concurrent turns)."""
+    pool = await create_pool(fresh_dsn, min_size=1, max_size=12)
+    try:
+        yield Services(
+            settings=make_settings(),
+            db=Database(pool),
+            embedder=local_embedder,
+            llm=llm_client,
+            tokens=token_counter,
+        )
+    finally:
+        await pool.close()
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import logging
 from datetime import timedelta
 
 from core.commands.base import Command, CommandContext, UsageError
-from core.commands.user import private_only
+from core.commands.user import issue_code, private_only
 from core.storage.codes import CodePurpose, CodeRepository, looks_like_code
 from core.storage.merge import MergeRepository, MergeResult
 
@@ -27,10 +27,7 @@ async def link(ctx: CommandContext, args: str) -> None:
     services = ctx.services
     codes = CodeRepository(services.db)
     if not args:
-        code = await codes.create(
-            ctx.user.id, CodePurpose.LINK, now=services.clock(), ttl=LINK_CODE_TTL
-        )
-        minutes = int(LINK_CODE_TTL.total_seconds() // 60)
+        code, minutes = await issue_code(ctx, CodePurpose.LINK, LINK_CODE_TTL)
         await ctx.channel.send(
             f"Your link code: {code}\n"
             f"From your other account (on any platform), send /link {code} within {minutes} "

@@ -33,6 +33,14 @@ async def private_only(ctx: CommandContext) -> bool:
     return True
 
 
+async def issue_code(ctx: CommandContext, purpose: CodePurpose, ttl: timedelta) -> tuple[str, int]:
+    """A fresh one-time code for the caller, and its lifetime in whole minutes."""
+    code = await CodeRepository(ctx.services.db).create(
+        ctx.user.id, purpose, now=ctx.services.clock(), ttl=ttl
+    )
+    return code, int(ttl.total_seconds() // 60)
+
+
 def no_arguments(args: str) -> None:
     if args:
         raise UsageError("this command takes no arguments")
@@ -112,10 +120,7 @@ async def delete_me(ctx: CommandContext, args: str) -> None:
     services = ctx.services
     codes = CodeRepository(services.db)
     if not args:
-        code = await codes.create(
-            ctx.user.id, CodePurpose.DELETE, now=services.clock(), ttl=DELETE_CODE_TTL
-        )
-        minutes = int(DELETE_CODE_TTL.total_seconds() // 60)
+        code, minutes = await issue_code(ctx, CodePurpose.DELETE, DELETE_CODE_TTL)
         await ctx.channel.send(
             "This erases everything I have about you: our conversation, what I remember and "
             "your linked accounts. It cannot be undone.\n"

@@ -9,6 +9,7 @@ asyncpg turns the nested `transaction()` calls into savepoints).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -40,14 +41,10 @@ async def _init_connection(conn: Connection) -> None:
 
 
 def _json_dumps(value: Any) -> str:
-    import json
-
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def _json_loads(value: str) -> Any:
-    import json
-
     return json.loads(value)
 
 

@@ -4,23 +4,15 @@ injected clock: "40 days later" is a clock, not a wait."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
-
 from config.settings import ArchiveSettings
 from core.archive import ArchiveJob, RetentionJob
-from core.embedding.local import LocalEmbedder
 from core.export import collect
-from core.llm.client import ChatClient
 from core.models import MessageStatus, NewFact
 from core.services import Services
-from core.storage.database import Database, create_pool
 from core.storage.recall import Source
-from core.tokens import TokenCounter
-from tests.conftest import make_settings
 from tests.core.memory.helpers import conversation, say, set_read_position
 
 LATER = timedelta(days=40)
@@ -160,26 +152,6 @@ async def test_erasing_a_user_leaves_no_row_anywhere(services: Services) -> None
         # The other user is untouched.
         assert await conn.fetchval("SELECT count(*) FROM messages WHERE user_id = $1", other_id)
     assert {name: n for name, n in left.items() if n} == {}
-
-
-@pytest.fixture
-async def pooled(
-    fresh_dsn: str,
-    llm_client: ChatClient,
-    local_embedder: LocalEmbedder,
-    token_counter: TokenCounter,
-) -> AsyncIterator[Services]:
-    pool = await create_pool(fresh_dsn, min_size=1, max_size=6)
-    try:
-        yield Services(
-            settings=make_settings(),
-            db=Database(pool),
-            embedder=local_embedder,
-            llm=llm_client,
-            tokens=token_counter,
-        )
-    finally:
-        await pool.close()
 
 
 async def test_two_archivers_at_once_move_everything_once(pooled: Services) -> None:

@@ -6,44 +6,18 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import Counter
-from collections.abc import AsyncIterator
 
 import pytest
 
-from core.embedding.local import LocalEmbedder
-from core.llm.client import ChatClient
 from core.memory import MemoryJob
 from core.services import Services
-from core.storage.database import Database, create_pool
 from core.storage.memory_store import MemoryStore
-from core.tokens import TokenCounter
-from tests.conftest import make_settings
 from tests.core.engine_helpers import engine_with, inbound
 from tests.core.memory.helpers import ScriptedModel, conversation, fact, read_position, update
 from tests.fakes.channel import RecordingChannel
 from tests.fakes.openai_server import Delay, FakeOpenAI
 
 _WHO = re.compile(r"I am (person-\d+)")
-
-
-@pytest.fixture
-async def pooled(
-    fresh_dsn: str,
-    llm_client: ChatClient,
-    local_embedder: LocalEmbedder,
-    token_counter: TokenCounter,
-) -> AsyncIterator[Services]:
-    pool = await create_pool(fresh_dsn, min_size=1, max_size=12)
-    try:
-        yield Services(
-            settings=make_settings(),
-            db=Database(pool),
-            embedder=local_embedder,
-            llm=llm_client,
-            tokens=token_counter,
-        )
-    finally:
-        await pool.close()
 
 
 async def test_two_runners_process_each_user_once(pooled: Services, fake_llm: FakeOpenAI) -> None:
