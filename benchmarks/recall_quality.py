@@ -110,9 +110,9 @@ async def load(
         await c.execute(
             "WITH moved AS (DELETE FROM messages WHERE user_id = $1 AND id < $2 RETURNING *)"
             " INSERT INTO messages_archive (id, user_id, role, content, platform, chat_id,"
-            " platform_message_id, status, embedding, created_at)"
+            " platform_message_id, status, embedding, search, created_at)"
             " SELECT id, user_id, role, content, platform, chat_id, platform_message_id,"
-            " status, embedding, created_at FROM moved",
+            " status, embedding, search, created_at FROM moved",
             user_id,
             middle,
         )

@@ -8,10 +8,10 @@ Archive: a live message moves to `messages_archive` (same id, every column) when
 - not awaiting an answer (`/retry` looks for it among live messages).
 History, search, recall and export read both tables, so nothing disappears for the user.
 
-Moves happen per user in batches of `ARCHIVE_BATCH_SIZE`, one short transaction each
-(a batch moves completely or not at all), so a conversation turn never waits long
-for a row. Users are visited by id with keyset pagination; a user another archiver is
-working on is skipped (see `core.storage.archive_store`).
+Moves happen per user in batches of `ARCHIVE_BATCH_SIZE`, one statement each (a batch
+moves completely or not at all), so a conversation turn never waits long for a row.
+Users are visited by id with keyset pagination; a user another archiver is working on
+is skipped (see `core.storage.archive_store`).
 
 Retention: archived messages created more than `ARCHIVE_RETENTION_DAYS` ago are
 deleted, in batches, oldest first; 0 (the default) keeps them for ever. Erasing a user
@@ -22,18 +22,32 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from config.settings import ArchiveSettings
 from core.jobs import JobOutcome, describe_error
 from core.services import Clock, utc_now
 from core.storage.archive_store import ArchivePolicy, ArchiveRepository
-from core.storage.database import Database
+from core.storage.database import Connection, Database
 
 logger = logging.getLogger(__name__)
 
 USERS_PAGE = 500
 PROGRESS_EVERY_SECONDS = 30.0
+
+
+@asynccontextmanager
+async def asynchronous_commit(conn: Connection) -> AsyncIterator[None]:
+    """The connection commits without waiting for the WAL flush during the block; back
+    to the server's setting afterwards, also when `conn` is not pooled (a pool would
+    reset it on release, a lone connection would keep it)."""
+    await conn.execute("SET synchronous_commit = off")
+    try:
+        yield
+    finally:
+        await conn.execute("RESET synchronous_commit")
 
 
 class ArchiveJob:
@@ -56,22 +70,24 @@ class ArchiveJob:
         outcome = JobOutcome(counts={"messages": 0, "users": 0, "batches": 0, "skipped": 0})
         started = logged = time.monotonic()
         after = 0
-        while users := await self._repo.users_after(after, USERS_PAGE):
-            for user_id in users:
-                try:
-                    await self._archive_user(user_id, policy, outcome)
-                except Exception as exc:
-                    logger.warning("archive job: user %s failed", user_id, exc_info=True)
-                    outcome.errors.append(f"user {user_id}: {describe_error(exc)}")
-            after = users[-1]
-            if time.monotonic() - logged >= PROGRESS_EVERY_SECONDS:
-                logged = time.monotonic()
-                logger.info(
-                    "archive job: %s messages moved, at user id %s, after %.0f s",
-                    outcome.counts["messages"],
-                    after,
-                    logged - started,
-                )
+        # One connection for the run, with asynchronous commit (see `move_batch`).
+        async with self._db.connection() as conn, asynchronous_commit(conn):
+            while users := await self._repo.users_after(after, USERS_PAGE, conn=conn):
+                for user_id in users:
+                    try:
+                        await self._archive_user(user_id, policy, outcome, conn)
+                    except Exception as exc:
+                        logger.warning("archive job: user %s failed", user_id, exc_info=True)
+                        outcome.errors.append(f"user {user_id}: {describe_error(exc)}")
+                after = users[-1]
+                if time.monotonic() - logged >= PROGRESS_EVERY_SECONDS:
+                    logged = time.monotonic()
+                    logger.info(
+                        "archive job: %s messages moved, at user id %s, after %.0f s",
+                        outcome.counts["messages"],
+                        after,
+                        logged - started,
+                    )
         logger.info(
             "archive job: %s messages of %s users moved in %.1f s",
             outcome.counts["messages"],
@@ -80,16 +96,17 @@ class ArchiveJob:
         )
         return outcome
 
-    async def _archive_user(self, user_id: int, policy: ArchivePolicy, outcome: JobOutcome) -> None:
+    async def _archive_user(
+        self, user_id: int, policy: ArchivePolicy, outcome: JobOutcome, conn: Connection
+    ) -> None:
         moved_any = False
         while True:
-            async with self._db.transaction() as tx:
-                if not await self._repo.try_claim(user_id, conn=tx):
-                    outcome.add("skipped")
-                    return
-                moved = await self._repo.move_batch(
-                    user_id, policy, archived_at=self._clock(), conn=tx
-                )
+            moved = await self._repo.move_batch(
+                user_id, policy, archived_at=self._clock(), conn=conn
+            )
+            if moved is None:
+                outcome.add("skipped")
+                return
             if moved:
                 moved_any = True
                 outcome.add("messages", moved)

@@ -12,6 +12,8 @@ from core.archive import ArchiveJob, RetentionJob
 from core.export import collect
 from core.models import MessageStatus, NewFact
 from core.services import Services
+from core.storage.archive_store import ARCHIVE_LOCK_CLASS
+from core.storage.memory_store import lock_key
 from core.storage.recall import Source
 from tests.core.memory.helpers import conversation, say, set_read_position
 
@@ -173,3 +175,33 @@ async def test_two_archivers_at_once_move_everything_once(pooled: Services) -> N
     # Messages written after a user was archived are simply live.
     await say(pooled, users[0][0], ["new"])
     assert len(await _rows(pooled, "messages", users[0][0])) == 4
+
+
+async def test_a_user_another_archiver_holds_is_skipped_until_released(
+    pooled: Services,
+) -> None:
+    user_id, ids = await conversation(pooled, "c0", [f"m{j}" for j in range(6)])
+    await set_read_position(pooled, user_id, ids[-1])
+    key = (ARCHIVE_LOCK_CLASS, lock_key(user_id))
+    assert pooled.db.pool is not None
+    async with pooled.db.pool.acquire() as other:
+        await other.execute("SELECT pg_advisory_lock($1, $2)", *key)
+        held = await _archive(pooled, keep_recent_messages=2).run()
+        await other.execute("SELECT pg_advisory_unlock($1, $2)", *key)
+
+    assert held.counts == {"messages": 0, "users": 0, "batches": 0, "skipped": 1}
+    assert list(await _rows(pooled, "messages", user_id)) == ids
+    released = await _archive(pooled, keep_recent_messages=2).run()
+    assert released.counts == {"messages": 10, "users": 1, "batches": 1, "skipped": 0}
+
+
+async def test_asynchronous_commit_ends_with_the_run(services: Services) -> None:
+    user_id, ids = await conversation(services, "c1", [f"m{j}" for j in range(3)])
+    await set_read_position(services, user_id, ids[-1])
+    async with services.db.connection() as conn:
+        before = await conn.fetchval("SHOW synchronous_commit")
+
+        outcome = await _archive(services, keep_recent_messages=2).run()
+
+        assert outcome.counts["messages"] == 4
+        assert await conn.fetchval("SHOW synchronous_commit") == before == "on"

@@ -173,10 +173,10 @@ async def archive(services: Services, user: User, message_id: int) -> None:
         await conn.execute(
             "INSERT INTO messages_archive (id, user_id, role, content, platform, chat_id,"
             " platform_message_id, reply_to_id, status, context_snapshot, tokens_in, tokens_out,"
-            " model, response_ms, created_at)"
+            " model, response_ms, search, created_at)"
             " SELECT id, user_id, role, content, platform, chat_id, platform_message_id,"
             " reply_to_id, status, context_snapshot, tokens_in, tokens_out, model, response_ms,"
-            " created_at FROM messages WHERE id = $1 AND user_id = $2",
+            " search, created_at FROM messages WHERE id = $1 AND user_id = $2",
             message_id,
             user.id,
         )

@@ -23,8 +23,8 @@ async def _message(
     async with services.db.connection() as conn:
         if archived:  # archived rows keep the id they had; any unused one will do
             await conn.execute(
-                f"INSERT INTO messages_archive (id, {columns})"
-                " VALUES ($1, $2, $3, 'x', 'telegram', $4, $5)",
+                f"INSERT INTO messages_archive (id, {columns}, search)"
+                " VALUES ($1, $2, $3, 'x', 'telegram', $4, $5, to_tsvector('x'))",
                 next(_archive_ids),
                 user.id,
                 role,

@@ -103,9 +103,9 @@ async def test_history_pages_by_keyset_across_archive(db: Database) -> None:
         await conn.execute(
             "WITH moved AS (DELETE FROM messages WHERE id = ANY($1) RETURNING *)"
             " INSERT INTO messages_archive (id, user_id, role, content, platform, chat_id,"
-            " platform_message_id, status, created_at)"
+            " platform_message_id, status, search, created_at)"
             " SELECT id, user_id, role, content, platform, chat_id, platform_message_id,"
-            " status, created_at FROM moved",
+            " status, search, created_at FROM moved",
             ids[:10],
         )
     seen: list[int] = []

@@ -92,9 +92,9 @@ async def test_recall_spans_facts_messages_and_archive(db: Database) -> None:
         await conn.execute(
             "WITH moved AS (DELETE FROM messages WHERE id = $1 RETURNING *)"
             " INSERT INTO messages_archive (id, user_id, role, content, platform, chat_id,"
-            " platform_message_id, status, embedding, created_at)"
+            " platform_message_id, status, embedding, search, created_at)"
             " SELECT id, user_id, role, content, platform, chat_id, platform_message_id, status,"
-            " embedding, created_at FROM moved",
+            " embedding, search, created_at FROM moved",
             old.message.id,
         )
     facts = FactRepository(db)

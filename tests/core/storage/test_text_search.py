@@ -30,9 +30,9 @@ async def _archive(db: Database, message_id: int) -> None:
         await conn.execute(
             "WITH moved AS (DELETE FROM messages WHERE id = $1 RETURNING *)"
             " INSERT INTO messages_archive (id, user_id, role, content, platform, chat_id,"
-            " platform_message_id, status, embedding, created_at)"
+            " platform_message_id, status, embedding, search, created_at)"
             " SELECT id, user_id, role, content, platform, chat_id, platform_message_id, status,"
-            " embedding, created_at FROM moved",
+            " embedding, search, created_at FROM moved",
             message_id,
         )
 
