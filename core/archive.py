@@ -22,32 +22,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from config.settings import ArchiveSettings
 from core.jobs import JobOutcome, describe_error
 from core.services import Clock, utc_now
 from core.storage.archive_store import ArchivePolicy, ArchiveRepository
-from core.storage.database import Connection, Database
+from core.storage.database import Connection, Database, asynchronous_commit
 
 logger = logging.getLogger(__name__)
 
 USERS_PAGE = 500
 PROGRESS_EVERY_SECONDS = 30.0
-
-
-@asynccontextmanager
-async def asynchronous_commit(conn: Connection) -> AsyncIterator[None]:
-    """The connection commits without waiting for the WAL flush during the block; back
-    to the server's setting afterwards, also when `conn` is not pooled (a pool would
-    reset it on release, a lone connection would keep it)."""
-    await conn.execute("SET synchronous_commit = off")
-    try:
-        yield
-    finally:
-        await conn.execute("RESET synchronous_commit")
 
 
 class ArchiveJob:

@@ -26,7 +26,7 @@ import numpy as np
 
 from core import metrics
 from core.hybrid_recall import HybridRecall, RecalledItem
-from core.models import Conversation, Fact, Message, MessageRole
+from core.models import Conversation, Fact, Message, MessageRole, MessageStatus
 from core.persona import system_prompt
 from core.storage.database import Connection
 from core.storage.directory import Directory, MemoryContext
@@ -49,7 +49,8 @@ class AssembledContext:
     messages: list[dict[str, str]]
     snapshot: dict[str, Any]
     prompt_tokens: int
-    window_ids: tuple[int, ...] = field(default_factory=tuple)
+    failed_ids: tuple[int, ...] = field(default_factory=tuple)
+    """Earlier messages in the window whose answer failed: the reply answers them too."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,7 +221,8 @@ class ContextAssembler:
             "shared_chat": shared_chat,
             "tokens": {**used, "prompt": prompt_tokens, "budget": budget},
         }
-        return AssembledContext(prompt, snapshot, prompt_tokens, tuple(m.id for m in window))
+        failed = tuple(m.id for m in window if m.status is MessageStatus.FAILED)
+        return AssembledContext(prompt, snapshot, prompt_tokens, failed)
 
     def _system_text(
         self,

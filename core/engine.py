@@ -31,7 +31,7 @@ from core.llm.errors import LLMError, LLMRateLimited
 from core.models import Message, MessageStatus, Role, User, UserStatus
 from core.ports import ReplyChannel, ReplySink
 from core.services import Services
-from core.storage.database import Connection
+from core.storage.database import Connection, asynchronous_commit
 from core.storage.directory import Directory
 from core.storage.handled_commands import HandledCommandRepository
 from core.storage.rate_limits import RateLimitRepository
@@ -153,7 +153,9 @@ class Engine:
             if inbound.attachments:
                 await channel.send(UNSUPPORTED)
             return
-        async with self._services.db.connection() as conn:
+        # The accept phase only writes activity stamps and the rate bucket: nothing
+        # worth a WAL flush each (the message itself is stored durably later).
+        async with self._services.db.connection() as conn, asynchronous_commit(conn):
             accepted = await self._accept(inbound, text, conn)
         if isinstance(accepted, str):
             if accepted:
@@ -274,9 +276,7 @@ class Engine:
         )
         if undelivered is not None:
             await turn.channel.start_reply().finish(undelivered.content)
-            await self._services.messages.mark_delivered(
-                turn.user.id, undelivered.id, conn=turn.conn
-            )
+            await self._mark_delivered(turn, undelivered.id)
 
     async def _answer_again(
         self, user: User, message: Message, inbound: Inbound, channel: ReplyChannel
@@ -388,7 +388,7 @@ class Engine:
             model=completion.model,
             response_ms=round(completion.latency_ms),
             embedding=reply_embedding,
-            covered_ids=context.window_ids,
+            retried_ids=context.failed_ids,
             conn=turn.conn,
         )
         timings["record_ms"] = _ms(started, time.perf_counter())
@@ -400,8 +400,14 @@ class Engine:
             metrics.count_reply_failed("delivery")
             logger.exception("could not deliver reply %s to user %s", reply.id, turn.user.id)
             return
-        await services.messages.mark_delivered(turn.user.id, reply.id, conn=turn.conn)
+        await self._mark_delivered(turn, reply.id)
         metrics.count_message_out(message.platform)
+
+    async def _mark_delivered(self, turn: _Turn, reply_id: int) -> None:
+        # Losing the mark in a server crash at worst sends the reply once more, and only
+        # if the platform redelivers the message: not worth a WAL flush per reply.
+        async with asynchronous_commit(turn.conn) as conn:
+            await self._services.messages.mark_delivered(turn.user.id, reply_id, conn=conn)
 
 
 async def _quietly(step: Any) -> None:

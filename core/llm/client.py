@@ -22,11 +22,11 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self, TypeVar, cast
+from typing import Any, Self
 
 import openai
-from openai import AsyncOpenAI, Omit, omit
-from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
+from openai import AsyncOpenAI, AsyncStream, RequestOptions
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.chat.completion_create_params import ResponseFormat
 
 from core.llm.errors import (
@@ -42,11 +42,11 @@ logger = logging.getLogger(__name__)
 Message = Mapping[str, str]
 """One chat message: ``{"role": "system" | "user" | "assistant", "content": "..."}``."""
 
-_T = TypeVar("_T")
-
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 MAX_STREAM_RETRY_DELAY = 8.0
 _UNSUPPORTED_STATUSES = frozenset({400, 422})
+# `post` sends the API key only when asked to, as the typed methods do.
+_AUTHENTICATED: RequestOptions = {"security": {"bearer_auth": True}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,13 +156,17 @@ class ChatClient:
         started = self._clock()
         while True:
             try:
-                chunks = await self._sdk.chat.completions.create(
-                    model=self._model,
-                    messages=_to_params(messages),
-                    max_tokens=_given(max_tokens),
-                    temperature=_given(temperature),
+                body = self._body(messages, max_tokens=max_tokens, temperature=temperature)
+                body["stream"] = True
+                if self._stream_usage:
+                    body["stream_options"] = {"include_usage": True}
+                chunks = await self._sdk.post(
+                    "/chat/completions",
+                    body=body,
+                    cast_to=ChatCompletion,
+                    options=_AUTHENTICATED,
                     stream=True,
-                    stream_options={"include_usage": True} if self._stream_usage else omit,
+                    stream_cls=AsyncStream[ChatCompletionChunk],
                 )
             except (openai.OpenAIError, ValueError) as exc:
                 raise self._error(exc, "streamed chat completion") from exc
@@ -278,21 +282,38 @@ class ChatClient:
         *,
         max_tokens: int | None,
         temperature: float | None,
-        response_format: ResponseFormat | Omit = omit,
+        response_format: ResponseFormat | None = None,
     ) -> Completion:
         started = self._clock()
+        body = self._body(messages, max_tokens=max_tokens, temperature=temperature)
+        if response_format is not None:
+            body["response_format"] = response_format
         try:
-            response = await self._sdk.chat.completions.create(
-                model=self._model,
-                messages=_to_params(messages),
-                max_tokens=_given(max_tokens),
-                temperature=_given(temperature),
-                response_format=response_format,
+            response = await self._sdk.post(
+                "/chat/completions", body=body, cast_to=ChatCompletion, options=_AUTHENTICATED
             )
         except (openai.OpenAIError, ValueError) as exc:
             raise self._error(exc, "chat completion") from exc
         latency_ms = (self._clock() - started) * 1000
         return self._to_completion(response, latency_ms)
+
+    def _body(
+        self, messages: Sequence[Message], *, max_tokens: int | None, temperature: float | None
+    ) -> dict[str, object]:
+        """The request body as plain JSON. The SDK's typed `chat.completions.create`
+        walks every prompt message through its TypedDict transform first, which cost
+        more CPU than the rest of a turn's Python (docs/pipeline.md); our messages are
+        plain role/content pairs already. Unset options are left out, not sent as null.
+        """
+        body: dict[str, object] = {
+            "model": self._model,
+            "messages": [{"role": m["role"], "content": m["content"]} for m in messages],
+        }
+        if max_tokens is not None:
+            body["max_tokens"] = max_tokens
+        if temperature is not None:
+            body["temperature"] = temperature
+        return body
 
     def _to_completion(self, response: ChatCompletion, latency_ms: float) -> Completion:
         # Without strict validation the SDK builds models from whatever JSON arrived, so
@@ -395,15 +416,6 @@ def _with_json_instruction(
     else:
         result.insert(0, {"role": "system", "content": instruction})
     return list[Message](result)
-
-
-def _to_params(messages: Sequence[Message]) -> list[ChatCompletionMessageParam]:
-    return [cast(ChatCompletionMessageParam, dict(message)) for message in messages]
-
-
-def _given(value: _T | None) -> _T | Omit:
-    """Leave unset options out of the request instead of sending ``null``."""
-    return omit if value is None else value
 
 
 def _worth_retrying(exc: BaseException) -> bool:

@@ -73,6 +73,23 @@ async def connect(dsn: str) -> Connection:
     return conn
 
 
+@asynccontextmanager
+async def asynchronous_commit(conn: Connection) -> AsyncIterator[Connection]:
+    """Commits on `conn` during the block do not wait for their WAL flush.
+
+    For writes whose loss in a server crash is harmless (activity stamps, rate-limit
+    buckets, delivery marks, archive moves): a crash can lose at most the last few
+    hundred milliseconds of them, never corrupt anything, and any later synchronous
+    commit flushes them too. Back to the server's setting afterwards, also on a lone
+    connection (a pool would reset it on release anyway).
+    """
+    await conn.execute("SET synchronous_commit = off")
+    try:
+        yield conn
+    finally:
+        await conn.execute("RESET synchronous_commit")
+
+
 class Database:
     """Where repositories run their queries: a pool, or one connection (tests, scripts)."""
 

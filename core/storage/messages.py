@@ -121,11 +121,11 @@ class MessageRepository:
         model: str,
         response_ms: int,
         embedding: np.ndarray[Any, Any] | None = None,
-        covered_ids: Sequence[int] = (),
+        retried_ids: Sequence[int] = (),
         conn: Connection | None = None,
     ) -> Message:
         """Store a reply with its context snapshot and mark the message it answers, and
-        any failed messages among `covered_ids` (earlier ones the prompt included)."""
+        `retried_ids` (earlier failed messages the prompt included), answered."""
         async with self._db.transaction(conn) as c:
             row = await c.fetchrow(
                 "INSERT INTO messages (user_id, role, content, platform, chat_id, reply_to_id,"
@@ -144,15 +144,13 @@ class MessageRepository:
                 response_ms,
                 embedding,
             )
-            # The message answered, and failed ones the reply covers (they were in the
-            # prompt). Primary-key lookups only; `status` is in no index, so these
-            # updates stay HOT and never touch the vector or text indexes.
+            # Primary-key lookups only; `status` is in no index, so the update stays HOT
+            # and never touches the vector or text indexes.
             await c.execute(
-                "UPDATE messages SET status = 'answered' WHERE user_id = $2"
-                " AND (id = $1 OR (id = ANY($3::bigint[]) AND status = 'failed'))",
-                reply_to_id,
+                "UPDATE messages SET status = 'answered'"
+                " WHERE id = ANY($1::bigint[]) AND user_id = $2 AND role = 'user'",
+                [reply_to_id, *retried_ids],
                 user_id,
-                list(covered_ids),
             )
             await c.execute(
                 "UPDATE conversations SET message_count = message_count + 1,"

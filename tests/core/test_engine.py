@@ -384,3 +384,16 @@ async def test_an_unreachable_database_is_raised_to_the_adapter_and_told_once(
         with pytest.raises(StorageUnavailable):
             await engine.handle(message, channel)
     assert channel.sent == [STORAGE_DOWN]
+
+
+async def test_a_turn_leaves_its_connection_committing_synchronously(
+    services: Services, fake_llm: FakeOpenAI
+) -> None:
+    # The accept phase and the delivery mark commit asynchronously; the connection
+    # (here the test's only one, not a pool's) must be back to the server's setting.
+    channel = RecordingChannel()
+    await engine_with(services).handle(inbound("hello"), channel)
+
+    assert channel.last == "echo: hello"
+    async with services.db.connection() as conn:
+        assert await conn.fetchval("SHOW synchronous_commit") == "on"

@@ -95,6 +95,22 @@ async def test_the_fake_receives_exactly_the_prompt(fake: FakeOpenAI, client: Ch
     assert second["temperature"] == 0.2
 
 
+async def test_the_api_key_goes_as_a_bearer_token(fake: FakeOpenAI, client: ChatClient) -> None:
+    await client.complete(MESSAGES)
+    await collect(client.stream(MESSAGES))
+    fake.push_reply('{"mood": "fine"}')
+    await client.complete_json(MESSAGES, schema=SCHEMA, schema_name="mood")
+
+    assert fake.chat_authorizations == ["Bearer sk-test-secret-key"] * 3
+
+
+async def test_a_keyless_client_sends_a_placeholder_key(fake: FakeOpenAI) -> None:
+    async with make_client(fake, api_key=None) as keyless:
+        await keyless.complete(MESSAGES)
+
+    assert fake.chat_authorizations == ["Bearer not-needed"]
+
+
 async def test_latency_comes_from_the_injected_clock(fake: FakeOpenAI) -> None:
     ticks = iter([10.0, 10.25, 20.0, 20.5])
 

@@ -118,6 +118,8 @@ class FakeOpenAI(LocalServer):
         self.report_usage = True
         """When false, no usage is ever reported (like some local servers)."""
         self.chat_requests: list[JSONObject] = []
+        self.chat_authorizations: list[str | None] = []
+        """The Authorization header of each chat request, in order."""
         self.embedding_requests: list[JSONObject] = []
         self._replies: deque[str] = deque()
         self._faults: deque[Fault] = deque()
@@ -161,6 +163,7 @@ class FakeOpenAI(LocalServer):
         if body is None:
             return _error(400, "request body is not a JSON object")
         self.chat_requests.append(body)
+        self.chat_authorizations.append(request.headers.get("Authorization"))
         streamed = body.get("stream") is True
         fault = await self._take_fault()
         if isinstance(fault, HttpError):
