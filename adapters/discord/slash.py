@@ -9,11 +9,14 @@ roles on every call, so a forged interaction gets the usual refusal.
 
 Commands are global, usable in guilds and in the bot's DMs, installed with the bot
 (not user-installable: a user install would let them run in DMs between two other
-people, where the bot cannot answer).
+people, where the bot cannot answer). A command this version does not have (Discord
+clients keep showing removed commands for a while after a sync) is run like any other,
+so the engine gives its usual "unknown command" answer instead of a failed interaction.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
@@ -21,6 +24,8 @@ import discord
 from discord import app_commands
 
 from core.commands.base import Command
+
+logger = logging.getLogger(__name__)
 
 Runner = Callable[[discord.Interaction, str, str], Awaitable[None]]
 """Called with (interaction, command name, arguments) for every slash command used."""
@@ -44,6 +49,17 @@ def build_tree(
     )
     for command in commands:
         tree.add_command(slash_command(command, run))
+
+    @tree.error
+    async def on_error(
+        interaction: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
+        if isinstance(error, app_commands.CommandNotFound) and not error.parents:
+            logger.info("discord: slash command /%s is not one of ours", error.name)
+            await run(interaction, error.name, "")
+            return
+        logger.error("discord: slash command failed", exc_info=error)
+
     return tree
 
 

@@ -25,6 +25,7 @@ from telegram import Bot, Update
 from telegram.error import InvalidToken, TelegramError
 
 from adapters.telegram.dispatch import Dispatcher
+from adapters.telegram.translate import parse_update
 
 logger = logging.getLogger(__name__)
 
@@ -135,13 +136,9 @@ class Poller:
         )
         updates = []
         for item in raw if isinstance(raw, list) else []:
-            update_id = item.get("update_id") if isinstance(item, dict) else None
-            try:
-                update = Update.de_json(item, self._bot)
-            except (KeyError, TypeError, ValueError, AttributeError):
-                update = None
+            update = parse_update(item, self._bot)
             if update is None:
-                logger.warning("skipping a telegram update that cannot be read: %s", update_id)
+                update_id = item.get("update_id") if isinstance(item, dict) else None
                 if isinstance(update_id, int) and (
                     self._highest is None or update_id > self._highest
                 ):

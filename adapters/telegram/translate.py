@@ -1,4 +1,5 @@
-"""Telegram `Message` -> `Inbound`: who wrote what, where, and whether it was to us.
+"""Telegram update JSON -> `Update`, and `Message` -> `Inbound`: who wrote what, where,
+and whether it was to us.
 
 Pure functions of the message and the bot's own identity, so they are easy to test and
 the same for polling and webhooks. Policy (dedupe, bans, commands) is the engine's.
@@ -6,14 +7,35 @@ the same for polling and webhooks. Policy (dedupe, bans, commands) is the engine
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from typing import Any
 
-from telegram import Message, MessageEntity
+from telegram import Bot, Message, MessageEntity, Update
 from telegram.constants import ChatType
 
 from core.commands.base import parse_command
 from core.inbound import Attachment, ChatKind, Inbound
 from core.models import Platform
+
+logger = logging.getLogger(__name__)
+
+
+def parse_update(data: Any, bot: Bot) -> Update | None:
+    """The update in `data`, or None (with a warning naming only its id) when
+    python-telegram-bot cannot read it (a field missing, a type it does not know).
+
+    Such an update is to be skipped, that is acknowledged: asking for it again would
+    bring the same failure for ever and hold up every update behind it.
+    """
+    try:
+        update = Update.de_json(data, bot)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        update = None
+    if update is None:
+        update_id = data.get("update_id") if isinstance(data, dict) else None
+        logger.warning("skipping a telegram update that cannot be read: %s", update_id)
+    return update
 
 
 @dataclass(frozen=True, slots=True)

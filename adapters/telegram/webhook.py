@@ -19,18 +19,19 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from telegram import Bot, Update
+from telegram import Bot
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 from tornado.web import Application, RequestHandler
 
 from adapters.telegram.dispatch import Dispatcher
+from adapters.telegram.translate import parse_update
 
 logger = logging.getLogger(__name__)
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header name
 
-Receive = Callable[[dict[str, Any]], asyncio.Task[None]]
+Receive = Callable[[dict[str, Any]], asyncio.Task[None] | None]
 
 
 class _UpdateHandler(RequestHandler):
@@ -54,6 +55,9 @@ class _UpdateHandler(RequestHandler):
             self.set_status(400)
             return
         task = self._receive(data)
+        if task is None:  # unreadable: acknowledged, or Telegram would retry it for ever
+            self.set_status(200)
+            return
         await asyncio.wait([task], timeout=self._ack_timeout)
         # Cancelled means shutting down mid-handler: an error makes Telegram send it again.
         self.set_status(503 if task.cancelled() else 200)
@@ -86,8 +90,9 @@ class WebhookServer:
         self.port: int | None = None
         """The port actually listened on (useful with port 0)."""
 
-    def _receive(self, data: dict[str, Any]) -> asyncio.Task[None]:
-        return self._dispatcher.submit(Update.de_json(data, self._bot))
+    def _receive(self, data: dict[str, Any]) -> asyncio.Task[None] | None:
+        update = parse_update(data, self._bot)
+        return None if update is None else self._dispatcher.submit(update)
 
     async def start(self) -> None:
         app = Application(

@@ -7,6 +7,7 @@ import json
 from adapters.discord import DiscordAdapter
 from core.commands.registry import ADMINS_ONLY, COMMANDS
 from core.commands.user import EXPORT_FILENAME, PRIVATE_ONLY
+from core.engine import UNKNOWN_COMMAND
 from tests.adapters.discord.conftest import StartAdapter, deliver
 from tests.fakes.discord_gateway import TEXT_CHANNEL_ID, FakeDiscord, user_payload
 
@@ -58,6 +59,19 @@ async def test_a_slash_command_with_arguments_reaches_the_engine(
     await deliver(fake_discord, adapter, "INTERACTION_CREATE", interaction)
 
     assert _original(fake_discord, interaction)["content"] == "Usage: /forget <number|all>"
+
+
+async def test_a_slash_command_we_do_not_have_gets_the_unknown_command_answer(
+    adapter: DiscordAdapter, fake_discord: FakeDiscord
+) -> None:
+    # e.g. removed in this version, still offered by a client that has not refreshed
+    interaction = fake_discord.command_interaction(ALICE, "teleport")
+    await deliver(fake_discord, adapter, "INTERACTION_CREATE", interaction)
+
+    [callback] = fake_discord.interaction_callbacks
+    assert callback["type"] == 5
+    content = _original(fake_discord, interaction)["content"]
+    assert content == UNKNOWN_COMMAND.format(name="teleport")
 
 
 async def test_a_slash_command_in_a_guild_answers_only_the_caller(
