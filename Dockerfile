@@ -27,7 +27,9 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
     && pip install -r /tmp/requirements.txt
 
 COPY . .
-RUN pip install --no-deps . && rm -rf /opt/venv/bin/pip* /opt/venv/lib/python3.11/site-packages/pip
+# pip and the venv's own setuptools (Python 3.11's venv seeds an old one) are not needed
+# at run time: uninstall both, with their metadata, so they do not ship in the image.
+RUN pip install --no-deps . && pip uninstall --yes setuptools pip
 
 # Fail the build, not the first start, if package data is missing: run from / so the
 # installed package is imported, not the source tree; load the model and embed once.
