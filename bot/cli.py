@@ -83,7 +83,7 @@ async def _chat(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _migrate(settings: Settings, args: argparse.Namespace) -> int:
-    async with open_database(settings) as location:
+    async with open_database(settings, migrate=not args.status) as location:
         conn = await asyncpg.connect(location.dsn)
         try:
             rows = await migrations.status(conn)

@@ -201,11 +201,14 @@ async def _ensure_database(admin_dsn: str) -> None:
 
 
 @contextlib.asynccontextmanager
-async def open_database(settings: Settings) -> AsyncIterator[DatabaseLocation]:
-    """Make the database available for the duration of the block and migrate it."""
+async def open_database(
+    settings: Settings, *, migrate: bool = True
+) -> AsyncIterator[DatabaseLocation]:
+    """Make the database available for the duration of the block, migrated unless
+    `migrate` is false (then only checked: `migrate --status` must change nothing)."""
     if settings.database_url is not None:
         location = DatabaseLocation(settings.database_url.get_secret_value(), False, None)
-        await prepare(location.dsn)
+        await prepare(location.dsn, migrate=migrate)
         yield location
         return
     server = EmbeddedServer(settings.embedded_database_dir)
@@ -215,21 +218,21 @@ async def open_database(settings: Settings) -> AsyncIterator[DatabaseLocation]:
             await asyncio.to_thread(server.restart_if_alone)
         await _ensure_database(server.admin_dsn)
         location = DatabaseLocation(dsn, True, settings.embedded_database_dir)
-        await prepare(dsn)
+        await prepare(dsn, migrate=migrate)
         yield location
     finally:
         await asyncio.to_thread(server.stop)
 
 
-async def prepare(dsn: str) -> None:
-    """Check the server and apply pending migrations."""
+async def prepare(dsn: str, *, migrate: bool = True) -> None:
+    """Check the server and (unless told not to) apply pending migrations."""
     try:
         conn = await asyncpg.connect(dsn)
     except (OSError, asyncpg.PostgresError) as exc:
         raise DatabaseSetupError(f"cannot connect to the database: {exc}") from exc
     try:
         await check_server(conn)
-        applied = await migrations.migrate(conn)
+        applied = await migrations.migrate(conn) if migrate else []
         if applied:
             logger.info("database migrated to version %04d", applied[-1].version)
     finally:

@@ -147,6 +147,22 @@ def test_external_database_url_is_used_and_migrated(fresh_dsn: str, data_dir: Pa
     assert not (data_dir / "postgres").exists()
 
 
+def test_migrate_status_lists_pending_migrations_and_applies_nothing(
+    empty_dsn: str, data_dir: Path
+) -> None:
+    env = _env(data_dir, DATABASE_URL=empty_dsn)
+    listed = _bot("migrate", "--status", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert "0001_init  pending" in listed.stdout
+    assert "applied" not in listed.stdout
+    assert "applied" not in _bot("migrate", "--status", env=env).stdout
+
+    assert _bot("migrate", env=env).returncode == 0
+    after = _bot("migrate", "--status", env=env).stdout
+    assert "pending" not in after
+    assert "0001_init  applied" in after
+
+
 def test_unreachable_external_database_is_a_clear_error(data_dir: Path) -> None:
     url = "postgresql://nobody:pw@127.0.0.1:1/none"
     result = _bot("migrate", env=_env(data_dir, DATABASE_URL=url))
