@@ -2,8 +2,8 @@
 #
 # onethread as one image: `docker run IMAGE` runs `python -m bot run`; any other
 # command of the CLI works too (`docker run IMAGE migrate --status`, `... db`). With the
-# embedded database, run them in the service's container (`docker exec`), never in a
-# second container on the same /data volume: see docs/operations.md.
+# embedded database, run them in the service's container (`docker exec`): a second
+# container on the same /data volume is refused while the service runs (docs/operations.md).
 #
 # Two stages: the builder installs the project (non-editable) and its dependencies
 # into /opt/venv; the final stage copies only that venv onto a clean slim image, so

