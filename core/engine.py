@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import suppress
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -66,6 +67,7 @@ STORAGE_DOWN = (
 # How many messages' outage notices are remembered (to tell each person only once).
 OUTAGE_MEMORY = 10_000
 BANNED_MAY_RUN = frozenset({"export", "delete_me"})
+SEEN_RESOLUTION = timedelta(minutes=1)
 UNKNOWN_COMMAND = "I don't know the command /{name}. Send /help to see what I can do."
 
 
@@ -201,7 +203,8 @@ class Engine:
             if wait > 0:
                 metrics.count_rate_limited()
                 return RATE_LIMITED.format(seconds=max(1, round(wait)))
-        await services.users.touch(user.id, inbound.display_name, conn=conn)
+        if _stale(user, inbound.display_name, services.clock()):
+            await services.users.touch(user.id, inbound.display_name, conn=conn)
         if inbound.is_private:
             await services.users.remember_private_chat(
                 inbound.platform, inbound.platform_user_id, inbound.chat_id, conn=conn
@@ -454,6 +457,15 @@ def is_storage_outage(exc: BaseException) -> bool:
             return True
         cause = cause.__cause__
     return False
+
+
+def _stale(user: User, display_name: str | None, now: datetime) -> bool:
+    """Whether the user's row should be stamped: a new display name, or not seen for
+    `SEEN_RESOLUTION` (either way: the clock may be injected). Stamping every message of
+    a busy chat would be a write per message for a minute-resolution "last seen"."""
+    if display_name is not None and display_name != user.display_name:
+        return True
+    return user.last_seen_at is None or abs(now - user.last_seen_at) >= SEEN_RESOLUTION
 
 
 def _ms(start: float, end: float) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
+from datetime import datetime, timedelta
 
 import asyncpg
 import pytest
@@ -397,3 +398,34 @@ async def test_a_turn_leaves_its_connection_committing_synchronously(
     assert channel.last == "echo: hello"
     async with services.db.connection() as conn:
         assert await conn.fetchval("SHOW synchronous_commit") == "on"
+
+
+async def test_last_seen_is_stamped_at_most_once_a_minute_and_on_a_new_name(
+    services: Services, fake_llm: FakeOpenAI
+) -> None:
+    engine = engine_with(services)
+    channel = RecordingChannel()
+    await engine.handle(inbound("one", user="seen"), channel)
+    user_id = await _user_id(services, "seen")
+    first = await services.users.get(user_id)
+    assert first is not None and first.last_seen_at is not None
+    assert first.display_name == "Seen"
+
+    async def seen_ago(seconds: int) -> datetime | None:
+        async with services.db.connection() as conn:
+            await conn.execute(
+                "UPDATE users SET last_seen_at = now() - make_interval(secs => $2) WHERE id = $1",
+                user_id,
+                seconds,
+            )
+        await engine.handle(inbound("again", user="seen"), channel)
+        user = await services.users.get(user_id)
+        assert user is not None
+        return user.last_seen_at
+
+    # (The test's transaction makes now() one instant: a stamp sets it back to `first`.)
+    assert await seen_ago(30) == first.last_seen_at - timedelta(seconds=30)
+    assert await seen_ago(120) == first.last_seen_at
+    await engine.handle(replace(inbound("renamed", user="seen"), display_name="Seen Anew"), channel)
+    renamed = await services.users.get(user_id)
+    assert renamed is not None and renamed.display_name == "Seen Anew"
