@@ -3,7 +3,7 @@
 Users with more than `CONTEXT_EXACT_RECALL_MAX_ROWS` messages are searched through HNSW
 (smaller ones exactly); the largest `MAX_INDEXED_USERS` of them get their own partial
 indexes (core/storage/user_indexes.py). Users who no longer qualify (erased, merged)
-lose theirs.
+lose theirs, and so do indexes of another embedding dimension (after a model change).
 """
 
 from __future__ import annotations
@@ -34,6 +34,9 @@ class UserIndexJob:
         existing = await self._repo.indexed_users()
         for user_id in sorted(existing - wanted):
             await self._repo.drop(user_id)
+            outcome.add("dropped")
+        for name in await self._repo.other_dimension_indexes():
+            await self._repo.drop_index(name)
             outcome.add("dropped")
         for user_id in sorted(wanted - existing):
             try:

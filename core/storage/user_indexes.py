@@ -19,6 +19,7 @@ import re
 from core.storage.database import Connection, Database
 
 TABLES = ("messages", "messages_archive", "facts")
+_PER_USER_INDEX = re.compile(r"^(messages|messages_archive|facts)_embedding_\d+_u\d+$")
 
 
 def index_name(table: str, dimensions: int, user_id: int) -> str:
@@ -56,6 +57,26 @@ class UserIndexRepository:
             if match:
                 found.add(int(match[1]))
         return found
+
+    async def other_dimension_indexes(self) -> list[str]:
+        """Per-user indexes built for another embedding dimension (before a model
+        change): recall only searches rows of the configured dimension, so they are
+        dead weight on every insert."""
+        async with self._db.connection() as c:
+            rows = await c.fetch(
+                "SELECT c.relname FROM pg_class c WHERE c.relkind = 'i'"
+                " AND c.relname ~ '^(messages|messages_archive|facts)_embedding_[0-9]+_u[0-9]+$'"
+                " AND c.relname !~ $1",
+                f"_embedding_{self._dimensions:d}_u",
+            )
+        return sorted(r["relname"] for r in rows)
+
+    async def drop_index(self, name: str) -> None:
+        """Drop one index named by `other_dimension_indexes` (checked again here)."""
+        if not _PER_USER_INDEX.match(name):
+            raise ValueError(f"not a per-user index name: {name!r}")
+        async with self._db.connection() as c:
+            await c.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
 
     async def create(self, user_id: int) -> None:
         """Build the user's indexes (an invalid leftover of a failed build is replaced)."""

@@ -68,6 +68,13 @@ async def test_large_users_get_their_own_index_and_recall_uses_it(fresh_dsn: str
         small_hits = await recall.nearest(small, queries[0], 10)
         assert {h.id for h in small_hits} <= set(small_ids)
 
+        # After a change of embedding dimension the old indexes go, new ones come.
+        other = UserIndexJob(db, dimensions=DIM * 2, min_messages=1000)
+        assert (await other.run()).counts == {"created": 1, "dropped": 3, "kept": 0}
+        assert await UserIndexRepository(db, dimensions=DIM).indexed_users() == set()
+        assert await UserIndexRepository(db, dimensions=DIM * 2).indexed_users() == {large}
+        assert (await job.run()).counts == {"created": 1, "dropped": 3, "kept": 0}
+
         # An erased user's indexes go with the next run.
         await UserRepository(db).delete(large)
         assert (await job.run()).counts["dropped"] == 1
