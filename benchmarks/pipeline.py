@@ -6,8 +6,9 @@
 The real `Engine` on `Services` built over a pool, at the foundation benchmark's data
 size (the same fill, reused from `--data-dir`; filled first when missing), with:
 
-- the real `ChatClient` (openai SDK, streaming) against `FakeOpenAI` started in this
-  process, answering at once with a fixed short reply;
+- the real `ChatClient` (openai SDK, streaming) against `FakeOpenAI` in a process of its
+  own (`benchmarks.fake_llm`, so its CPU is not counted as the pipeline's), answering at
+  once with a fixed short reply;
 - a trivial embedder (`HashEmbedder`: a unit vector seeded by the text's hash);
 - rate limits set out of reach (the token bucket is still taken, one query a message).
 
@@ -17,8 +18,9 @@ context read real rows; the same minus the LLM stage (the `ChatClient.stream` ca
 the engine consumes it: the fake's HTTP round trip, the SDK, the progressive updates),
 which is the engine's own overhead; the engine's stage timings (`timings_ms` of the
 reply snapshot); and throughput with `--concurrency` users writing at once, each
-sending `--per-user` messages one after another. CPU seconds of this process and of
-the PostgreSQL server are recorded per phase, which says which side limits throughput.
+sending `--per-user` messages one after another. CPU seconds of this process, of the
+PostgreSQL server and of the fake LLM's process are recorded per phase, which says
+which side limits throughput.
 
 `--profile` runs the sequential phase again under cProfile with a query logger on
 every pool connection, and prints where the time goes (Python functions, SQL
@@ -39,9 +41,11 @@ import hashlib
 import io
 import os
 import pstats
+import sys
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -74,7 +78,6 @@ from core.storage.database import Database, Pool, create_pool
 from core.storage.messages import MessageRepository
 from core.tokens import TokenCounter
 from tests.fakes.channel import RecordingChannel
-from tests.fakes.openai_server import FakeOpenAI
 
 DIM = 384
 REPLY = "Sure, I will keep that in mind."
@@ -238,14 +241,16 @@ async def writers(
 
 
 class CpuMeter:
-    """CPU seconds used by this process and by the PostgreSQL server (when it is local)."""
+    """CPU seconds used by this process, by the PostgreSQL server (when it is local) and
+    by the fake LLM's process."""
 
-    def __init__(self, postmaster: int | None) -> None:
+    def __init__(self, postmaster: int | None, fake_llm: int) -> None:
         self._postmaster = postmaster
+        self._fake_llm = fake_llm
         self._tick = os.sysconf("SC_CLK_TCK")
 
-    def read(self) -> tuple[float, float | None]:
-        return time.process_time(), self._server()
+    def read(self) -> tuple[float, float | None, float]:
+        return time.process_time(), self._server(), process_cpu_s(self._fake_llm)
 
     def _server(self) -> float | None:
         if self._postmaster is None:
@@ -266,6 +271,34 @@ class CpuMeter:
                 # when it reaped them (cutime, cstime); without it the sum could shrink.
                 ticks += int(fields[13]) + int(fields[14])
         return ticks / self._tick
+
+
+@asynccontextmanager
+async def fake_llm_process(reply: str) -> AsyncIterator[tuple[str, int]]:
+    """`benchmarks.fake_llm` in a child process: (its base URL, its pid)."""
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "benchmarks.fake_llm",
+        reply,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert child.stdin is not None
+    assert child.stdout is not None
+    try:
+        base_url = (await child.stdout.readline()).decode().strip()
+        if not base_url:
+            raise RuntimeError("the fake LLM process did not start")
+        yield base_url, child.pid
+    finally:
+        child.stdin.close()
+        await child.wait()
+
+
+def process_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def postmaster_pid(db: Database) -> int | None:
@@ -294,6 +327,7 @@ class Phase:
     seconds: float = 0.0
     python_cpu_s: float = 0.0
     server_cpu_s: float | None = None
+    fake_llm_cpu_s: float = 0.0
 
     def summary(self) -> dict[str, Any]:
         n = len(self.wall_ms)
@@ -305,6 +339,9 @@ class Phase:
             "handle_incl_fake_http": Stats.of(self.wall_ms).as_dict(),
             "llm_stage": Stats.of(self.llm_ms).as_dict(),
             "python_cpu_ms_per_message": round(self.python_cpu_s * 1000 / n, 2) if n else None,
+            "fake_llm_cpu_ms_per_message": (
+                round(self.fake_llm_cpu_s * 1000 / n, 2) if n else None
+            ),
             "server_cpu_ms_per_message": (
                 round(self.server_cpu_s * 1000 / n, 2)
                 if n and self.server_cpu_s is not None
@@ -326,15 +363,16 @@ async def sequential(bench: Bench, users: Sequence[int], meter: CpuMeter) -> Pha
     """One message at a time, each from the next user in `users`."""
     phase = Phase()
     first_llm, first_stage = len(bench.llm.durations_ms), len(bench.stages.timings)
-    cpu0, server0 = meter.read()
+    cpu0, server0, fake0 = meter.read()
     started = time.perf_counter()
     for user_id in users:
         phase.wall_ms.append(await bench.handle(int(user_id)))
     phase.seconds = time.perf_counter() - started
-    cpu1, server1 = meter.read()
+    cpu1, server1, fake1 = meter.read()
     phase.llm_ms = bench.llm.durations_ms[first_llm:]
     phase.stages = bench.stages.timings[first_stage:]
     phase.python_cpu_s = cpu1 - cpu0
+    phase.fake_llm_cpu_s = fake1 - fake0
     phase.server_cpu_s = server1 - server0 if server0 is not None and server1 is not None else None
     return phase
 
@@ -348,16 +386,17 @@ async def concurrent(bench: Bench, users: Sequence[int], per_user: int, meter: C
         for _ in range(per_user):
             phase.wall_ms.append(await bench.handle(user_id))
 
-    cpu0, server0 = meter.read()
+    cpu0, server0, fake0 = meter.read()
     started = time.perf_counter()
     async with asyncio.TaskGroup() as group:
         for user_id in users:
             group.create_task(person(int(user_id)))
     phase.seconds = time.perf_counter() - started
-    cpu1, server1 = meter.read()
+    cpu1, server1, fake1 = meter.read()
     phase.llm_ms = bench.llm.durations_ms[first_llm:]
     phase.stages = bench.stages.timings[first_stage:]
     phase.python_cpu_s = cpu1 - cpu0
+    phase.fake_llm_cpu_s = fake1 - fake0
     phase.server_cpu_s = server1 - server0 if server0 is not None and server1 is not None else None
     return phase
 
@@ -446,9 +485,9 @@ async def measure_all(dsn: str, spec: FillSpec, opts: Options) -> dict[str, Any]
     pool = await create_pool(dsn, min_size=opts.pool_size, max_size=opts.pool_size)
     try:
         async with (
-            FakeOpenAI(embedding_dimensions=DIM, responder=lambda _: REPLY) as fake,
+            fake_llm_process(REPLY) as (fake_url, fake_pid),
             TimedChatClient(
-                base_url=fake.base_url, api_key="bench", model="fake-model", max_retries=0
+                base_url=fake_url, api_key="bench", model="fake-model", max_retries=0
             ) as llm,
         ):
             db = Database(pool)
@@ -462,13 +501,11 @@ async def measure_all(dsn: str, spec: FillSpec, opts: Options) -> dict[str, Any]
             engine = Engine(services, persona=load_persona(None))
             texts = _sentences(np.random.default_rng(spec.seed), 500, 6, 25)
             bench = Bench(engine, llm, stages, texts)
-            meter = CpuMeter(await postmaster_pid(db))
+            meter = CpuMeter(await postmaster_pid(db), fake_pid)
             ids, weights = await writers(db, spec)
             rng = np.random.default_rng(spec.seed + 2)
             try:
-                results = await phases(bench, pool, opts, Writers(ids, weights, rng), meter)
-                results["fake_chat_requests"] = len(fake.chat_requests)
-                return results
+                return await phases(bench, pool, opts, Writers(ids, weights, rng), meter)
             finally:
                 await remove_bench_messages(db)
     finally:
@@ -539,7 +576,7 @@ def report(results: dict[str, Any]) -> None:
     print_table("Latency (ms)", ["measure", "n", "mean", "p50", "p99", "max"], rows)
     print_table(
         "Per message",
-        ["phase", "msg/s", "python CPU ms", "server CPU ms", *STAGES],
+        ["phase", "msg/s", "python CPU ms", "server CPU ms", "fake LLM CPU ms", *STAGES],
         [
             [
                 name,
@@ -548,6 +585,7 @@ def report(results: dict[str, Any]) -> None:
                 p["server_cpu_ms_per_message"]
                 if p["server_cpu_ms_per_message"] is not None
                 else "-",
+                p["fake_llm_cpu_ms_per_message"],
                 *(p["stage_mean_ms"].get(s, 0.0) for s in STAGES),
             ]
             for name, p in (("one at a time", seq), (f"{con['users']} at once", con))
