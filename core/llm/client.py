@@ -26,7 +26,7 @@ from typing import Any, Self
 
 import openai
 from openai import AsyncOpenAI, AsyncStream, RequestOptions
-from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from openai.types.chat import ChatCompletion
 from openai.types.chat.completion_create_params import ResponseFormat
 
 from core.llm.errors import (
@@ -166,7 +166,9 @@ class ChatClient:
                     cast_to=ChatCompletion,
                     options=_AUTHENTICATED,
                     stream=True,
-                    stream_cls=AsyncStream[ChatCompletionChunk],
+                    # Chunks as plain JSON: building a pydantic model of each one cost
+                    # more than reading the three fields we need (docs/pipeline.md).
+                    stream_cls=AsyncStream[object],
                 )
             except (openai.OpenAIError, ValueError) as exc:
                 raise self._error(exc, "streamed chat completion") from exc
@@ -177,18 +179,15 @@ class ChatClient:
             tokens_out: int | None = None
             try:
                 async with chunks:
-                    async for chunk in chunks:
+                    async for raw in chunks:
+                        chunk = _StreamChunk.read(raw)
                         model = chunk.model or model
                         if chunk.usage is not None:
-                            tokens_in = chunk.usage.prompt_tokens
-                            tokens_out = chunk.usage.completion_tokens
-                        for choice in chunk.choices:
-                            if choice.index != 0:
-                                continue
-                            finish_reason = choice.finish_reason or finish_reason
-                            if choice.delta.content:
-                                parts.append(choice.delta.content)
-                                yield TextDelta(choice.delta.content)
+                            tokens_in, tokens_out = chunk.usage
+                        finish_reason = chunk.finish_reason or finish_reason
+                        if chunk.text:
+                            parts.append(chunk.text)
+                            yield TextDelta(chunk.text)
                 if finish_reason is None:
                     raise LLMUnavailable(f"stream from model {self._model} ended without finishing")
             except (openai.OpenAIError, LLMUnavailable, ValueError) as exc:
@@ -369,6 +368,50 @@ class ChatClient:
 
     def _redact(self, text: str) -> str:
         return text.replace(self._api_key, "***") if len(self._api_key) >= 4 else text
+
+
+@dataclass(frozen=True, slots=True)
+class _StreamChunk:
+    """What one `chat.completion.chunk` says about choice 0, read from its JSON."""
+
+    model: str | None
+    text: str | None
+    finish_reason: str | None
+    usage: tuple[int | None, int | None] | None
+
+    @classmethod
+    def read(cls, raw: object) -> _StreamChunk:
+        """Raises ValueError for a chunk that is not a JSON object (a broken stream)."""
+        if not isinstance(raw, dict):
+            raise ValueError("stream chunk is not a JSON object")
+        text = finish_reason = None
+        for choice in _list(raw.get("choices")):
+            if isinstance(choice, dict) and choice.get("index", 0) == 0:
+                delta = choice.get("delta")
+                content = delta.get("content") if isinstance(delta, dict) else None
+                text = content if isinstance(content, str) else None
+                reason = choice.get("finish_reason")
+                finish_reason = reason if isinstance(reason, str) else None
+        usage = raw.get("usage")
+        counts = None
+        if isinstance(usage, dict):
+            counts = (
+                _int_or_none(usage.get("prompt_tokens")),
+                _int_or_none(usage.get("completion_tokens")),
+            )
+        return cls(_str_or_none(raw.get("model")), text, finish_reason, counts)
+
+
+def _list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def extract_json_object(text: str) -> dict[str, Any] | None:

@@ -18,7 +18,7 @@ from core.llm import (
     StreamEvent,
     TextDelta,
 )
-from core.llm.client import extract_json_object
+from core.llm.client import _StreamChunk, extract_json_object
 from tests.fakes.openai_server import BreakStream, Delay, FakeOpenAI, HttpError, MalformedJson
 
 MESSAGES = [
@@ -396,3 +396,36 @@ async def test_complete_json_without_any_json_is_a_bad_response(
 )
 def test_extract_json_object(text: str, expected: dict[str, Any] | None) -> None:
     assert extract_json_object(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (
+            {"model": "m", "choices": [{"index": 0, "delta": {"content": "hi"}}]},
+            ("m", "hi", None, None),
+        ),
+        (
+            {"choices": [{"index": 1, "delta": {"content": "other choice"}}]},
+            (None, None, None, None),
+        ),
+        (
+            {"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": True}},
+            (None, None, None, (5, None)),
+        ),
+        (
+            {"choices": [{"delta": {"content": 7}, "finish_reason": "stop"}], "model": ""},
+            (None, None, "stop", None),
+        ),
+        ({"choices": "nonsense", "usage": "nonsense"}, (None, None, None, None)),
+    ],
+)
+def test_stream_chunks_are_read_defensively(raw: dict[str, Any], expected: tuple[Any, ...]) -> None:
+    chunk = _StreamChunk.read(raw)
+    assert (chunk.model, chunk.text, chunk.finish_reason, chunk.usage) == expected
+
+
+@pytest.mark.parametrize("raw", [None, [], "data", 3])
+def test_a_stream_chunk_that_is_not_an_object_breaks_the_stream(raw: object) -> None:
+    with pytest.raises(ValueError, match="not a JSON object"):
+        _StreamChunk.read(raw)
