@@ -155,9 +155,7 @@ class Engine:
             if inbound.attachments:
                 await channel.send(UNSUPPORTED)
             return
-        # The accept phase only writes activity stamps and the rate bucket: nothing
-        # worth a WAL flush each (the message itself is stored durably later).
-        async with self._services.db.connection() as conn, asynchronous_commit(conn):
+        async with self._services.db.connection() as conn:
             accepted = await self._accept(inbound, text, conn)
         if isinstance(accepted, str):
             if accepted:

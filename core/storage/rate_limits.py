@@ -4,7 +4,8 @@ A token bucket of `burst` tokens refilled at `per_minute`, in its GCRA form: eac
 has one "theoretical arrival time" (TAT). A message is allowed when, after adding one
 emission interval T = 60 / per_minute to max(TAT, now), the TAT is at most `burst * T`
 ahead of now. One statement decides and records, so concurrent messages of one user
-are serialised by the row lock.
+are serialised by the row lock. The table is unlogged (migration 0006): taking a token
+writes no WAL and waits for no flush; a crash only resets the buckets.
 """
 
 from __future__ import annotations

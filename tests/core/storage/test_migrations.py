@@ -97,3 +97,15 @@ async def test_concurrent_migrators_apply_each_migration_once(empty_dsn: str) ->
 def test_shipped_migrations_are_numbered_in_order() -> None:
     shipped = migrations.load_migrations()
     assert [m.version for m in shipped] == list(range(1, len(shipped) + 1))
+
+
+async def test_rate_limit_buckets_write_no_wal(empty_dsn: str) -> None:
+    conn = await asyncpg.connect(empty_dsn)
+    try:
+        await migrations.migrate(conn)
+        persistence = await conn.fetchval(
+            "SELECT relpersistence FROM pg_class WHERE relname = 'rate_limits'"
+        )
+        assert persistence == "u"  # unlogged (migration 0006)
+    finally:
+        await conn.close()
