@@ -106,6 +106,6 @@ async def test_rate_limit_buckets_write_no_wal(empty_dsn: str) -> None:
         persistence = await conn.fetchval(
             "SELECT relpersistence FROM pg_class WHERE relname = 'rate_limits'"
         )
-        assert persistence == "u"  # unlogged (migration 0006)
+        assert persistence == b"u"  # unlogged (migration 0006); "char" comes as bytes
     finally:
         await conn.close()
