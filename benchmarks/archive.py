@@ -84,7 +84,7 @@ async def fill(dsn: str, users: int, messages: int, embeddings: bool, seed: int)
         with contextlib.suppress(asyncpg.InsufficientPrivilegeError):
             await conn.execute("SET session_replication_role = replica")  # no FK triggers
         await conn.execute("SET synchronous_commit = off")
-        await conn.execute("SET maintenance_work_mem = '1GB'")
+        await conn.execute("SET maintenance_work_mem = '3GB'")  # HNSW build in memory
         indexes = await conn.fetch(
             "SELECT i.indexrelid::regclass::text AS name, pg_get_indexdef(i.indexrelid) AS ddl"
             " FROM pg_index i WHERE i.indrelid = 'messages'::regclass"
