@@ -77,10 +77,9 @@ async def connect(dsn: str) -> Connection:
 async def asynchronous_commit(conn: Connection) -> AsyncIterator[Connection]:
     """Commits on `conn` during the block do not wait for their WAL flush.
 
-    For writes whose loss in a server crash is harmless (activity stamps, rate-limit
-    buckets, delivery marks, archive moves): a crash can lose at most the last few
-    hundred milliseconds of them, never corrupt anything, and any later synchronous
-    commit flushes them too. Back to the server's setting afterwards, also on a lone
+    For writes whose loss in a server crash is harmless (delivery marks, archive moves):
+    a crash can lose at most the last few hundred milliseconds of them, never corrupt
+    anything, and any later synchronous commit flushes them too. Back to the server's setting afterwards, also on a lone
     connection (a pool would reset it on release anyway).
     """
     await conn.execute("SET synchronous_commit = off")
