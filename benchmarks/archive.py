@@ -3,7 +3,7 @@ turn meanwhile, and how many users per second the memory job gets through.
 
     .venv/bin/python -m benchmarks.archive [--users N --messages N --embeddings all|none
         --batch-size N --keep-recent N --samples N --memory-users N --dsn DSN
-        --data-dir DIR --shared-buffers SIZE --json PATH]
+        --data-dir DIR --shared-buffers SIZE --max-wal-size SIZE --json PATH]
 
 1. fill (COPY, secondary indexes built after the load): `--users` users sharing
    `--messages` messages, all 60 days old and all read by the memory job, with
@@ -17,7 +17,9 @@ turn meanwhile, and how many users per second the memory job gets through.
    concurrency 4) against the fake OpenAI server answering at once, with the local
    embedder: users/s.
 
-The embedded server runs with the service's cache size (`--shared-buffers`). The
+The embedded server runs with the service's settings (`bot.database.
+embedded_server_settings`: cache size and WAL size; `--shared-buffers`, `--max-wal-size`
+override them). The
 embeddings matter less since migration 0004 (the archive has no shared HNSW index),
 but the live table's index is what the turns insert into (docs/jobs.md).
 Results: a table on stdout and `benchmarks/results/archive.json`.
@@ -52,6 +54,7 @@ from benchmarks.common import (
     unit,
     write_json,
 )
+from bot.database import embedded_server_settings
 from config.settings import ArchiveSettings, DatabaseSettings, MemorySettings
 from core.archive import ArchiveJob
 from core.embedding.local import LocalEmbedder
@@ -291,7 +294,12 @@ async def memory_throughput(dsn: str, opts: argparse.Namespace) -> dict[str, Any
 
 
 async def main(opts: argparse.Namespace) -> dict[str, Any]:
-    server_settings = {"shared_buffers": opts.shared_buffers}
+    # The service's settings of the embedded server, unless overridden.
+    server_settings = embedded_server_settings(DatabaseSettings())
+    if opts.shared_buffers:
+        server_settings["shared_buffers"] = opts.shared_buffers
+    if opts.max_wal_size:
+        server_settings["max_wal_size"] = opts.max_wal_size
     async with database(opts.dsn, opts.data_dir, server_settings=server_settings) as dsn:
         print(f"filling {opts.messages} messages of {opts.users} users ({opts.embeddings})")
         fill_s = await fill(dsn, opts.users, opts.messages, opts.embeddings == "all", opts.seed)
@@ -371,11 +379,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--dsn", default=None)
     parser.add_argument("--data-dir", type=Path, default=None)
-    parser.add_argument(
-        "--shared-buffers",
-        default=DatabaseSettings().embedded_shared_buffers,
-        help="the embedded server's cache (default: the service's, DB_EMBEDDED_SHARED_BUFFERS)",
-    )
+    parser.add_argument("--shared-buffers", help="default: the service's")
+    parser.add_argument("--max-wal-size", help="default: the service's")
     parser.add_argument("--json", type=Path, default=RESULTS_DIR / "archive.json")
     return parser
 

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import numpy as np
 
-from bot.database import DATABASE_NAME, EmbeddedServer, prepare
+from bot.database import DATABASE_NAME, EmbeddedServer, prepare, tune
 
 Vectors = np.ndarray[Any, np.dtype[np.float32]]
 
@@ -55,7 +55,7 @@ async def database(
         server = EmbeddedServer(pgdata, delete_on_stop=not keep)
         embedded_dsn = await asyncio.to_thread(server.start)
         try:
-            if server_settings and await _configure(server.admin_dsn, server_settings):
+            if server_settings and await tune(server.admin_dsn, server_settings):
                 await asyncio.to_thread(server.stop)
                 embedded_dsn = await asyncio.to_thread(server.start)
             await _ensure_database(server.admin_dsn)
@@ -63,23 +63,6 @@ async def database(
             yield embedded_dsn
         finally:
             await asyncio.to_thread(server.stop)
-
-
-async def _configure(admin_dsn: str, settings: dict[str, str]) -> bool:
-    """Apply server settings; True when the server must restart for them."""
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        for name, value in settings.items():
-            await conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")
-        await conn.execute("SELECT pg_reload_conf()")
-        return bool(
-            await conn.fetchval(
-                "SELECT bool_or(pending_restart) FROM pg_settings WHERE name = ANY($1::text[])",
-                list(settings),
-            )
-        )
-    finally:
-        await conn.close()
 
 
 async def _ensure_database(admin_dsn: str) -> None:

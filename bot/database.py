@@ -34,6 +34,7 @@ import asyncpg
 import psutil
 
 from config import Settings
+from config.settings import DatabaseSettings
 from core.errors import DatabaseSetupError
 from core.storage import migrations
 from core.storage.database import check_server
@@ -237,19 +238,32 @@ def _running_as_root() -> bool:
     return hasattr(os, "geteuid") and os.geteuid() == 0
 
 
-async def _tune(admin_dsn: str, shared_buffers: str) -> bool:
-    """Size the embedded server's cache; True when a restart is needed to apply it.
+def embedded_server_settings(db: DatabaseSettings) -> dict[str, str]:
+    """The embedded server's settings that differ from PostgreSQL's defaults.
 
-    PostgreSQL's default (128MB) is far too small once vectors and their HNSW indexes
-    outgrow it: recall then reads from disk (docs/benchmarks.md).
+    `shared_buffers`: the default 128MB is far too small once vectors and their HNSW
+    indexes outgrow it: recall then reads from disk (docs/benchmarks.md).
+    `max_wal_size`: see `DatabaseSettings.embedded_max_wal_size`.
+    Values are validated sizes (digits and a unit), never free text.
     """
+    return {
+        "shared_buffers": db.embedded_shared_buffers,
+        "max_wal_size": db.embedded_max_wal_size,
+    }
+
+
+async def tune(admin_dsn: str, server_settings: dict[str, str]) -> bool:
+    """Write the settings (ALTER SYSTEM) and reload; True when one of them needs a
+    restart to apply."""
     conn = await asyncpg.connect(admin_dsn)
     try:
-        await conn.execute(f"ALTER SYSTEM SET shared_buffers = '{shared_buffers}'")
+        for name, value in server_settings.items():
+            await conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")
         await conn.execute("SELECT pg_reload_conf()")
         return bool(
             await conn.fetchval(
-                "SELECT pending_restart FROM pg_settings WHERE name = 'shared_buffers'"
+                "SELECT bool_or(pending_restart) FROM pg_settings WHERE name = ANY($1::text[])",
+                list(server_settings),
             )
         )
     finally:
@@ -281,7 +295,7 @@ async def open_database(
     server = EmbeddedServer(settings.embedded_database_dir)
     dsn = await asyncio.to_thread(server.start)
     try:
-        if await _tune(server.admin_dsn, settings.db.embedded_shared_buffers):
+        if await tune(server.admin_dsn, embedded_server_settings(settings.db)):
             await asyncio.to_thread(server.restart_if_alone)
         await _ensure_database(server.admin_dsn)
         location = DatabaseLocation(dsn, True, settings.embedded_database_dir)

@@ -96,8 +96,14 @@ class DatabaseSettings(_Group):
     # The embedded server's cache (PostgreSQL's shared_buffers): a quarter of the memory,
     # at most 8GB, by default. Ignored with DATABASE_URL (tune your own server).
     embedded_shared_buffers: str = Field(default_factory=lambda: _default_shared_buffers())
+    # How much WAL the embedded server may write between checkpoints. PostgreSQL's 1GB
+    # makes a burst of writes (the archive job moving a month of messages) checkpoint
+    # every few seconds, and each checkpoint makes every next page write a full-page
+    # image: more WAL, more I/O, slower chat meanwhile (docs/jobs.md). It is also the
+    # disk the WAL may take at most during such a burst.
+    embedded_max_wal_size: str = "4GB"
 
-    @field_validator("embedded_shared_buffers")
+    @field_validator("embedded_shared_buffers", "embedded_max_wal_size")
     @classmethod
     def _memory_size(cls, value: str) -> str:
         if not re.fullmatch(r"\d+(kB|MB|GB)", value.strip()):

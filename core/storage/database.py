@@ -79,8 +79,8 @@ async def asynchronous_commit(conn: Connection) -> AsyncIterator[Connection]:
 
     For writes whose loss in a server crash is harmless (delivery marks, archive moves):
     a crash can lose at most the last few hundred milliseconds of them, never corrupt
-    anything, and any later synchronous commit flushes them too. Back to the server's setting afterwards, also on a lone
-    connection (a pool would reset it on release anyway).
+    anything, and any later synchronous commit flushes them too. Back to the server's
+    setting afterwards, also on a lone connection (a pool would reset it on release).
     """
     await conn.execute("SET synchronous_commit = off")
     try:

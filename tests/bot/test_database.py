@@ -16,21 +16,26 @@ from core.errors import DatabaseSetupError
 from tests.conftest import make_settings
 
 
-async def test_embedded_server_gets_its_cache_size(data_dir: Path) -> None:
-    settings = make_settings(onethread_data_dir=data_dir, db={"embedded_shared_buffers": "160MB"})
+async def test_embedded_server_gets_its_cache_and_wal_sizes(data_dir: Path) -> None:
+    settings = make_settings(
+        onethread_data_dir=data_dir,
+        db={"embedded_shared_buffers": "160MB", "embedded_max_wal_size": "3GB"},
+    )
     async with open_database(settings) as location:
         assert location.embedded
         conn = await asyncpg.connect(location.dsn)
         try:
             assert await conn.fetchval("SHOW shared_buffers") == "160MB"
+            assert await conn.fetchval("SHOW max_wal_size") == "3GB"
             assert await conn.fetchval("SELECT count(*) FROM schema_migrations") >= 1
         finally:
             await conn.close()
 
 
-def test_cache_size_is_validated(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DB_EMBEDDED_SHARED_BUFFERS", "lots")
-    with pytest.raises(SettingsError, match="DB_EMBEDDED_SHARED_BUFFERS"):
+@pytest.mark.parametrize("name", ["DB_EMBEDDED_SHARED_BUFFERS", "DB_EMBEDDED_MAX_WAL_SIZE"])
+def test_server_sizes_are_validated(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    monkeypatch.setenv(name, "lots'; DROP TABLE users; --")
+    with pytest.raises(SettingsError, match=name):
         load_settings()
 
 
