@@ -16,6 +16,8 @@ import re
 STREAMING_CURSOR = " …"
 
 _SENTENCE_END = re.compile(r"[.!?…](?=\s)")
+_FENCE_TAG = re.compile(r"```([^\s`]*)")
+MAX_LANGUAGE_TAG = 20
 
 
 def _cut_point(text: str, limit: int) -> int:
@@ -34,13 +36,22 @@ def _cut_point(text: str, limit: int) -> int:
 
 
 def _open_fence(text: str) -> str | None:
-    """The opening fence line (e.g. "```python") left open at the end of text, if any."""
+    """The opening fence (e.g. "```python") left open at the end of text, if any: the
+    backticks and the language tag only, never the rest of its line, so reopening it
+    in the next chunk costs a few characters whatever the model wrote after it."""
     fence = None
     for line in text.split("\n"):
         stripped = line.strip()
         if stripped.startswith("```"):
-            fence = None if fence is not None else stripped
+            fence = None if fence is not None else _fence_tag(stripped)
     return fence
+
+
+def _fence_tag(line: str) -> str:
+    """ "```python" for "```python ..."; a plain "```" when the word glued to the
+    backticks is too long to be a language (it is then text, kept where it was)."""
+    match = _FENCE_TAG.match(line)
+    return match.group(0) if match and len(match.group(1)) <= MAX_LANGUAGE_TAG else "```"
 
 
 def split_message(text: str, limit: int) -> list[str]:
@@ -57,6 +68,8 @@ def split_message(text: str, limit: int) -> list[str]:
             break
         # Leave room to close a code block opened in this chunk.
         cut = _cut_point(rest, limit - 4)
+        if cut <= len(prefix):
+            cut = limit - 4  # a break inside the reopened fence: no progress otherwise
         chunk = rest[:cut]
         fence = _open_fence(chunk)
         if fence is not None:

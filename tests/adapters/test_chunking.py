@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters.chunking import split_message
+from adapters.chunking import MAX_LANGUAGE_TAG, split_message
 
 
 def test_short_text_is_one_chunk() -> None:
@@ -35,6 +35,28 @@ def test_code_blocks_are_closed_and_reopened() -> None:
     assert lines == [f"print({i})" for i in range(40)]
 
 
+@pytest.mark.parametrize(
+    ("text", "limit"),
+    [
+        # A fence line longer than the limit (text glued to the backticks): reopening
+        # the whole line in every chunk never made progress.
+        ("```" + "ab" * 100 + "\n" + "b " * 300, 40),
+        # At the smallest limit, the reopened fence's own line break was a cut point.
+        ("```python\n" + "x = 1\n" * 40, 32),
+    ],
+)
+def test_odd_fences_still_split_into_fitting_chunks(text: str, limit: int) -> None:
+    chunks = split_message(text, limit)
+    assert all(len(chunk) <= limit for chunk in chunks)
+    assert _content("\n".join(chunks)) == _content(text)
+
+
+def test_a_long_fence_line_is_reopened_by_its_language_tag_only() -> None:
+    text = "```python print('this line goes on') " + "y = 2\n" * 30
+    chunks = split_message(text, 60)
+    assert all(chunk.startswith("```python\n") for chunk in chunks[1:])
+
+
 def test_limit_must_be_sensible() -> None:
     with pytest.raises(ValueError):
         split_message("text", 10)
@@ -54,8 +76,9 @@ def test_chunks_fit_and_keep_every_word(text: str, limit: int) -> None:
     chunks = split_message(text, limit)
     assert all(len(chunk) <= limit for chunk in chunks)
     # Nothing is lost: the same characters, but for whitespace and added fences.
-    assert _content("".join(chunks)) == _content(text)
+    assert _content("\n".join(chunks)) == _content(text)
 
 
 def _content(text: str) -> str:
-    return re.sub(r"```(python)?|\s+", "", text)
+    # Fences and their language tags are markup, added again when a block is split.
+    return re.sub(rf"```[^\s`]{{0,{MAX_LANGUAGE_TAG}}}|\s+", "", text)
