@@ -24,7 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import numpy as np
 
-from bot.database import DATABASE_NAME, EmbeddedServer, prepare, tune
+from bot.database import EmbeddedServer, ensure_database, prepare, tune
 
 Vectors = np.ndarray[Any, np.dtype[np.float32]]
 
@@ -58,21 +58,11 @@ async def database(
             if server_settings and await tune(server.admin_dsn, server_settings):
                 await asyncio.to_thread(server.stop)
                 embedded_dsn = await asyncio.to_thread(server.start)
-            await _ensure_database(server.admin_dsn)
+            await ensure_database(server.admin_dsn)
             await prepare(embedded_dsn)
             yield embedded_dsn
         finally:
             await asyncio.to_thread(server.stop)
-
-
-async def _ensure_database(admin_dsn: str) -> None:
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DATABASE_NAME)
-        if not exists:
-            await conn.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
-    finally:
-        await conn.close()
 
 
 def redact(dsn: str) -> str:

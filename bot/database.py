@@ -270,7 +270,8 @@ async def tune(admin_dsn: str, server_settings: dict[str, str]) -> bool:
         await conn.close()
 
 
-async def _ensure_database(admin_dsn: str) -> None:
+async def ensure_database(admin_dsn: str) -> None:
+    """Create the `onethread` database on the embedded server if it is not there."""
     conn = await asyncpg.connect(admin_dsn)
     try:
         exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DATABASE_NAME)
@@ -297,7 +298,7 @@ async def open_database(
     try:
         if await tune(server.admin_dsn, embedded_server_settings(settings.db)):
             await asyncio.to_thread(server.restart_if_alone)
-        await _ensure_database(server.admin_dsn)
+        await ensure_database(server.admin_dsn)
         location = DatabaseLocation(dsn, True, settings.embedded_database_dir)
         await prepare(dsn, migrate=migrate)
         yield location
