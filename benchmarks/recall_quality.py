@@ -40,6 +40,7 @@ from core.hybrid_recall import DEFAULT_WEIGHTS, HybridRecall, RecallWeights, fus
 from core.storage.database import Database, create_pool
 from core.storage.recall import RecallHit, RecallRepository, Source
 from core.storage.text_search import Ranking, TextHit, TextSearchRepository
+from tests.archiving import move_to_archive
 
 K = 10
 RECENT_WINDOW = 20
@@ -107,15 +108,7 @@ async def load(
         by_index = {int(r["platform_message_id"]): r["id"] for r in rows}
         ids = [by_index[m.index] for m in data.messages]
         middle = ids[len(ids) // 2]
-        await c.execute(
-            "WITH moved AS (DELETE FROM messages WHERE user_id = $1 AND id < $2 RETURNING *)"
-            " INSERT INTO messages_archive (id, user_id, role, content, platform, chat_id,"
-            " platform_message_id, status, embedding, search, created_at)"
-            " SELECT id, user_id, role, content, platform, chat_id, platform_message_id,"
-            " status, embedding, search, created_at FROM moved",
-            user_id,
-            middle,
-        )
+        await move_to_archive(Database(c), [i for i in ids if i < middle])
         await c.execute(
             "UPDATE conversations SET message_count = $2 WHERE user_id = $1", user_id, len(ids)
         )

@@ -27,7 +27,7 @@ ARCHIVE_LOCK_CLASS = 0x61726368
 # Every column of `messages`, in one order for both tables. `search` is generated in
 # `messages` and a plain column in the archive (migration 0005): it is copied, not
 # recomputed.
-_MOVED_COLUMNS = (
+MOVED_COLUMNS = (
     "id, user_id, role, content, platform, chat_id, platform_message_id, reply_to_id, status,"
     " context_snapshot, tokens_in, tokens_out, model, response_ms, delivered_at, embedding,"
     " search, created_at"
@@ -88,10 +88,10 @@ class ArchiveRepository:
             "  ORDER BY m.id LIMIT $4 FOR UPDATE OF m SKIP LOCKED),"
             " moved AS ("
             "  DELETE FROM messages m USING picked WHERE m.id = picked.id AND m.user_id = $1"
-            f"  RETURNING {_prefixed('m.', _MOVED_COLUMNS)}),"
+            f"  RETURNING {_prefixed('m.', MOVED_COLUMNS)}),"
             " archived AS ("
-            f"  INSERT INTO messages_archive ({_MOVED_COLUMNS}, archived_at)"
-            f"  SELECT {_MOVED_COLUMNS}, $5 FROM moved RETURNING 1)"
+            f"  INSERT INTO messages_archive ({MOVED_COLUMNS}, archived_at)"
+            f"  SELECT {MOVED_COLUMNS}, $5 FROM moved RETURNING 1)"
             " SELECT (SELECT claimed FROM claim) AS claimed,"
             " (SELECT count(*) FROM archived) AS moved",
             user_id,

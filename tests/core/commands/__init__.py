@@ -165,21 +165,3 @@ async def add_exchange(
         response_ms=130,
     )
     return stored.message, reply
-
-
-async def archive(services: Services, user: User, message_id: int) -> None:
-    """Move one message to the archive, as the archive job will."""
-    async with services.db.transaction() as conn:
-        await conn.execute(
-            "INSERT INTO messages_archive (id, user_id, role, content, platform, chat_id,"
-            " platform_message_id, reply_to_id, status, context_snapshot, tokens_in, tokens_out,"
-            " model, response_ms, search, created_at)"
-            " SELECT id, user_id, role, content, platform, chat_id, platform_message_id,"
-            " reply_to_id, status, context_snapshot, tokens_in, tokens_out, model, response_ms,"
-            " search, created_at FROM messages WHERE id = $1 AND user_id = $2",
-            message_id,
-            user.id,
-        )
-        await conn.execute(
-            "DELETE FROM messages WHERE id = $1 AND user_id = $2", message_id, user.id
-        )

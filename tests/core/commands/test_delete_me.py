@@ -6,7 +6,8 @@ from core.models import NewFact, Platform
 from core.services import Services
 from core.storage.handled_commands import HandledCommandRepository
 from core.storage.rate_limits import RateLimitRepository
-from tests.core.commands import FakeClock, add_exchange, archive, make_user, run, with_clock
+from tests.archiving import move_to_archive
+from tests.core.commands import FakeClock, add_exchange, make_user, run, with_clock
 
 USER_COLUMNS = ("user_id", "target_user_id", "actor_id")
 
@@ -43,7 +44,7 @@ async def test_delete_me_erases_every_trace_after_confirmation(services: Service
     keeper = await make_user(services, "2", admin=True)
     message, reply = await add_exchange(services, user, "hello")
     assert reply is not None
-    await archive(services, user, message.id)
+    await move_to_archive(services.db, [message.id])
     await services.facts.add(user.id, NewFact("likes tea"))
     await RateLimitRepository(services.db).take(user.id, now=clock(), burst=5, per_minute=10)
     await HandledCommandRepository(services.db).claim(

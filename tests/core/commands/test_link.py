@@ -6,8 +6,9 @@ import re
 from core.models import NewFact, Platform, Role, UserStatus
 from core.services import Services
 from core.storage.database import Database, create_pool
+from tests.archiving import move_to_archive
 from tests.conftest import make_settings
-from tests.core.commands import FakeClock, add_exchange, archive, make_user, run, with_clock
+from tests.core.commands import FakeClock, add_exchange, make_user, run, with_clock
 
 
 def code_of(text: str) -> str:
@@ -26,7 +27,7 @@ async def test_link_merges_the_other_account_into_the_code_owner(services: Servi
     await add_exchange(services, other, "other 1")
     await add_exchange(services, bystander, "bystander")
     assert moved_reply is not None
-    await archive(services, other, moved.id)
+    await move_to_archive(services.db, [moved.id])
     await services.facts.add(owner.id, NewFact("likes tea"))
     await services.facts.add(other.id, NewFact("likes chess"))
     old = await services.facts.add(other.id, NewFact("lived in Rome"))

@@ -4,7 +4,8 @@ import json
 
 from core.models import MessageStatus, NewFact
 from core.services import Services
-from tests.core.commands import FakeClock, add_exchange, archive, make_user, run, with_clock
+from tests.archiving import move_to_archive
+from tests.core.commands import FakeClock, add_exchange, make_user, run, with_clock
 
 
 async def test_memory_numbers_facts_most_important_first(services: Services) -> None:
@@ -72,8 +73,7 @@ async def test_export_holds_everything_of_mine_and_nothing_else(services: Servic
     await add_exchange(services, user, "my second words")
     await add_exchange(services, other, "bob's words")
     assert first_reply is not None
-    await archive(services, user, first.id)
-    await archive(services, user, first_reply.id)
+    await move_to_archive(services.db, [first.id, first_reply.id])
     await services.facts.add(user.id, NewFact("likes tea"))
     old = await services.facts.add(user.id, NewFact("was in Rome"))
     await services.facts.invalidate(user.id, old.id)

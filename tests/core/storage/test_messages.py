@@ -6,6 +6,7 @@ from core.models import MessageRole, MessageStatus, Platform
 from core.storage.database import Database, create_pool
 from core.storage.messages import MessageRepository
 from core.storage.users import UserRepository
+from tests.archiving import move_to_archive
 
 
 async def _user(db: Database, platform_user_id: str = "1") -> int:
@@ -99,15 +100,7 @@ async def test_history_pages_by_keyset_across_archive(db: Database) -> None:
         )
         ids.append(stored.message.id)
     # Move the oldest ten to the archive, the way the archive job does.
-    async with db.connection() as conn:
-        await conn.execute(
-            "WITH moved AS (DELETE FROM messages WHERE id = ANY($1) RETURNING *)"
-            " INSERT INTO messages_archive (id, user_id, role, content, platform, chat_id,"
-            " platform_message_id, status, search, created_at)"
-            " SELECT id, user_id, role, content, platform, chat_id, platform_message_id,"
-            " status, search, created_at FROM moved",
-            ids[:10],
-        )
+    await move_to_archive(db, ids[:10])
     seen: list[int] = []
     before = None
     while True:

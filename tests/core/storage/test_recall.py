@@ -10,6 +10,7 @@ from core.storage.facts import FactRepository
 from core.storage.messages import MessageRepository
 from core.storage.recall import RecallRepository, Source
 from core.storage.users import UserRepository
+from tests.archiving import move_to_archive
 
 DIM = 384
 
@@ -88,15 +89,7 @@ async def test_recall_spans_facts_messages_and_archive(db: Database) -> None:
         platform_message_id="2",
         embedding=b,
     )
-    async with db.connection() as conn:
-        await conn.execute(
-            "WITH moved AS (DELETE FROM messages WHERE id = $1 RETURNING *)"
-            " INSERT INTO messages_archive (id, user_id, role, content, platform, chat_id,"
-            " platform_message_id, status, embedding, search, created_at)"
-            " SELECT id, user_id, role, content, platform, chat_id, platform_message_id, status,"
-            " embedding, search, created_at FROM moved",
-            old.message.id,
-        )
+    await move_to_archive(db, [old.message.id])
     facts = FactRepository(db)
     fact = await facts.add(user.id, NewFact("a fact", importance=9), embedding=c)
     private = await facts.add(user.id, NewFact("private", is_private=True), embedding=noise)

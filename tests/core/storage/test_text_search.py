@@ -11,6 +11,7 @@ from core.storage.messages import MessageRepository
 from core.storage.recall import Source
 from core.storage.text_search import Ranking, TextSearchRepository
 from core.storage.users import UserRepository
+from tests.archiving import move_to_archive
 
 
 async def _user(db: Database, name: str) -> int:
@@ -23,18 +24,6 @@ async def _say(db: Database, user_id: int, text: str, n: int) -> int:
         user_id, text, platform=Platform.TELEGRAM, chat_id=str(user_id), platform_message_id=str(n)
     )
     return stored.message.id
-
-
-async def _archive(db: Database, message_id: int) -> None:
-    async with db.connection() as conn:
-        await conn.execute(
-            "WITH moved AS (DELETE FROM messages WHERE id = $1 RETURNING *)"
-            " INSERT INTO messages_archive (id, user_id, role, content, platform, chat_id,"
-            " platform_message_id, status, embedding, search, created_at)"
-            " SELECT id, user_id, role, content, platform, chat_id, platform_message_id, status,"
-            " embedding, search, created_at FROM moved",
-            message_id,
-        )
 
 
 @pytest.mark.parametrize("ranking", list(Ranking))
@@ -67,7 +56,7 @@ async def test_bm25_prefers_the_rare_term_over_a_repeated_common_one(db: Databas
 async def test_archive_and_facts_are_searched_private_facts_on_request(db: Database) -> None:
     user = await _user(db, "a")
     old = await _say(db, user, "my locker number is 4471", 1)
-    await _archive(db, old)
+    await move_to_archive(db, [old])
     facts = FactRepository(db)
     public = await facts.add(user, NewFact("Locker 4471 is at the north gym", importance=8))
     private = await facts.add(user, NewFact("PIN 4471 for the bank", is_private=True))
@@ -94,7 +83,7 @@ async def test_excluded_messages_are_never_returned_but_facts_with_that_id_are(
     user = await _user(db, "a")
     live = await _say(db, user, "the Zorblax prototype", 1)
     archived = await _say(db, user, "Zorblax again", 2)
-    await _archive(db, archived)
+    await move_to_archive(db, [archived])
     fact = await FactRepository(db).add(user, NewFact("Zorblax is a codename"))
     repo = TextSearchRepository(db)
 
@@ -152,7 +141,7 @@ async def test_another_users_rows_are_never_returned(db: Database) -> None:
     await _say(db, alice, "Zorblax secret of alice", 1)
     await FactRepository(db).add(alice, NewFact("Zorblax fact of alice"))
     archived = await _say(db, alice, "Zorblax archived of alice", 2)
-    await _archive(db, archived)
+    await move_to_archive(db, [archived])
     mine = await _say(db, bob, "Zorblax of bob", 1)
     repo = TextSearchRepository(db)
 
