@@ -7,11 +7,13 @@ they measured. Nothing here asserts on a timing.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import platform
 import struct
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -283,3 +285,19 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     """Write results (small: statistics, never raw samples) as indented JSON."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+
+
+def run_benchmark(
+    argv: list[str] | None,
+    parse: Callable[[list[str]], argparse.Namespace],
+    run: Callable[[argparse.Namespace, list[str]], Awaitable[dict[str, Any]]],
+    report: Callable[[dict[str, Any]], None],
+) -> None:
+    """A benchmark's `main`: parse the arguments, run, print the tables, write the JSON
+    (`--json`) with the command line that produced it."""
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse(argv)
+    data = asyncio.run(run(args, argv))
+    report(data["results"])
+    write_json(args.json, data)
+    print(f"\nwritten: {args.json}")

@@ -21,7 +21,6 @@ sizes skips the fill. Results: a table on stdout and `benchmarks/results/foundat
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import re
@@ -48,9 +47,9 @@ from benchmarks.common import (
     prewarm,
     print_table,
     redact,
+    run_benchmark,
     server_info,
     unit,
-    write_json,
 )
 from bot.database import prepare
 from core.models import Platform
@@ -719,14 +718,7 @@ async def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    import sys
-
-    argv = sys.argv[1:] if argv is None else argv
-    args = _parse(argv)
-    data = asyncio.run(run(args, argv))
-    report(data["results"])
-    write_json(args.json, data)
-    print(f"\nwritten: {args.json}")
+    run_benchmark(argv, _parse, run, report)
 
 
 if __name__ == "__main__":

@@ -61,8 +61,8 @@ from benchmarks.common import (
     prewarm,
     print_table,
     redact,
+    run_benchmark,
     server_info,
-    write_json,
 )
 from benchmarks.foundation import FillSpec, _ensure_filled, _sentences
 from config import Settings
@@ -669,14 +669,7 @@ async def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    import sys
-
-    argv = sys.argv[1:] if argv is None else argv
-    args = _parse(argv)
-    data = asyncio.run(run(args, argv))
-    report(data["results"])
-    write_json(args.json, data)
-    print(f"\nwritten: {args.json}")
+    run_benchmark(argv, _parse, run, report)
 
 
 if __name__ == "__main__":
