@@ -9,11 +9,13 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
+from enum import Enum
 from typing import Any
 
 import discord
 import pytest
 
+from core.engine import TOO_LONG, UNSUPPORTED
 from core.services import Services
 from core.storage.database import Database, Pool, create_pool
 from tests.conftest import make_settings
@@ -98,3 +100,29 @@ def error_log() -> Iterator[ErrorLog]:
         yield handler
     finally:
         root.removeHandler(handler)
+
+
+class Outcome(Enum):
+    """What generated bad input must lead to, whatever the platform."""
+
+    ANSWERED = "answered"  # stored, answered by the model, the reply delivered
+    TOO_LONG = "too long"  # refused with TOO_LONG, nothing stored
+    UNSUPPORTED = "unsupported"  # refused with UNSUPPORTED, nothing stored
+    COMMAND = "command"  # some answer, no conversation row
+    IGNORED = "ignored"  # nothing stored, nothing sent
+
+
+def assert_not_stored(
+    outcome: Outcome, rows: list[Any], sent: list[str], where: str, *, command_answered: bool
+) -> None:
+    """For every outcome but ANSWERED: nothing stored, and only the answer it calls for."""
+    assert rows == [], where
+    if outcome is Outcome.TOO_LONG:
+        assert len(sent) == 1, where
+        assert sent[0].startswith(TOO_LONG.split("{")[0]), where
+    elif outcome is Outcome.UNSUPPORTED:
+        assert sent == [UNSUPPORTED], where
+    elif outcome is Outcome.COMMAND:
+        assert command_answered, where
+    else:
+        assert sent == [], where

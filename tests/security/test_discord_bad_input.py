@@ -12,7 +12,6 @@ import itertools
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any
 
 import pytest
@@ -22,26 +21,18 @@ from hypothesis import strategies as st
 from adapters.discord import DiscordAdapter
 from core.commands.base import parse_command
 from core.commands.registry import COMMANDS
-from core.engine import TOO_LONG, UNKNOWN_COMMAND, UNSUPPORTED, Engine
+from core.engine import UNKNOWN_COMMAND, Engine
 from core.storage.database import Pool
 from tests.adapters.discord.conftest import eventually
 from tests.core.engine_helpers import PERSONA
 from tests.fakes.discord_gateway import BOT_ID, BOT_NAME, FakeDiscord, user_payload
-from tests.security.conftest import ErrorLog, PooledServices
+from tests.security.conftest import ErrorLog, Outcome, PooledServices, assert_not_stored
 
 LIMIT = 3000
 """LIMITS_MAX_MESSAGE_CHARS here: above Discord's 2,000, so replies are split."""
 
 _ids = itertools.count(8_100_000)
 BOT = user_payload(BOT_ID, BOT_NAME, bot=True)
-
-
-class Outcome(Enum):
-    ANSWERED = "answered"
-    TOO_LONG = "too long"
-    UNSUPPORTED = "unsupported"
-    COMMAND = "command"
-    IGNORED = "ignored"
 
 
 @dataclass(frozen=True)
@@ -173,16 +164,7 @@ async def check(event: Event, pool: Pool, fake: FakeDiscord) -> None:
         assert rows[1]["delivered_at"] is not None, where
         assert sent, where
         return
-    assert rows == [], where
-    if event.outcome is Outcome.TOO_LONG:
-        assert len(sent) == 1, where
-        assert sent[0].startswith(TOO_LONG.split("{")[0]), where
-    elif event.outcome is Outcome.UNSUPPORTED:
-        assert sent == [UNSUPPORTED], where
-    elif event.outcome is Outcome.COMMAND:
-        assert files, where
-    else:
-        assert sent == [], where
+    assert_not_stored(event.outcome, rows, sent, where, command_answered=bool(files))
 
 
 @pytest.fixture

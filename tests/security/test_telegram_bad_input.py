@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -21,25 +20,17 @@ from hypothesis import strategies as st
 from adapters.telegram import TelegramAdapter
 from core.commands.base import parse_command
 from core.commands.registry import COMMANDS
-from core.engine import INTERNAL_ERROR, TOO_LONG, UNSUPPORTED, Engine
+from core.engine import INTERNAL_ERROR, Engine
 from core.storage.database import Pool
 from tests.adapters.telegram.helpers import make_adapter, running
 from tests.core.engine_helpers import PERSONA
 from tests.fakes.telegram_api import BOT_USERNAME, FakeTelegram, message, wait_until
-from tests.security.conftest import ErrorLog, PooledServices
+from tests.security.conftest import ErrorLog, Outcome, PooledServices, assert_not_stored
 
 LIMIT = 5000
 """LIMITS_MAX_MESSAGE_CHARS for these tests: above Telegram's 4096, to test splitting."""
 
 _ids = itertools.count(7_000_000)
-
-
-class Outcome(Enum):
-    ANSWERED = "answered"  # stored, answered by the model, the reply delivered
-    TOO_LONG = "too long"  # refused with TOO_LONG, nothing stored
-    UNSUPPORTED = "unsupported"  # refused with UNSUPPORTED, nothing stored
-    COMMAND = "command"  # some answer, no conversation row
-    IGNORED = "ignored"  # nothing stored, nothing sent
 
 
 @dataclass(frozen=True)
@@ -284,16 +275,7 @@ async def check(case: Case, pool: Pool, tg: FakeTelegram) -> None:
         assert reply["delivered_at"] is not None, where
         assert sent, where
         return
-    assert rows == [], where
-    if case.outcome is Outcome.TOO_LONG:
-        assert len(sent) == 1, where
-        assert sent[0].startswith(TOO_LONG.split("{")[0]), where
-    elif case.outcome is Outcome.UNSUPPORTED:
-        assert sent == [UNSUPPORTED], where
-    elif case.outcome is Outcome.COMMAND:
-        assert sent, where
-    else:
-        assert sent == [], where
+    assert_not_stored(case.outcome, rows, sent, where, command_answered=bool(sent))
 
 
 async def deliver_all(tg: FakeTelegram, adapter: TelegramAdapter, cases: list[Case]) -> None:
