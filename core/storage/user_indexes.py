@@ -19,7 +19,9 @@ import re
 from core.storage.database import Connection, Database
 
 TABLES = ("messages", "messages_archive", "facts")
-_PER_USER_INDEX = re.compile(r"^(messages|messages_archive|facts)_embedding_\d+_u\d+$")
+_PER_USER_INDEX = re.compile(
+    r"^(messages|messages_archive|facts)_embedding_(?P<dimensions>\d+)_u\d+$"
+)
 
 
 def index_name(table: str, dimensions: int, user_id: int) -> str:
@@ -64,12 +66,15 @@ class UserIndexRepository:
         dead weight on every insert."""
         async with self._db.connection() as c:
             rows = await c.fetch(
-                "SELECT c.relname FROM pg_class c WHERE c.relkind = 'i'"
-                " AND c.relname ~ '^(messages|messages_archive|facts)_embedding_[0-9]+_u[0-9]+$'"
-                " AND c.relname !~ $1",
-                f"_embedding_{self._dimensions:d}_u",
+                "SELECT relname FROM pg_class WHERE relkind = 'i' AND relname LIKE $1",
+                "%\\_embedding\\_%\\_u%",
             )
-        return sorted(r["relname"] for r in rows)
+        names = []
+        for row in rows:
+            match = _PER_USER_INDEX.match(row["relname"])
+            if match and int(match["dimensions"]) != self._dimensions:
+                names.append(match[0])
+        return sorted(names)
 
     async def drop_index(self, name: str) -> None:
         """Drop one index named by `other_dimension_indexes` (checked again here)."""
