@@ -12,7 +12,10 @@ uses on every turn, one call at a time:
 - recall: `RecallRepository.nearest(k=10)` for ordinary users and for one heavy user,
   and recall@10 of the heavy user's HNSW plan against the exact plan;
 - switch-over: exact and HNSW top-10 latency for users of 1k..20k rows, which is what
-  `CONTEXT_EXACT_RECALL_MAX_ROWS` (`exact_max_rows`) should be chosen from.
+  `CONTEXT_EXACT_RECALL_MAX_ROWS` (`exact_max_rows`: above it, the `user_indexes` job
+  gives a user HNSW indexes of their own) should be chosen from. Each probe user gets
+  indexes of their own for the HNSW column; afterwards the job drops those it would
+  not have built.
 
 With `--data-dir` the embedded server keeps its data, and a later run with the same
 sizes skips the fill. Results: a table on stdout and `benchmarks/results/foundation.json`.
@@ -57,7 +60,9 @@ from core.storage.database import Database, create_pool
 from core.storage.facts import FactRepository
 from core.storage.messages import MessageRepository
 from core.storage.recall import RecallRepository
+from core.storage.user_indexes import UserIndexRepository
 from core.storage.users import UserRepository
+from core.user_index_job import UserIndexJob
 
 DIM = 384
 TOPICS = 200
@@ -518,7 +523,10 @@ async def measure_all(dsn: str, opts: Options) -> dict[str, Any]:
     try:
         db = Database(pool)
         await _remove_bench_messages(db)
-        recall = RecallRepository(db, dimensions=DIM, exact_max_rows=opts.exact_max_rows)
+        # As the service's scheduler would have: the largest users get their own indexes.
+        user_indexes = UserIndexJob(db, dimensions=DIM, min_messages=opts.exact_max_rows)
+        print(f"user_indexes job: {(await user_indexes.run()).counts}")
+        recall = RecallRepository(db, dimensions=DIM)
         ids, weights = await _active_users(db, spec)
         n = opts.samples + opts.warmup
         chosen = rng.choice(ids, size=n, p=weights)
@@ -560,6 +568,7 @@ async def measure_all(dsn: str, opts: Options) -> dict[str, Any]:
         print("measuring: exact/HNSW switch-over")
         switch = []
         for user_id, rows in spec.special_rows()[1:] + spec.special_rows()[:1]:
+            await UserIndexRepository(db, dimensions=DIM).create(user_id)
             q = clustered(rng, opts.switch_samples + opts.warmup, centroids)
             exact = await time_recall(recall, [user_id], q, warmup=opts.warmup, approximate=False)
             hnsw = await time_recall(recall, [user_id], q, warmup=opts.warmup, approximate=True)
@@ -574,6 +583,7 @@ async def measure_all(dsn: str, opts: Options) -> dict[str, Any]:
                 }
             )
         results["switch_over"] = switch
+        await user_indexes.run()  # drops the probe users' indexes below the threshold
         return results
     finally:
         await pool.close()

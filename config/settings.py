@@ -147,8 +147,9 @@ class ContextSettings(_Group):
     recent_messages: PositiveInt = 20
     recall_top_k: PositiveInt = 8
     facts_max: PositiveInt = 30
-    # Users with more embedded rows than this are searched through the HNSW index;
-    # smaller ones exactly. Chosen by measurement, see docs/benchmarks.md.
+    # Users with more messages than this get HNSW indexes of their own (the user_indexes
+    # job) and are searched through them; everyone else exactly. Chosen by measurement,
+    # see docs/benchmarks.md.
     exact_recall_max_rows: PositiveInt = 5000
     persona_file: Path | None = None
 

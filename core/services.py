@@ -51,8 +51,4 @@ class Services:
         self.users = UserRepository(self.db)
         self.messages = MessageRepository(self.db)
         self.facts = FactRepository(self.db)
-        self.recall = RecallRepository(
-            self.db,
-            dimensions=self.settings.embedding_dimensions,
-            exact_max_rows=self.settings.context.exact_recall_max_rows,
-        )
+        self.recall = RecallRepository(self.db, dimensions=self.settings.embedding_dimensions)

@@ -2,17 +2,19 @@
 
 Scores follow one convention: `similarity = 1 - cosine distance`, higher is more similar.
 
-Two plans, chosen per user by size:
+Two plans, chosen per user:
 - exact: the user's rows are found through the B-tree on `user_id` and ordered by exact
   distance. Recall is 1.0 and, for the small sets nearly every user has, it is the
-  fastest plan.
-- approximate: for a user with more rows than `exact_max_rows`, the partial HNSW index of
-  the configured dimension is scanned with `hnsw.iterative_scan`, which keeps scanning
-  until enough of *this user's* rows have been found; a few times `k` candidates per
-  source are re-sorted by exact distance. Rows of other users are filtered out by the
-  same `user_id` predicate, so they can never be returned. Plans are custom per call
-  (see `_APPROXIMATE_SETTINGS`).
-The switch-over point is measured in benchmarks/foundation.py (docs/benchmarks.md).
+  fastest plan (up to about 5k rows: docs/benchmarks.md).
+- approximate: a user with partial HNSW indexes of their own (the largest users, built
+  by the `user_indexes` job, core/storage/user_indexes.py) is searched through them with
+  `hnsw.iterative_scan`; a few times `k` candidates per source are re-sorted by exact
+  distance. Plans are custom per call (see `_approximate_settings`).
+There are no shared vector indexes (migrations 0004 and 0007): a filtered scan of one
+index over every user's vectors was slower than the exact plan for users below the
+threshold and missed rows for the large ones, and inserting into it was the largest
+cost of storing a message. Every plan filters on `user_id`, so another user's rows can
+never be returned.
 """
 
 from __future__ import annotations
@@ -29,12 +31,9 @@ from pgvector import HalfVector
 from core.storage.database import Connection, Database
 from core.storage.user_indexes import index_name
 
-# Candidates the HNSW scan keeps per step. 100 gave recall@10 0.68 on clustered 384-dim
-# data with a user owning half the rows; 400 gave 0.98 (tests/core/storage/test_recall.py).
-# On the foundation benchmark (a 50k-row user among 1.1M rows) 400 gives 0.91 and 800
-# gives 0.96 at twice the latency (docs/benchmarks.md).
-EF_SEARCH = 400
-OWN_INDEX_EF_SEARCH = 200
+# Candidates the HNSW scan keeps per step: recall@10 0.945 at 100, above 0.95 at 200
+# (tests/core/test_user_indexes.py); 0.999 for the foundation benchmark's 50k-row user.
+EF_SEARCH = 200
 # Each source's HNSW scan returns this many of the user's rows (at least), in the index's
 # approximate order; the outer query re-sorts them by exact distance and keeps k.
 CANDIDATES_PER_K = 4
@@ -48,21 +47,12 @@ MIN_CANDIDATES = 40
 # - force_custom_plan: asyncpg prepares statements, and after five runs PostgreSQL may
 #   switch to a generic plan, which cannot see that `user_id = $1` is a heavy user and
 #   picks the B-tree: recall then silently became an exact scan of 50k rows (60-350 ms).
-#   A custom plan also lets the planner pick, per source, the B-tree for a source where
-#   this user has few rows (e.g. few facts) and HNSW where they have many.
-def _approximate_settings(ef_search: int) -> str:
-    return (
-        "SET LOCAL hnsw.iterative_scan = relaxed_order;"
-        f" SET LOCAL hnsw.ef_search = {ef_search:d};"
-        " SET LOCAL plan_cache_mode = force_custom_plan"
-    )
-
-
-_APPROXIMATE_SETTINGS = _approximate_settings(EF_SEARCH)
-# A user with indexes of their own (core/storage/user_indexes.py) needs no filtering,
-# so a shorter candidate list does (tests/core/test_user_indexes.py: recall@10 0.945
-# at 100, above 0.95 at OWN_INDEX_EF_SEARCH).
-_OWN_INDEX_SETTINGS = _approximate_settings(OWN_INDEX_EF_SEARCH)
+#   Only a custom plan can use a partial index whose predicate names the user id.
+_APPROXIMATE_SETTINGS = (
+    "SET LOCAL hnsw.iterative_scan = relaxed_order;"
+    f" SET LOCAL hnsw.ef_search = {EF_SEARCH:d};"
+    " SET LOCAL plan_cache_mode = force_custom_plan"
+)
 
 
 class Source(StrEnum):
@@ -104,7 +94,7 @@ _SELECTS = {
 
 def _query(sources: Collection[Source], dimensions: int, approximate: bool) -> str:
     if approximate:
-        # The expression and predicate match the partial HNSW indexes of migration 0001.
+        # The expression and predicate match the per-user partial HNSW indexes.
         distance = f"embedding::halfvec({dimensions}) <=> $2::halfvec({dimensions})"
     else:
         # A plain expression the HNSW index does not match: exact ordering.
@@ -126,10 +116,9 @@ def _query(sources: Collection[Source], dimensions: int, approximate: bool) -> s
 
 
 class RecallRepository:
-    def __init__(self, db: Database, *, dimensions: int, exact_max_rows: int = 5000) -> None:
+    def __init__(self, db: Database, *, dimensions: int) -> None:
         self._db = db
         self._dimensions = dimensions
-        self._exact_max_rows = exact_max_rows
         self._queries = {
             (frozenset(s), a): _query(s, dimensions, a)
             for s in _subsets(ALL_SOURCES)
@@ -150,7 +139,8 @@ class RecallRepository:
     ) -> list[RecallHit]:
         """The `k` rows of this user nearest to `embedding`, most similar first.
 
-        `approximate=None` picks the plan by the user's message count.
+        `approximate=None` picks the approximate plan if the user has indexes of their
+        own; `approximate=True` without them is exact too (no index to approximate with).
         """
         if len(embedding) != self._dimensions:
             raise ValueError(f"query has {len(embedding)} dimensions, expected {self._dimensions}")
@@ -158,21 +148,16 @@ class RecallRepository:
             return []
         vector = HalfVector(np.asarray(embedding, dtype=np.float32))
         async with self._db.connection(conn) as c:
-            own_index = False
             if approximate is None:
-                row = await c.fetchrow(
-                    "SELECT message_count, to_regclass($2) IS NOT NULL AS own_index"
-                    " FROM conversations WHERE user_id = $1",
-                    user_id,
+                approximate = await c.fetchval(
+                    "SELECT to_regclass($1) IS NOT NULL",
                     index_name("messages", self._dimensions, user_id),
                 )
-                approximate = row is not None and row["message_count"] > self._exact_max_rows
-                own_index = row is not None and row["own_index"]
             query = self._queries[(frozenset(sources), approximate)]
             args = (user_id, vector, k, include_private, list(exclude_message_ids))
             if approximate:
                 async with c.transaction():
-                    await c.execute(_OWN_INDEX_SETTINGS if own_index else _APPROXIMATE_SETTINGS)
+                    await c.execute(_APPROXIMATE_SETTINGS)
                     rows = await c.fetch(query, *args)
             else:
                 rows = await c.fetch(query, *args)

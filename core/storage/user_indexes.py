@@ -1,10 +1,12 @@
 """Partial HNSW indexes of their own for the few very large users.
 
-The shared HNSW indexes hold every user's vectors. For a user who owns a few percent of
-them, a filtered search walks many times more candidates than it keeps, and both its
-latency and its recall suffer (docs/benchmarks.md). Such a user gets indexes holding
-only their rows (`WHERE user_id = N`); recall's query already uses custom plans, so the
-planner sees the literal user id and picks them.
+Most users are searched exactly (B-tree on `user_id`); above a few thousand rows that
+grows too slow. There are no shared vector indexes (migration 0007): in one index over
+every user's vectors a large user owns a few percent of them, so a filtered search
+walks many times more candidates than it keeps, and both its latency and its recall
+suffered (docs/benchmarks.md), while every insert paid for it. A large user gets
+indexes holding only their rows (`WHERE user_id = N`); recall's query uses custom
+plans, so the planner sees the literal user id and picks them.
 
 These indexes are the only DDL outside migrations, on purpose: which users need one
 depends on the data, not on the schema version. They are built `CONCURRENTLY` (writes

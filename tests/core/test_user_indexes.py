@@ -55,7 +55,7 @@ async def test_large_users_get_their_own_index_and_recall_uses_it(fresh_dsn: str
         assert await UserIndexRepository(db, dimensions=DIM).indexed_users() == {large}
         assert (await job.run()).counts["kept"] == 1
 
-        recall = RecallRepository(db, dimensions=DIM, exact_max_rows=1000)
+        recall = RecallRepository(db, dimensions=DIM)
         queries = _clustered(rng, 20)
         assert index_name("messages", DIM, large) in await recall.explain(large, queries[0], 10)
         found = 0
