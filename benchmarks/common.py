@@ -25,6 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import numpy as np
+import uvloop
 
 from bot.database import EmbeddedServer, ensure_database, prepare, tune
 
@@ -297,7 +298,7 @@ def run_benchmark(
     (`--json`) with the command line that produced it."""
     argv = sys.argv[1:] if argv is None else argv
     args = parse(argv)
-    data = asyncio.run(run(args, argv))
+    data = uvloop.run(run(args, argv))  # the service's event loop (bot/cli.py)
     report(data["results"])
     write_json(args.json, data)
     print(f"\nwritten: {args.json}")

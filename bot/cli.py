@@ -6,12 +6,12 @@ Exit statuses: 0 done, 1 failed at run time, 2 bad configuration or usage.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import getpass
 import sys
 from collections.abc import Sequence
 
 import asyncpg
+import uvloop
 
 from adapters.console import run_console
 from bot.database import open_database, stop_embedded
@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "db" and args.stop:
             return _stop_db(settings)
-        return asyncio.run(_COMMANDS[args.command](settings, args))
+        return uvloop.run(_COMMANDS[args.command](settings, args))
     except OnethreadError as exc:
         print(f"onethread: {exc}", file=sys.stderr)
         return EXIT_FAILED
