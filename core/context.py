@@ -29,7 +29,7 @@ from core.hybrid_recall import HybridRecall, RecalledItem
 from core.models import Conversation, Fact, Message, MessageRole, MessageStatus
 from core.persona import system_prompt
 from core.storage.database import Connection
-from core.storage.directory import Directory, MemoryContext
+from core.storage.directory import MemoryContext
 from core.storage.facts import FactRepository
 from core.storage.messages import MessageRepository
 from core.tokens import TokenCounter
@@ -107,7 +107,6 @@ class ContextAssembler:
         *,
         messages: MessageRepository,
         facts: FactRepository,
-        directory: Directory,
         recall: HybridRecall,
         tokens: TokenCounter,
         persona: str,
@@ -115,7 +114,6 @@ class ContextAssembler:
     ) -> None:
         self._messages = messages
         self._facts = facts
-        self._directory = directory
         self._recall = recall
         self._tokens = tokens
         self._persona = persona
@@ -124,6 +122,7 @@ class ContextAssembler:
     async def assemble(
         self,
         conversation: Conversation,
+        memory: MemoryContext | None,
         current: Message,
         embedding: np.ndarray[Any, Any] | None,
         *,
@@ -136,9 +135,7 @@ class ContextAssembler:
         persona = system_prompt(self._persona, conversation.persona_overrides)
         used = {"persona": self._tokens.count(persona)}
 
-        profile = _profile_text(
-            await self._directory.memory_context(user_id, conn=conn), shared_chat
-        )
+        profile = _profile_text(memory, shared_chat)
         used["profile"] = self._tokens.count(profile) if profile else 0
 
         recent = await self._messages.recent(user_id, self._limits.recent_messages, conn=conn)

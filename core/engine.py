@@ -32,7 +32,7 @@ from core.llm.errors import LLMError, LLMRateLimited
 from core.models import Message, MessageStatus, Role, User, UserStatus
 from core.ports import ReplyChannel, ReplySink
 from core.services import Services
-from core.storage.database import Connection, asynchronous_commit
+from core.storage.database import Connection
 from core.storage.directory import Directory
 from core.storage.handled_commands import HandledCommandRepository
 from core.storage.rate_limits import RateLimitRepository
@@ -94,12 +94,12 @@ class Engine:
         self._locks = UserLocks(services.db)
         self._rate_limits = RateLimitRepository(services.db)
         self._handled_commands = HandledCommandRepository(services.db)
+        self._directory = Directory(services.db)
         self._outage_told: set[tuple[str, str, str]] = set()
         settings = services.settings
         self._assembler = ContextAssembler(
             messages=services.messages,
             facts=services.facts,
-            directory=Directory(services.db),
             recall=HybridRecall(services.recall, TextSearchRepository(services.db)),
             tokens=services.tokens,
             persona=persona,
@@ -175,6 +175,7 @@ class Engine:
             inbound.platform_user_id,
             username=inbound.username,
             display_name=inbound.display_name,
+            private_chat_id=inbound.chat_id if inbound.is_private else None,
             conn=conn,
         )
         is_admin = user.role is Role.ADMIN or services.settings.is_admin(
@@ -203,10 +204,6 @@ class Engine:
                 return RATE_LIMITED.format(seconds=max(1, round(wait)))
         if _stale(user, inbound.display_name, services.clock()):
             await services.users.touch(user.id, inbound.display_name, conn=conn)
-        if inbound.is_private:
-            await services.users.remember_private_chat(
-                inbound.platform, inbound.platform_user_id, inbound.chat_id, conn=conn
-            )
         if command is not None:
             claimed = await self._handled_commands.claim(
                 user.id,
@@ -277,7 +274,9 @@ class Engine:
         )
         if undelivered is not None:
             await turn.channel.start_reply().finish(undelivered.content)
-            await self._mark_delivered(turn, undelivered.id)
+            await self._services.messages.mark_delivered(
+                turn.user.id, undelivered.id, conn=turn.conn
+            )
 
     async def _answer_again(
         self, user: User, message: Message, inbound: Inbound, channel: ReplyChannel
@@ -305,9 +304,12 @@ class Engine:
         services = self._services
         await _quietly(turn.channel.typing())
         started = time.perf_counter()
-        conversation = await services.users.conversation(turn.user.id, conn=turn.conn)
+        conversation, memory = await self._directory.conversation_with_memory(
+            turn.user.id, conn=turn.conn
+        )
         context = await self._assembler.assemble(
             conversation,
+            memory,
             message,
             embedding,
             shared_chat=turn.shared_chat,
@@ -401,14 +403,8 @@ class Engine:
             metrics.count_reply_failed("delivery")
             logger.exception("could not deliver reply %s to user %s", reply.id, turn.user.id)
             return
-        await self._mark_delivered(turn, reply.id)
+        await services.messages.mark_delivered(turn.user.id, reply.id, conn=turn.conn)
         metrics.count_message_out(message.platform)
-
-    async def _mark_delivered(self, turn: _Turn, reply_id: int) -> None:
-        # Losing the mark in a server crash at worst sends the reply once more, and only
-        # if the platform redelivers the message: not worth a WAL flush per reply.
-        async with asynchronous_commit(turn.conn) as conn:
-            await self._services.messages.mark_delivered(turn.user.id, reply_id, conn=conn)
 
 
 async def _quietly(step: Any) -> None:

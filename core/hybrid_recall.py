@@ -32,7 +32,7 @@ old evidence. Ties go to the newer item.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -142,17 +142,7 @@ class HybridRecall:
             conn=conn,
         )
         items = fuse(vector_hits, text_hits, now=now, weights=self._weights, exclude=excluded)
-        items = items[:k]
-        missing = {i.id for i in items if i.role is None and i.source != Source.FACTS}
-        if missing:
-            roles = await self._text.message_roles(user_id, missing, conn=conn)
-            items = [
-                replace(i, role=roles.get(i.id))
-                if i.role is None and i.source != Source.FACTS
-                else i
-                for i in items
-            ]
-        return items
+        return items[:k]
 
 
 @dataclass(slots=True)
@@ -186,7 +176,7 @@ def fuse(
     for rank, hit in enumerate(_kept(vector_hits, exclude), 1):
         entry = entries.setdefault(
             (hit.source, hit.id),
-            _Entry(hit.source, hit.id, hit.content, hit.created_at, hit.importance),
+            _Entry(hit.source, hit.id, hit.content, hit.created_at, hit.importance, hit.role),
         )
         entry.similarity = hit.similarity
         entry.vector_rank = rank

@@ -11,10 +11,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from core.models import Message, Platform
+import asyncpg
+
+from core.models import Conversation, Message, Platform
 from core.storage.database import Connection, Database
 from core.storage.messages import MESSAGE_COLUMNS as _MESSAGE_COLUMNS
 from core.storage.messages import message_from_row
+from core.storage.users import conversation_from_row
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +34,22 @@ class MemoryContext:
     themes: list[Any]
     last_read_message_id: int
     updated_at: datetime
+
+
+_MEMORY_COLUMNS = (
+    "x.insights, x.communication_style, x.themes, x.last_read_message_id,"
+    " x.updated_at AS memory_updated_at"
+)
+
+
+def _memory_context(row: asyncpg.Record) -> MemoryContext:
+    return MemoryContext(
+        insights=row["insights"],
+        communication_style=row["communication_style"],
+        themes=row["themes"],
+        last_read_message_id=row["last_read_message_id"],
+        updated_at=row["memory_updated_at"],
+    )
 
 
 class Directory:
@@ -85,19 +104,26 @@ class Directory:
     ) -> MemoryContext | None:
         async with self._db.connection(conn) as c:
             row = await c.fetchrow(
-                "SELECT insights, communication_style, themes, last_read_message_id, updated_at"
-                " FROM conversation_context WHERE user_id = $1",
+                f"SELECT {_MEMORY_COLUMNS} FROM conversation_context x WHERE x.user_id = $1",
+                user_id,
+            )
+        return None if row is None else _memory_context(row)
+
+    async def conversation_with_memory(
+        self, user_id: int, *, conn: Connection | None = None
+    ) -> tuple[Conversation, MemoryContext | None]:
+        """The conversation and what the memory job learned, in one round trip (every
+        chat turn reads both)."""
+        async with self._db.connection(conn) as c:
+            row = await c.fetchrow(
+                f"SELECT c.*, x.user_id IS NOT NULL AS has_memory, {_MEMORY_COLUMNS}"
+                " FROM conversations c LEFT JOIN conversation_context x USING (user_id)"
+                " WHERE c.user_id = $1",
                 user_id,
             )
         if row is None:
-            return None
-        return MemoryContext(
-            insights=row["insights"],
-            communication_style=row["communication_style"],
-            themes=row["themes"],
-            last_read_message_id=row["last_read_message_id"],
-            updated_at=row["updated_at"],
-        )
+            raise LookupError(f"user {user_id} has no conversation")
+        return conversation_from_row(row), _memory_context(row) if row["has_memory"] else None
 
     async def delete_all_facts(self, user_id: int, *, conn: Connection | None = None) -> int:
         """Forget every fact of a user for good, invalidated ones included."""

@@ -43,6 +43,55 @@ def message_from_row(row: asyncpg.Record, *, archived: bool | None = None) -> Me
     )
 
 
+# Each write of a chat turn is one statement (its own implicit transaction): the row and
+# the bookkeeping it implies commit together, in one round trip, without BEGIN/COMMIT.
+
+# $1 user, $2 content, $3 platform, $4 chat, $5 platform message id, $6 embedding. No row
+# when the message was stored before (a redelivery); then nothing is counted.
+_ADD_USER_MESSAGE = f"""
+WITH stored AS (
+    INSERT INTO messages (user_id, role, content, platform, chat_id, platform_message_id,
+                          status, embedding)
+    VALUES ($1, 'user', $2, $3, $4, $5, 'pending', $6)
+    ON CONFLICT ON CONSTRAINT messages_platform_message_unique DO NOTHING
+    RETURNING {MESSAGE_COLUMNS}
+), counted AS (
+    UPDATE conversations SET message_count = message_count + 1, last_activity_at = now()
+    WHERE user_id = $1 AND EXISTS (SELECT FROM stored)
+)
+SELECT *, false AS archived FROM stored
+"""
+
+# $1 user, $2 content, $3 platform, $4 chat, $5 answered message, $6 snapshot, $7/$8
+# tokens in/out, $9 model, $10 response ms, $11 embedding, $12 the user messages it
+# answers. The status update finds them by primary key; `status` is in no index, so the
+# update stays HOT and never touches the vector or text indexes.
+_ADD_ASSISTANT_MESSAGE = f"""
+WITH reply AS (
+    INSERT INTO messages (user_id, role, content, platform, chat_id, reply_to_id,
+                          context_snapshot, tokens_in, tokens_out, model, response_ms,
+                          embedding)
+    VALUES ($1, 'assistant', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+    RETURNING {MESSAGE_COLUMNS}
+), answered AS (
+    UPDATE messages SET status = 'answered'
+    WHERE id = ANY($12::bigint[]) AND user_id = $1 AND role = 'user'
+), counted AS (
+    UPDATE conversations SET message_count = message_count + 1,
+        tokens_in = tokens_in + $7, tokens_out = tokens_out + $8, last_activity_at = now()
+    WHERE user_id = $1
+)
+SELECT *, false AS archived FROM reply
+"""
+
+_MARK_DELIVERED = "UPDATE messages SET delivered_at = now() WHERE id = $1 AND user_id = $2"
+# set_config(..., true) lasts to the end of the statement's own transaction: this commit.
+_MARK_DELIVERED_ASYNCHRONOUSLY = (
+    "WITH quiet AS (SELECT set_config('synchronous_commit', 'off', true))"
+    " UPDATE messages SET delivered_at = now() FROM quiet WHERE id = $1 AND user_id = $2"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class StoredUserMessage:
     message: Message
@@ -75,13 +124,9 @@ class MessageRepository:
         A redelivered message returns the stored row with `duplicate=True` and changes
         nothing, so the caller can skip answering it again.
         """
-        async with self._db.transaction(conn) as c:
+        async with self._db.connection(conn) as c:
             row = await c.fetchrow(
-                "INSERT INTO messages (user_id, role, content, platform, chat_id,"
-                " platform_message_id, status, embedding)"
-                " VALUES ($1, 'user', $2, $3, $4, $5, 'pending', $6)"
-                " ON CONFLICT ON CONSTRAINT messages_platform_message_unique DO NOTHING"
-                f" RETURNING {MESSAGE_COLUMNS}, false AS archived",
+                _ADD_USER_MESSAGE,
                 user_id,
                 content,
                 platform.value,
@@ -89,23 +134,18 @@ class MessageRepository:
                 platform_message_id,
                 embedding,
             )
-            if row is None:
-                existing = await c.fetchrow(
-                    f"SELECT {MESSAGE_COLUMNS}, false AS archived FROM messages"
-                    " WHERE platform = $1 AND chat_id IS NOT DISTINCT FROM $2"
-                    " AND platform_message_id = $3",
-                    platform.value,
-                    chat_id,
-                    platform_message_id,
-                )
-                assert existing is not None
-                return StoredUserMessage(message_from_row(existing), duplicate=True)
-            await c.execute(
-                "UPDATE conversations SET message_count = message_count + 1,"
-                " last_activity_at = now() WHERE user_id = $1",
-                user_id,
+            if row is not None:
+                return StoredUserMessage(message_from_row(row), duplicate=False)
+            existing = await c.fetchrow(
+                f"SELECT {MESSAGE_COLUMNS}, false AS archived FROM messages"
+                " WHERE platform = $1 AND chat_id IS NOT DISTINCT FROM $2"
+                " AND platform_message_id = $3",
+                platform.value,
+                chat_id,
+                platform_message_id,
             )
-            return StoredUserMessage(message_from_row(row), duplicate=False)
+        assert existing is not None
+        return StoredUserMessage(message_from_row(existing), duplicate=True)
 
     async def add_assistant_message(
         self,
@@ -126,12 +166,9 @@ class MessageRepository:
     ) -> Message:
         """Store a reply with its context snapshot and mark the message it answers, and
         `retried_ids` (earlier failed messages the prompt included), answered."""
-        async with self._db.transaction(conn) as c:
+        async with self._db.connection(conn) as c:
             row = await c.fetchrow(
-                "INSERT INTO messages (user_id, role, content, platform, chat_id, reply_to_id,"
-                " context_snapshot, tokens_in, tokens_out, model, response_ms, embedding)"
-                " VALUES ($1, 'assistant', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
-                f" RETURNING {MESSAGE_COLUMNS}, false AS archived",
+                _ADD_ASSISTANT_MESSAGE,
                 user_id,
                 content,
                 platform.value,
@@ -143,22 +180,7 @@ class MessageRepository:
                 model,
                 response_ms,
                 embedding,
-            )
-            # Primary-key lookups only; `status` is in no index, so the update stays HOT
-            # and never touches the vector or text indexes.
-            await c.execute(
-                "UPDATE messages SET status = 'answered'"
-                " WHERE id = ANY($1::bigint[]) AND user_id = $2 AND role = 'user'",
                 [reply_to_id, *retried_ids],
-                user_id,
-            )
-            await c.execute(
-                "UPDATE conversations SET message_count = message_count + 1,"
-                " tokens_in = tokens_in + $2, tokens_out = tokens_out + $3,"
-                " last_activity_at = now() WHERE user_id = $1",
-                user_id,
-                tokens_in,
-                tokens_out,
             )
         assert row is not None
         return message_from_row(row)
@@ -196,9 +218,16 @@ class MessageRepository:
     async def mark_delivered(
         self, user_id: int, message_id: int, *, conn: Connection | None = None
     ) -> None:
+        """Record that the platform accepted a reply.
+
+        Outside a transaction the mark commits asynchronously (no wait for its WAL
+        flush): losing it in a server crash at worst sends the reply once more, and only
+        if the platform redelivers the message. Inside the caller's transaction it
+        commits with it, as the caller's transaction does.
+        """
         async with self._db.connection(conn) as c:
             await c.execute(
-                "UPDATE messages SET delivered_at = now() WHERE id = $1 AND user_id = $2",
+                _MARK_DELIVERED if c.is_in_transaction() else _MARK_DELIVERED_ASYNCHRONOUSLY,
                 message_id,
                 user_id,
             )

@@ -19,6 +19,7 @@ never be returned.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,11 +30,15 @@ import numpy as np
 from pgvector import HalfVector
 
 from core.storage.database import Connection, Database
-from core.storage.user_indexes import index_name
+from core.storage.user_indexes import UserIndexRepository
 
 # Candidates the HNSW scan keeps per step: recall@10 0.945 at 100, above 0.95 at 200
 # (tests/core/test_user_indexes.py); 0.999 for the foundation benchmark's 50k-row user.
 EF_SEARCH = 200
+# How long the set of users with indexes of their own is reused before it is read again
+# (seconds). The user_indexes job changes it rarely; until then a new index is simply
+# not used yet, and a dropped one makes the approximate query an exact one.
+INDEXED_USERS_TTL = 60.0
 # Each source's HNSW scan returns this many of the user's rows (at least), in the index's
 # approximate order; the outer query re-sorts them by exact distance and keeps k.
 CANDIDATES_PER_K = 4
@@ -72,22 +77,23 @@ class RecallHit:
     similarity: float
     created_at: datetime
     importance: int | None
+    role: str | None  # "user" or "assistant" for messages, None for facts
 
 
 _SELECTS = {
     Source.FACTS: (
-        "SELECT 'facts' AS source, id, content, {distance} AS distance, created_at, importance"
-        " FROM facts WHERE user_id = $1 AND invalid_at IS NULL"
+        "SELECT 'facts' AS source, id, content, {distance} AS distance, created_at, importance,"
+        " NULL AS role FROM facts WHERE user_id = $1 AND invalid_at IS NULL"
         " AND ($4::boolean OR NOT is_private)"
     ),
     Source.MESSAGES: (
         "SELECT 'messages' AS source, id, content, {distance} AS distance, created_at,"
-        " NULL::smallint AS importance FROM messages WHERE user_id = $1"
+        " NULL::smallint AS importance, role FROM messages WHERE user_id = $1"
         " AND id <> ALL($5::bigint[])"
     ),
     Source.ARCHIVE: (
         "SELECT 'archive' AS source, id, content, {distance} AS distance, created_at,"
-        " NULL::smallint AS importance FROM messages_archive WHERE user_id = $1"
+        " NULL::smallint AS importance, role FROM messages_archive WHERE user_id = $1"
     ),
 }
 
@@ -119,6 +125,9 @@ class RecallRepository:
     def __init__(self, db: Database, *, dimensions: int) -> None:
         self._db = db
         self._dimensions = dimensions
+        self._user_indexes = UserIndexRepository(db, dimensions=dimensions)
+        self._indexed_users: frozenset[int] = frozenset()
+        self._indexed_users_read_at = -INDEXED_USERS_TTL
         self._queries = {
             (frozenset(s), a): _query(s, dimensions, a)
             for s in _subsets(ALL_SOURCES)
@@ -149,10 +158,7 @@ class RecallRepository:
         vector = HalfVector(np.asarray(embedding, dtype=np.float32))
         async with self._db.connection(conn) as c:
             if approximate is None:
-                approximate = await c.fetchval(
-                    "SELECT to_regclass($1) IS NOT NULL",
-                    index_name("messages", self._dimensions, user_id),
-                )
+                approximate = user_id in await self._users_with_own_index(c)
             query = self._queries[(frozenset(sources), approximate)]
             args = (user_id, vector, k, include_private, list(exclude_message_ids))
             if approximate:
@@ -169,9 +175,17 @@ class RecallRepository:
                 similarity=1.0 - float(r["distance"]),
                 created_at=r["created_at"],
                 importance=r["importance"],
+                role=r["role"],
             )
             for r in rows
         ]
+
+    async def _users_with_own_index(self, conn: Connection) -> frozenset[int]:
+        now = time.monotonic()
+        if now - self._indexed_users_read_at >= INDEXED_USERS_TTL:
+            self._indexed_users = frozenset(await self._user_indexes.indexed_users(conn=conn))
+            self._indexed_users_read_at = now
+        return self._indexed_users
 
     async def explain(
         self,

@@ -182,23 +182,3 @@ class TextSearchRepository:
             )
             for r in rows
         ]
-
-    async def message_roles(
-        self, user_id: int, message_ids: Collection[int], *, conn: Connection | None = None
-    ) -> dict[int, str]:
-        """Who wrote each of these messages (live or archived) of this user, by id.
-
-        Vector recall does not return the role; recall asks here for the few it keeps.
-        """
-        if not message_ids:
-            return {}
-        async with self._db.connection(conn) as c:
-            rows = await c.fetch(
-                "SELECT id, role FROM messages WHERE user_id = $1 AND id = ANY($2::bigint[])"
-                " UNION ALL"
-                " SELECT id, role FROM messages_archive"
-                " WHERE user_id = $1 AND id = ANY($2::bigint[])",
-                user_id,
-                list(message_ids),
-            )
-        return {r["id"]: r["role"] for r in rows}

@@ -47,9 +47,9 @@ class UserIndexRepository:
             )
         return [r["user_id"] for r in rows]
 
-    async def indexed_users(self) -> set[int]:
+    async def indexed_users(self, *, conn: Connection | None = None) -> set[int]:
         """Users with a valid own index on `messages`."""
-        async with self._db.connection() as c:
+        async with self._db.connection(conn) as c:
             rows = await c.fetch(
                 "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
                 " WHERE i.indisvalid AND c.relname LIKE $1",

@@ -16,6 +16,15 @@ _BY_IDENTITY = (
     f"SELECT {_USER_COLUMNS} FROM identities i JOIN users u ON u.id = i.user_id"
     " WHERE i.platform = $1 AND i.platform_user_id = $2"
 )
+# The user of a known identity, remembering its private chat ($3) when given and new:
+# one round trip per message, and a write only when the chat changed.
+_KNOWN_IDENTITY = (
+    "WITH remembered AS ("
+    " UPDATE identities SET private_chat_id = $3"
+    " WHERE platform = $1 AND platform_user_id = $2"
+    " AND $3::text IS NOT NULL AND private_chat_id IS DISTINCT FROM $3)"
+    f" {_BY_IDENTITY}"
+)
 
 
 def _user(row: asyncpg.Record) -> User:
@@ -32,7 +41,7 @@ def _user(row: asyncpg.Record) -> User:
     )
 
 
-def _conversation(row: asyncpg.Record) -> Conversation:
+def conversation_from_row(row: asyncpg.Record) -> Conversation:
     return Conversation(
         user_id=row["user_id"],
         summary=row["summary"],
@@ -57,17 +66,23 @@ class UserRepository:
         *,
         username: str | None = None,
         display_name: str | None = None,
+        private_chat_id: str | None = None,
         conn: Connection | None = None,
     ) -> tuple[User, bool]:
         """The user behind an identity, created with its conversation on first sight.
+
+        `private_chat_id`, when given, is remembered as where to reach this identity
+        privately (broadcasts); None leaves what is known.
 
         Atomic: concurrent first messages of one new identity create exactly one user.
         The advisory lock (per identity, held to the end of the transaction) makes the
         losers wait for the winner and then find its row.
         """
-        # The common case, a known identity, needs one query and no transaction.
+        # The common case, a known identity, needs one statement and no transaction.
         async with self._db.connection(conn) as c:
-            row = await c.fetchrow(_BY_IDENTITY, platform.value, platform_user_id)
+            row = await c.fetchrow(
+                _KNOWN_IDENTITY, platform.value, platform_user_id, private_chat_id
+            )
         if row is not None:
             return _user(row), False
         async with self._db.transaction(conn) as c:
@@ -75,13 +90,15 @@ class UserRepository:
                 "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
                 f"identity:{platform.value}:{platform_user_id}",
             )
-            row = await c.fetchrow(_BY_IDENTITY, platform.value, platform_user_id)
+            row = await c.fetchrow(
+                _KNOWN_IDENTITY, platform.value, platform_user_id, private_chat_id
+            )
             if row is not None:
                 return _user(row), False
             row = await c.fetchrow(
                 "WITH u AS (INSERT INTO users (display_name) VALUES ($1) RETURNING *),"
-                " i AS (INSERT INTO identities (platform, platform_user_id, user_id, username)"
-                "       SELECT $2, $3, id, $4 FROM u),"
+                " i AS (INSERT INTO identities (platform, platform_user_id, user_id, username,"
+                "       private_chat_id) SELECT $2, $3, id, $4, $5 FROM u),"
                 " c AS (INSERT INTO conversations (user_id) SELECT id FROM u),"
                 " x AS (INSERT INTO conversation_context (user_id) SELECT id FROM u)"
                 f" SELECT {_USER_COLUMNS} FROM u",
@@ -89,6 +106,7 @@ class UserRepository:
                 platform.value,
                 platform_user_id,
                 username,
+                private_chat_id,
             )
             assert row is not None
             return _user(row), True
@@ -137,7 +155,7 @@ class UserRepository:
             row = await c.fetchrow("SELECT * FROM conversations WHERE user_id = $1", user_id)
         if row is None:
             raise LookupError(f"user {user_id} has no conversation")
-        return _conversation(row)
+        return conversation_from_row(row)
 
     async def set_status(
         self, user_id: int, status: UserStatus, *, conn: Connection | None = None
@@ -175,24 +193,6 @@ class UserRepository:
                 " display_name = coalesce($2, display_name) WHERE id = $1",
                 user_id,
                 username,
-            )
-
-    async def remember_private_chat(
-        self,
-        platform: Platform,
-        platform_user_id: str,
-        chat_id: str,
-        *,
-        conn: Connection | None = None,
-    ) -> None:
-        """Where to reach this identity privately (for broadcasts)."""
-        async with self._db.connection(conn) as c:
-            await c.execute(
-                "UPDATE identities SET private_chat_id = $3 WHERE platform = $1"
-                " AND platform_user_id = $2 AND private_chat_id IS DISTINCT FROM $3",
-                platform.value,
-                platform_user_id,
-                chat_id,
             )
 
     async def delete(self, user_id: int, *, conn: Connection | None = None) -> bool:

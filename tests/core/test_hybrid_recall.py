@@ -231,7 +231,8 @@ async def test_another_users_rows_are_never_returned(
 
 
 def _vector_hit(i: int, days_ago: float = 1, source: Source = Source.MESSAGES) -> RecallHit:
-    return RecallHit(source, i, f"v{i}", 0.5, NOW - timedelta(days=days_ago), None)
+    role = None if source is Source.FACTS else "assistant"
+    return RecallHit(source, i, f"v{i}", 0.5, NOW - timedelta(days=days_ago), None, role)
 
 
 def _text_hit(
@@ -252,7 +253,7 @@ def test_fuse_follows_the_documented_formula() -> None:
     assert abs(by_id[2].score - (2 / 11 + 1 / 12) * recency_1) < 1e-12
     assert abs(by_id[3].score - 2 * 0.25 / 12 * recency_10) < 1e-12
     assert [i.id for i in items] == [2, 1, 3]
-    assert by_id[2].role == "user" and by_id[1].role is None
+    assert by_id[2].role == "user" and by_id[1].role == "assistant"
 
 
 def test_fuse_boosts_important_facts_and_prefers_newer_ties() -> None:

@@ -160,3 +160,45 @@ async def test_counters_stay_consistent_under_concurrency(fresh_dsn: str) -> Non
         assert await messages.count(user_id) == 40
     finally:
         await pool.close()
+
+
+async def test_delivery_mark_commits_asynchronously_only_on_its_own(fresh_dsn: str) -> None:
+    """Alone, the mark skips the WAL flush for its own commit and nothing after it;
+    inside a caller's transaction it leaves the transaction's commit as it was."""
+    pool = await create_pool(fresh_dsn, min_size=1, max_size=1)
+    try:
+        db = Database(pool)
+        user_id = await _user(db)
+        messages = MessageRepository(db)
+        asked = await messages.add_user_message(
+            user_id, "q", platform=Platform.TELEGRAM, chat_id="c", platform_message_id="1"
+        )
+        replies = [
+            await messages.add_assistant_message(
+                user_id,
+                f"a{i}",
+                reply_to_id=asked.message.id,
+                platform=Platform.TELEGRAM,
+                chat_id="c",
+                context_snapshot={},
+                tokens_in=1,
+                tokens_out=1,
+                model="m",
+                response_ms=1,
+            )
+            for i in range(2)
+        ]
+        async with db.connection() as conn:
+            await messages.mark_delivered(user_id, replies[0].id, conn=conn)
+            assert await conn.fetchval("SHOW synchronous_commit") == "on"
+            async with conn.transaction():
+                await messages.mark_delivered(user_id, replies[1].id, conn=conn)
+                assert await conn.fetchval("SHOW synchronous_commit") == "on"
+            delivered = await conn.fetchval(
+                "SELECT count(*) FROM messages WHERE id = ANY($1) AND delivered_at IS NOT NULL",
+                [r.id for r in replies],
+            )
+        assert delivered == 2
+        assert await messages.undelivered_reply(user_id, asked.message.id) is None
+    finally:
+        await pool.close()

@@ -100,6 +100,11 @@ async def test_recall_spans_facts_messages_and_archive(db: Database) -> None:
     hits = await recall.nearest(user.id, b, 10)
     assert hits[0].source is Source.ARCHIVE and hits[0].id == old.message.id
     assert hits[0].similarity > 0.99
+    assert {h.source: h.role for h in hits if h.source is not Source.FACTS} == {
+        Source.ARCHIVE: "user",
+        Source.MESSAGES: "user",
+    }
+    assert all(h.role is None for h in hits if h.source is Source.FACTS)
     found = {(h.source, h.id) for h in hits}
     assert found == {
         (Source.MESSAGES, live.message.id),

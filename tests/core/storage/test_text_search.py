@@ -148,7 +148,6 @@ async def test_another_users_rows_are_never_returned(db: Database) -> None:
     hits = await repo.search(bob, "zorblax secret fact archived alice", 10)
 
     assert [(h.source, h.id) for h in hits] == [(Source.MESSAGES, mine)]
-    assert await repo.message_roles(bob, [archived, mine]) == {mine: "user"}
 
 
 async def test_long_queries_are_capped(db: Database) -> None:

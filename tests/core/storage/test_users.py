@@ -23,6 +23,28 @@ async def test_first_sight_creates_user_and_conversation(db: Database) -> None:
     assert [i.platform_user_id for i in await users.identities(user.id)] == ["1001"]
 
 
+async def test_the_private_chat_is_remembered_per_identity(db: Database) -> None:
+    users = UserRepository(db)
+
+    async def private_chats() -> dict[str, str | None]:
+        async with db.connection() as conn:
+            rows = await conn.fetch(
+                "SELECT platform_user_id, private_chat_id FROM identities"
+                " WHERE platform_user_id LIKE 'pc-%'"
+            )
+        return {r["platform_user_id"]: r["private_chat_id"] for r in rows}
+
+    ann, _ = await users.get_or_create(Platform.TELEGRAM, "pc-1", private_chat_id="dm-1")
+    await users.get_or_create(Platform.TELEGRAM, "pc-2")
+    assert await private_chats() == {"pc-1": "dm-1", "pc-2": None}
+    # A group message (no private chat) forgets nothing; a new private chat replaces it.
+    again, _ = await users.get_or_create(Platform.TELEGRAM, "pc-1")
+    assert again.id == ann.id and (await private_chats())["pc-1"] == "dm-1"
+    await users.get_or_create(Platform.TELEGRAM, "pc-2", private_chat_id="dm-2")
+    await users.get_or_create(Platform.TELEGRAM, "pc-1", private_chat_id="dm-1b")
+    assert await private_chats() == {"pc-1": "dm-1b", "pc-2": "dm-2"}
+
+
 async def test_same_id_on_another_platform_is_another_person(db: Database) -> None:
     users = UserRepository(db)
     telegram, _ = await users.get_or_create(Platform.TELEGRAM, "42")
