@@ -9,6 +9,10 @@ surfaces as one of the `core.llm.errors` types, chained to the SDK exception.
 
 ``timeout`` bounds each network operation (connect, each read, write), not the whole
 answer, so a long stream that keeps producing tokens is never cut off.
+
+HTTP goes through the SDK's aiohttp transport (`DefaultAioHttpClient`) rather than its
+default httpx one: same requests, retries and errors, about 0.6 ms less CPU per
+streamed answer (aiohttp parses HTTP in C; docs/pipeline.md).
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
+import aiohttp
 import openai
-from openai import AsyncOpenAI, AsyncStream, RequestOptions
+from openai import AsyncOpenAI, AsyncStream, DefaultAioHttpClient, RequestOptions
 from openai.types.chat import ChatCompletion
 from openai.types.chat.completion_create_params import ResponseFormat
 
@@ -108,7 +113,11 @@ class ChatClient:
         self._clock = clock
         self._json_schema_supported = True
         self._sdk = AsyncOpenAI(
-            base_url=base_url, api_key=self._api_key, timeout=timeout, max_retries=max_retries
+            base_url=base_url,
+            api_key=self._api_key,
+            timeout=timeout,
+            max_retries=max_retries,
+            http_client=DefaultAioHttpClient(timeout=timeout),
         )
 
     @property
@@ -345,7 +354,7 @@ class ChatClient:
                 retry_after=_retry_after(exc.response.headers),
                 status_code=429,
             )
-        if isinstance(exc, openai.APITimeoutError):
+        if isinstance(exc, openai.APITimeoutError) and _connect_failure(exc) is None:
             return LLMTimeout(f"{where}: no answer within {self._timeout:g}s")
         if isinstance(exc, openai.APIConnectionError):
             return LLMUnavailable(f"{where}: connection failed ({_cause_name(exc)})")
@@ -493,5 +502,19 @@ def _server_message(body: object) -> str:
 
 
 def _cause_name(exc: BaseException) -> str:
-    cause = exc.__cause__
+    cause = _connect_failure(exc) or exc.__cause__
     return type(cause).__name__ if cause is not None else type(exc).__name__
+
+
+def _connect_failure(exc: BaseException) -> aiohttp.ClientConnectorError | None:
+    """The refused (or unresolvable) connection behind an SDK error, if that is what it
+    is. The SDK's aiohttp transport reports one as a connect *timeout*; to the person
+    and the operator it is an unreachable endpoint, not a slow one."""
+    cause: BaseException | None = exc
+    for _ in range(5):  # the error and a few links of its `raise ... from` chain
+        if cause is None:
+            return None
+        if isinstance(cause, aiohttp.ClientConnectorError):
+            return cause
+        cause = cause.__cause__
+    return None
