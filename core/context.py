@@ -32,7 +32,7 @@ from core.storage.database import Connection
 from core.storage.directory import MemoryContext
 from core.storage.facts import FactRepository
 from core.storage.messages import MessageRepository
-from core.tokens import TokenCounter
+from core.tokens import TOKENS_PER_MESSAGE, TOKENS_REPLY_PRIMING, TokenCounter
 
 SUMMARY_SHARE = 0.2
 FACTS_SHARE = 0.2
@@ -42,6 +42,12 @@ RECALL_SHARE = 0.2
 MIN_RECENT = 2
 # At most this many themes and insights go into the prompt.
 PROFILE_ITEMS = 5
+# The system text: sections joined by a blank line, each list a header and its lines.
+SECTION_SEPARATOR = "\n\n"
+FACTS_HEADER = "What you know about this person:"
+SUMMARY_HEADER = "Summary of your earlier conversation:"
+RECALL_HEADER = "Possibly relevant from earlier (may be outdated):"
+FACT_PREFIX = "- "
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +160,7 @@ class ContextAssembler:
         facts_budget = int(budget * FACTS_SHARE)
         used["facts"] = 0
         for fact in facts:
-            cost = self._tokens.count(fact.content) + 3
+            cost = self._line_tokens(FACT_PREFIX, fact.content)
             if used["facts"] + cost > facts_budget:
                 break
             kept_facts.append(fact)
@@ -179,19 +185,44 @@ class ContextAssembler:
         for item in recalled:
             if item.source == "facts" and item.id in fact_ids:
                 continue
-            cost = self._tokens.count(item.content) + 8
+            cost = self._line_tokens(_recalled_prefix(item), item.content)
             if used["recall"] + cost > recall_budget:
                 continue
             kept_recall.append(item)
             used["recall"] += cost
 
-        system = self._system_text(persona, profile, summary, kept_facts, kept_recall)
-        system_tokens = self._tokens.count_messages([{"role": "system", "content": system}])
+        sections = [(persona, used["persona"])]
+        if profile:
+            sections.append((profile, used["profile"]))
+        if kept_facts:
+            lines = "".join(f"\n{FACT_PREFIX}{fact.content}" for fact in kept_facts)
+            sections.append(self._section(FACTS_HEADER, lines, used["facts"]))
+        if summary:
+            sections.append(self._section(SUMMARY_HEADER, f"\n{summary}", used["summary"] + 1))
+        if kept_recall:
+            lines = "".join(f"\n{_recalled_prefix(i)}{i.content}" for i in kept_recall)
+            sections.append(self._section(RECALL_HEADER, lines, used["recall"]))
+        system = SECTION_SEPARATOR.join(text for text, _ in sections)
+        # The sum of what each part was counted at, not a count of the whole text: the
+        # system text is new every turn, and encoding it again was a tenth of the turn's
+        # CPU. Parts meet at newlines, where BPE tokens hardly merge, so the sum is within
+        # a few tokens of an exact count, rather over than under (tests/core/test_engine.py,
+        # test_prompt_fits_the_token_budget_and_its_count_is_right).
+        system_tokens = (
+            TOKENS_PER_MESSAGE
+            + self._tokens.count("system")
+            + sum(tokens for _, tokens in sections)
+            + self._tokens.count(SECTION_SEPARATOR) * (len(sections) - 1)
+        )
         remaining = budget - system_tokens
         window: list[Message] = []
         used["recent"] = 0
         for message in reversed(recent):
-            cost = self._tokens.count(message.content) + 4
+            cost = (
+                TOKENS_PER_MESSAGE
+                + self._tokens.count(message.role.value)
+                + self._tokens.count(message.content)
+            )
             if len(window) >= MIN_RECENT and used["recent"] + cost > remaining:
                 break
             window.append(message)
@@ -201,7 +232,7 @@ class ContextAssembler:
         prompt = [{"role": "system", "content": system}] + [
             {"role": m.role.value, "content": m.content} for m in window
         ]
-        prompt_tokens = self._tokens.count_messages(prompt)
+        prompt_tokens = system_tokens + used["recent"] + TOKENS_REPLY_PRIMING
         snapshot = {
             "summary_version": conversation.summary_version,
             "fact_ids": [f.id for f in kept_facts],
@@ -221,30 +252,19 @@ class ContextAssembler:
         failed = tuple(m.id for m in window if m.status is MessageStatus.FAILED)
         return AssembledContext(prompt, snapshot, prompt_tokens, failed)
 
-    def _system_text(
-        self,
-        persona: str,
-        profile: str,
-        summary: str,
-        facts: list[Fact],
-        recalled: list[RecalledItem],
-    ) -> str:
-        parts = [persona]
-        if profile:
-            parts.append(profile)
-        if facts:
-            lines = "\n".join(f"- {fact.content}" for fact in facts)
-            parts.append(f"What you know about this person:\n{lines}")
-        if summary:
-            parts.append(f"Summary of your earlier conversation:\n{summary}")
-        if recalled:
-            lines = "\n".join(self._recalled_line(item) for item in recalled)
-            parts.append(f"Possibly relevant from earlier (may be outdated):\n{lines}")
-        return "\n\n".join(parts)
+    def _line_tokens(self, prefix: str, content: str) -> int:
+        """Tokens of one list line of the system text: newline, prefix, content. The
+        prefix's trailing space is not counted: BPE joins it to the content's first
+        word, which costs the same with or without it."""
+        return 1 + self._tokens.count(prefix.rstrip(" ")) + self._tokens.count(content)
 
-    @staticmethod
-    def _recalled_line(item: RecalledItem) -> str:
-        if item.source == "facts":
-            return f"- [{_line_date(item.created_at)}] (noted) {item.content}"
-        speaker = "You" if item.role == MessageRole.ASSISTANT.value else "They"
-        return f"- [{_line_date(item.created_at)}] {speaker}: {item.content}"
+    def _section(self, header: str, lines: str, lines_tokens: int) -> tuple[str, int]:
+        # The header's colon and the first line's newline are one token (":\n").
+        return header + lines, self._tokens.count(header) + lines_tokens - 1
+
+
+def _recalled_prefix(item: RecalledItem) -> str:
+    if item.source == "facts":
+        return f"- [{_line_date(item.created_at)}] (noted) "
+    speaker = "You" if item.role == MessageRole.ASSISTANT.value else "They"
+    return f"- [{_line_date(item.created_at)}] {speaker}: "

@@ -83,6 +83,47 @@ async def test_old_messages_are_recalled_by_meaning_and_by_rare_word(
     assert "The storage unit code is Zorblax-4471." in system
 
 
+async def test_prompt_fits_the_token_budget_and_its_count_is_right(
+    services: Services, fake_llm: FakeOpenAI
+) -> None:
+    """The assembler adds up what it counted per part instead of encoding the whole
+    prompt again; the sum must match an exact count of what the model received."""
+    budget = 700
+    engine = engine_with(
+        services, context={"token_budget": budget, "recent_messages": 20}, limits={"rate_burst": 50}
+    )
+    channel = RecordingChannel()
+    await engine.handle(inbound("Hello! I'm Ann; I live in Zürich since 2019."), channel)
+    user_id = await _user_id(services, "u1")
+    for fact in ("Lives in Zürich", "Has a dog called Rex (a beagle)", "Works at CERN, 3rd floor"):
+        await services.facts.add(user_id, NewFact(fact, importance=7))
+    async with services.db.connection() as conn:
+        await conn.execute(
+            "UPDATE conversations SET summary = $2 WHERE user_id = $1",
+            user_id,
+            "Ann talked about her move to Zürich, her beagle Rex and her job at CERN. " * 3,
+        )
+    texts = [
+        "Rex chewed my shoes again!!! 😅",
+        "What's 12*34? Also: pi ≈ 3.14159…",
+        "Meeting at 09:30 — don't forget the slides (v2.1).",
+        "Naïve café question: où est la gare?",
+    ]
+    for i in range(12):
+        await engine.handle(inbound(f"{texts[i % len(texts)]} #{i} " + "blah " * (i * 3)), channel)
+
+    for request in fake_llm.chat_requests[-6:]:
+        exact = services.tokens.count_messages(request["messages"])
+        assert exact <= budget
+    reply = (await services.messages.history(user_id, limit=1))[0]
+    assert reply.context_snapshot is not None
+    last_exact = services.tokens.count_messages(fake_llm.chat_requests[-1]["messages"])
+    # A few tokens off (word boundaries), and rather over than under: within 2%.
+    assert -2 <= reply.context_snapshot["tokens"]["prompt"] - last_exact <= last_exact // 50
+    # The budget, not the window size, is what cut the history short.
+    assert len(reply.context_snapshot["window_ids"]) < 20
+
+
 async def test_reply_keeps_a_snapshot_of_its_context(services: Services) -> None:
     engine = engine_with(services, context={"recent_messages": 2})
     channel = RecordingChannel()
@@ -321,6 +362,32 @@ async def test_messages_of_one_user_are_answered_in_order(
         for question, answer in zip(history[::2], history[1::2], strict=True):
             assert answer.reply_to_id == question.id
             assert answer.content == f"echo: {question.content}"
+    finally:
+        await pool.close()
+
+
+async def test_two_replicas_never_interleave_one_users_turns(
+    fresh_dsn: str, services: Services, fake_llm: FakeOpenAI
+) -> None:
+    """Two engines (as two replicas: separate in-process locks) share only the database
+    lock; each turn still runs whole, so every reply directly follows its message."""
+    pool = await create_pool(fresh_dsn, min_size=2, max_size=10)
+    try:
+        pooled = replace(services, db=Database(pool))
+        replicas = [engine_with(pooled), engine_with(pooled)]
+        channel = RecordingChannel()
+        await asyncio.gather(
+            *(
+                replicas[i % 2].handle(inbound(f"message {i}", user="shared"), channel)
+                for i in range(8)
+            )
+        )
+        user = await pooled.users.find("telegram:shared")
+        assert user is not None
+        history = list(reversed(await pooled.messages.history(user.id)))
+        assert [m.role for m in history] == [MessageRole.USER, MessageRole.ASSISTANT] * 8
+        for question, answer in zip(history[::2], history[1::2], strict=True):
+            assert answer.reply_to_id == question.id
     finally:
         await pool.close()
 
