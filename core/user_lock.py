@@ -32,7 +32,14 @@ class UserLocks:
                 try:
                     yield conn
                 finally:
-                    await asyncio.shield(conn.execute("SELECT pg_advisory_unlock($1)", user_id))
+                    # A pooled connection is reset when the pool takes it back, before
+                    # this lock is left, and the reset (asyncpg's `get_reset_query`)
+                    # releases every advisory lock: one round trip less per message. A
+                    # lone connection (tests, scripts) is never reset: unlock here.
+                    if self._db.pool is None:
+                        await asyncio.shield(
+                            conn.execute("SELECT pg_advisory_unlock($1)", user_id)
+                        )
         finally:
             self._waiters[user_id] -= 1
             if self._waiters[user_id] == 0:
