@@ -6,6 +6,7 @@ Every query is scoped by user id. History and search read `messages` and
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,10 +17,16 @@ import numpy as np
 from core.models import Message, MessageRole, MessageStatus, Platform
 from core.storage.database import Connection, Database
 
-MESSAGE_COLUMNS = (
+_IDENTITY_COLUMNS = (
     "id, user_id, role, content, platform, chat_id, platform_message_id, reply_to_id, status,"
-    " created_at, context_snapshot, tokens_in, tokens_out, model, response_ms"
+    " created_at"
 )
+_USAGE_COLUMNS = "tokens_in, tokens_out, model, response_ms"
+MESSAGE_COLUMNS = f"{_IDENTITY_COLUMNS}, context_snapshot, {_USAGE_COLUMNS}"
+# What a chat turn reads: all but the context snapshot, which only /why and exports
+# need. The recent window holds about ten replies; decoding their snapshots on every
+# turn was a measurable share of the turn's CPU (docs/pipeline.md).
+TURN_COLUMNS = f"{_IDENTITY_COLUMNS}, NULL::jsonb AS context_snapshot, {_USAGE_COLUMNS}"
 
 
 def message_from_row(row: asyncpg.Record, *, archived: bool | None = None) -> Message:
@@ -54,7 +61,7 @@ WITH stored AS (
                           status, embedding)
     VALUES ($1, 'user', $2, $3, $4, $5, 'pending', $6)
     ON CONFLICT ON CONSTRAINT messages_platform_message_unique DO NOTHING
-    RETURNING {MESSAGE_COLUMNS}
+    RETURNING {TURN_COLUMNS}
 ), counted AS (
     UPDATE conversations SET message_count = message_count + 1, last_activity_at = now()
     WHERE user_id = $1 AND EXISTS (SELECT FROM stored)
@@ -72,7 +79,7 @@ WITH reply AS (
                           context_snapshot, tokens_in, tokens_out, model, response_ms,
                           embedding)
     VALUES ($1, 'assistant', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-    RETURNING {MESSAGE_COLUMNS}
+    RETURNING {TURN_COLUMNS}
 ), answered AS (
     UPDATE messages SET status = 'answered'
     WHERE id = ANY($12::bigint[]) AND user_id = $1 AND role = 'user'
@@ -183,7 +190,7 @@ class MessageRepository:
                 [reply_to_id, *retried_ids],
             )
         assert row is not None
-        return message_from_row(row)
+        return dataclasses.replace(message_from_row(row), context_snapshot=context_snapshot)
 
     async def set_status(
         self,
@@ -265,10 +272,11 @@ class MessageRepository:
     async def recent(
         self, user_id: int, limit: int, *, conn: Connection | None = None
     ) -> list[Message]:
-        """The newest `limit` live messages, oldest first (the prompt's recent window)."""
+        """The newest `limit` live messages, oldest first (the prompt's recent window),
+        without their context snapshots."""
         async with self._db.connection(conn) as c:
             rows = await c.fetch(
-                f"SELECT {MESSAGE_COLUMNS}, false AS archived FROM messages WHERE user_id = $1"
+                f"SELECT {TURN_COLUMNS}, false AS archived FROM messages WHERE user_id = $1"
                 " ORDER BY id DESC LIMIT $2",
                 user_id,
                 limit,

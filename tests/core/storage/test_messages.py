@@ -66,6 +66,10 @@ async def test_reply_marks_message_answered_and_keeps_snapshot(db: Database) -> 
         response_ms=12,
     )
     assert reply.context_snapshot == snapshot and reply.reply_to_id == asked.message.id
+    stored = await messages.get(user_id, reply.id)
+    assert stored is not None and stored.context_snapshot == snapshot
+    # The prompt's window leaves the snapshots out.
+    assert [m.context_snapshot for m in await messages.recent(user_id, 5)] == [None, None]
     question = await messages.get(user_id, asked.message.id)
     assert question is not None and question.status is MessageStatus.ANSWERED
     conversation = await UserRepository(db).conversation(user_id)
