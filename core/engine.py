@@ -157,12 +157,22 @@ class Engine:
             return
         async with self._services.db.connection() as conn:
             accepted = await self._accept(inbound, text, conn)
+            if (
+                isinstance(accepted, _Accepted)
+                and accepted.command is None
+                and self._locks.is_free(accepted.user.id)
+            ):
+                # The common case: answer on the connection already in hand (one pool
+                # checkout per message). A busy user waits for their lock below,
+                # without holding a connection meanwhile.
+                await self._converse(accepted.user, inbound, text, channel, conn)
+                return
         if isinstance(accepted, str):
             if accepted:
                 await channel.send(accepted)
             return
         if accepted.command is None:
-            await self._converse(accepted.user, inbound, text, channel)
+            await self._converse(accepted.user, inbound, text, channel, None)
         else:
             await self._run_command(accepted, inbound, channel)
 
@@ -234,13 +244,19 @@ class Engine:
             await channel.send(UNKNOWN_COMMAND.format(name=accepted.command.name))
 
     async def _converse(
-        self, user: User, inbound: Inbound, text: str, channel: ReplyChannel
+        self,
+        user: User,
+        inbound: Inbound,
+        text: str,
+        channel: ReplyChannel,
+        conn: Connection | None,
     ) -> None:
+        """Answer a message under the user's lock, on `conn` or a pool connection."""
         services = self._services
-        started = time.perf_counter()
-        embedding = await self._embed(text)
-        embedded = time.perf_counter()
-        async with self._locks.hold(user.id) as conn:
+        async with self._locks.hold(user.id, conn) as conn:
+            started = time.perf_counter()
+            embedding = await self._embed(text)
+            embedded = time.perf_counter()
             stored = await services.messages.add_user_message(
                 user.id,
                 text,

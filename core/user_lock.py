@@ -21,25 +21,31 @@ class UserLocks:
         self._locks: dict[int, asyncio.Lock] = {}
         self._waiters: dict[int, int] = {}
 
+    def is_free(self, user_id: int) -> bool:
+        """Whether `hold` would get this user's lock in this process without waiting."""
+        return user_id not in self._locks
+
     @asynccontextmanager
-    async def hold(self, user_id: int) -> AsyncIterator[Connection]:
-        """Hold the user's lock; yield the connection to run the user's queries on."""
+    async def hold(self, user_id: int, conn: Connection | None = None) -> AsyncIterator[Connection]:
+        """Hold the user's lock; yield the connection to run the user's queries on:
+        `conn`, or one from the pool. Pass `conn` only when `is_free` said so just
+        before (nothing awaited in between), or a connection is held while waiting."""
         lock = self._locks.setdefault(user_id, asyncio.Lock())
         self._waiters[user_id] = self._waiters.get(user_id, 0) + 1
         try:
-            async with lock, self._db.connection() as conn:
+            async with lock, self._db.connection(conn) as conn:
                 await conn.execute("SELECT pg_advisory_lock($1)", user_id)
                 try:
                     yield conn
                 finally:
-                    # A pooled connection is reset when the pool takes it back, before
-                    # this lock is left, and the reset (asyncpg's `get_reset_query`)
-                    # releases every advisory lock: one round trip less per message. A
-                    # lone connection (tests, scripts) is never reset: unlock here.
+                    # A pooled connection is reset when the pool takes it back (here, or
+                    # right after by the caller that lent it), and the reset (asyncpg's
+                    # `get_reset_query`) releases every advisory lock: one round trip
+                    # less per message. Another turn of this user meanwhile waits for it
+                    # in pg_advisory_lock. A lone connection (tests, scripts) is never
+                    # reset: unlock here.
                     if self._db.pool is None:
-                        await asyncio.shield(
-                            conn.execute("SELECT pg_advisory_unlock($1)", user_id)
-                        )
+                        await asyncio.shield(conn.execute("SELECT pg_advisory_unlock($1)", user_id))
         finally:
             self._waiters[user_id] -= 1
             if self._waiters[user_id] == 0:
