@@ -26,7 +26,7 @@ from core.services import Services
 from core.storage.database import Database, create_pool
 from tests.core.engine_helpers import PERSONA, engine_with, inbound, prompt_text
 from tests.fakes.channel import RecordingChannel
-from tests.fakes.openai_server import FakeOpenAI, HttpError
+from tests.fakes.openai_server import Delay, FakeOpenAI, HttpError
 
 
 async def _user_id(services: Services, platform_user_id: str) -> int:
@@ -388,6 +388,42 @@ async def test_two_replicas_never_interleave_one_users_turns(
         assert [m.role for m in history] == [MessageRole.USER, MessageRole.ASSISTANT] * 8
         for question, answer in zip(history[::2], history[1::2], strict=True):
             assert answer.reply_to_id == question.id
+    finally:
+        await pool.close()
+
+
+async def test_a_users_queued_messages_hold_no_connection_while_they_wait(
+    fresh_dsn: str, services: Services, fake_llm: FakeOpenAI
+) -> None:
+    """With a pool of two, one person's slow answer and their three queued messages must
+    not keep someone else waiting: queued messages wait for the lock, not on a
+    connection."""
+    pool = await create_pool(fresh_dsn, min_size=1, max_size=2)
+    try:
+        engine = engine_with(replace(services, db=Database(pool)), limits={"rate_burst": 50})
+        channel = RecordingChannel()
+        fake_llm.push_fault(Delay(3.0))
+        first = asyncio.create_task(engine.handle(inbound("slow one", user="busy"), channel))
+        for _ in range(500):  # until the slow answer is under way
+            if fake_llm.chat_requests:
+                break
+            await asyncio.sleep(0.01)
+        queued = [
+            asyncio.create_task(engine.handle(inbound(f"queued {i}", user="busy"), channel))
+            for i in range(3)
+        ]
+        await asyncio.sleep(0.1)  # the queued ones reach the lock
+        await asyncio.wait_for(engine.handle(inbound("hello", user="other"), channel), 2.0)
+        assert not first.done()
+        await asyncio.gather(first, *queued)
+        busy = await replace(services, db=Database(pool)).users.find("telegram:busy")
+        assert busy is not None
+        history = list(
+            reversed(await replace(services, db=Database(pool)).messages.history(busy.id))
+        )
+        assert [m.content for m in history if m.role is MessageRole.USER] == [
+            "slow one", "queued 0", "queued 1", "queued 2"
+        ]  # fmt: skip
     finally:
         await pool.close()
 
