@@ -26,12 +26,11 @@ import numpy as np
 
 from core import metrics
 from core.hybrid_recall import HybridRecall, RecalledItem
-from core.models import Conversation, Fact, Message, MessageRole, MessageStatus
+from core.models import Fact, Message, MessageRole, MessageStatus
 from core.persona import system_prompt
 from core.storage.database import Connection
-from core.storage.directory import MemoryContext
+from core.storage.directory import Directory, MemoryContext
 from core.storage.facts import FactRepository
-from core.storage.messages import MessageRepository
 from core.tokens import TOKENS_PER_MESSAGE, TOKENS_REPLY_PRIMING, TokenCounter
 
 SUMMARY_SHARE = 0.2
@@ -111,14 +110,14 @@ class ContextAssembler:
     def __init__(
         self,
         *,
-        messages: MessageRepository,
+        directory: Directory,
         facts: FactRepository,
         recall: HybridRecall,
         tokens: TokenCounter,
         persona: str,
         limits: ContextLimits,
     ) -> None:
-        self._messages = messages
+        self._directory = directory
         self._facts = facts
         self._recall = recall
         self._tokens = tokens
@@ -127,8 +126,6 @@ class ContextAssembler:
 
     async def assemble(
         self,
-        conversation: Conversation,
-        memory: MemoryContext | None,
         current: Message,
         embedding: np.ndarray[Any, Any] | None,
         *,
@@ -136,15 +133,22 @@ class ContextAssembler:
         now: datetime,
         conn: Connection | None = None,
     ) -> AssembledContext:
-        user_id = conversation.user_id
+        """The prompt answering `current` (already stored) and its snapshot."""
+        user_id = current.user_id
+        state = await self._directory.turn_state(
+            user_id,
+            recent=self._limits.recent_messages,
+            conn=conn,
+        )
+        conversation = state.conversation
         budget = self._limits.token_budget
         persona = system_prompt(self._persona, conversation.persona_overrides)
         used = {"persona": self._tokens.count(persona)}
 
-        profile = _profile_text(memory, shared_chat)
+        profile = _profile_text(state.memory, shared_chat)
         used["profile"] = self._tokens.count(profile) if profile else 0
 
-        recent = await self._messages.recent(user_id, self._limits.recent_messages, conn=conn)
+        recent = state.recent
         if not any(m.id == current.id for m in recent):
             recent.append(current)
 

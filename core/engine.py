@@ -94,11 +94,10 @@ class Engine:
         self._locks = UserLocks(services.db)
         self._rate_limits = RateLimitRepository(services.db)
         self._handled_commands = HandledCommandRepository(services.db)
-        self._directory = Directory(services.db)
         self._outage_told: set[tuple[str, str, str]] = set()
         settings = services.settings
         self._assembler = ContextAssembler(
-            messages=services.messages,
+            directory=Directory(services.db),
             facts=services.facts,
             recall=HybridRecall(services.recall, TextSearchRepository(services.db)),
             tokens=services.tokens,
@@ -320,12 +319,7 @@ class Engine:
         services = self._services
         await _quietly(turn.channel.typing())
         started = time.perf_counter()
-        conversation, memory = await self._directory.conversation_with_memory(
-            turn.user.id, conn=turn.conn
-        )
         context = await self._assembler.assemble(
-            conversation,
-            memory,
             message,
             embedding,
             shared_chat=turn.shared_chat,

@@ -16,7 +16,7 @@ import asyncpg
 from core.models import Conversation, Message, Platform
 from core.storage.database import Connection, Database
 from core.storage.messages import MESSAGE_COLUMNS as _MESSAGE_COLUMNS
-from core.storage.messages import message_from_row
+from core.storage.messages import message_from_row, recent_window_sql, window_from_array
 from core.storage.users import conversation_from_row
 
 
@@ -34,6 +34,14 @@ class MemoryContext:
     themes: list[Any]
     last_read_message_id: int
     updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TurnState:
+    conversation: Conversation
+    memory: MemoryContext | None
+    recent: list[Message]
+    """Oldest first."""
 
 
 _MEMORY_COLUMNS = (
@@ -109,21 +117,31 @@ class Directory:
             )
         return None if row is None else _memory_context(row)
 
-    async def conversation_with_memory(
-        self, user_id: int, *, conn: Connection | None = None
-    ) -> tuple[Conversation, MemoryContext | None]:
-        """The conversation and what the memory job learned, in one round trip (every
-        chat turn reads both)."""
+    async def turn_state(
+        self,
+        user_id: int,
+        *,
+        recent: int,
+        conn: Connection | None = None,
+    ) -> TurnState:
+        """What every chat turn reads first, in one round trip: the conversation, what
+        the memory job learned, and the newest `recent` messages."""
         async with self._db.connection(conn) as c:
             row = await c.fetchrow(
-                f"SELECT c.*, x.user_id IS NOT NULL AS has_memory, {_MEMORY_COLUMNS}"
+                f"SELECT c.*, x.user_id IS NOT NULL AS has_memory, {_MEMORY_COLUMNS},"
+                f" {recent_window_sql('$1', '$2')} AS recent"
                 " FROM conversations c LEFT JOIN conversation_context x USING (user_id)"
                 " WHERE c.user_id = $1",
                 user_id,
+                recent,
             )
         if row is None:
             raise LookupError(f"user {user_id} has no conversation")
-        return conversation_from_row(row), _memory_context(row) if row["has_memory"] else None
+        return TurnState(
+            conversation=conversation_from_row(row),
+            memory=_memory_context(row) if row["has_memory"] else None,
+            recent=window_from_array(row["recent"]),
+        )
 
     async def delete_all_facts(self, user_id: int, *, conn: Connection | None = None) -> int:
         """Forget every fact of a user for good, invalidated ones included."""

@@ -7,7 +7,7 @@ Every query is scoped by user id. History and search read `messages` and
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +29,31 @@ MESSAGE_COLUMNS = f"{_IDENTITY_COLUMNS}, context_snapshot, {_USAGE_COLUMNS}"
 TURN_COLUMNS = f"{_IDENTITY_COLUMNS}, NULL::jsonb AS context_snapshot, {_USAGE_COLUMNS}"
 
 
-def message_from_row(row: asyncpg.Record, *, archived: bool | None = None) -> Message:
+_WINDOW_FIELDS = tuple(f"{_IDENTITY_COLUMNS}, {_USAGE_COLUMNS}".replace(" ", "").split(","))
+
+
+def recent_window_sql(user: str, limit: str) -> str:
+    """An expression: the user's newest `limit` live messages, newest first, as an array
+    of records (`window_from_array` reads it). `user` and `limit` are `$n` parameters.
+    An expression, so that one round trip can read the window with other things."""
+    return (
+        f"ARRAY(SELECT ROW({', '.join(_WINDOW_FIELDS)}) FROM messages"
+        f" WHERE user_id = {user} ORDER BY id DESC LIMIT {limit})"
+    )
+
+
+def window_from_array(records: Sequence[tuple[Any, ...]]) -> list[Message]:
+    """The window of `recent_window_sql`, oldest first, without context snapshots."""
+    extra = {"context_snapshot": None, "archived": False}
+    return [
+        message_from_row({**dict(zip(_WINDOW_FIELDS, r, strict=True)), **extra})
+        for r in reversed(records)
+    ]
+
+
+def message_from_row(
+    row: asyncpg.Record | Mapping[str, Any], *, archived: bool | None = None
+) -> Message:
     return Message(
         id=row["id"],
         user_id=row["user_id"],
@@ -275,13 +299,8 @@ class MessageRepository:
         """The newest `limit` live messages, oldest first (the prompt's recent window),
         without their context snapshots."""
         async with self._db.connection(conn) as c:
-            rows = await c.fetch(
-                f"SELECT {TURN_COLUMNS}, false AS archived FROM messages WHERE user_id = $1"
-                " ORDER BY id DESC LIMIT $2",
-                user_id,
-                limit,
-            )
-        return [message_from_row(r) for r in reversed(rows)]
+            records = await c.fetchval(f"SELECT {recent_window_sql('$1', '$2')}", user_id, limit)
+        return window_from_array(records)
 
     async def history(
         self,
