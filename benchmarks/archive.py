@@ -19,9 +19,8 @@ turn meanwhile, and how many users per second the memory job gets through.
 
 The embedded server runs with the service's settings (`bot.database.
 embedded_server_settings`: cache size and WAL size; `--shared-buffers`, `--max-wal-size`
-override them). The
-embeddings matter less since migration 0004 (the archive has no shared HNSW index),
-but the live table's index is what the turns insert into (docs/jobs.md).
+override them). The embeddings matter less since migrations 0004 and 0007 (no shared
+HNSW index on the archive nor on the live table; docs/jobs.md).
 Results: a table on stdout and `benchmarks/results/archive.json`.
 """
 
