@@ -141,8 +141,9 @@ class HybridRecall:
             include_private=include_private,
             conn=conn,
         )
-        items = fuse(vector_hits, text_hits, now=now, weights=self._weights, exclude=excluded)
-        return items[:k]
+        return fuse(
+            vector_hits, text_hits, now=now, weights=self._weights, exclude=excluded, limit=k
+        )
 
 
 @dataclass(slots=True)
@@ -166,8 +167,10 @@ def fuse(
     now: datetime,
     weights: RecallWeights = DEFAULT_WEIGHTS,
     exclude: Collection[int] = (),
+    limit: int | None = None,
 ) -> list[RecalledItem]:
-    """Both ranked lists (best first) fused by the module's formula, best first.
+    """Both ranked lists (best first) fused by the module's formula, best first; the
+    best `limit` of them if given (only those become items: a turn keeps 8 of up to 80).
 
     Pure, so that benchmarks can tune `weights` without querying again. Messages whose
     id is in `exclude` are dropped (facts have their own ids and are never excluded).
@@ -194,16 +197,16 @@ def fuse(
         entry.role = text_hit.role
         entry.text_rank = rank
         entry.coverage = text_hit.coverage
-    items = [_scored(entry, now, weights) for entry in entries.values()]
-    items.sort(key=lambda item: (-item.score, -item.created_at.timestamp(), item.id))
-    return items
+    scored = [(_score(entry, now, weights), entry) for entry in entries.values()]
+    scored.sort(key=lambda pair: (-pair[0], -pair[1].created_at.timestamp(), pair[1].id))
+    return [_item(entry, score) for score, entry in scored[:limit]]
 
 
 def _kept(hits: Sequence[_Hit], exclude: Collection[int]) -> list[_Hit]:
     return [h for h in hits if h.source == Source.FACTS or h.id not in exclude]
 
 
-def _scored(entry: _Entry, now: datetime, weights: RecallWeights) -> RecalledItem:
+def _score(entry: _Entry, now: datetime, weights: RecallWeights) -> float:
     score = 0.0
     if entry.text_rank is not None:
         vote = entry.coverage**weights.coverage_power if weights.coverage_power else 1.0
@@ -214,7 +217,10 @@ def _scored(entry: _Entry, now: datetime, weights: RecallWeights) -> RecalledIte
         score *= 1 + weights.importance_boost * (entry.importance - 5) / 5
     age_days = max((now - entry.created_at).total_seconds(), 0.0) / 86400
     decay = 0.5 ** (age_days / weights.half_life_days) if weights.half_life_days > 0 else 1.0
-    score *= weights.recency_floor + (1 - weights.recency_floor) * decay
+    return score * (weights.recency_floor + (1 - weights.recency_floor) * decay)
+
+
+def _item(entry: _Entry, score: float) -> RecalledItem:
     return RecalledItem(
         source=entry.source,
         id=entry.id,

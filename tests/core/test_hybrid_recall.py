@@ -254,6 +254,9 @@ def test_fuse_follows_the_documented_formula() -> None:
     assert abs(by_id[3].score - 2 * 0.25 / 12 * recency_10) < 1e-12
     assert [i.id for i in items] == [2, 1, 3]
     assert by_id[2].role == "user" and by_id[1].role == "assistant"
+    best_two = fuse([_vector_hit(1), _vector_hit(2)], [_text_hit(2), weak], now=NOW,
+                    weights=weights, limit=2)  # fmt: skip
+    assert best_two == items[:2]
 
 
 def test_fuse_boosts_important_facts_and_prefers_newer_ties() -> None:
