@@ -40,6 +40,7 @@ import numpy as np
 
 from benchmarks.common import (
     RESULTS_DIR,
+    ContextLoad,
     Stats,
     Timer,
     bulk_connection,
@@ -62,9 +63,7 @@ from core.memory import MemoryJob
 from core.models import Platform
 from core.services import Services
 from core.storage.database import Database, create_pool
-from core.storage.facts import FactRepository
 from core.storage.messages import MessageRepository
-from core.storage.users import UserRepository
 from core.tokens import TokenCounter
 from tests.conftest import make_settings
 from tests.fakes.openai_server import FakeOpenAI
@@ -174,7 +173,7 @@ async def turn_loop(
     """Store-and-load turns, one at a time: `samples` of them, or until `stop` is set."""
     rng = np.random.default_rng(seed)
     centroids = unit(np.random.default_rng(seed + 1), TOPICS, DIM)
-    messages, conversations, facts = MessageRepository(db), UserRepository(db), FactRepository(db)
+    messages, load_context = MessageRepository(db), ContextLoad(db)
     timer = Timer()
     run = time.time_ns()
     i = 0
@@ -190,9 +189,7 @@ async def turn_loop(
                 platform_message_id=f"{run}-{i}",
                 embedding=vector,
             )
-            await messages.recent(user_id, 20)
-            await conversations.conversation(user_id)
-            await facts.valid(user_id, limit=30)
+            await load_context(user_id)
         i += 1
     return timer.stats()
 

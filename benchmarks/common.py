@@ -28,6 +28,9 @@ import numpy as np
 import uvloop
 
 from bot.database import EmbeddedServer, ensure_database, prepare, tune
+from core.storage.database import Database
+from core.storage.directory import Directory
+from core.storage.facts import FactRepository
 
 Vectors = np.ndarray[Any, np.dtype[np.float32]]
 
@@ -302,3 +305,19 @@ def run_benchmark(
     report(data["results"])
     write_json(args.json, data)
     print(f"\nwritten: {args.json}")
+
+
+class ContextLoad:
+    """What a chat turn reads before recall, as `core.context` reads it: conversation,
+    memory context and the recent window (one query), then the facts."""
+
+    RECENT = 20
+    FACTS = 30
+
+    def __init__(self, db: Database) -> None:
+        self._directory = Directory(db)
+        self._facts = FactRepository(db)
+
+    async def __call__(self, user_id: int) -> None:
+        await self._directory.turn_state(user_id, recent=self.RECENT)
+        await self._facts.valid(user_id, limit=self.FACTS)

@@ -38,6 +38,7 @@ import numpy as np
 
 from benchmarks.common import (
     RESULTS_DIR,
+    ContextLoad,
     Stats,
     Timer,
     Vectors,
@@ -57,11 +58,9 @@ from benchmarks.common import (
 from bot.database import prepare
 from core.models import Platform
 from core.storage.database import Database, create_pool
-from core.storage.facts import FactRepository
 from core.storage.messages import MessageRepository
 from core.storage.recall import RecallRepository
 from core.storage.user_indexes import UserIndexRepository
-from core.storage.users import UserRepository
 from core.user_index_job import UserIndexJob
 
 DIM = 384
@@ -440,7 +439,7 @@ async def measure_turn(
     warmup: int,
 ) -> dict[str, Stats]:
     """Store a user message, then load the context of the reply (as one turn does)."""
-    messages, conversations, facts = MessageRepository(db), UserRepository(db), FactRepository(db)
+    messages, load_context = MessageRepository(db), ContextLoad(db)
     vectors = clustered(rng, samples + warmup, centroids)
     run = time.time_ns()
     store, context, turn = Timer(), Timer(), Timer()
@@ -455,9 +454,7 @@ async def measure_turn(
             embedding=vectors[i],
         )
         t1 = time.perf_counter()
-        await messages.recent(user_id, 20)
-        await conversations.conversation(user_id)
-        await facts.valid(user_id, limit=30)
+        await load_context(user_id)
         t2 = time.perf_counter()
         if i >= warmup:
             store.add((t1 - t0) * 1000)

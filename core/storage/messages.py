@@ -23,9 +23,8 @@ _IDENTITY_COLUMNS = (
 )
 _USAGE_COLUMNS = "tokens_in, tokens_out, model, response_ms"
 MESSAGE_COLUMNS = f"{_IDENTITY_COLUMNS}, context_snapshot, {_USAGE_COLUMNS}"
-# What a chat turn reads: all but the context snapshot, which only /why and exports
-# need. The recent window holds about ten replies; decoding their snapshots on every
-# turn was a measurable share of the turn's CPU (docs/pipeline.md).
+# What a chat turn's writes return: all but the context snapshot (only /why and exports
+# read it back; storing a reply used to decode the snapshot it had just written).
 TURN_COLUMNS = f"{_IDENTITY_COLUMNS}, NULL::jsonb AS context_snapshot, {_USAGE_COLUMNS}"
 
 
@@ -35,7 +34,9 @@ _WINDOW_FIELDS = tuple(f"{_IDENTITY_COLUMNS}, {_USAGE_COLUMNS}".replace(" ", "")
 def recent_window_sql(user: str, limit: str) -> str:
     """An expression: the user's newest `limit` live messages, newest first, as an array
     of records (`window_from_array` reads it). `user` and `limit` are `$n` parameters.
-    An expression, so that one round trip can read the window with other things."""
+    An expression, so that one round trip can read the window with other things
+    (`Directory.turn_state`). Without context snapshots: the window holds about ten
+    replies, and decoding theirs on every turn was a measurable share of its CPU."""
     return (
         f"ARRAY(SELECT ROW({', '.join(_WINDOW_FIELDS)}) FROM messages"
         f" WHERE user_id = {user} ORDER BY id DESC LIMIT {limit})"
@@ -292,15 +293,6 @@ class MessageRepository:
                 user_id,
             )
         return None if row is None else message_from_row(row)
-
-    async def recent(
-        self, user_id: int, limit: int, *, conn: Connection | None = None
-    ) -> list[Message]:
-        """The newest `limit` live messages, oldest first (the prompt's recent window),
-        without their context snapshots."""
-        async with self._db.connection(conn) as c:
-            records = await c.fetchval(f"SELECT {recent_window_sql('$1', '$2')}", user_id, limit)
-        return window_from_array(records)
 
     async def history(
         self,

@@ -4,6 +4,7 @@ import asyncio
 
 from core.models import MessageRole, MessageStatus, Platform
 from core.storage.database import Database, create_pool
+from core.storage.directory import Directory
 from core.storage.messages import MessageRepository
 from core.storage.users import UserRepository
 from tests.archiving import move_to_archive
@@ -69,7 +70,8 @@ async def test_reply_marks_message_answered_and_keeps_snapshot(db: Database) -> 
     stored = await messages.get(user_id, reply.id)
     assert stored is not None and stored.context_snapshot == snapshot
     # The prompt's window leaves the snapshots out.
-    assert [m.context_snapshot for m in await messages.recent(user_id, 5)] == [None, None]
+    window = (await Directory(db).turn_state(user_id, recent=5)).recent
+    assert [m.context_snapshot for m in window] == [None, None]
     question = await messages.get(user_id, asked.message.id)
     assert question is not None and question.status is MessageStatus.ANSWERED
     conversation = await UserRepository(db).conversation(user_id)
@@ -116,7 +118,8 @@ async def test_history_pages_by_keyset_across_archive(db: Database) -> None:
     assert seen == sorted(ids, reverse=True)
     archived = {m.id for m in await messages.history(user_id, limit=100) if m.archived}
     assert archived == set(ids[:10])
-    assert [m.content for m in await messages.recent(user_id, 3)] == ["m22", "m23", "m24"]
+    window = (await Directory(db).turn_state(user_id, recent=3)).recent
+    assert [m.content for m in window] == ["m22", "m23", "m24"]
 
 
 async def test_full_text_search_finds_words_and_ranks(db: Database) -> None:
