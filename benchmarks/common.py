@@ -30,7 +30,6 @@ import uvloop
 from bot.database import EmbeddedServer, ensure_database, prepare, tune
 from core.storage.database import Database
 from core.storage.directory import Directory
-from core.storage.facts import FactRepository
 
 Vectors = np.ndarray[Any, np.dtype[np.float32]]
 
@@ -309,15 +308,15 @@ def run_benchmark(
 
 class ContextLoad:
     """What a chat turn reads before recall, as `core.context` reads it: conversation,
-    memory context and the recent window (one query), then the facts."""
+    memory context, the recent window and the facts, in one query."""
 
     RECENT = 20
     FACTS = 30
 
     def __init__(self, db: Database) -> None:
         self._directory = Directory(db)
-        self._facts = FactRepository(db)
 
     async def __call__(self, user_id: int) -> None:
-        await self._directory.turn_state(user_id, recent=self.RECENT)
-        await self._facts.valid(user_id, limit=self.FACTS)
+        await self._directory.turn_state(
+            user_id, recent=self.RECENT, facts=self.FACTS, include_private=True
+        )

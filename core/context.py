@@ -30,7 +30,6 @@ from core.models import Fact, Message, MessageRole, MessageStatus
 from core.persona import system_prompt
 from core.storage.database import Connection
 from core.storage.directory import Directory, MemoryContext
-from core.storage.facts import FactRepository
 from core.tokens import TOKENS_PER_MESSAGE, TOKENS_REPLY_PRIMING, TokenCounter
 
 SUMMARY_SHARE = 0.2
@@ -111,14 +110,12 @@ class ContextAssembler:
         self,
         *,
         directory: Directory,
-        facts: FactRepository,
         recall: HybridRecall,
         tokens: TokenCounter,
         persona: str,
         limits: ContextLimits,
     ) -> None:
         self._directory = directory
-        self._facts = facts
         self._recall = recall
         self._tokens = tokens
         self._persona = persona
@@ -138,6 +135,8 @@ class ContextAssembler:
         state = await self._directory.turn_state(
             user_id,
             recent=self._limits.recent_messages,
+            facts=self._limits.facts_max,
+            include_private=not shared_chat,
             conn=conn,
         )
         conversation = state.conversation
@@ -157,13 +156,10 @@ class ContextAssembler:
             summary = _truncate_to(self._tokens, summary, int(budget * SUMMARY_SHARE))
         used["summary"] = self._tokens.count(summary) if summary else 0
 
-        facts = await self._facts.valid(
-            user_id, limit=self._limits.facts_max, include_private=not shared_chat, conn=conn
-        )
         kept_facts: list[Fact] = []
         facts_budget = int(budget * FACTS_SHARE)
         used["facts"] = 0
-        for fact in facts:
+        for fact in state.facts:
             cost = self._line_tokens(FACT_PREFIX, fact.content)
             if used["facts"] + cost > facts_budget:
                 break

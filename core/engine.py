@@ -98,7 +98,6 @@ class Engine:
         settings = services.settings
         self._assembler = ContextAssembler(
             directory=Directory(services.db),
-            facts=services.facts,
             recall=HybridRecall(services.recall, TextSearchRepository(services.db)),
             tokens=services.tokens,
             persona=persona,

@@ -13,8 +13,9 @@ from typing import Any
 
 import asyncpg
 
-from core.models import Conversation, Message, Platform
+from core.models import Conversation, Fact, Message, Platform
 from core.storage.database import Connection, Database
+from core.storage.facts import facts_from_array, valid_facts_sql
 from core.storage.messages import MESSAGE_COLUMNS as _MESSAGE_COLUMNS
 from core.storage.messages import message_from_row, recent_window_sql, window_from_array
 from core.storage.users import conversation_from_row
@@ -41,7 +42,9 @@ class TurnState:
     conversation: Conversation
     memory: MemoryContext | None
     recent: list[Message]
-    """Oldest first."""
+    """Oldest first, without context snapshots."""
+    facts: list[Fact]
+    """Most important first, without source message ids."""
 
 
 _MEMORY_COLUMNS = (
@@ -122,18 +125,24 @@ class Directory:
         user_id: int,
         *,
         recent: int,
+        facts: int,
+        include_private: bool,
         conn: Connection | None = None,
     ) -> TurnState:
         """What every chat turn reads first, in one round trip: the conversation, what
-        the memory job learned, and the newest `recent` messages."""
+        the memory job learned, the newest `recent` messages, and the `facts` most
+        important facts still true (private ones only with `include_private`)."""
         async with self._db.connection(conn) as c:
             row = await c.fetchrow(
                 f"SELECT c.*, x.user_id IS NOT NULL AS has_memory, {_MEMORY_COLUMNS},"
-                f" {recent_window_sql('$1', '$2')} AS recent"
+                f" {recent_window_sql('$1', '$2')} AS recent,"
+                f" {valid_facts_sql('$1', '$4', '$3')} AS facts"
                 " FROM conversations c LEFT JOIN conversation_context x USING (user_id)"
                 " WHERE c.user_id = $1",
                 user_id,
                 recent,
+                facts,
+                include_private,
             )
         if row is None:
             raise LookupError(f"user {user_id} has no conversation")
@@ -141,6 +150,7 @@ class Directory:
             conversation=conversation_from_row(row),
             memory=_memory_context(row) if row["has_memory"] else None,
             recent=window_from_array(row["recent"]),
+            facts=facts_from_array(row["facts"]),
         )
 
     async def delete_all_facts(self, user_id: int, *, conn: Connection | None = None) -> int:

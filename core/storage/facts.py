@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -16,9 +17,35 @@ _COLUMNS = (
     "id, user_id, content, category, importance, confidence, is_private, source_message_ids,"
     " valid_from, invalid_at, created_at, updated_at"
 )
+# Facts still true, most important first; `$n` parameters filled in by the callers.
+_VALID = (
+    "FROM facts WHERE user_id = {user} AND invalid_at IS NULL"
+    " AND ({include_private} OR NOT is_private)"
+    " ORDER BY importance DESC, updated_at DESC, id LIMIT {limit}"
+)
+# What a chat turn reads of a fact: all but its source message ids, which the prompt
+# does not need (and an int8[] inside an anonymous record has no decoder on a fresh
+# asyncpg connection).
+_TURN_FIELDS = tuple(f for f in _COLUMNS.replace(" ", "").split(",") if f != "source_message_ids")
 
 
-def _fact(row: asyncpg.Record) -> Fact:
+def valid_facts_sql(user: str, include_private: str, limit: str) -> str:
+    """An expression: the user's facts still true, most important first, as an array of
+    records without source message ids (`facts_from_array` reads it); the arguments
+    are `$n` parameters. An expression, so that one round trip can read the facts with
+    other things (`Directory.turn_state`)."""
+    valid = _VALID.format(user=user, include_private=include_private, limit=limit)
+    return f"ARRAY(SELECT ROW({', '.join(_TURN_FIELDS)}) {valid})"
+
+
+def facts_from_array(records: Sequence[tuple[Any, ...]]) -> list[Fact]:
+    return [
+        _fact({**dict(zip(_TURN_FIELDS, r, strict=True)), "source_message_ids": ()})
+        for r in records
+    ]
+
+
+def _fact(row: asyncpg.Record | Mapping[str, Any]) -> Fact:
     return Fact(
         id=row["id"],
         user_id=row["user_id"],
@@ -123,15 +150,9 @@ class FactRepository:
         conn: Connection | None = None,
     ) -> list[Fact]:
         """Facts still true, most important first."""
+        valid = _VALID.format(user="$1", include_private="$2", limit="$3")
         async with self._db.connection(conn) as c:
-            rows = await c.fetch(
-                f"SELECT {_COLUMNS} FROM facts WHERE user_id = $1 AND invalid_at IS NULL"
-                " AND ($2 OR NOT is_private)"
-                " ORDER BY importance DESC, updated_at DESC, id LIMIT $3",
-                user_id,
-                include_private,
-                limit,
-            )
+            rows = await c.fetch(f"SELECT {_COLUMNS} {valid}", user_id, include_private, limit)
         return [_fact(r) for r in rows]
 
     async def search(

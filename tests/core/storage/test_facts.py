@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 from core.models import NewFact, Platform
-from core.storage.database import Database
+from core.storage.database import Database, create_pool
+from core.storage.directory import Directory
 from core.storage.facts import FactRepository
 from core.storage.users import UserRepository
 
@@ -49,3 +50,42 @@ async def test_facts_are_scoped_by_user(db: Database) -> None:
     assert not await facts.invalidate(bob.id, fact.id)
     assert not await facts.delete(bob.id, fact.id)
     assert await facts.delete(alice.id, fact.id)
+
+
+async def test_a_turn_reads_the_same_valid_facts_in_its_one_query(fresh_dsn: str) -> None:
+    """`Directory.turn_state` reads facts as `valid` does (order, limit, private ones
+    only when asked), without source ids, on a connection that never decoded a fact."""
+    seeding = await create_pool(fresh_dsn, min_size=1, max_size=1)
+    try:
+        db = Database(seeding)
+        user, _ = await UserRepository(db).get_or_create(Platform.TELEGRAM, "1")
+        other, _ = await UserRepository(db).get_or_create(Platform.TELEGRAM, "2")
+        facts = FactRepository(db)
+        for i, importance in enumerate((3, 9, 5, 9, 1)):
+            await facts.add(
+                user.id,
+                NewFact(f"fact {i}", importance=importance, is_private=i == 3),
+                embedding=None,
+            )
+        gone = await facts.add(user.id, NewFact("no longer true", importance=10))
+        await facts.invalidate(user.id, gone.id)
+        await facts.add(other.id, NewFact("someone else's", importance=10))
+        await facts.add(user.id, NewFact("with sources", importance=2, source_message_ids=(7,)))
+    finally:
+        await seeding.close()
+    pool = await create_pool(fresh_dsn, min_size=1, max_size=1)
+    try:
+        db = Database(pool)
+        for include_private, limit in ((True, 10), (False, 10), (True, 3)):
+            state = await Directory(db).turn_state(
+                user.id, recent=5, facts=limit, include_private=include_private
+            )
+            expected = await FactRepository(db).valid(
+                user.id, limit=limit, include_private=include_private
+            )
+            assert [f.id for f in state.facts] == [f.id for f in expected]
+            assert [f.content for f in state.facts] == [f.content for f in expected]
+            assert all(f.source_message_ids == () for f in state.facts)
+        assert [f.content for f in state.facts] == ["fact 3", "fact 1", "fact 2"]  # newer first
+    finally:
+        await pool.close()

@@ -70,7 +70,9 @@ async def test_reply_marks_message_answered_and_keeps_snapshot(db: Database) -> 
     stored = await messages.get(user_id, reply.id)
     assert stored is not None and stored.context_snapshot == snapshot
     # The prompt's window leaves the snapshots out.
-    window = (await Directory(db).turn_state(user_id, recent=5)).recent
+    window = (
+        await Directory(db).turn_state(user_id, recent=5, facts=0, include_private=True)
+    ).recent
     assert [m.context_snapshot for m in window] == [None, None]
     question = await messages.get(user_id, asked.message.id)
     assert question is not None and question.status is MessageStatus.ANSWERED
@@ -118,7 +120,9 @@ async def test_history_pages_by_keyset_across_archive(db: Database) -> None:
     assert seen == sorted(ids, reverse=True)
     archived = {m.id for m in await messages.history(user_id, limit=100) if m.archived}
     assert archived == set(ids[:10])
-    window = (await Directory(db).turn_state(user_id, recent=3)).recent
+    window = (
+        await Directory(db).turn_state(user_id, recent=3, facts=0, include_private=True)
+    ).recent
     assert [m.content for m in window] == ["m22", "m23", "m24"]
 
 
