@@ -9,7 +9,7 @@ Two plans, chosen per user:
 - approximate: a user with partial HNSW indexes of their own (the largest users, built
   by the `user_indexes` job, core/storage/user_indexes.py) is searched through them with
   `hnsw.iterative_scan`; a few times `k` candidates per source are re-sorted by exact
-  distance. Plans are custom per call (see `_approximate_settings`).
+  distance. Plans are custom per call (see `_APPROXIMATE_SETTINGS`).
 There are no shared vector indexes (migrations 0004 and 0007): a filtered scan of one
 index over every user's vectors was slower than the exact plan for users below the
 threshold and missed rows for the large ones, and inserting into it was the largest
