@@ -77,10 +77,12 @@ async def connect(dsn: str) -> Connection:
 async def asynchronous_commit(conn: Connection) -> AsyncIterator[Connection]:
     """Commits on `conn` during the block do not wait for their WAL flush.
 
-    For writes whose loss in a server crash is harmless (delivery marks, archive moves):
-    a crash can lose at most the last few hundred milliseconds of them, never corrupt
-    anything, and any later synchronous commit flushes them too. Back to the server's
-    setting afterwards, also on a lone connection (a pool would reset it on release).
+    For a run of writes whose loss in a server crash is harmless (archive moves): a crash
+    can lose at most the last few hundred milliseconds of them, never corrupt anything,
+    and any later synchronous commit flushes them too. Back to the server's setting
+    afterwards, also on a lone connection (a pool would reset it on release). A single
+    such statement can do it inside itself instead (`MessageRepository.mark_delivered`),
+    which saves the two round trips.
     """
     await conn.execute("SET synchronous_commit = off")
     try:
