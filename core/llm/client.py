@@ -7,12 +7,14 @@ that itself, but only while no text has reached the caller; once text was yielde
 failure is raised, because the caller may already have shown it. Whatever is left
 surfaces as one of the `core.llm.errors` types, chained to the SDK exception.
 
-``timeout`` bounds each network operation (connect, each read, write), not the whole
-answer, so a long stream that keeps producing tokens is never cut off.
+``timeout`` bounds connecting and each read, not the whole answer, so a long stream
+that keeps producing tokens is never cut off.
 
 HTTP goes through the SDK's aiohttp transport (`DefaultAioHttpClient`) rather than its
-default httpx one: same requests, retries and errors, about 0.6 ms less CPU per
-streamed answer (aiohttp parses HTTP in C; docs/pipeline.md).
+default httpx one: the same requests and retries, about 0.6 ms less CPU per streamed
+answer (aiohttp parses HTTP in C; docs/pipeline.md). That transport reports every
+failed or dropped connection as a connect *timeout*; `_connection_failure` tells them
+apart again, so an unreachable endpoint is "unavailable", not "slow".
 """
 
 from __future__ import annotations
@@ -354,7 +356,7 @@ class ChatClient:
                 retry_after=_retry_after(exc.response.headers),
                 status_code=429,
             )
-        if isinstance(exc, openai.APITimeoutError) and _connect_failure(exc) is None:
+        if isinstance(exc, openai.APITimeoutError) and _connection_failure(exc) is None:
             return LLMTimeout(f"{where}: no answer within {self._timeout:g}s")
         if isinstance(exc, openai.APIConnectionError):
             return LLMUnavailable(f"{where}: connection failed ({_cause_name(exc)})")
@@ -502,19 +504,20 @@ def _server_message(body: object) -> str:
 
 
 def _cause_name(exc: BaseException) -> str:
-    cause = _connect_failure(exc) or exc.__cause__
+    cause = _connection_failure(exc) or exc.__cause__
     return type(cause).__name__ if cause is not None else type(exc).__name__
 
 
-def _connect_failure(exc: BaseException) -> aiohttp.ClientConnectorError | None:
-    """The refused (or unresolvable) connection behind an SDK error, if that is what it
-    is. The SDK's aiohttp transport reports one as a connect *timeout*; to the person
-    and the operator it is an unreachable endpoint, not a slow one."""
+def _connection_failure(exc: BaseException) -> aiohttp.ClientConnectionError | None:
+    """The refused, reset or closed connection behind an SDK error, if that is what it
+    is (an aiohttp connection error that is not a timeout)."""
     cause: BaseException | None = exc
     for _ in range(5):  # the error and a few links of its `raise ... from` chain
         if cause is None:
             return None
-        if isinstance(cause, aiohttp.ClientConnectorError):
+        if isinstance(cause, aiohttp.ClientConnectionError) and not isinstance(
+            cause, asyncio.TimeoutError
+        ):
             return cause
         cause = cause.__cause__
     return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -295,6 +296,27 @@ async def test_truncated_body_is_retried(fake: FakeOpenAI, client: ChatClient) -
 
     assert completion.text == "echo: say something nice"
     assert len(fake.chat_requests) == 2
+
+
+async def test_an_endpoint_that_hangs_up_is_unavailable_not_slow() -> None:
+    """The SDK's aiohttp transport reports a closed connection as a connect timeout;
+    the client still says what happened: the endpoint could not be talked to."""
+
+    async def hang_up(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        llm = ChatClient(
+            base_url=f"http://127.0.0.1:{port}/v1", api_key="k", model="m", max_retries=0
+        )
+        async with llm:
+            with pytest.raises(LLMUnavailable):
+                await llm.complete(MESSAGES)
+    finally:
+        server.close()
+        await server.wait_closed()
 
 
 async def test_unreachable_endpoint_is_unavailable() -> None:
