@@ -254,9 +254,9 @@ class ContextAssembler:
 
     def _line_tokens(self, prefix: str, content: str) -> int:
         """Tokens of one list line of the system text: newline, prefix, content. The
-        prefix's trailing space is not counted: BPE joins it to the content's first
-        word, which costs the same with or without it."""
-        return 1 + self._tokens.count(prefix.rstrip(" ")) + self._tokens.count(content)
+        prefix's trailing space is counted with the content, as BPE splits them: joined
+        to a first word, a token of its own before a digit."""
+        return 1 + self._tokens.count(prefix.rstrip(" ")) + self._tokens.count(" " + content)
 
     def _section(self, header: str, lines: str, lines_tokens: int) -> tuple[str, int]:
         # The header's colon and the first line's newline are one token (":\n").

@@ -95,7 +95,14 @@ async def test_prompt_fits_the_token_budget_and_its_count_is_right(
     channel = RecordingChannel()
     await engine.handle(inbound("Hello! I'm Ann; I live in Zürich since 2019."), channel)
     user_id = await _user_id(services, "u1")
-    for fact in ("Lives in Zürich", "Has a dog called Rex (a beagle)", "Works at CERN, 3rd floor"):
+    facts = (
+        "Lives in Zürich",
+        "Has a dog called Rex (a beagle)",
+        "Works at CERN, 3rd floor",
+        "3 kids: Mia, Leo and Ava",  # digit-led: BPE splits the space before it
+        "2019: moved from Lyon",
+    )
+    for fact in facts:
         await services.facts.add(user_id, NewFact(fact, importance=7))
     async with services.db.connection() as conn:
         await conn.execute(
