@@ -168,15 +168,22 @@ class MessageRepository:
             )
             if row is not None:
                 return StoredUserMessage(message_from_row(row), duplicate=False)
+            # Scoped by user too: a row of someone else under the same platform ids
+            # (no platform produces one) must fail here, never reach this user's turn.
             existing = await c.fetchrow(
                 f"SELECT {MESSAGE_COLUMNS}, false AS archived FROM messages"
                 " WHERE platform = $1 AND chat_id IS NOT DISTINCT FROM $2"
-                " AND platform_message_id = $3",
+                " AND platform_message_id = $3 AND user_id = $4",
                 platform.value,
                 chat_id,
                 platform_message_id,
+                user_id,
             )
-        assert existing is not None
+        if existing is None:
+            raise LookupError(
+                f"{platform.value} message {platform_message_id} in chat {chat_id} is stored"
+                " for another user"
+            )
         return StoredUserMessage(message_from_row(existing), duplicate=True)
 
     async def add_assistant_message(
