@@ -148,8 +148,8 @@ class ContextSettings(_Group):
     recall_top_k: PositiveInt = 8
     facts_max: PositiveInt = 30
     # Users with more messages than this get HNSW indexes of their own (the user_indexes
-    # job) and are searched through them; everyone else exactly. Chosen by measurement,
-    # see docs/benchmarks.md.
+    # job; the largest 100 of them) and are searched through them; everyone else
+    # exactly. Chosen by measurement, see docs/benchmarks.md.
     exact_recall_max_rows: PositiveInt = 5000
     persona_file: Path | None = None
 

@@ -1,9 +1,11 @@
 """The `user_indexes` job: give the largest users vector indexes of their own.
 
-Users with more than `CONTEXT_EXACT_RECALL_MAX_ROWS` messages are searched through HNSW
-(smaller ones exactly); the largest `MAX_INDEXED_USERS` of them get their own partial
-indexes (core/storage/user_indexes.py). Users who no longer qualify (erased, merged)
-lose theirs, and so do indexes of another embedding dimension (after a model change).
+Users with more than `CONTEXT_EXACT_RECALL_MAX_ROWS` messages qualify; the largest
+`MAX_INDEXED_USERS` of them get partial HNSW indexes of their own
+(core/storage/user_indexes.py) and are searched through them. Everyone else, including
+qualifying users past that cap (counted as `unindexed` and logged), is searched exactly.
+Users who no longer qualify (erased, merged) lose theirs, and so do indexes of another
+embedding dimension (after a model change).
 """
 
 from __future__ import annotations
@@ -24,13 +26,32 @@ MAX_INDEXED_USERS = 100
 class UserIndexJob:
     name = "user_indexes"
 
-    def __init__(self, db: Database, *, dimensions: int, min_messages: int) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        dimensions: int,
+        min_messages: int,
+        max_users: int = MAX_INDEXED_USERS,
+    ) -> None:
         self._repo = UserIndexRepository(db, dimensions=dimensions)
         self._min_messages = min_messages
+        self._max_users = max_users
 
     async def run(self) -> JobOutcome:
-        outcome = JobOutcome(counts={"created": 0, "dropped": 0, "kept": 0})
-        wanted = set(await self._repo.largest_users(self._min_messages, MAX_INDEXED_USERS))
+        outcome = JobOutcome(counts={"created": 0, "dropped": 0, "kept": 0, "unindexed": 0})
+        largest = await self._repo.largest_users(self._min_messages, self._max_users + 1)
+        if len(largest) > self._max_users:
+            unindexed = await self._repo.count_users_above(self._min_messages) - self._max_users
+            outcome.add("unindexed", unindexed)
+            logger.warning(
+                "user_indexes: %s users above %s messages get no index of their own (at most"
+                " %s do); their recall is exact, and slower the larger they are",
+                unindexed,
+                self._min_messages,
+                self._max_users,
+            )
+        wanted = set(largest[: self._max_users])
         existing = await self._repo.indexed_users()
         for user_id in sorted(existing - wanted):
             await self._repo.drop(user_id)

@@ -72,7 +72,7 @@ class TextHit:
 # the B-tree on user_id and tests each. With `@@`, the cached generic plan intersected
 # the user's rows with a GIN scan of each query term over every user's rows; common
 # words made that 3.5 ms a turn instead of 0.45 (docs/pipeline.md). Recall only ever
-# reads one user's rows, so the GIN indexes serve the person's own /search instead.
+# reads one user's rows; the GIN indexes are gone since (migration 0008).
 _QUERY_TERMS = f"""
 terms AS (
     SELECT DISTINCT lexeme FROM unnest(to_tsvector('english', $2::text)) LIMIT {MAX_QUERY_TERMS:d}

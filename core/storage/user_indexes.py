@@ -47,6 +47,13 @@ class UserIndexRepository:
             )
         return [r["user_id"] for r in rows]
 
+    async def count_users_above(self, min_messages: int) -> int:
+        async with self._db.connection() as c:
+            count = await c.fetchval(
+                "SELECT count(*) FROM conversations WHERE message_count > $1", min_messages
+            )
+        return int(count)
+
     async def indexed_users(self, *, conn: Connection | None = None) -> set[int]:
         """Users with a valid own index on `messages`."""
         async with self._db.connection(conn) as c:

@@ -70,14 +70,38 @@ async def test_large_users_get_their_own_index_and_recall_uses_it(fresh_dsn: str
 
         # After a change of embedding dimension the old indexes go, new ones come.
         other = UserIndexJob(db, dimensions=DIM * 2, min_messages=1000)
-        assert (await other.run()).counts == {"created": 1, "dropped": 3, "kept": 0}
+        assert (await other.run()).counts == {"created": 1, "dropped": 3, "kept": 0, "unindexed": 0}
         assert await UserIndexRepository(db, dimensions=DIM).indexed_users() == set()
         assert await UserIndexRepository(db, dimensions=DIM * 2).indexed_users() == {large}
-        assert (await job.run()).counts == {"created": 1, "dropped": 3, "kept": 0}
+        assert (await job.run()).counts == {"created": 1, "dropped": 3, "kept": 0, "unindexed": 0}
 
         # An erased user's indexes go with the next run.
         await UserRepository(db).delete(large)
         assert (await job.run()).counts["dropped"] == 1
         assert await UserIndexRepository(db, dimensions=DIM).indexed_users() == set()
+    finally:
+        await pool.close()
+
+
+async def test_users_past_the_cap_are_counted_and_searched_exactly(fresh_dsn: str) -> None:
+    rng = np.random.default_rng(12)
+    pool = await create_pool(fresh_dsn, min_size=1, max_size=4)
+    try:
+        db = Database(pool)
+        larger, _ = await _fill(db, "larger", _clustered(rng, 40))
+        large_vectors = _clustered(rng, 30)
+        large, large_ids = await _fill(db, "large", large_vectors)
+        await _fill(db, "small", _clustered(rng, 5))
+        job = UserIndexJob(db, dimensions=DIM, min_messages=10, max_users=1)
+
+        outcome = await job.run()
+
+        assert (outcome.counts["created"], outcome.counts["unindexed"]) == (1, 1)
+        assert await UserIndexRepository(db, dimensions=DIM).indexed_users() == {larger}
+        query = _clustered(rng, 1)[0]
+        hits = await RecallRepository(db, dimensions=DIM).nearest(large, query, 10)
+        assert [h.id for h in hits] == [
+            large_ids[i] for i in _brute_force(query, large_vectors, 10)
+        ]
     finally:
         await pool.close()
