@@ -259,6 +259,19 @@ class CpuMeter:
     def read(self) -> tuple[float, float | None, float]:
         return time.process_time(), self._server(), process_cpu_s(self._fake_llm)
 
+    def charge(
+        self, phase: Phase, before: tuple[float, float | None, float], *, python: bool = True
+    ) -> None:
+        """Give `phase` the CPU each side used since `before` (a `read`); this process's
+        only with `python` (replicas report their own)."""
+        cpu0, server0, fake0 = before
+        cpu1, server1, fake1 = self.read()
+        if python:
+            phase.python_cpu_s = cpu1 - cpu0
+        phase.fake_llm_cpu_s = fake1 - fake0
+        if server0 is not None and server1 is not None:
+            phase.server_cpu_s = server1 - server0
+
     def _server(self) -> float | None:
         if self._postmaster is None:
             return None
@@ -371,17 +384,14 @@ async def sequential(bench: Bench, users: Sequence[int], meter: CpuMeter) -> Pha
     """One message at a time, each from the next user in `users`."""
     phase = Phase()
     first_llm, first_stage = len(bench.llm.durations_ms), len(bench.stages.timings)
-    cpu0, server0, fake0 = meter.read()
+    before = meter.read()
     started = time.perf_counter()
     for user_id in users:
         phase.wall_ms.append(await bench.handle(int(user_id)))
     phase.seconds = time.perf_counter() - started
-    cpu1, server1, fake1 = meter.read()
+    meter.charge(phase, before)
     phase.llm_ms = bench.llm.durations_ms[first_llm:]
     phase.stages = bench.stages.timings[first_stage:]
-    phase.python_cpu_s = cpu1 - cpu0
-    phase.fake_llm_cpu_s = fake1 - fake0
-    phase.server_cpu_s = server1 - server0 if server0 is not None and server1 is not None else None
     return phase
 
 
@@ -407,12 +417,9 @@ async def people_writing(bench: Bench, users: Sequence[int], per_user: int) -> P
 
 async def concurrent(bench: Bench, users: Sequence[int], per_user: int, meter: CpuMeter) -> Phase:
     """`people_writing` in this process, with the CPU of each side."""
-    cpu0, server0, fake0 = meter.read()
+    before = meter.read()
     phase = await people_writing(bench, users, per_user)
-    cpu1, server1, fake1 = meter.read()
-    phase.python_cpu_s = cpu1 - cpu0
-    phase.fake_llm_cpu_s = fake1 - fake0
-    phase.server_cpu_s = server1 - server0 if server0 is not None and server1 is not None else None
+    meter.charge(phase, before)
     return phase
 
 
@@ -439,22 +446,20 @@ async def concurrent_in_replicas(
             assert child.stdout is not None
             if (await child.stdout.readline()).strip() != b"ready":
                 raise RuntimeError("a benchmark replica did not start")
-        _, server0, fake0 = meter.read()
+        before = meter.read()
         started = time.perf_counter()
         for child in children:
             assert child.stdin is not None
             child.stdin.write(b"go\n")
             await child.stdin.drain()
         outputs = [json.loads(await child.stdout.readline()) for child in children if child.stdout]
-        seconds = time.perf_counter() - started
-        _, server1, fake1 = meter.read()
+        phase = Phase(seconds=time.perf_counter() - started)
+        meter.charge(phase, before, python=False)
     finally:
         for child in children:
             if child.stdin is not None:
                 child.stdin.close()
             await child.wait()
-    phase = Phase(seconds=seconds, fake_llm_cpu_s=fake1 - fake0)
-    phase.server_cpu_s = server1 - server0 if server0 is not None and server1 is not None else None
     for output in outputs:
         phase.wall_ms += output["wall_ms"]
         phase.llm_ms += output["llm_ms"]
