@@ -39,6 +39,7 @@ from core.embedding.local import LocalEmbedder
 from core.hybrid_recall import DEFAULT_WEIGHTS, HybridRecall, RecallWeights, fuse
 from core.storage.database import Database, create_pool
 from core.storage.recall import RecallHit, RecallRepository, Source
+from core.storage.recall_candidates import RecallCandidates
 from core.storage.text_search import Ranking, TextHit, TextSearchRepository
 from tests.archiving import move_to_archive
 
@@ -218,7 +219,9 @@ async def evaluate(
         rows[f"blend ({ranking.value}, tuned)"] = fused_scores(cands, ranking, weights[ranking])
     rows["blend (bm25, module defaults)"] = fused_scores(cands, Ranking.BM25, DEFAULT_WEIGHTS)
     # The real code path, end to end, with the defaults: must agree with `fuse` above.
-    hybrid = HybridRecall(RecallRepository(db, dimensions=384), TextSearchRepository(db))
+    hybrid = HybridRecall(
+        RecallCandidates(db, RecallRepository(db, dimensions=384), TextSearchRepository(db))
+    )
     real: list[list[int]] = []
     latencies: list[float] = []
     for c in cands:

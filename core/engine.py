@@ -13,7 +13,6 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import suppress
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -29,13 +28,14 @@ from core.hybrid_recall import HybridRecall
 from core.inbound import Inbound
 from core.llm.client import Completion, TextDelta
 from core.llm.errors import LLMError, LLMRateLimited
-from core.models import Message, MessageStatus, Role, User, UserStatus
+from core.models import Message, MessageStatus, Role, User
 from core.ports import ReplyChannel, ReplySink
 from core.services import Services
 from core.storage.database import Connection
 from core.storage.directory import Directory
 from core.storage.handled_commands import HandledCommandRepository
-from core.storage.rate_limits import RateLimitRepository
+from core.storage.rate_limits import RateLimitRepository, TokenBucket
+from core.storage.recall_candidates import RecallCandidates
 from core.storage.text_search import TextSearchRepository
 from core.user_lock import UserLocks
 
@@ -67,7 +67,6 @@ STORAGE_DOWN = (
 # How many messages' outage notices are remembered (to tell each person only once).
 OUTAGE_MEMORY = 10_000
 BANNED_MAY_RUN = frozenset({"export", "delete_me"})
-SEEN_RESOLUTION = timedelta(minutes=1)
 UNKNOWN_COMMAND = "I don't know the command /{name}. Send /help to see what I can do."
 
 
@@ -93,12 +92,17 @@ class Engine:
         self._services = services
         self._locks = UserLocks(services.db)
         self._rate_limits = RateLimitRepository(services.db)
+        self._bucket = TokenBucket(
+            services.settings.limits.rate_burst, services.settings.limits.rate_per_minute
+        )
         self._handled_commands = HandledCommandRepository(services.db)
         self._outage_told: set[tuple[str, str, str]] = set()
         settings = services.settings
         self._assembler = ContextAssembler(
             directory=Directory(services.db),
-            recall=HybridRecall(services.recall, TextSearchRepository(services.db)),
+            recall=HybridRecall(
+                RecallCandidates(services.db, services.recall, TextSearchRepository(services.db))
+            ),
             tokens=services.tokens,
             persona=persona,
             limits=ContextLimits(
@@ -176,54 +180,49 @@ class Engine:
 
     async def _accept(self, inbound: Inbound, text: str, conn: Connection) -> _Accepted | str:
         """Who is writing and whether they may: the accepted message, or a notice to send
-        instead ("" for none). Runs on one connection, released before anything slow."""
+        instead ("" for none). One statement decides (`UserRepository.admit`); runs on
+        one connection, released before anything slow."""
         services = self._services
-        user, _ = await services.users.get_or_create(
+        now = services.clock()
+        command = parse_command(text)
+        limit = services.settings.limits.max_message_chars
+        config_admin = services.settings.is_admin(inbound.platform.value, inbound.platform_user_id)
+        admission = await services.users.admit(
             inbound.platform,
             inbound.platform_user_id,
+            bucket=self._bucket,
+            now=now,
+            admissible=len(text) <= limit,
+            config_admin=config_admin,
+            # A banned person may still take their data with them or erase it.
+            ban_exempt=command is not None and command.name in BANNED_MAY_RUN,
             username=inbound.username,
             display_name=inbound.display_name,
             private_chat_id=inbound.chat_id if inbound.is_private else None,
             conn=conn,
         )
-        is_admin = user.role is Role.ADMIN or services.settings.is_admin(
-            inbound.platform.value, inbound.platform_user_id
-        )
-        command = parse_command(text)
-        # A banned person may still take their data with them or erase it.
-        may_run = command is not None and command.name in BANNED_MAY_RUN
-        if user.status is UserStatus.BANNED and not is_admin and not may_run:
+        user = admission.user
+        if admission.banned:
             metrics.count_banned()
             return BANNED if await services.users.mark_ban_notified(user.id, conn=conn) else ""
-        limit = services.settings.limits.max_message_chars
         if len(text) > limit:
             return TOO_LONG.format(length=len(text), limit=limit)
-        if not is_admin:
-            limits = services.settings.limits
-            wait = await self._rate_limits.take(
-                user.id,
-                now=services.clock(),
-                burst=limits.rate_burst,
-                per_minute=limits.rate_per_minute,
-                conn=conn,
-            )
-            if wait > 0:
-                metrics.count_rate_limited()
-                return RATE_LIMITED.format(seconds=max(1, round(wait)))
-        if _stale(user, inbound.display_name, services.clock()):
-            await services.users.touch(user.id, inbound.display_name, conn=conn)
+        if admission.rate_limited:
+            metrics.count_rate_limited()
+            wait = await self._rate_limits.retry_after(user.id, self._bucket, now=now, conn=conn)
+            return RATE_LIMITED.format(seconds=max(1, round(wait)))
         if command is not None:
             claimed = await self._handled_commands.claim(
                 user.id,
                 inbound.platform,
                 inbound.chat_id,
                 inbound.message_id,
-                now=services.clock(),
+                now=now,
                 conn=conn,
             )
             if not claimed:
                 return ""  # a redelivered command: it ran already
-        return _Accepted(user, is_admin, command)
+        return _Accepted(user, user.role is Role.ADMIN or config_admin, command)
 
     async def _run_command(
         self, accepted: _Accepted, inbound: Inbound, channel: ReplyChannel
@@ -460,15 +459,6 @@ def is_storage_outage(exc: BaseException) -> bool:
             return True
         cause = cause.__cause__
     return False
-
-
-def _stale(user: User, display_name: str | None, now: datetime) -> bool:
-    """Whether the user's row should be stamped: a new display name, or not seen for
-    `SEEN_RESOLUTION` (either way: the clock may be injected). Stamping every message of
-    a busy chat would be a write per message for a minute-resolution "last seen"."""
-    if display_name is not None and display_name != user.display_name:
-        return True
-    return user.last_seen_at is None or abs(now - user.last_seen_at) >= SEEN_RESOLUTION
 
 
 def _ms(start: float, end: float) -> int:

@@ -39,8 +39,9 @@ from typing import Any, TypeVar
 import numpy as np
 
 from core.storage.database import Connection
-from core.storage.recall import RecallHit, RecallRepository, Source
-from core.storage.text_search import TextHit, TextSearchRepository
+from core.storage.recall import RecallHit, Source
+from core.storage.recall_candidates import RecallCandidates
+from core.storage.text_search import TextHit
 
 _Hit = TypeVar("_Hit", RecallHit, TextHit)
 
@@ -91,14 +92,9 @@ class RecalledItem:
 
 class HybridRecall:
     def __init__(
-        self,
-        recall: RecallRepository,
-        text: TextSearchRepository,
-        *,
-        weights: RecallWeights = DEFAULT_WEIGHTS,
+        self, candidates: RecallCandidates, *, weights: RecallWeights = DEFAULT_WEIGHTS
     ) -> None:
-        self._recall = recall
-        self._text = text
+        self._candidates = candidates
         self._weights = weights
 
     async def search(
@@ -121,24 +117,14 @@ class HybridRecall:
         """
         if k <= 0:
             return []
-        pool = self._weights.candidates(k)
         excluded = frozenset(exclude_message_ids)
-        vector_hits: list[RecallHit] = []
-        if embedding is not None:
-            vector_hits = await self._recall.nearest(
-                user_id,
-                embedding,
-                pool,
-                include_private=include_private,
-                exclude_message_ids=excluded,
-                conn=conn,
-            )
-        text_hits = await self._text.search(
+        vector_hits, text_hits = await self._candidates.fetch(
             user_id,
             query,
-            pool,
-            exclude_message_ids=excluded,
+            embedding,
+            self._weights.candidates(k),
             include_private=include_private,
+            exclude_message_ids=excluded,
             conn=conn,
         )
         return fuse(

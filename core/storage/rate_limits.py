@@ -6,43 +6,60 @@ emission interval T = 60 / per_minute to max(TAT, now), the TAT is at most `burs
 ahead of now. One statement decides and records, so concurrent messages of one user
 are serialised by the row lock. The table is unlogged (migration 0006): taking a token
 writes no WAL and waits for no flush; a crash only resets the buckets.
+
+The token is taken inside the statement that admits a message
+(`UserRepository.admit`, with `take_token_sql`): one round trip per message for who is
+writing and whether they may.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from core.storage.database import Connection, Database
+
+
+@dataclass(frozen=True, slots=True)
+class TokenBucket:
+    burst: int
+    per_minute: float
+
+    @property
+    def interval(self) -> timedelta:
+        """The emission interval T: how long one token takes to come back."""
+        return timedelta(seconds=60.0 / self.per_minute)
+
+    @property
+    def window(self) -> timedelta:
+        """How far ahead of now the TAT may run: `burst` tokens' worth."""
+        return self.interval * self.burst
+
+
+def take_token_sql(users: str, *, now: str, interval: str, window: str) -> str:
+    """A data-modifying statement for a CTE: one token for each user id the query
+    `users` yields (its one column), returning the ids that got one. `now` (timestamptz),
+    `interval` and `window` (`TokenBucket`'s, intervals) are `$n` parameters."""
+    return (
+        "INSERT INTO rate_limits AS r (user_id, tat)"
+        f" SELECT t.id, {now}::timestamptz + {interval}::interval FROM ({users}) AS t (id)"
+        f" ON CONFLICT (user_id) DO UPDATE SET tat = greatest(r.tat, {now}) + {interval}"
+        f" WHERE greatest(r.tat, {now}) + {interval} - {now} <= {window}::interval"
+        " RETURNING r.user_id"
+    )
 
 
 class RateLimitRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def take(
-        self,
-        user_id: int,
-        *,
-        now: datetime,
-        burst: int,
-        per_minute: float,
-        conn: Connection | None = None,
+    async def retry_after(
+        self, user_id: int, bucket: TokenBucket, *, now: datetime, conn: Connection | None = None
     ) -> float:
-        """Take one token: 0.0 when allowed, else the seconds until one is available."""
-        interval = timedelta(seconds=60.0 / per_minute)
+        """Seconds until the user's next token (after one was refused); at least 1 ms."""
         async with self._db.connection(conn) as c:
-            allowed = await c.fetchval(
-                "INSERT INTO rate_limits AS r (user_id, tat) VALUES ($1, $2::timestamptz + $3)"
-                " ON CONFLICT (user_id) DO UPDATE SET tat = greatest(r.tat, $2) + $3"
-                " WHERE greatest(r.tat, $2) + $3 - $2 <= $4"
-                " RETURNING true",
-                user_id,
-                now,
-                interval,
-                interval * burst,
-            )
-            if allowed:
-                return 0.0
             tat = await c.fetchval("SELECT tat FROM rate_limits WHERE user_id = $1", user_id)
-        wait: timedelta = tat + interval - now - interval * burst
+        if tat is None:  # the bucket is gone (erased user, crash): a token is available
+            return 0.001
+        wait: timedelta = tat + bucket.interval - now - bucket.window
         return max(wait.total_seconds(), 0.001)

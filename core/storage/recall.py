@@ -9,7 +9,7 @@ Two plans, chosen per user:
 - approximate: a user with partial HNSW indexes of their own (the largest users, built
   by the `user_indexes` job, core/storage/user_indexes.py) is searched through them with
   `hnsw.iterative_scan`; a few times `k` candidates per source are re-sorted by exact
-  distance. Plans are custom per call (see `_APPROXIMATE_SETTINGS`).
+  distance. Plans are custom per call (see `APPROXIMATE_SETTINGS`).
 There are no shared vector indexes (migrations 0004 and 0007): a filtered scan of one
 index over every user's vectors was slower than the exact plan for users below the
 threshold and missed rows for the large ones, and inserting into it was the largest
@@ -26,6 +26,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+import asyncpg
 import numpy as np
 from pgvector import HalfVector
 
@@ -53,7 +54,7 @@ MIN_CANDIDATES = 40
 #   switch to a generic plan, which cannot see that `user_id = $1` is a heavy user and
 #   picks the B-tree: recall then silently became an exact scan of 50k rows (60-350 ms).
 #   Only a custom plan can use a partial index whose predicate names the user id.
-_APPROXIMATE_SETTINGS = (
+APPROXIMATE_SETTINGS = (
     "SET LOCAL hnsw.iterative_scan = relaxed_order;"
     f" SET LOCAL hnsw.ef_search = {EF_SEARCH:d};"
     " SET LOCAL plan_cache_mode = force_custom_plan"
@@ -78,6 +79,19 @@ class RecallHit:
     created_at: datetime
     importance: int | None
     role: str | None  # "user" or "assistant" for messages, None for facts
+
+
+def recall_hit(row: asyncpg.Record) -> RecallHit:
+    """A row of `RecallRepository.query`'s result."""
+    return RecallHit(
+        source=Source(row["source"]),
+        id=row["id"],
+        content=row["content"],
+        similarity=1.0 - float(row["distance"]),
+        created_at=row["created_at"],
+        importance=row["importance"],
+        role=row["role"],
+    )
 
 
 _SELECTS = {
@@ -151,34 +165,43 @@ class RecallRepository:
         `approximate=None` picks the approximate plan if the user has indexes of their
         own; `approximate=True` without them is exact too (no index to approximate with).
         """
-        if len(embedding) != self._dimensions:
-            raise ValueError(f"query has {len(embedding)} dimensions, expected {self._dimensions}")
+        args = self.arguments(user_id, embedding, k, include_private, exclude_message_ids)
         if not sources:
             return []
-        vector = HalfVector(np.asarray(embedding, dtype=np.float32))
         async with self._db.connection(conn) as c:
             if approximate is None:
-                approximate = user_id in await self._users_with_own_index(c)
-            query = self._queries[(frozenset(sources), approximate)]
-            args = (user_id, vector, k, include_private, list(exclude_message_ids))
+                approximate = await self.has_own_index(user_id, conn=c)
+            query = self.query(sources, approximate=approximate)
             if approximate:
                 async with c.transaction():
-                    await c.execute(_APPROXIMATE_SETTINGS)
+                    await c.execute(APPROXIMATE_SETTINGS)
                     rows = await c.fetch(query, *args)
             else:
                 rows = await c.fetch(query, *args)
-        return [
-            RecallHit(
-                source=Source(r["source"]),
-                id=r["id"],
-                content=r["content"],
-                similarity=1.0 - float(r["distance"]),
-                created_at=r["created_at"],
-                importance=r["importance"],
-                role=r["role"],
-            )
-            for r in rows
-        ]
+        return [recall_hit(r) for r in rows]
+
+    def query(self, sources: Collection[Source] = ALL_SOURCES, *, approximate: bool) -> str:
+        """The SQL of `nearest`, for `arguments`' parameters ($1-$5). An approximate one
+        must run in a transaction after `APPROXIMATE_SETTINGS`."""
+        return self._queries[(frozenset(sources), approximate)]
+
+    def arguments(
+        self,
+        user_id: int,
+        embedding: np.ndarray[Any, Any],
+        k: int,
+        include_private: bool,
+        exclude_message_ids: Collection[int],
+    ) -> tuple[Any, ...]:
+        if len(embedding) != self._dimensions:
+            raise ValueError(f"query has {len(embedding)} dimensions, expected {self._dimensions}")
+        vector = HalfVector(np.asarray(embedding, dtype=np.float32))
+        return (user_id, vector, k, include_private, list(exclude_message_ids))
+
+    async def has_own_index(self, user_id: int, *, conn: Connection) -> bool:
+        """Whether the user has HNSW indexes of their own (read at most once per
+        `INDEXED_USERS_TTL`): their recall is approximate."""
+        return user_id in await self._users_with_own_index(conn)
 
     async def _users_with_own_index(self, conn: Connection) -> frozenset[int]:
         now = time.monotonic()
@@ -201,7 +224,7 @@ class RecallRepository:
         query = self._queries[(ALL_SOURCES, approximate)]
         async with self._db.connection(conn) as c, c.transaction():
             if approximate:
-                await c.execute(_APPROXIMATE_SETTINGS)
+                await c.execute(APPROXIMATE_SETTINGS)
             rows = await c.fetch("EXPLAIN " + query, user_id, vector, k, True, [])
         return "\n".join(r[0] for r in rows)
 

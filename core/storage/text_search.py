@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+import asyncpg
+
 from core.storage.database import Connection, Database
 from core.storage.recall import Source
 
@@ -65,7 +67,20 @@ class TextHit:
     coverage: float = 1.0
 
 
-# $1 user id, $2 query text, $3 excluded message ids, $4 include private facts, $5 limit.
+@dataclass(frozen=True, slots=True)
+class _Placeholders:
+    """Where each value of a search is in its statement (`$n`)."""
+
+    user: str
+    text: str
+    excluded: str
+    include_private: str
+    limit: str
+
+
+_OWN_PLACEHOLDERS = _Placeholders("$1", "$2", "$3", "$4", "$5")
+
+
 # A lexeme may hold quotes or backslashes (`o'brien`): both are escaped for tsquery input.
 # Matching is `ts_match_vq(search, q)`, the function behind `search @@ q`, on purpose: a
 # function call cannot use the GIN indexes, so every plan reads the user's rows through
@@ -73,9 +88,11 @@ class TextHit:
 # the user's rows with a GIN scan of each query term over every user's rows; common
 # words made that 3.5 ms a turn instead of 0.45 (docs/pipeline.md). Recall only ever
 # reads one user's rows; the GIN indexes are gone since (migration 0008).
-_QUERY_TERMS = f"""
+def _matching(p: _Placeholders) -> str:
+    return f"""
 terms AS (
-    SELECT DISTINCT lexeme FROM unnest(to_tsvector('english', $2::text)) LIMIT {MAX_QUERY_TERMS:d}
+    SELECT DISTINCT lexeme FROM unnest(to_tsvector('english', {p.text}::text))
+    LIMIT {MAX_QUERY_TERMS:d}
 ), q AS (
     SELECT string_agg(
                '''' || replace(replace(lexeme, '\\', '\\\\'), '''', '''''') || '''', ' | '
@@ -86,29 +103,36 @@ terms AS (
     SELECT 'messages' AS source, m.id, m.content, m.created_at, m.role,
            NULL::smallint AS importance, m.search
     FROM messages m, q
-    WHERE m.user_id = $1 AND ts_match_vq(m.search, q.q) AND m.id <> ALL($3::bigint[])
+    WHERE m.user_id = {p.user} AND ts_match_vq(m.search, q.q)
+      AND m.id <> ALL({p.excluded}::bigint[])
     UNION ALL
     SELECT 'archive', a.id, a.content, a.created_at, a.role, NULL::smallint, a.search
     FROM messages_archive a, q
-    WHERE a.user_id = $1 AND ts_match_vq(a.search, q.q) AND a.id <> ALL($3::bigint[])
+    WHERE a.user_id = {p.user} AND ts_match_vq(a.search, q.q)
+      AND a.id <> ALL({p.excluded}::bigint[])
     UNION ALL
     SELECT 'facts', f.id, f.content, f.created_at, NULL, f.importance, f.search
     FROM facts f, q
-    WHERE f.user_id = $1 AND f.invalid_at IS NULL AND ($4::boolean OR NOT f.is_private)
+    WHERE f.user_id = {p.user} AND f.invalid_at IS NULL
+      AND ({p.include_private}::boolean OR NOT f.is_private)
       AND ts_match_vq(f.search, q.q)
 )"""
 
-_TS_RANK_QUERY = """
-WITH {terms}
+
+def _ts_rank_query(function: str, p: _Placeholders) -> str:
+    return f"""
+WITH {_matching(p)}
 SELECT source, id, content, created_at, role, importance, {function}(search, q.q) AS rank,
        1.0::float8 AS coverage
 FROM docs, q
 ORDER BY rank DESC, created_at DESC, id DESC
-LIMIT $5
+LIMIT {p.limit}
 """
 
-_BM25_QUERY = f"""
-WITH {_QUERY_TERMS},
+
+def _bm25_query(p: _Placeholders) -> str:
+    return f"""
+WITH {_matching(p)},
 tf AS (
     SELECT d.source, d.id, t.lexeme, greatest(cardinality(t.positions), 1) AS tf,
            length(d.search) AS dl
@@ -118,9 +142,9 @@ tf AS (
     SELECT lexeme, count(*) AS df FROM tf GROUP BY lexeme
 ), stats AS (
     SELECT greatest(
-               (SELECT count(*) FROM messages WHERE user_id = $1)
-               + (SELECT count(*) FROM messages_archive WHERE user_id = $1)
-               + (SELECT count(*) FROM facts WHERE user_id = $1 AND invalid_at IS NULL),
+               (SELECT count(*) FROM messages WHERE user_id = {p.user})
+               + (SELECT count(*) FROM messages_archive WHERE user_id = {p.user})
+               + (SELECT count(*) FROM facts WHERE user_id = {p.user} AND invalid_at IS NULL),
                (SELECT count(*) FROM docs)
            )::float8 AS n,
            greatest((SELECT avg(length(search)) FROM docs), 1)::float8 AS avgdl
@@ -138,20 +162,35 @@ tf AS (
 SELECT d.source, d.id, d.content, d.created_at, d.role, d.importance, s.rank, s.coverage
 FROM docs d JOIN scores s USING (source, id)
 ORDER BY s.rank DESC, d.created_at DESC, d.id DESC
-LIMIT $5
+LIMIT {p.limit}
 """
 
-_QUERIES = {
-    Ranking.BM25: _BM25_QUERY,
-    Ranking.TS_RANK: _TS_RANK_QUERY.format(terms=_QUERY_TERMS, function="ts_rank"),
-    Ranking.TS_RANK_CD: _TS_RANK_QUERY.format(terms=_QUERY_TERMS, function="ts_rank_cd"),
-}
+
+def _query(ranking: Ranking, p: _Placeholders) -> str:
+    if ranking is Ranking.BM25:
+        return _bm25_query(p)
+    return _ts_rank_query(ranking.value, p)
+
+
+def text_hit(row: asyncpg.Record) -> TextHit:
+    """A row of `TextSearchRepository.query`'s result."""
+    return TextHit(
+        source=Source(row["source"]),
+        id=row["id"],
+        content=row["content"],
+        created_at=row["created_at"],
+        role=row["role"],
+        importance=row["importance"],
+        rank=float(row["rank"]),
+        coverage=float(row["coverage"]),
+    )
 
 
 class TextSearchRepository:
     def __init__(self, db: Database, *, ranking: Ranking = Ranking.BM25) -> None:
         self._db = db
-        self._query = _QUERIES[ranking]
+        self._ranking = ranking
+        self._query = _query(ranking, _OWN_PLACEHOLDERS)
 
     async def search(
         self,
@@ -175,16 +214,12 @@ class TextSearchRepository:
             rows = await c.fetch(
                 self._query, user_id, text, list(exclude_message_ids), include_private, limit
             )
-        return [
-            TextHit(
-                source=Source(r["source"]),
-                id=r["id"],
-                content=r["content"],
-                created_at=r["created_at"],
-                role=r["role"],
-                importance=r["importance"],
-                rank=float(r["rank"]),
-                coverage=float(r["coverage"]),
-            )
-            for r in rows
-        ]
+        return [text_hit(r) for r in rows]
+
+    def query(
+        self, *, user: str, text: str, excluded: str, include_private: str, limit: str
+    ) -> str:
+        """The SQL of `search` with its values at the given `$n` placeholders, to be part
+        of a larger statement (`core.storage.recall_candidates`). The text must hold no
+        NUL character (`search` replaces them)."""
+        return _query(self._ranking, _Placeholders(user, text, excluded, include_private, limit))

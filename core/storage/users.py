@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
 import asyncpg
 
 from core.models import Conversation, Identity, Platform, Role, User, UserStatus
 from core.storage.database import Connection, Database
+from core.storage.rate_limits import TokenBucket, take_token_sql
+
+# "Last seen" is stamped at most this often (or on a new display name): stamping every
+# message of a busy chat would be a write per message for a minute-resolution value.
+LAST_SEEN_RESOLUTION = timedelta(minutes=1)
 
 _USER_COLUMNS = (
     "u.id, u.role, u.status, u.display_name, u.locale, u.settings, u.ban_notified,"
@@ -25,6 +33,60 @@ _KNOWN_IDENTITY = (
     " AND $3::text IS NOT NULL AND private_chat_id IS DISTINCT FROM $3)"
     f" {_BY_IDENTITY}"
 )
+_RESOLUTION = f"interval '{LAST_SEEN_RESOLUTION.total_seconds():g} seconds'"
+# The admission of one message in one round trip, for a known identity:
+# $1 platform, $2 platform user id, $3 private chat to remember (or NULL), $4 display
+# name (or NULL), $5 whether the message itself is admissible (not too long), $6 whether
+# the configuration makes this identity an admin, $7 whether a banned user may pass (the
+# command lets them), $8 now, $9 and $10 the token bucket's interval and window.
+# - `banned_out`: a banned user who is neither an admin nor exempt: refused;
+# - `token`: NULL when none was needed (an admin, or refused anyway), else whether the
+#   user had one left (taken if so);
+# - "last seen" is stamped when the message is let in and the stamp is stale or the
+#   name new. The row returned is the user as before that stamp.
+_ADMIT = (
+    "WITH remembered AS ("
+    " UPDATE identities SET private_chat_id = $3"
+    " WHERE platform = $1 AND platform_user_id = $2"
+    " AND $3::text IS NOT NULL AND private_chat_id IS DISTINCT FROM $3"
+    "), known AS ("
+    f" SELECT {_USER_COLUMNS}, (u.role = 'admin' OR $6::boolean) AS admin,"
+    " (u.status = 'banned' AND u.role <> 'admin' AND NOT $6 AND NOT $7::boolean) AS banned_out"
+    " FROM identities i JOIN users u ON u.id = i.user_id"
+    " WHERE i.platform = $1 AND i.platform_user_id = $2"
+    "), took AS ("
+    + take_token_sql(
+        "SELECT id FROM known WHERE $5::boolean AND NOT admin AND NOT banned_out",
+        now="$8",
+        interval="$9",
+        window="$10",
+    )
+    + "), stamped AS ("
+    " UPDATE users s SET last_seen_at = now(), display_name = coalesce($4, s.display_name)"
+    " FROM known k WHERE s.id = k.id AND $5 AND NOT k.banned_out"
+    " AND (k.admin OR EXISTS (SELECT FROM took))"
+    " AND (s.last_seen_at IS NULL"
+    f" OR NOT (s.last_seen_at > $8::timestamptz - {_RESOLUTION}"
+    f" AND s.last_seen_at < $8 + {_RESOLUTION})"
+    " OR ($4::text IS NOT NULL AND s.display_name IS DISTINCT FROM $4))"
+    ")"
+    " SELECT k.*, CASE WHEN $5 AND NOT k.admin AND NOT k.banned_out"
+    " THEN EXISTS (SELECT FROM took) END AS token"
+    " FROM known k"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """Who wrote a message and whether it is let in (`UserRepository.admit`)."""
+
+    user: User
+    """As before this message (its "last seen" stamp is not reflected)."""
+    created: bool
+    banned: bool
+    """Refused: banned, and neither an admin nor running a command a banned user may."""
+    rate_limited: bool
+    """Refused: no token left (never for admins or refused messages)."""
 
 
 def _user(row: asyncpg.Record) -> User:
@@ -111,6 +173,60 @@ class UserRepository:
             assert row is not None
             return _user(row), True
 
+    async def admit(
+        self,
+        platform: Platform,
+        platform_user_id: str,
+        *,
+        bucket: TokenBucket,
+        now: datetime,
+        admissible: bool,
+        config_admin: bool = False,
+        ban_exempt: bool = False,
+        username: str | None = None,
+        display_name: str | None = None,
+        private_chat_id: str | None = None,
+        conn: Connection | None = None,
+    ) -> Admission:
+        """Resolve the identity (created on first sight, as `get_or_create`) and decide
+        in the same statement whether its message is let in: a banned user is refused
+        unless an admin (role or `config_admin`) or `ban_exempt`; an admissible message
+        (the caller's own checks passed) of anyone else but an admin takes a rate-limit
+        token; a message let in stamps "last seen" (at most once per
+        `LAST_SEEN_RESOLUTION`, or on a new `display_name`)."""
+        args = (
+            platform.value,
+            platform_user_id,
+            private_chat_id,
+            display_name,
+            admissible,
+            config_admin,
+            ban_exempt,
+            now,
+            bucket.interval,
+            bucket.window,
+        )
+        created = False
+        async with self._db.connection(conn) as c:
+            row = await c.fetchrow(_ADMIT, *args)
+            if row is None:
+                _, created = await self.get_or_create(
+                    platform,
+                    platform_user_id,
+                    username=username,
+                    display_name=display_name,
+                    private_chat_id=private_chat_id,
+                    conn=c,
+                )
+                row = await c.fetchrow(_ADMIT, *args)
+        assert row is not None
+        return Admission(
+            user=_user(row),
+            created=created,
+            banned=row["banned_out"],
+            rate_limited=row["token"] is False,
+        )
+
     async def get(self, user_id: int, *, conn: Connection | None = None) -> User | None:
         async with self._db.connection(conn) as c:
             row = await c.fetchrow(f"SELECT {_USER_COLUMNS} FROM users u WHERE u.id = $1", user_id)
@@ -182,18 +298,6 @@ class UserRepository:
                 "UPDATE users SET ban_notified = true WHERE id = $1 AND NOT ban_notified", user_id
             )
         return result.endswith(" 1")
-
-    async def touch(
-        self, user_id: int, username: str | None = None, *, conn: Connection | None = None
-    ) -> None:
-        """Record activity (and a changed display name) for a user."""
-        async with self._db.connection(conn) as c:
-            await c.execute(
-                "UPDATE users SET last_seen_at = now(),"
-                " display_name = coalesce($2, display_name) WHERE id = $1",
-                user_id,
-                username,
-            )
 
     async def delete(self, user_id: int, *, conn: Connection | None = None) -> bool:
         """Erase a user; every table that holds user data cascades from `users`."""

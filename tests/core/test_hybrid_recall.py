@@ -11,6 +11,7 @@ from core.storage.database import Database
 from core.storage.facts import FactRepository
 from core.storage.messages import MessageRepository
 from core.storage.recall import RecallHit, RecallRepository, Source
+from core.storage.recall_candidates import RecallCandidates
 from core.storage.text_search import TextHit, TextSearchRepository
 from core.storage.users import UserRepository
 
@@ -121,7 +122,9 @@ class Conversation:
 
     def recall(self) -> HybridRecall:
         return HybridRecall(
-            RecallRepository(self.db, dimensions=384), TextSearchRepository(self.db)
+            RecallCandidates(
+                self.db, RecallRepository(self.db, dimensions=384), TextSearchRepository(self.db)
+            )
         )
 
 

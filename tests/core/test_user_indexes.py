@@ -7,6 +7,8 @@ import numpy as np
 from core.models import Platform
 from core.storage.database import Database, create_pool
 from core.storage.recall import RecallRepository
+from core.storage.recall_candidates import RecallCandidates
+from core.storage.text_search import TextSearchRepository
 from core.storage.user_indexes import UserIndexRepository, index_name
 from core.storage.users import UserRepository
 from core.user_index_job import UserIndexJob
@@ -67,6 +69,14 @@ async def test_large_users_get_their_own_index_and_recall_uses_it(fresh_dsn: str
         assert found / (10 * len(queries)) >= 0.95
         small_hits = await recall.nearest(small, queries[0], 10)
         assert {h.id for h in small_hits} <= set(small_ids)
+        # Both recall lists in one round trip take the same (approximate) plan.
+        text = TextSearchRepository(db)
+        candidates = RecallCandidates(db, recall, text)
+        for query in queries[:3]:
+            assert await candidates.fetch(large, "large 17", query, 10) == (
+                await recall.nearest(large, query, 10),
+                await text.search(large, "large 17", 10),
+            )
 
         # After a change of embedding dimension the old indexes go, new ones come.
         other = UserIndexJob(db, dimensions=DIM * 2, min_messages=1000)

@@ -5,7 +5,6 @@ import re
 from core.models import NewFact, Platform
 from core.services import Services
 from core.storage.handled_commands import HandledCommandRepository
-from core.storage.rate_limits import RateLimitRepository
 from tests.archiving import move_to_archive
 from tests.core.commands import FakeClock, add_exchange, make_user, run, with_clock
 
@@ -46,7 +45,8 @@ async def test_delete_me_erases_every_trace_after_confirmation(services: Service
     assert reply is not None
     await move_to_archive(services.db, [message.id])
     await services.facts.add(user.id, NewFact("likes tea"))
-    await RateLimitRepository(services.db).take(user.id, now=clock(), burst=5, per_minute=10)
+    async with services.db.connection() as conn:  # a rate-limit bucket
+        await conn.execute("INSERT INTO rate_limits (user_id, tat) VALUES ($1, now())", user.id)
     await HandledCommandRepository(services.db).claim(
         user.id, Platform.TELEGRAM, "1", "cmd-1", now=clock()
     )
