@@ -75,6 +75,8 @@ class _Accepted:
     user: User
     is_admin: bool
     command: ParsedCommand | None
+    locked: bool
+    """The accepting connection holds the user's advisory lock (`UserLocks.adopts`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,9 +167,12 @@ class Engine:
                 and self._locks.is_free(accepted.user.id)
             ):
                 # The common case: answer on the connection already in hand (one pool
-                # checkout per message). A busy user waits for their lock below,
-                # without holding a connection meanwhile.
-                await self._converse(accepted.user, inbound, text, channel, conn)
+                # checkout per message), whose accepting statement took the user's
+                # advisory lock if it could. A busy user waits for their lock below,
+                # without holding a connection meanwhile (the pool's reset frees it).
+                await self._converse(
+                    accepted.user, inbound, text, channel, conn, locked=accepted.locked
+                )
                 return
         if isinstance(accepted, str):
             if accepted:
@@ -196,6 +201,7 @@ class Engine:
             config_admin=config_admin,
             # A banned person may still take their data with them or erase it.
             ban_exempt=command is not None and command.name in BANNED_MAY_RUN,
+            lock=command is None and self._locks.adopts,
             username=inbound.username,
             display_name=inbound.display_name,
             private_chat_id=inbound.chat_id if inbound.is_private else None,
@@ -222,7 +228,7 @@ class Engine:
             )
             if not claimed:
                 return ""  # a redelivered command: it ran already
-        return _Accepted(user, user.role is Role.ADMIN or config_admin, command)
+        return _Accepted(user, user.role is Role.ADMIN or config_admin, command, admission.locked)
 
     async def _run_command(
         self, accepted: _Accepted, inbound: Inbound, channel: ReplyChannel
@@ -247,10 +253,13 @@ class Engine:
         text: str,
         channel: ReplyChannel,
         conn: Connection | None,
+        *,
+        locked: bool = False,
     ) -> None:
-        """Answer a message under the user's lock, on `conn` or a pool connection."""
+        """Answer a message under the user's lock, on `conn` or a pool connection
+        (`locked`: `conn` holds the advisory lock already)."""
         services = self._services
-        async with self._locks.hold(user.id, conn) as conn:
+        async with self._locks.hold(user.id, conn, locked=locked) as conn:
             started = time.perf_counter()
             embedding = await self._embed(text)
             embedded = time.perf_counter()

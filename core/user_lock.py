@@ -3,7 +3,7 @@
 In this process, an `asyncio.Lock` per user (FIFO, so messages are answered in arrival
 order). Across processes (several replicas), a PostgreSQL session advisory lock on the
 user id, held on the connection that the pipeline then uses for all of that user's
-queries. Users are independent: other users are never blocked.
+queries (the key is the user id). Users are independent: other users are never blocked.
 """
 
 from __future__ import annotations
@@ -25,16 +25,27 @@ class UserLocks:
         """Whether `hold` would get this user's lock in this process without waiting."""
         return user_id not in self._locks
 
+    @property
+    def adopts(self) -> bool:
+        """Whether `hold` may adopt an advisory lock that the statement accepting a
+        message took on its connection (`UserRepository.admit(lock=True)`): on a pool,
+        whose reset on release frees the lock also when the turn never comes."""
+        return self._db.pool is not None
+
     @asynccontextmanager
-    async def hold(self, user_id: int, conn: Connection | None = None) -> AsyncIterator[Connection]:
+    async def hold(
+        self, user_id: int, conn: Connection | None = None, *, locked: bool = False
+    ) -> AsyncIterator[Connection]:
         """Hold the user's lock; yield the connection to run the user's queries on:
         `conn`, or one from the pool. Pass `conn` only when `is_free` said so just
-        before (nothing awaited in between), or a connection is held while waiting."""
+        before (nothing awaited in between), or a connection is held while waiting.
+        `locked`: `conn` holds the user's advisory lock already (see `adopts`)."""
         lock = self._locks.setdefault(user_id, asyncio.Lock())
         self._waiters[user_id] = self._waiters.get(user_id, 0) + 1
         try:
             async with lock, self._db.connection(conn) as conn:
-                await conn.execute("SELECT pg_advisory_lock($1)", user_id)
+                if not locked:
+                    await conn.execute("SELECT pg_advisory_lock($1)", user_id)
                 try:
                     yield conn
                 finally:

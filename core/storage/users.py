@@ -38,12 +38,14 @@ _RESOLUTION = f"interval '{LAST_SEEN_RESOLUTION.total_seconds():g} seconds'"
 # $1 platform, $2 platform user id, $3 private chat to remember (or NULL), $4 display
 # name (or NULL), $5 whether the message itself is admissible (not too long), $6 whether
 # the configuration makes this identity an admin, $7 whether a banned user may pass (the
-# command lets them), $8 now, $9 and $10 the token bucket's interval and window.
+# command lets them), $8 now, $9 and $10 the token bucket's interval and window, $11
+# whether to try the user's lock.
 # - `banned_out`: a banned user who is neither an admin nor exempt: refused;
 # - `token`: NULL when none was needed (an admin, or refused anyway), else whether the
 #   user had one left (taken if so);
-# - "last seen" is stamped when the message is let in and the stamp is stale or the
-#   name new. The row returned is the user as before that stamp.
+# - a message let in stamps "last seen" when the stamp is stale or the name new (the
+#   row returned is the user as before that stamp), and with $11 tries the user's
+#   session advisory lock (`locked`): the key is the user id, as `core.user_lock`'s.
 _ADMIT = (
     "WITH remembered AS ("
     " UPDATE identities SET private_chat_id = $3"
@@ -61,17 +63,21 @@ _ADMIT = (
         interval="$9",
         window="$10",
     )
-    + "), stamped AS ("
+    + "), let_in AS ("
+    " SELECT id FROM known WHERE $5 AND NOT banned_out"
+    " AND (admin OR EXISTS (SELECT FROM took))"
+    "), stamped AS ("
     " UPDATE users s SET last_seen_at = now(), display_name = coalesce($4, s.display_name)"
-    " FROM known k WHERE s.id = k.id AND $5 AND NOT k.banned_out"
-    " AND (k.admin OR EXISTS (SELECT FROM took))"
+    " FROM let_in l WHERE s.id = l.id"
     " AND (s.last_seen_at IS NULL"
     f" OR NOT (s.last_seen_at > $8::timestamptz - {_RESOLUTION}"
     f" AND s.last_seen_at < $8 + {_RESOLUTION})"
     " OR ($4::text IS NOT NULL AND s.display_name IS DISTINCT FROM $4))"
     ")"
     " SELECT k.*, CASE WHEN $5 AND NOT k.admin AND NOT k.banned_out"
-    " THEN EXISTS (SELECT FROM took) END AS token"
+    " THEN EXISTS (SELECT FROM took) END AS token,"
+    " CASE WHEN $11::boolean AND EXISTS (SELECT FROM let_in)"
+    " THEN pg_try_advisory_lock(k.id) ELSE false END AS locked"
     " FROM known k"
 )
 
@@ -87,6 +93,9 @@ class Admission:
     """Refused: banned, and neither an admin nor running a command a banned user may."""
     rate_limited: bool
     """Refused: no token left (never for admins or refused messages)."""
+    locked: bool
+    """The connection now holds the user's advisory lock (asked with `lock`; only for
+    a message let in, when no other session held it)."""
 
 
 def _user(row: asyncpg.Record) -> User:
@@ -183,6 +192,7 @@ class UserRepository:
         admissible: bool,
         config_admin: bool = False,
         ban_exempt: bool = False,
+        lock: bool = False,
         username: str | None = None,
         display_name: str | None = None,
         private_chat_id: str | None = None,
@@ -193,7 +203,9 @@ class UserRepository:
         unless an admin (role or `config_admin`) or `ban_exempt`; an admissible message
         (the caller's own checks passed) of anyone else but an admin takes a rate-limit
         token; a message let in stamps "last seen" (at most once per
-        `LAST_SEEN_RESOLUTION`, or on a new `display_name`)."""
+        `LAST_SEEN_RESOLUTION`, or on a new `display_name`). With `lock`, a message let
+        in also tries the user's session advisory lock (`core.user_lock`) on this
+        connection: the caller must see it released (`UserLocks.hold` adopts it)."""
         args = (
             platform.value,
             platform_user_id,
@@ -205,6 +217,7 @@ class UserRepository:
             now,
             bucket.interval,
             bucket.window,
+            lock,
         )
         created = False
         async with self._db.connection(conn) as c:
@@ -225,6 +238,7 @@ class UserRepository:
             created=created,
             banned=row["banned_out"],
             rate_limited=row["token"] is False,
+            locked=row["locked"],
         )
 
     async def get(self, user_id: int, *, conn: Connection | None = None) -> User | None:

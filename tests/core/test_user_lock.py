@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from core.storage.database import Database, connect, create_pool
+from datetime import UTC, datetime
+
+from core.models import Platform
+from core.storage.database import Connection, Database, connect, create_pool
+from core.storage.rate_limits import TokenBucket
+from core.storage.users import Admission, UserRepository
 from core.user_lock import UserLocks
 
 
@@ -28,6 +33,48 @@ async def test_the_lock_is_held_for_the_turn_and_free_after_it(fresh_dsn: str) -
                 assert not await _free(fresh_dsn, 42)
                 assert await _free(fresh_dsn, 43)  # other users are never blocked
             assert await _free(fresh_dsn, 42)
+    finally:
+        await lone.close()
+        await pool.close()
+
+
+async def test_the_accepting_statement_takes_the_same_lock_and_the_turn_adopts_it(
+    fresh_dsn: str,
+) -> None:
+    pool = await create_pool(fresh_dsn, min_size=1, max_size=2)
+    lone = await connect(fresh_dsn)
+    try:
+        db = Database(pool)
+        users = UserRepository(db)
+        locks = UserLocks(db)
+        assert locks.adopts and not UserLocks(Database(lone)).adopts
+
+        async def admit(conn: Connection | None = None, admissible: bool = True) -> Admission:
+            return await users.admit(
+                Platform.TELEGRAM,
+                "locked",
+                bucket=TokenBucket(burst=100, per_minute=60),
+                now=datetime.now(UTC),
+                admissible=admissible,
+                lock=True,
+                conn=conn,
+            )
+
+        async with db.connection() as conn:
+            admitted = await admit(conn)
+            user_id = admitted.user.id
+            assert admitted.locked
+            assert not await _free(fresh_dsn, user_id)  # the key `hold` uses
+            assert not (await admit()).locked  # another session's try fails
+            async with locks.hold(user_id, conn, locked=True) as held:
+                assert held is conn
+                assert not await _free(fresh_dsn, user_id)
+        assert await _free(fresh_dsn, user_id)  # the pool's reset released it
+
+        async with db.connection() as conn:
+            refused = await admit(conn, admissible=False)  # e.g. too long
+            assert not refused.locked
+            assert await _free(fresh_dsn, user_id)
     finally:
         await lone.close()
         await pool.close()
