@@ -132,13 +132,19 @@ class ContextAssembler:
     ) -> AssembledContext:
         """The prompt answering `current` (already stored) and its snapshot."""
         user_id = current.user_id
+        k = self._limits.recall_top_k
+        started = time.perf_counter()
         state = await self._directory.turn_state(
             user_id,
             recent=self._limits.recent_messages,
             facts=self._limits.facts_max,
             include_private=not shared_chat,
+            recall=self._recall.turn_recall(current.id, current.content, embedding, k)
+            if k > 0
+            else None,
             conn=conn,
         )
+        read_seconds = time.perf_counter() - started
         conversation = state.conversation
         budget = self._limits.token_budget
         persona = system_prompt(self._persona, conversation.persona_overrides)
@@ -167,17 +173,15 @@ class ContextAssembler:
             used["facts"] += cost
 
         started = time.perf_counter()
-        recalled = await self._recall.search(
-            user_id,
-            current.content,
-            embedding,
-            self._limits.recall_top_k,
+        recalled = self._recall.rank(
+            state.vector_hits,
+            state.text_hits,
+            k,
             now=now,
             exclude_message_ids=[m.id for m in recent],
-            include_private=not shared_chat,
-            conn=conn,
         )
-        metrics.observe_recall(time.perf_counter() - started)
+        # The turn's one read (its state and the recall candidates) and the ranking.
+        metrics.observe_recall(read_seconds + time.perf_counter() - started)
         fact_ids = {f.id for f in kept_facts}
         kept_recall: list[RecalledItem] = []
         recall_budget = int(budget * RECALL_SHARE)

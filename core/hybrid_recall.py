@@ -39,6 +39,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from core.storage.database import Connection
+from core.storage.directory import TurnRecall
 from core.storage.recall import RecallHit, Source
 from core.storage.recall_candidates import RecallCandidates
 from core.storage.text_search import TextHit
@@ -117,18 +118,45 @@ class HybridRecall:
         """
         if k <= 0:
             return []
-        excluded = frozenset(exclude_message_ids)
         vector_hits, text_hits = await self._candidates.fetch(
             user_id,
             query,
             embedding,
             self._weights.candidates(k),
             include_private=include_private,
-            exclude_message_ids=excluded,
+            exclude_message_ids=exclude_message_ids,
             conn=conn,
         )
+        return self.rank(
+            vector_hits, text_hits, k, now=now, exclude_message_ids=exclude_message_ids
+        )
+
+    def turn_recall(
+        self, message_id: int, query: str, embedding: np.ndarray[Any, Any] | None, k: int
+    ) -> TurnRecall:
+        """The candidates a chat turn reads with its state (`Directory.turn_state`) to
+        recall `k` items for its message; `rank` them with the turn's recent window."""
+        return TurnRecall(
+            self._candidates, query, embedding, self._weights.candidates(k), message_id
+        )
+
+    def rank(
+        self,
+        vector_hits: Sequence[RecallHit],
+        text_hits: Sequence[TextHit],
+        k: int,
+        *,
+        now: datetime,
+        exclude_message_ids: Collection[int] = (),
+    ) -> list[RecalledItem]:
+        """The `k` best of both candidate lists, fused (`fuse`)."""
         return fuse(
-            vector_hits, text_hits, now=now, weights=self._weights, exclude=excluded, limit=k
+            vector_hits,
+            text_hits,
+            now=now,
+            weights=self._weights,
+            exclude=frozenset(exclude_message_ids),
+            limit=k,
         )
 
 

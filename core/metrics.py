@@ -81,7 +81,8 @@ STAGE_SECONDS = Histogram(
 )
 RECALL_SECONDS = Histogram(
     "onethread_recall_seconds",
-    "Time for one hybrid recall (vector + full text) over a person's memory.",
+    "Time for one hybrid recall (vector + full text) over a person's memory, read with"
+    " the rest of the turn's state in one query.",
     buckets=_RECALL_BUCKETS,
 )
 JOB_RUNS = Counter(

@@ -7,17 +7,22 @@ reply by id across users (`/why`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import asyncpg
+import numpy as np
 
 from core.models import Conversation, Fact, Message, Platform
 from core.storage.database import Connection, Database
 from core.storage.facts import facts_from_array, valid_facts_sql
 from core.storage.messages import MESSAGE_COLUMNS as _MESSAGE_COLUMNS
 from core.storage.messages import message_from_row, recent_window_sql, window_from_array
+from core.storage.recall import APPROXIMATE_SETTINGS, Placeholders, RecallHit
+from core.storage.recall_candidates import FIELDS as _RECALL_FIELDS
+from core.storage.recall_candidates import RecallCandidates, split, storable_text
+from core.storage.text_search import TextHit
 from core.storage.users import conversation_from_row
 
 
@@ -45,6 +50,22 @@ class TurnState:
     """Oldest first, without context snapshots."""
     facts: list[Fact]
     """Most important first, without source message ids."""
+    vector_hits: list[RecallHit] = field(default_factory=list)
+    text_hits: list[TextHit] = field(default_factory=list)
+    """The recall candidates asked for with `TurnRecall`, each list best first."""
+
+
+@dataclass(frozen=True, slots=True)
+class TurnRecall:
+    """Recall candidates to read with a turn's state (`RecallCandidates`): `limit` per
+    list for the message `message_id` (its `text` and `embedding`). Neither the message
+    nor the recent window it reads with them is recalled: they are in the prompt."""
+
+    candidates: RecallCandidates
+    text: str
+    embedding: np.ndarray[Any, Any] | None
+    limit: int
+    message_id: int
 
 
 _MEMORY_COLUMNS = (
@@ -63,9 +84,24 @@ def _memory_context(row: asyncpg.Record) -> MemoryContext:
     )
 
 
+# `turn_state`'s parameters: $1 user, $2 recent, $3 facts, $4 include private facts; with
+# recall $5 candidates per list, $6 the message id, $7 its text, $8 its embedding.
+_TURN_RECALL = Placeholders(
+    user="$1",
+    embedding="$8",
+    k="$5",
+    include_private="$4",
+    excluded=(
+        "(ARRAY(SELECT id FROM messages WHERE user_id = $1 ORDER BY id DESC LIMIT $2)"
+        " || $6::bigint)"
+    ),
+)
+
+
 class Directory:
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._turn_queries: dict[tuple[RecallCandidates | None, bool, bool], str] = {}
 
     async def broadcast_recipients(
         self, platforms: list[Platform], *, conn: Connection | None = None
@@ -127,31 +163,67 @@ class Directory:
         recent: int,
         facts: int,
         include_private: bool,
+        recall: TurnRecall | None = None,
         conn: Connection | None = None,
     ) -> TurnState:
-        """What every chat turn reads first, in one round trip: the conversation, what
-        the memory job learned, the newest `recent` messages, and the `facts` most
-        important facts still true (private ones only with `include_private`)."""
+        """What every chat turn reads, in one round trip: the conversation, what the
+        memory job learned, the newest `recent` messages, the `facts` most important
+        facts still true (private ones only with `include_private`), and with `recall`
+        its candidates (private facts likewise)."""
+        args: list[Any] = [user_id, recent, facts, include_private]
+        if recall is not None:
+            args += [recall.limit, recall.message_id, storable_text(recall.text)]
+            if recall.embedding is not None:
+                args.append(recall.candidates.vector_argument(recall.embedding))
         async with self._db.connection(conn) as c:
-            row = await c.fetchrow(
-                f"SELECT c.*, x.user_id IS NOT NULL AS has_memory, {_MEMORY_COLUMNS},"
-                f" {recent_window_sql('$1', '$2')} AS recent,"
-                f" {valid_facts_sql('$1', '$4', '$3')} AS facts"
-                " FROM conversations c LEFT JOIN conversation_context x USING (user_id)"
-                " WHERE c.user_id = $1",
-                user_id,
-                recent,
-                facts,
-                include_private,
+            approximate = (
+                recall is not None
+                and recall.embedding is not None
+                and await recall.candidates.approximate(user_id, conn=c)
             )
+            query = self._turn_query(recall, approximate)
+            if approximate:
+                async with c.transaction():
+                    await c.execute(APPROXIMATE_SETTINGS)
+                    row = await c.fetchrow(query, *args)
+            else:
+                row = await c.fetchrow(query, *args)
         if row is None:
             raise LookupError(f"user {user_id} has no conversation")
+        vector_hits, text_hits = (
+            split(dict(zip(_RECALL_FIELDS, r, strict=True)) for r in row["recall"])
+            if recall is not None
+            else ([], [])
+        )
         return TurnState(
             conversation=conversation_from_row(row),
             memory=_memory_context(row) if row["has_memory"] else None,
             recent=window_from_array(row["recent"]),
             facts=facts_from_array(row["facts"]),
+            vector_hits=vector_hits,
+            text_hits=text_hits,
         )
+
+    def _turn_query(self, recall: TurnRecall | None, approximate: bool) -> str:
+        candidates = None if recall is None else recall.candidates
+        vectors = recall is not None and recall.embedding is not None
+        key = (candidates, approximate, vectors)
+        if key not in self._turn_queries:
+            recalled = ""
+            if candidates is not None:
+                rows = candidates.query(
+                    approximate=approximate, p=_TURN_RECALL, text="$7", vectors=vectors
+                )
+                fields = ", ".join(f"r.{f}" for f in _RECALL_FIELDS)
+                recalled = f", ARRAY(SELECT ROW({fields}) FROM ({rows}) AS r) AS recall"
+            self._turn_queries[key] = (
+                f"SELECT c.*, x.user_id IS NOT NULL AS has_memory, {_MEMORY_COLUMNS},"
+                f" {recent_window_sql('$1', '$2')} AS recent,"
+                f" {valid_facts_sql('$1', '$4', '$3')} AS facts{recalled}"
+                " FROM conversations c LEFT JOIN conversation_context x USING (user_id)"
+                " WHERE c.user_id = $1"
+            )
+        return self._turn_queries[key]
 
     async def delete_all_facts(self, user_id: int, *, conn: Connection | None = None) -> int:
         """Forget every fact of a user for good, invalidated ones included."""

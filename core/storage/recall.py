@@ -20,7 +20,7 @@ never be returned.
 from __future__ import annotations
 
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -81,7 +81,7 @@ class RecallHit:
     role: str | None  # "user" or "assistant" for messages, None for facts
 
 
-def recall_hit(row: asyncpg.Record) -> RecallHit:
+def recall_hit(row: asyncpg.Record | Mapping[str, Any]) -> RecallHit:
     """A row of `RecallRepository.query`'s result."""
     return RecallHit(
         source=Source(row["source"]),
@@ -97,42 +97,53 @@ def recall_hit(row: asyncpg.Record) -> RecallHit:
 _SELECTS = {
     Source.FACTS: (
         "SELECT 'facts' AS source, id, content, {distance} AS distance, created_at, importance,"
-        " NULL AS role FROM facts WHERE user_id = $1 AND invalid_at IS NULL"
-        " AND ($4::boolean OR NOT is_private)"
+        " NULL AS role FROM facts WHERE user_id = {p.user} AND invalid_at IS NULL"
+        " AND ({p.include_private}::boolean OR NOT is_private)"
     ),
     Source.MESSAGES: (
         "SELECT 'messages' AS source, id, content, {distance} AS distance, created_at,"
-        " NULL::smallint AS importance, role FROM messages WHERE user_id = $1"
-        " AND id <> ALL($5::bigint[])"
+        " NULL::smallint AS importance, role FROM messages WHERE user_id = {p.user}"
+        " AND id <> ALL({p.excluded}::bigint[])"
     ),
     Source.ARCHIVE: (
         "SELECT 'archive' AS source, id, content, {distance} AS distance, created_at,"
-        " NULL::smallint AS importance, role FROM messages_archive WHERE user_id = $1"
+        " NULL::smallint AS importance, role FROM messages_archive WHERE user_id = {p.user}"
     ),
 }
 
 
-def _query(sources: Collection[Source], dimensions: int, approximate: bool) -> str:
+@dataclass(frozen=True, slots=True)
+class Placeholders:
+    """Where each value of a recall is in its statement (`$n`)."""
+
+    user: str = "$1"
+    embedding: str = "$2"
+    k: str = "$3"
+    include_private: str = "$4"
+    excluded: str = "$5"
+
+
+def _query(sources: Collection[Source], dimensions: int, approximate: bool, p: Placeholders) -> str:
     if approximate:
         # The expression and predicate match the per-user partial HNSW indexes.
-        distance = f"embedding::halfvec({dimensions}) <=> $2::halfvec({dimensions})"
+        distance = f"embedding::halfvec({dimensions}) <=> {p.embedding}::halfvec({dimensions})"
     else:
         # A plain expression the HNSW index does not match: exact ordering.
-        distance = "embedding <=> $2"
+        distance = f"embedding <=> {p.embedding}"
     # Approximate: over-fetch, the outer ORDER BY re-sorts by exact distance.
-    limit = f"greatest($3 * {CANDIDATES_PER_K:d}, {MIN_CANDIDATES:d})" if approximate else "$3"
+    limit = f"greatest({p.k} * {CANDIDATES_PER_K:d}, {MIN_CANDIDATES:d})" if approximate else p.k
     parts = []
     for source in sorted(sources):
-        select = _SELECTS[source].format(distance=distance)
+        select = _SELECTS[source].format(distance=distance, p=p)
         parts.append(
             f"({select} AND vector_dims(embedding) = {dimensions:d}"
             f" ORDER BY distance LIMIT {limit})"
         )
     # Every parameter is typed here, whichever sources the query reads (an unused CTE
     # costs nothing, and PostgreSQL refuses parameters whose type it cannot infer).
-    params = "WITH p AS (SELECT $4::boolean, $5::bigint[]) "
+    params = f"WITH p AS (SELECT {p.include_private}::boolean, {p.excluded}::bigint[]) "
     union = " UNION ALL ".join(parts)
-    return f"{params}SELECT * FROM ({union}) AS hits ORDER BY distance, id LIMIT $3"
+    return f"{params}SELECT * FROM ({union}) AS hits ORDER BY distance, id LIMIT {p.k}"
 
 
 class RecallRepository:
@@ -143,7 +154,7 @@ class RecallRepository:
         self._indexed_users: frozenset[int] = frozenset()
         self._indexed_users_read_at = -INDEXED_USERS_TTL
         self._queries = {
-            (frozenset(s), a): _query(s, dimensions, a)
+            (frozenset(s), a): _query(s, dimensions, a, Placeholders())
             for s in _subsets(ALL_SOURCES)
             for a in (False, True)
         }
@@ -180,9 +191,18 @@ class RecallRepository:
                 rows = await c.fetch(query, *args)
         return [recall_hit(r) for r in rows]
 
-    def query(self, sources: Collection[Source] = ALL_SOURCES, *, approximate: bool) -> str:
-        """The SQL of `nearest`, for `arguments`' parameters ($1-$5). An approximate one
+    def query(
+        self,
+        sources: Collection[Source] = ALL_SOURCES,
+        *,
+        approximate: bool,
+        placeholders: Placeholders | None = None,
+    ) -> str:
+        """The SQL of `nearest`: for `arguments`' parameters ($1-$5), or with its values
+        at other `placeholders` (to be part of a larger statement). An approximate one
         must run in a transaction after `APPROXIMATE_SETTINGS`."""
+        if placeholders is not None:
+            return _query(sources, self._dimensions, approximate, placeholders)
         return self._queries[(frozenset(sources), approximate)]
 
     def arguments(
@@ -193,10 +213,14 @@ class RecallRepository:
         include_private: bool,
         exclude_message_ids: Collection[int],
     ) -> tuple[Any, ...]:
+        vector = self.vector_argument(embedding)
+        return (user_id, vector, k, include_private, list(exclude_message_ids))
+
+    def vector_argument(self, embedding: np.ndarray[Any, Any]) -> HalfVector:
+        """The query embedding as the queries' parameter."""
         if len(embedding) != self._dimensions:
             raise ValueError(f"query has {len(embedding)} dimensions, expected {self._dimensions}")
-        vector = HalfVector(np.asarray(embedding, dtype=np.float32))
-        return (user_id, vector, k, include_private, list(exclude_message_ids))
+        return HalfVector(np.asarray(embedding, dtype=np.float32))
 
     async def has_own_index(self, user_id: int, *, conn: Connection) -> bool:
         """Whether the user has HNSW indexes of their own (read at most once per

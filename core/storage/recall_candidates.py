@@ -4,20 +4,48 @@ Hybrid recall (core.hybrid_recall) fuses a user's rows nearest to the message's
 embedding (`RecallRepository`) with their best keyword matches
 (`TextSearchRepository`). Each list is its own repository's query; here both run as one
 statement, a UNION ALL of the two with each row tagged by its list and position, so a
-turn pays one round trip for them instead of two (docs/pipeline.md). Both queries are
-scoped by the same user id parameter.
+turn pays one round trip for them instead of two (docs/pipeline.md). A chat turn reads
+them together with the rest of its state (`Directory.turn_state`, with `query` and
+`split`). Both queries are scoped by the same user id parameter.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
+import asyncpg
 import numpy as np
 
 from core.storage.database import Connection, Database
-from core.storage.recall import APPROXIMATE_SETTINGS, RecallHit, RecallRepository, recall_hit
+from core.storage.recall import (
+    APPROXIMATE_SETTINGS,
+    Placeholders,
+    RecallHit,
+    RecallRepository,
+    recall_hit,
+)
 from core.storage.text_search import TextHit, TextSearchRepository, text_hit
+
+#: The columns of `RecallCandidates.query`, in order.
+FIELDS = (
+    "list",
+    "position",
+    "source",
+    "id",
+    "content",
+    "created_at",
+    "importance",
+    "role",
+    "distance",
+    "rank",
+    "coverage",
+)
+_VECTOR = "vector"
+_TEXT = "text"
+# `fetch`'s own parameters: the vector query's $1-$5, then the text.
+_OWN = Placeholders()
+_OWN_TEXT = "$6"
 
 
 class RecallCandidates:
@@ -26,7 +54,7 @@ class RecallCandidates:
         self._vectors = vectors
         self._text = text
         self._queries = {
-            approximate: _both(vectors, text, approximate) for approximate in (False, True)
+            a: self.query(approximate=a, p=_OWN, text=_OWN_TEXT) for a in (False, True)
         }
 
     async def fetch(
@@ -57,37 +85,68 @@ class RecallCandidates:
             *self._vectors.arguments(
                 user_id, embedding, limit, include_private, exclude_message_ids
             ),
-            query.replace("\x00", ""),  # PostgreSQL text cannot hold NUL
+            storable_text(query),
         )
         async with self._db.connection(conn) as c:
-            approximate = await self._vectors.has_own_index(user_id, conn=c)
+            approximate = await self.approximate(user_id, conn=c)
             if approximate:
                 async with c.transaction():
                     await c.execute(APPROXIMATE_SETTINGS)
                     rows = await c.fetch(self._queries[True], *args)
             else:
                 rows = await c.fetch(self._queries[False], *args)
-        vector_hits = [recall_hit(r) for r in rows if r["list"] == _VECTOR]
-        text_hits = [text_hit(r) for r in rows if r["list"] == _TEXT]
-        return vector_hits, text_hits
+        return split(rows)
+
+    def vector_argument(self, embedding: np.ndarray[Any, Any]) -> Any:
+        """The value of `query`'s `p.embedding` placeholder."""
+        return self._vectors.vector_argument(embedding)
+
+    async def approximate(self, user_id: int, *, conn: Connection) -> bool:
+        """Whether this user's vector recall uses indexes of their own: then `query`
+        must run in a transaction after `APPROXIMATE_SETTINGS`."""
+        return await self._vectors.has_own_index(user_id, conn=conn)
+
+    def query(self, *, approximate: bool, p: Placeholders, text: str, vectors: bool = True) -> str:
+        """Both lists (`FIELDS`), with the values at `p` and the query text at `text`
+        (`$n` placeholders or expressions); without `vectors`, the keyword list only
+        (`p.embedding` unused)."""
+        matching = self._text.query(
+            user=p.user,
+            text=text,
+            excluded=p.excluded,
+            include_private=p.include_private,
+            limit=p.k,
+        )
+        # row_number() counts each list in the order its query returned it (best first).
+        keyword = (
+            f"SELECT '{_TEXT}' AS list, row_number() OVER () AS position, source, id, content,"
+            " created_at, importance, role, NULL::float8 AS distance, rank, coverage"
+            f" FROM ({matching}) AS t"
+        )
+        if not vectors:
+            return keyword
+        nearest = self._vectors.query(approximate=approximate, placeholders=p)
+        return (
+            f"SELECT '{_VECTOR}' AS list, row_number() OVER () AS position, source, id, content,"
+            " created_at, importance, role, distance, NULL::float8 AS rank,"
+            " NULL::float8 AS coverage"
+            f" FROM ({nearest}) AS v"
+            f" UNION ALL {keyword}"
+            " ORDER BY list, position"
+        )
 
 
-_VECTOR = "vector"
-_TEXT = "text"
-
-
-def _both(vectors: RecallRepository, text: TextSearchRepository, approximate: bool) -> str:
-    # `RecallRepository.query` takes $1 user, $2 embedding, $3 k, $4 include private facts,
-    # $5 excluded message ids; the keyword query gets the same and its text as $6.
-    nearest = vectors.query(approximate=approximate)
-    matching = text.query(user="$1", text="$6", excluded="$5", include_private="$4", limit="$3")
-    # row_number() counts each list in the order its query returned it (best first).
+def split(
+    rows: Iterable[asyncpg.Record | Mapping[str, Any]],
+) -> tuple[list[RecallHit], list[TextHit]]:
+    """The two lists of `RecallCandidates.query`'s rows, each best first."""
+    ordered = sorted(rows, key=lambda r: (r["list"], r["position"]))
     return (
-        f"SELECT '{_VECTOR}' AS list, row_number() OVER () AS position, source, id, content,"
-        " created_at, importance, role, distance, NULL::float8 AS rank, NULL::float8 AS coverage"
-        f" FROM ({nearest}) AS v"
-        f" UNION ALL SELECT '{_TEXT}', row_number() OVER (), source, id, content, created_at,"
-        " importance, role, NULL, rank, coverage"
-        f" FROM ({matching}) AS t"
-        " ORDER BY list, position"
+        [recall_hit(r) for r in ordered if r["list"] == _VECTOR],
+        [text_hit(r) for r in ordered if r["list"] == _TEXT],
     )
+
+
+def storable_text(text: str) -> str:
+    """PostgreSQL text cannot hold NUL characters."""
+    return text.replace("\x00", "")

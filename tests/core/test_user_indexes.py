@@ -6,6 +6,7 @@ import numpy as np
 
 from core.models import Platform
 from core.storage.database import Database, create_pool
+from core.storage.directory import Directory, TurnRecall
 from core.storage.recall import RecallRepository
 from core.storage.recall_candidates import RecallCandidates
 from core.storage.text_search import TextSearchRepository
@@ -72,10 +73,24 @@ async def test_large_users_get_their_own_index_and_recall_uses_it(fresh_dsn: str
         # Both recall lists in one round trip take the same (approximate) plan.
         text = TextSearchRepository(db)
         candidates = RecallCandidates(db, recall, text)
+        directory = Directory(db)
         for query in queries[:3]:
             assert await candidates.fetch(large, "large 17", query, 10) == (
                 await recall.nearest(large, query, 10),
                 await text.search(large, "large 17", 10),
+            )
+            # And so does a turn's read, with its recent window and message left out.
+            turn = await directory.turn_state(
+                large,
+                recent=5,
+                facts=5,
+                include_private=True,
+                recall=TurnRecall(candidates, "large 17", query, 10, large_ids[17]),
+            )
+            excluded = [*large_ids[-5:], large_ids[17]]
+            assert (turn.vector_hits, turn.text_hits) == (
+                await recall.nearest(large, query, 10, exclude_message_ids=excluded),
+                await text.search(large, "large 17", 10, exclude_message_ids=excluded),
             )
 
         # After a change of embedding dimension the old indexes go, new ones come.

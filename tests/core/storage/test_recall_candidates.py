@@ -6,6 +6,7 @@ import numpy as np
 
 from core.models import NewFact, Platform
 from core.storage.database import Database
+from core.storage.directory import Directory, TurnRecall
 from core.storage.facts import FactRepository
 from core.storage.messages import MessageRepository
 from core.storage.recall import RecallRepository
@@ -91,3 +92,43 @@ async def test_without_an_embedding_only_keywords(db: Database) -> None:
     got = await candidates.fetch(user_id, "violin\x00 tax", None, 5)
     assert got == ([], await text.search(user_id, "violin tax", 5))
     assert got[1]
+
+
+async def test_a_turn_reads_the_candidates_with_its_state(db: Database) -> None:
+    rng = np.random.default_rng(7)
+    user_id, *ids = await _fill(db, "dee", rng)
+    await _fill(db, "eve", rng)
+    candidates = RecallCandidates(
+        db, RecallRepository(db, dimensions=DIM), TextSearchRepository(db)
+    )
+    directory = Directory(db)
+    answered = ids[12]  # an older message being answered (e.g. redelivered): not recalled
+    query = "beagle slipper garden"
+    for embedding in (_unit(rng, 1)[0], None):
+        for private in (True, False):
+            recall = TurnRecall(candidates, query, embedding, 12, answered)
+            state = await directory.turn_state(
+                user_id, recent=6, facts=5, include_private=private, recall=recall
+            )
+            excluded = [m.id for m in state.recent] + [answered]
+            assert len(excluded) == 7
+            assert (state.vector_hits, state.text_hits) == await candidates.fetch(
+                user_id,
+                query,
+                embedding,
+                12,
+                include_private=private,
+                exclude_message_ids=excluded,
+            )
+            assert len(state.vector_hits) == (0 if embedding is None else 12)
+            assert len(state.text_hits) > 3
+            found = [(h.source, h.id) for h in state.vector_hits]
+            found += [(h.source, h.id) for h in state.text_hits]
+            assert not {i for source, i in found if source != "facts"} & set(excluded)
+            plain = await directory.turn_state(user_id, recent=6, facts=5, include_private=private)
+            assert (plain.conversation, plain.recent, plain.facts) == (
+                state.conversation,
+                state.recent,
+                state.facts,
+            )
+            assert not plain.vector_hits and not plain.text_hits
