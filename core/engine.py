@@ -188,7 +188,6 @@ class Engine:
         instead ("" for none). One statement decides (`UserRepository.admit`); runs on
         one connection, released before anything slow."""
         services = self._services
-        now = services.clock()
         command = parse_command(text)
         limit = services.settings.limits.max_message_chars
         config_admin = services.settings.is_admin(inbound.platform.value, inbound.platform_user_id)
@@ -196,7 +195,7 @@ class Engine:
             inbound.platform,
             inbound.platform_user_id,
             bucket=self._bucket,
-            now=now,
+            clock=services.clock,
             admissible=len(text) <= limit,
             config_admin=config_admin,
             # A banned person may still take their data with them or erase it.
@@ -215,7 +214,9 @@ class Engine:
             return TOO_LONG.format(length=len(text), limit=limit)
         if admission.rate_limited:
             metrics.count_rate_limited()
-            wait = await self._rate_limits.retry_after(user.id, self._bucket, now=now, conn=conn)
+            wait = await self._rate_limits.retry_after(
+                user.id, self._bucket, now=services.clock(), conn=conn
+            )
             return RATE_LIMITED.format(seconds=max(1, round(wait)))
         if command is not None:
             claimed = await self._handled_commands.claim(
@@ -223,7 +224,7 @@ class Engine:
                 inbound.platform,
                 inbound.chat_id,
                 inbound.message_id,
-                now=now,
+                now=services.clock(),
                 conn=conn,
             )
             if not claimed:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import asyncpg
 
@@ -188,7 +190,7 @@ class UserRepository:
         platform_user_id: str,
         *,
         bucket: TokenBucket,
-        now: datetime,
+        clock: Callable[[], datetime],
         admissible: bool,
         config_admin: bool = False,
         ban_exempt: bool = False,
@@ -199,29 +201,35 @@ class UserRepository:
         conn: Connection | None = None,
     ) -> Admission:
         """Resolve the identity (created on first sight, as `get_or_create`) and decide
-        in the same statement whether its message is let in: a banned user is refused
+        in the same statement, at `clock()`, whether its message is let in: a banned user is refused
         unless an admin (role or `config_admin`) or `ban_exempt`; an admissible message
         (the caller's own checks passed) of anyone else but an admin takes a rate-limit
         token; a message let in stamps "last seen" (at most once per
         `LAST_SEEN_RESOLUTION`, or on a new `display_name`). With `lock`, a message let
         in also tries the user's session advisory lock (`core.user_lock`) on this
         connection: the caller must see it released (`UserLocks.hold` adopts it)."""
-        args = (
-            platform.value,
-            platform_user_id,
-            private_chat_id,
-            display_name,
-            admissible,
-            config_admin,
-            ban_exempt,
-            now,
-            bucket.interval,
-            bucket.window,
-            lock,
-        )
+
+        def args() -> tuple[Any, ...]:
+            # The time is read just before each try: a first message waits for its user
+            # to be created, and its token must not be taken at an earlier time than
+            # those of the messages that did not wait.
+            return (
+                platform.value,
+                platform_user_id,
+                private_chat_id,
+                display_name,
+                admissible,
+                config_admin,
+                ban_exempt,
+                clock(),
+                bucket.interval,
+                bucket.window,
+                lock,
+            )
+
         created = False
         async with self._db.connection(conn) as c:
-            row = await c.fetchrow(_ADMIT, *args)
+            row = await c.fetchrow(_ADMIT, *args())
             if row is None:
                 _, created = await self.get_or_create(
                     platform,
@@ -231,7 +239,7 @@ class UserRepository:
                     private_chat_id=private_chat_id,
                     conn=c,
                 )
-                row = await c.fetchrow(_ADMIT, *args)
+                row = await c.fetchrow(_ADMIT, *args())
         assert row is not None
         return Admission(
             user=_user(row),

@@ -381,7 +381,8 @@ async def test_two_replicas_never_interleave_one_users_turns(
     pool = await create_pool(fresh_dsn, min_size=2, max_size=10)
     try:
         pooled = replace(services, db=Database(pool))
-        replicas = [engine_with(pooled), engine_with(pooled)]
+        # Ordering, not rate limits: eight at once is the default burst's very edge.
+        replicas = [engine_with(pooled, limits={"rate_burst": 50}) for _ in range(2)]
         channel = RecordingChannel()
         await asyncio.gather(
             *(

@@ -54,7 +54,7 @@ async def test_the_accepting_statement_takes_the_same_lock_and_the_turn_adopts_i
                 Platform.TELEGRAM,
                 "locked",
                 bucket=TokenBucket(burst=100, per_minute=60),
-                now=datetime.now(UTC),
+                clock=lambda: datetime.now(UTC),
                 admissible=admissible,
                 lock=True,
                 conn=conn,

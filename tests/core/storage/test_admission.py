@@ -16,7 +16,9 @@ BUCKET = TokenBucket(burst=2, per_minute=6)  # a token every 10 s, two at once
 
 async def _admit(db: Database, who: str, now: datetime = NOW, **options: Any) -> Admission:
     options.setdefault("admissible", True)
-    return await UserRepository(db).admit(Platform.TELEGRAM, who, bucket=BUCKET, now=now, **options)
+    return await UserRepository(db).admit(
+        Platform.TELEGRAM, who, bucket=BUCKET, clock=lambda: now, **options
+    )
 
 
 async def _state(db: Database, user_id: int) -> tuple[datetime | None, datetime | None]:
