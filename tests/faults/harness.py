@@ -317,6 +317,18 @@ async def stored_user_messages(dsn: str) -> dict[tuple[int, str], str]:
     return {(int(r["chat_id"]), r["content"]): r["status"] for r in rows}
 
 
+async def delivered_replies(dsn: str) -> int:
+    """How many replies the database records as delivered to the platform."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        count: int = await conn.fetchval(
+            "SELECT count(*) FROM messages WHERE role = 'assistant' AND delivered_at IS NOT NULL"
+        )
+    finally:
+        await conn.close()
+    return count
+
+
 class EmbeddedDatabase:
     """The embedded server under `pgdata`, stopped and started from outside the service."""
 
