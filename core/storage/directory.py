@@ -190,11 +190,7 @@ class Directory:
                 row = await c.fetchrow(query, *args)
         if row is None:
             raise LookupError(f"user {user_id} has no conversation")
-        vector_hits, text_hits = (
-            split(dict(zip(_RECALL_FIELDS, r, strict=True)) for r in row["recall"])
-            if recall is not None
-            else ([], [])
-        )
+        vector_hits, text_hits = split(row["recall"]) if recall is not None else ([], [])
         return TurnState(
             conversation=conversation_from_row(row),
             memory=_memory_context(row) if row["has_memory"] else None,

@@ -20,7 +20,7 @@ never be returned.
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -28,7 +28,6 @@ from typing import Any
 
 import asyncpg
 import numpy as np
-from pgvector import HalfVector
 
 from core.storage.database import Connection, Database
 from core.storage.user_indexes import UserIndexRepository
@@ -81,7 +80,7 @@ class RecallHit:
     role: str | None  # "user" or "assistant" for messages, None for facts
 
 
-def recall_hit(row: asyncpg.Record | Mapping[str, Any]) -> RecallHit:
+def recall_hit(row: asyncpg.Record) -> RecallHit:
     """A row of `RecallRepository.query`'s result."""
     return RecallHit(
         source=Source(row["source"]),
@@ -216,11 +215,11 @@ class RecallRepository:
         vector = self.vector_argument(embedding)
         return (user_id, vector, k, include_private, list(exclude_message_ids))
 
-    def vector_argument(self, embedding: np.ndarray[Any, Any]) -> HalfVector:
-        """The query embedding as the queries' parameter."""
+    def vector_argument(self, embedding: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        """The query embedding as the queries' parameter: half precision, as stored."""
         if len(embedding) != self._dimensions:
             raise ValueError(f"query has {len(embedding)} dimensions, expected {self._dimensions}")
-        return HalfVector(np.asarray(embedding, dtype=np.float32))
+        return np.asarray(embedding, dtype=np.float16)
 
     async def has_own_index(self, user_id: int, *, conn: Connection) -> bool:
         """Whether the user has HNSW indexes of their own (read at most once per
@@ -244,7 +243,7 @@ class RecallRepository:
         conn: Connection | None = None,
     ) -> str:
         """The query plan of a recall (benchmarks and tests check the index is used)."""
-        vector = HalfVector(np.asarray(embedding, dtype=np.float32))
+        vector = self.vector_argument(embedding)
         query = self._queries[(ALL_SOURCES, approximate)]
         async with self._db.connection(conn) as c, c.transaction():
             if approximate:

@@ -11,7 +11,8 @@ them together with the rest of its state (`Directory.turn_state`, with `query` a
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable
+from operator import itemgetter
 from typing import Any
 
 import asyncpg
@@ -23,9 +24,9 @@ from core.storage.recall import (
     Placeholders,
     RecallHit,
     RecallRepository,
-    recall_hit,
+    Source,
 )
-from core.storage.text_search import TextHit, TextSearchRepository, text_hit
+from core.storage.text_search import TextHit, TextSearchRepository
 
 #: The columns of `RecallCandidates.query`, in order.
 FIELDS = (
@@ -137,14 +138,26 @@ class RecallCandidates:
 
 
 def split(
-    rows: Iterable[asyncpg.Record | Mapping[str, Any]],
+    rows: Iterable[asyncpg.Record | tuple[Any, ...]],
 ) -> tuple[list[RecallHit], list[TextHit]]:
-    """The two lists of `RecallCandidates.query`'s rows, each best first."""
-    ordered = sorted(rows, key=lambda r: (r["list"], r["position"]))
-    return (
-        [recall_hit(r) for r in ordered if r["list"] == _VECTOR],
-        [text_hit(r) for r in ordered if r["list"] == _TEXT],
-    )
+    """The two lists of `RecallCandidates.query`'s rows (records, or tuples in `FIELDS`
+    order), each best first. Built by position: a turn decodes up to 80 of them."""
+    vector_hits: list[RecallHit] = []
+    text_hits: list[TextHit] = []
+    for r in sorted(rows, key=itemgetter(0, 1)):
+        if r[0] == _VECTOR:
+            # As `recall_hit`: similarity = 1 - cosine distance.
+            vector_hits.append(
+                RecallHit(_SOURCES[r[2]], r[3], r[4], 1.0 - float(r[8]), r[5], r[6], r[7])
+            )
+        else:
+            text_hits.append(
+                TextHit(_SOURCES[r[2]], r[3], r[4], r[5], r[7], r[6], float(r[9]), float(r[10]))
+            )
+    return vector_hits, text_hits
+
+
+_SOURCES = {source.value: source for source in Source}
 
 
 def storable_text(text: str) -> str:

@@ -22,11 +22,10 @@ SQL. Every query is scoped by `user_id`, so another user's rows are never read.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
 
 import asyncpg
 
@@ -173,7 +172,7 @@ def _query(ranking: Ranking, p: _Placeholders) -> str:
     return _ts_rank_query(ranking.value, p)
 
 
-def text_hit(row: asyncpg.Record | Mapping[str, Any]) -> TextHit:
+def text_hit(row: asyncpg.Record) -> TextHit:
     """A row of `TextSearchRepository.query`'s result."""
     return TextHit(
         source=Source(row["source"]),
