@@ -50,9 +50,9 @@ class TurnState:
     """Oldest first, without context snapshots."""
     facts: list[Fact]
     """Most important first, without source message ids."""
+    # The recall candidates asked for with `TurnRecall`, each list best first.
     vector_hits: list[RecallHit] = field(default_factory=list)
     text_hits: list[TextHit] = field(default_factory=list)
-    """The recall candidates asked for with `TurnRecall`, each list best first."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,7 @@ import logging
 from dataclasses import dataclass
 
 from core.storage.database import Connection, Database
+from core.storage.rate_limits import DROP_BUCKET
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +102,7 @@ class MergeRepository:
             raise ValueError("cannot merge a user into itself")
         async with self._db.transaction(conn) as c:
             await lock_users(c, keep_id, merge_id)
+            await c.execute(DROP_BUCKET, merge_id)  # before the row locks: see DROP_BUCKET
             locked = await c.fetch(
                 "SELECT id FROM users WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE",
                 [keep_id, merge_id],

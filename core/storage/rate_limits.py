@@ -19,6 +19,13 @@ from datetime import datetime, timedelta
 
 from core.storage.database import Connection, Database
 
+# Run first by whatever deletes a user (erasure, merge), in its transaction. The
+# admission (`UserRepository.admit`) locks the user's bucket and then their `users` row
+# (the "last seen" stamp); `DELETE FROM users` locks the row and then, cascading, the
+# bucket: a message admitted meanwhile would deadlock with it. Dropping the bucket
+# first takes the two in the admission's order.
+DROP_BUCKET = "DELETE FROM rate_limits WHERE user_id = $1"
+
 
 @dataclass(frozen=True, slots=True)
 class TokenBucket:

@@ -118,9 +118,11 @@ class RecallCandidates:
             include_private=p.include_private,
             limit=p.k,
         )
-        # row_number() counts each list in the order its query returned it (best first).
+        # Each list's position, best first: the order its own query returns it in.
         keyword = (
-            f"SELECT '{_TEXT}' AS list, row_number() OVER () AS position, source, id, content,"
+            f"SELECT '{_TEXT}' AS list,"
+            " row_number() OVER (ORDER BY rank DESC, created_at DESC, id DESC) AS position,"
+            " source, id, content,"
             " created_at, importance, role, NULL::float8 AS distance, rank, coverage"
             f" FROM ({matching}) AS t"
         )
@@ -128,7 +130,8 @@ class RecallCandidates:
             return keyword
         nearest = self._vectors.query(approximate=approximate, placeholders=p)
         return (
-            f"SELECT '{_VECTOR}' AS list, row_number() OVER () AS position, source, id, content,"
+            f"SELECT '{_VECTOR}' AS list,"
+            " row_number() OVER (ORDER BY distance, id) AS position, source, id, content,"
             " created_at, importance, role, distance, NULL::float8 AS rank,"
             " NULL::float8 AS coverage"
             f" FROM ({nearest}) AS v"

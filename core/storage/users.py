@@ -11,7 +11,7 @@ import asyncpg
 
 from core.models import Conversation, Identity, Platform, Role, User, UserStatus
 from core.storage.database import Connection, Database
-from core.storage.rate_limits import TokenBucket, take_token_sql
+from core.storage.rate_limits import DROP_BUCKET, TokenBucket, take_token_sql
 
 # "Last seen" is stamped at most this often (or on a new display name): stamping every
 # message of a busy chat would be a write per message for a minute-resolution value.
@@ -323,6 +323,7 @@ class UserRepository:
 
     async def delete(self, user_id: int, *, conn: Connection | None = None) -> bool:
         """Erase a user; every table that holds user data cascades from `users`."""
-        async with self._db.connection(conn) as c:
+        async with self._db.transaction(conn) as c:
+            await c.execute(DROP_BUCKET, user_id)
             result = await c.execute("DELETE FROM users WHERE id = $1", user_id)
         return result.endswith(" 1")

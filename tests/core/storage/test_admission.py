@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from core.models import Platform, Role, UserStatus
-from core.storage.database import Database
+from core.storage.database import Database, connect, create_pool
 from core.storage.rate_limits import RateLimitRepository, TokenBucket
 from core.storage.users import LAST_SEEN_RESOLUTION, Admission, UserRepository
 
@@ -129,3 +130,35 @@ async def test_last_seen_is_stamped_when_stale_or_renamed(db: Database) -> None:
     assert await stamped_after(second, display_name="Eva")
     renamed = await UserRepository(db).get(user.id)
     assert renamed is not None and renamed.display_name == "Eva"
+
+
+async def test_erasing_a_user_takes_locks_in_the_admissions_order(fresh_dsn: str) -> None:
+    """An admission holds the user's bucket, then stamps their row; an erasure meanwhile
+    must not hold that row while it waits for the bucket (a deadlock: one of the two
+    would be aborted)."""
+    pool = await create_pool(fresh_dsn, min_size=2, max_size=3)
+    admission = await connect(fresh_dsn)
+    try:
+        users = UserRepository(Database(pool))
+        admitted = await users.admit(
+            Platform.TELEGRAM, "gone", bucket=BUCKET, clock=lambda: NOW, admissible=True
+        )
+        user = admitted.user
+        async with admission.transaction():
+            # The admission's two steps, with the erasure starting in between.
+            await admission.execute(
+                "UPDATE rate_limits SET tat = tat + interval '1 second' WHERE user_id = $1",
+                user.id,
+            )
+            erasure = asyncio.create_task(users.delete(user.id))
+            await asyncio.sleep(0.3)  # the erasure is waiting for the bucket now
+            assert not erasure.done()
+            await asyncio.wait_for(
+                admission.execute("UPDATE users SET last_seen_at = now() WHERE id = $1", user.id),
+                timeout=5,
+            )
+        assert await erasure
+        assert await users.get(user.id) is None
+    finally:
+        await admission.close()
+        await pool.close()
