@@ -98,7 +98,7 @@ class RecallCandidates:
                 rows = await c.fetch(self._queries[False], *args)
         return split(rows)
 
-    def vector_argument(self, embedding: np.ndarray[Any, Any]) -> Any:
+    def vector_argument(self, embedding: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         """The value of `query`'s `p.embedding` placeholder."""
         return self._vectors.vector_argument(embedding)
 
