@@ -19,10 +19,10 @@ from core.storage.database import Connection, Database
 from core.storage.facts import facts_from_array, valid_facts_sql
 from core.storage.messages import MESSAGE_COLUMNS as _MESSAGE_COLUMNS
 from core.storage.messages import message_from_row, recent_window_sql, window_from_array
-from core.storage.recall import APPROXIMATE_SETTINGS, Placeholders, RecallHit
+from core.storage.recall import Placeholders, RecallHit, recall_plan
 from core.storage.recall_candidates import FIELDS as _RECALL_FIELDS
-from core.storage.recall_candidates import RecallCandidates, split, storable_text
-from core.storage.text_search import TextHit
+from core.storage.recall_candidates import RecallCandidates, split
+from core.storage.text_search import TextHit, storable_text
 from core.storage.users import conversation_from_row
 
 
@@ -181,13 +181,8 @@ class Directory:
                 and recall.embedding is not None
                 and await recall.candidates.approximate(user_id, conn=c)
             )
-            query = self._turn_query(recall, approximate)
-            if approximate:
-                async with c.transaction():
-                    await c.execute(APPROXIMATE_SETTINGS)
-                    row = await c.fetchrow(query, *args)
-            else:
-                row = await c.fetchrow(query, *args)
+            async with recall_plan(c, approximate=approximate):
+                row = await c.fetchrow(self._turn_query(recall, approximate), *args)
         if row is None:
             raise LookupError(f"user {user_id} has no conversation")
         vector_hits, text_hits = split(row["recall"]) if recall is not None else ([], [])

@@ -9,7 +9,7 @@ Two plans, chosen per user:
 - approximate: a user with partial HNSW indexes of their own (the largest users, built
   by the `user_indexes` job, core/storage/user_indexes.py) is searched through them with
   `hnsw.iterative_scan`; a few times `k` candidates per source are re-sorted by exact
-  distance. Plans are custom per call (see `APPROXIMATE_SETTINGS`).
+  distance. Plans are custom per call (see `_APPROXIMATE_SETTINGS`).
 There are no shared vector indexes (migrations 0004 and 0007): a filtered scan of one
 index over every user's vectors was slower than the exact plan for users below the
 threshold and missed rows for the large ones, and inserting into it was the largest
@@ -20,7 +20,8 @@ never be returned.
 from __future__ import annotations
 
 import time
-from collections.abc import Collection
+from collections.abc import AsyncIterator, Collection
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -53,7 +54,7 @@ MIN_CANDIDATES = 40
 #   switch to a generic plan, which cannot see that `user_id = $1` is a heavy user and
 #   picks the B-tree: recall then silently became an exact scan of 50k rows (60-350 ms).
 #   Only a custom plan can use a partial index whose predicate names the user id.
-APPROXIMATE_SETTINGS = (
+_APPROXIMATE_SETTINGS = (
     "SET LOCAL hnsw.iterative_scan = relaxed_order;"
     f" SET LOCAL hnsw.ef_search = {EF_SEARCH:d};"
     " SET LOCAL plan_cache_mode = force_custom_plan"
@@ -182,11 +183,7 @@ class RecallRepository:
             if approximate is None:
                 approximate = await self.has_own_index(user_id, conn=c)
             query = self.query(sources, approximate=approximate)
-            if approximate:
-                async with c.transaction():
-                    await c.execute(APPROXIMATE_SETTINGS)
-                    rows = await c.fetch(query, *args)
-            else:
+            async with recall_plan(c, approximate=approximate):
                 rows = await c.fetch(query, *args)
         return [recall_hit(r) for r in rows]
 
@@ -199,7 +196,7 @@ class RecallRepository:
     ) -> str:
         """The SQL of `nearest`: for `arguments`' parameters ($1-$5), or with its values
         at other `placeholders` (to be part of a larger statement). An approximate one
-        must run in a transaction after `APPROXIMATE_SETTINGS`."""
+        must run inside `recall_plan`."""
         if placeholders is not None:
             return _query(sources, self._dimensions, approximate, placeholders)
         return self._queries[(frozenset(sources), approximate)]
@@ -245,11 +242,21 @@ class RecallRepository:
         """The query plan of a recall (benchmarks and tests check the index is used)."""
         vector = self.vector_argument(embedding)
         query = self._queries[(ALL_SOURCES, approximate)]
-        async with self._db.connection(conn) as c, c.transaction():
-            if approximate:
-                await c.execute(APPROXIMATE_SETTINGS)
+        async with self._db.connection(conn) as c, recall_plan(c, approximate=approximate):
             rows = await c.fetch("EXPLAIN " + query, user_id, vector, k, True, [])
         return "\n".join(r[0] for r in rows)
+
+
+@asynccontextmanager
+async def recall_plan(conn: Connection, *, approximate: bool) -> AsyncIterator[None]:
+    """Where a recall statement runs: an approximate one in a transaction after
+    `_APPROXIMATE_SETTINGS` (they are SET LOCAL), an exact one as it is."""
+    if not approximate:
+        yield
+        return
+    async with conn.transaction():
+        await conn.execute(_APPROXIMATE_SETTINGS)
+        yield
 
 
 def _subsets(sources: frozenset[Source]) -> list[frozenset[Source]]:

@@ -20,13 +20,13 @@ import numpy as np
 
 from core.storage.database import Connection, Database
 from core.storage.recall import (
-    APPROXIMATE_SETTINGS,
     Placeholders,
     RecallHit,
     RecallRepository,
     Source,
+    recall_plan,
 )
-from core.storage.text_search import TextHit, TextSearchRepository
+from core.storage.text_search import TextHit, TextSearchRepository, storable_text
 
 #: The columns of `RecallCandidates.query`, in order.
 FIELDS = (
@@ -90,12 +90,8 @@ class RecallCandidates:
         )
         async with self._db.connection(conn) as c:
             approximate = await self.approximate(user_id, conn=c)
-            if approximate:
-                async with c.transaction():
-                    await c.execute(APPROXIMATE_SETTINGS)
-                    rows = await c.fetch(self._queries[True], *args)
-            else:
-                rows = await c.fetch(self._queries[False], *args)
+            async with recall_plan(c, approximate=approximate):
+                rows = await c.fetch(self._queries[approximate], *args)
         return split(rows)
 
     def vector_argument(self, embedding: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
@@ -104,7 +100,7 @@ class RecallCandidates:
 
     async def approximate(self, user_id: int, *, conn: Connection) -> bool:
         """Whether this user's vector recall uses indexes of their own: then `query`
-        must run in a transaction after `APPROXIMATE_SETTINGS`."""
+        must run inside `recall_plan`."""
         return await self._vectors.has_own_index(user_id, conn=conn)
 
     def query(self, *, approximate: bool, p: Placeholders, text: str, vectors: bool = True) -> str:
@@ -161,8 +157,3 @@ def split(
 
 
 _SOURCES = {source.value: source for source in Source}
-
-
-def storable_text(text: str) -> str:
-    """PostgreSQL text cannot hold NUL characters."""
-    return text.replace("\x00", "")

@@ -186,6 +186,11 @@ def text_hit(row: asyncpg.Record) -> TextHit:
     )
 
 
+def storable_text(text: str) -> str:
+    """PostgreSQL text cannot hold NUL characters."""
+    return text.replace("\x00", "")
+
+
 class TextSearchRepository:
     def __init__(self, db: Database, *, ranking: Ranking = Ranking.BM25) -> None:
         self._db = db
@@ -209,7 +214,7 @@ class TextSearchRepository:
         """
         if limit <= 0:
             return []
-        text = query.replace("\x00", "")  # PostgreSQL text cannot hold NUL
+        text = storable_text(query)
         async with self._db.connection(conn) as c:
             rows = await c.fetch(
                 self._query, user_id, text, list(exclude_message_ids), include_private, limit
