@@ -37,8 +37,6 @@ FailureReason = Literal[
 the model endpoint said it is overloaded, the platform refused the finished reply, or
 an unexpected error in the engine."""
 
-TokenDirection = Literal["in", "out"]
-
 # Buckets in seconds. Stages range from sub-millisecond (store) to a minute (a long
 # answer), so the buckets span both ends rather than prometheus-client's web defaults.
 _STAGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -112,12 +110,12 @@ ADAPTER_CONNECTED = Gauge(
 
 # Label values known in advance are created now, so dashboards and alerts see a 0
 # instead of a missing series before the first event.
-for _stage in STAGES:
-    STAGE_SECONDS.labels(stage=_stage)
+# Every answer observes these; `labels()` finds a child under a lock, so keep them.
+_STAGE_CHILDREN: dict[str, Histogram] = {s: STAGE_SECONDS.labels(stage=s) for s in STAGES}
 for _reason in get_args(FailureReason):
     REPLIES_FAILED.labels(reason=_reason)
-for _direction in get_args(TokenDirection):
-    LLM_TOKENS.labels(direction=_direction)
+_TOKENS_IN = LLM_TOKENS.labels(direction="in")
+_TOKENS_OUT = LLM_TOKENS.labels(direction="out")
 
 
 def count_message_in(platform: str) -> None:
@@ -145,12 +143,12 @@ def count_banned() -> None:
 def observe_llm(seconds: float, *, tokens_in: int, tokens_out: int) -> None:
     """One complete model answer: its latency and its token counts."""
     LLM_LATENCY.observe(max(0.0, seconds))
-    LLM_TOKENS.labels(direction="in").inc(max(0, tokens_in))
-    LLM_TOKENS.labels(direction="out").inc(max(0, tokens_out))
+    _TOKENS_IN.inc(max(0, tokens_in))
+    _TOKENS_OUT.inc(max(0, tokens_out))
 
 
 def observe_stage(stage: Stage, seconds: float) -> None:
-    STAGE_SECONDS.labels(stage=stage).observe(max(0.0, seconds))
+    _STAGE_CHILDREN[stage].observe(max(0.0, seconds))
 
 
 def observe_timings(timings_ms: Mapping[str, int | float]) -> None:
@@ -160,9 +158,9 @@ def observe_timings(timings_ms: Mapping[str, int | float]) -> None:
     DEBUG), so adding a timing to the reply snapshot never breaks answering.
     """
     for key, value in timings_ms.items():
-        stage = key.removesuffix("_ms")
-        if stage in STAGES and key != stage:
-            STAGE_SECONDS.labels(stage=stage).observe(max(0.0, float(value) / 1000))
+        child = _STAGE_CHILDREN.get(key.removesuffix("_ms")) if key.endswith("_ms") else None
+        if child is not None:
+            child.observe(max(0.0, float(value) / 1000))
         else:
             logger.debug("timing %s is not a known stage; not observed", key)
 

@@ -44,12 +44,34 @@ def recent_window_sql(user: str, limit: str) -> str:
 
 
 def window_from_array(records: Sequence[tuple[Any, ...]]) -> list[Message]:
-    """The window of `recent_window_sql`, oldest first, without context snapshots."""
-    extra = {"context_snapshot": None, "archived": False}
+    """The window of `recent_window_sql`, oldest first, without context snapshots.
+    Built by position (`_WINDOW_FIELDS` order): every turn decodes twenty of them."""
     return [
-        message_from_row({**dict(zip(_WINDOW_FIELDS, r, strict=True)), **extra})
+        Message(
+            r[0],
+            r[1],
+            _ROLES[r[2]],
+            r[3],
+            _PLATFORMS[r[4]],
+            r[5],
+            r[6],
+            r[7],
+            None if r[8] is None else _STATUSES[r[8]],
+            r[9],
+            None,
+            r[10],
+            r[11],
+            r[12],
+            r[13],
+        )
         for r in reversed(records)
     ]
+
+
+# Enum members by value: a dict lookup costs a fraction of calling the enum.
+_ROLES = {role.value: role for role in MessageRole}
+_PLATFORMS = {platform.value: platform for platform in Platform}
+_STATUSES = {status.value: status for status in MessageStatus}
 
 
 def message_from_row(
@@ -95,19 +117,19 @@ SELECT *, false AS archived FROM stored
 """
 
 # $1 user, $2 content, $3 platform, $4 chat, $5 answered message, $6 snapshot, $7/$8
-# tokens in/out, $9 model, $10 response ms, $11 embedding, $12 the user messages it
-# answers. The status update finds them by primary key; `status` is in no index, so the
-# update stays HOT and never touches the vector or text indexes.
-_ADD_ASSISTANT_MESSAGE = f"""
+# tokens in/out, $9 model, $10 response ms, $11 embedding; `answering` picks the user
+# messages it answers. The status update finds them by primary key; `status` is in no
+# index, so the update stays HOT and never touches the vector or text indexes.
+_REPLY_TEMPLATE = """
 WITH reply AS (
     INSERT INTO messages (user_id, role, content, platform, chat_id, reply_to_id,
                           context_snapshot, tokens_in, tokens_out, model, response_ms,
                           embedding)
     VALUES ($1, 'assistant', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-    RETURNING {TURN_COLUMNS}
+    RETURNING {columns}
 ), answered AS (
     UPDATE messages SET status = 'answered'
-    WHERE id = ANY($12::bigint[]) AND user_id = $1 AND role = 'user'
+    WHERE id {answering} AND user_id = $1 AND role = 'user'
 ), counted AS (
     UPDATE conversations SET message_count = message_count + 1,
         tokens_in = tokens_in + $7, tokens_out = tokens_out + $8, last_activity_at = now()
@@ -115,6 +137,14 @@ WITH reply AS (
 )
 SELECT *, false AS archived FROM reply
 """
+# Answering one message, the common case, compares with `$5` alone. With an array of
+# ids PostgreSQL's plan cache priced its generic plan for ten of them, so it planned the
+# statement anew at every execution, about 0.15 ms of server CPU a reply
+# (docs/pipeline.md). Earlier failed messages the reply answers too come as $12.
+_ADD_REPLY = _REPLY_TEMPLATE.format(columns=TURN_COLUMNS, answering="= $5")
+_ADD_REPLY_ANSWERING_MORE = _REPLY_TEMPLATE.format(
+    columns=TURN_COLUMNS, answering="= ANY($12::bigint[])"
+)
 
 _MARK_DELIVERED = "UPDATE messages SET delivered_at = now() WHERE id = $1 AND user_id = $2"
 # set_config(..., true) lasts to the end of the statement's own transaction: this commit.
@@ -206,8 +236,9 @@ class MessageRepository:
         """Store a reply with its context snapshot and mark the message it answers, and
         `retried_ids` (earlier failed messages the prompt included), answered."""
         async with self._db.connection(conn) as c:
+            more: list[list[int]] = [[reply_to_id, *retried_ids]] if retried_ids else []
             row = await c.fetchrow(
-                _ADD_ASSISTANT_MESSAGE,
+                _ADD_REPLY_ANSWERING_MORE if more else _ADD_REPLY,
                 user_id,
                 content,
                 platform.value,
@@ -219,7 +250,7 @@ class MessageRepository:
                 model,
                 response_ms,
                 embedding,
-                [reply_to_id, *retried_ids],
+                *more,
             )
         assert row is not None
         return dataclasses.replace(message_from_row(row), context_snapshot=context_snapshot)

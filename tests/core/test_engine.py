@@ -540,3 +540,41 @@ async def test_last_seen_is_stamped_at_most_once_a_minute_and_on_a_new_name(
     await engine.handle(replace(inbound("renamed", user="seen"), display_name="Seen Anew"), channel)
     renamed = await services.users.get(user_id)
     assert renamed is not None and renamed.display_name == "Seen Anew"
+
+
+async def test_every_statement_of_a_turn_is_planned_once_not_at_every_message(
+    services: Services,
+) -> None:
+    """PostgreSQL plans a prepared statement anew for its first five executions, then
+    keeps one generic plan unless that one looks dearer than a custom plan. The reply's
+    statement once looked so (an id array the planner guessed at ten elements) and was
+    planned again at every message: server CPU on every turn (docs/pipeline.md)."""
+    engine = engine_with(services, limits={"rate_burst": 50})
+    channel = RecordingChannel()
+    async with services.db.connection() as conn:
+        # The planner prices plans from table statistics: make them a live service's,
+        # a thousand people with fifty messages each.
+        await conn.execute(
+            "WITH people AS (INSERT INTO users (display_name)"
+            " SELECT 'p' || i FROM generate_series(1, 1000) i RETURNING id),"
+            " talked AS (INSERT INTO conversations (user_id) SELECT id FROM people)"
+            " INSERT INTO messages (user_id, role, content, platform, status)"
+            " SELECT id, 'user', 'filler ' || i, 'telegram', 'answered'"
+            " FROM people, generate_series(1, 50) i"
+        )
+        await conn.execute("ANALYZE messages, conversations")
+    turns = 12
+    for i in range(turns):
+        await engine.handle(inbound(f"Message number {i} about the garden."), channel)
+    assert len(channel.replies) == turns
+    async with services.db.connection() as conn:
+        rows = await conn.fetch(
+            "SELECT statement, custom_plans FROM pg_prepared_statements"
+            " WHERE generic_plans + custom_plans >= $1",
+            turns,
+        )
+    statements = " ".join(r["statement"] for r in rows)
+    for part in ("INSERT INTO messages", "'assistant'", "has_memory", "delivered_at"):
+        assert part in statements, f"no statement of a turn holds {part!r}"
+    replanned = [" ".join(r["statement"].split())[:100] for r in rows if r["custom_plans"] > 5]
+    assert replanned == []

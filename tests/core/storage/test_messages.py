@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 from core.models import MessageRole, MessageStatus, Platform
 from core.storage.database import Database, create_pool
@@ -26,6 +27,47 @@ async def test_user_message_is_stored_pending_and_counted(db: Database) -> None:
     assert stored.message.role is MessageRole.USER
     conversation = await UserRepository(db).conversation(user_id)
     assert conversation.message_count == 1
+
+
+async def test_a_turns_window_holds_each_message_as_stored_but_its_snapshot(
+    db: Database,
+) -> None:
+    user_id = await _user(db)
+    messages = MessageRepository(db)
+    asked = await messages.add_user_message(
+        user_id, "q", platform=Platform.DISCORD, chat_id="c", platform_message_id="1"
+    )
+    await messages.add_assistant_message(
+        user_id,
+        "a",
+        reply_to_id=asked.message.id,
+        platform=Platform.DISCORD,
+        chat_id="c",
+        context_snapshot={"facts": [1]},
+        tokens_in=100,
+        tokens_out=5,
+        model="m",
+        response_ms=12,
+    )
+    failed = await messages.add_user_message(
+        user_id, "q2", platform=Platform.TELEGRAM, chat_id="t", platform_message_id="2"
+    )
+    await messages.set_status(user_id, failed.message.id, MessageStatus.FAILED)
+    await messages.add_user_message(
+        user_id, "q3", platform=Platform.TELEGRAM, chat_id="t", platform_message_id="3"
+    )
+    window = (
+        await Directory(db).turn_state(user_id, recent=10, facts=0, include_private=True)
+    ).recent
+    stored = await messages.history(user_id, limit=10)
+    assert window == [dataclasses.replace(m, context_snapshot=None) for m in reversed(stored)]
+    assert [m.status for m in window] == [
+        MessageStatus.ANSWERED,
+        None,
+        MessageStatus.FAILED,
+        MessageStatus.PENDING,
+    ]
+    assert window[1].model == "m" and window[1].response_ms == 12
 
 
 async def test_redelivered_message_is_a_duplicate_and_changes_nothing(db: Database) -> None:
