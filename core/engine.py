@@ -89,6 +89,24 @@ class _Turn:
     conn: Connection
 
 
+@dataclass(frozen=True, slots=True)
+class _Reply:
+    """A model reply as it is recorded (`MessageRepository.add_assistant_message`)."""
+
+    text: str
+    snapshot: dict[str, Any]
+    tokens_in: int
+    tokens_out: int
+    model: str
+    response_ms: int
+    embedding: np.ndarray[Any, Any] | None
+    retried_ids: tuple[int, ...]
+
+
+_MessageKey = tuple[str, str | None, str | None]
+"""A platform message: platform, chat id, message id."""
+
+
 class Engine:
     def __init__(self, services: Services, *, persona: str) -> None:
         self._services = services
@@ -98,7 +116,11 @@ class Engine:
             services.settings.limits.rate_burst, services.settings.limits.rate_per_minute
         )
         self._handled_commands = HandledCommandRepository(services.db)
-        self._outage_told: set[tuple[str, str, str]] = set()
+        self._outage_told: set[_MessageKey] = set()
+        # Replies delivered while the database was down, by the message they answer: that
+        # message comes again (the platform redelivers it, or the adapter retries it),
+        # and then its reply is recorded instead of a second one given.
+        self._unrecorded: dict[_MessageKey, _Reply] = {}
         settings = services.settings
         self._assembler = ContextAssembler(
             directory=Directory(services.db),
@@ -144,6 +166,9 @@ class Engine:
         if len(self._outage_told) >= OUTAGE_MEMORY:
             self._outage_told.clear()
         self._outage_told.add(key)
+        if key in self._unrecorded:
+            logger.warning("database unreachable; the reply to %s will be recorded later", key)
+            return  # the person has their answer
         metrics.count_reply_failed("storage_unavailable")
         logger.warning("database unreachable; message %s will be handled again", key)
         with suppress(Exception):
@@ -287,6 +312,11 @@ class Engine:
     async def _redelivered(self, turn: _Turn, message: Message) -> None:
         """A platform delivered a message again: answer it only if it never was."""
         if message.status is MessageStatus.PENDING:
+            reply = self._unrecorded.pop(_key(message), None)
+            if reply is not None:
+                await self._write_reply(turn, message, reply, delivered=True)
+                metrics.count_message_out(message.platform)
+                return
             logger.info(
                 "answering redelivered pending message %s of user %s", message.id, turn.user.id
             )
@@ -381,6 +411,15 @@ class Engine:
         timings: dict[str, int],
         sink: ReplySink,
     ) -> None:
+        """Deliver the reply, then record it with its snapshot and whether it arrived,
+        and the message as answered, in one statement.
+
+        Delivering first spares a statement marking the reply delivered afterwards. A
+        crash between the two leaves the message unanswered in the database: the
+        platform delivers it again after the restart and it is answered again (at
+        least once, docs/faults.md). A database outage there is remembered instead
+        (`_unrecorded`), and the reply is recorded when the message comes again.
+        """
         services = self._services
         started = time.perf_counter()
         text = completion.text.strip() or "…"
@@ -389,40 +428,70 @@ class Engine:
         metrics.observe_llm(
             completion.latency_ms / 1000, tokens_in=tokens_in, tokens_out=tokens_out
         )
-        reply_embedding = await self._embed(text)
-        snapshot = {
-            **context.snapshot,
-            "model": completion.model,
-            "tokens_in": tokens_in,
-            "tokens_out": tokens_out,
-            "timings_ms": timings,
-        }
-        reply = await services.messages.add_assistant_message(
-            turn.user.id,
-            text,
-            reply_to_id=message.id,
-            platform=message.platform,
-            chat_id=message.chat_id,
-            context_snapshot=snapshot,
+        reply = _Reply(
+            text=text,
+            snapshot={
+                **context.snapshot,
+                "model": completion.model,
+                "tokens_in": tokens_in,
+                "tokens_out": tokens_out,
+                "timings_ms": timings,
+            },
             tokens_in=tokens_in,
             tokens_out=tokens_out,
             model=completion.model,
             response_ms=round(completion.latency_ms),
-            embedding=reply_embedding,
+            embedding=await self._embed(text),
             retried_ids=context.failed_ids,
+        )
+        embedded = time.perf_counter()
+        delivered = await self._deliver(turn, message, sink, text)
+        delivery_ms = _ms(embedded, time.perf_counter())
+        try:
+            await self._write_reply(turn, message, reply, delivered=delivered)
+        except Exception as exc:
+            if delivered and is_storage_outage(exc):
+                if len(self._unrecorded) >= OUTAGE_MEMORY:
+                    self._unrecorded.clear()
+                self._unrecorded[_key(message)] = reply
+            raise
+        timings["record_ms"] = _ms(started, time.perf_counter()) - delivery_ms
+        metrics.observe_timings(timings)
+        if delivered:
+            metrics.count_message_out(message.platform)
+
+    async def _write_reply(
+        self, turn: _Turn, message: Message, reply: _Reply, *, delivered: bool
+    ) -> None:
+        await self._services.messages.add_assistant_message(
+            turn.user.id,
+            reply.text,
+            reply_to_id=message.id,
+            platform=message.platform,
+            chat_id=message.chat_id,
+            context_snapshot=reply.snapshot,
+            tokens_in=reply.tokens_in,
+            tokens_out=reply.tokens_out,
+            model=reply.model,
+            response_ms=reply.response_ms,
+            embedding=reply.embedding,
+            retried_ids=reply.retried_ids,
+            delivered=delivered,
             conn=turn.conn,
         )
-        timings["record_ms"] = _ms(started, time.perf_counter())
-        metrics.observe_timings(timings)
+
+    async def _deliver(self, turn: _Turn, message: Message, sink: ReplySink, text: str) -> bool:
+        """Finish the reply on the platform: whether it arrived. One that did not is
+        recorded as undelivered, and a redelivery of its message sends it again."""
         try:
             await sink.finish(text)
         except Exception:
-            # The reply stays recorded; a redelivery of the message sends it again.
             metrics.count_reply_failed("delivery")
-            logger.exception("could not deliver reply %s to user %s", reply.id, turn.user.id)
-            return
-        await services.messages.mark_delivered(turn.user.id, reply.id, conn=turn.conn)
-        metrics.count_message_out(message.platform)
+            logger.exception(
+                "could not deliver the reply to message %s of user %s", message.id, turn.user.id
+            )
+            return False
+        return True
 
 
 async def _quietly(step: Any) -> None:
@@ -469,6 +538,10 @@ def is_storage_outage(exc: BaseException) -> bool:
             return True
         cause = cause.__cause__
     return False
+
+
+def _key(message: Message) -> _MessageKey:
+    return (message.platform, message.chat_id, message.platform_message_id)
 
 
 def _ms(start: float, end: float) -> int:

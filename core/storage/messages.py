@@ -117,15 +117,17 @@ SELECT *, false AS archived FROM stored
 """
 
 # $1 user, $2 content, $3 platform, $4 chat, $5 answered message, $6 snapshot, $7/$8
-# tokens in/out, $9 model, $10 response ms, $11 embedding; `answering` picks the user
-# messages it answers. The status update finds them by primary key; `status` is in no
-# index, so the update stays HOT and never touches the vector or text indexes.
+# tokens in/out, $9 model, $10 response ms, $11 embedding, $12 whether the platform has
+# it already; `answering` picks the user messages it answers. The status update finds
+# them by primary key; `status` is in no index, so the update stays HOT and never
+# touches the vector or text indexes.
 _REPLY_TEMPLATE = """
 WITH reply AS (
     INSERT INTO messages (user_id, role, content, platform, chat_id, reply_to_id,
                           context_snapshot, tokens_in, tokens_out, model, response_ms,
-                          embedding)
-    VALUES ($1, 'assistant', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                          embedding, delivered_at)
+    VALUES ($1, 'assistant', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
+            CASE WHEN $12::boolean THEN now() END)
     RETURNING {columns}
 ), answered AS (
     UPDATE messages SET status = 'answered'
@@ -140,10 +142,10 @@ SELECT *, false AS archived FROM reply
 # Answering one message, the common case, compares with `$5` alone. With an array of
 # ids PostgreSQL's plan cache priced its generic plan for ten of them, so it planned the
 # statement anew at every execution, about 0.15 ms of server CPU a reply
-# (docs/pipeline.md). Earlier failed messages the reply answers too come as $12.
+# (docs/pipeline.md). Earlier failed messages the reply answers too come as $13.
 _ADD_REPLY = _REPLY_TEMPLATE.format(columns=TURN_COLUMNS, answering="= $5")
 _ADD_REPLY_ANSWERING_MORE = _REPLY_TEMPLATE.format(
-    columns=TURN_COLUMNS, answering="= ANY($12::bigint[])"
+    columns=TURN_COLUMNS, answering="= ANY($13::bigint[])"
 )
 
 _MARK_DELIVERED = "UPDATE messages SET delivered_at = now() WHERE id = $1 AND user_id = $2"
@@ -231,10 +233,12 @@ class MessageRepository:
         response_ms: int,
         embedding: np.ndarray[Any, Any] | None = None,
         retried_ids: Sequence[int] = (),
+        delivered: bool = False,
         conn: Connection | None = None,
     ) -> Message:
         """Store a reply with its context snapshot and mark the message it answers, and
-        `retried_ids` (earlier failed messages the prompt included), answered."""
+        `retried_ids` (earlier failed messages the prompt included), answered.
+        `delivered`: the platform has the reply already (else `mark_delivered` later)."""
         async with self._db.connection(conn) as c:
             more: list[list[int]] = [[reply_to_id, *retried_ids]] if retried_ids else []
             row = await c.fetchrow(
@@ -250,6 +254,7 @@ class MessageRepository:
                 model,
                 response_ms,
                 embedding,
+                delivered,
                 *more,
             )
         assert row is not None

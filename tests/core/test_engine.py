@@ -25,7 +25,7 @@ from core.models import MessageRole, MessageStatus, NewFact, Platform, UserStatu
 from core.services import Services
 from core.storage.database import Database, create_pool
 from tests.core.engine_helpers import PERSONA, engine_with, inbound, prompt_text
-from tests.fakes.channel import RecordingChannel
+from tests.fakes.channel import RecordingChannel, RecordingSink
 from tests.fakes.openai_server import Delay, FakeOpenAI, HttpError
 
 
@@ -496,6 +496,50 @@ async def test_an_unreachable_database_is_raised_to_the_adapter_and_told_once(
         with pytest.raises(StorageUnavailable):
             await engine.handle(message, channel)
     assert channel.sent == [STORAGE_DOWN]
+
+
+async def test_a_reply_delivered_as_the_database_went_down_is_recorded_when_its_message_returns(
+    fresh_dsn: str, services: Services, fake_llm: FakeOpenAI
+) -> None:
+    """The reply reaches the person, then the database is gone before it is recorded:
+    no outage notice (they have their answer), and when the message comes again the
+    same reply is recorded, delivered, instead of a second one asked for."""
+    pool = await create_pool(fresh_dsn, min_size=1, max_size=2)
+    admin = await asyncpg.connect(fresh_dsn)
+    try:
+        engine = engine_with(replace(services, db=Database(pool)))
+        channel = RecordingChannel()
+
+        async def database_dies(sink: RecordingSink, text: str) -> None:
+            sink.final = text
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            # As when a server goes away: the engine's connection sees it closed before
+            # its next statement (not the termination notice arriving mid-statement).
+            await asyncio.sleep(0.2)
+
+        channel.on_finish = database_dies
+        message = inbound("what a day", message_id="delivered-then-outage")
+        with pytest.raises(StorageUnavailable):
+            await engine.handle(message, channel)
+        assert channel.texts == ["echo: what a day"]
+        channel.on_finish = None
+        await engine.handle(message, channel)  # redelivered, the database is back
+        assert channel.texts == ["echo: what a day"]
+        assert len(fake_llm.chat_requests) == 1
+        rows = await admin.fetch(
+            "SELECT role, content, status, delivered_at IS NOT NULL AS delivered FROM messages"
+            " ORDER BY id"
+        )
+        assert [tuple(r) for r in rows] == [
+            ("user", "what a day", "answered", False),
+            ("assistant", "echo: what a day", None, True),
+        ]
+    finally:
+        await admin.close()
+        await pool.close()
 
 
 async def test_a_turn_leaves_its_connection_committing_synchronously(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 
@@ -9,12 +10,17 @@ from dataclasses import dataclass, field
 class RecordingSink:
     updates: list[str] = field(default_factory=list)
     final: str | None = None
+    on_finish: Callable[[RecordingSink, str], Awaitable[None]] | None = None
+    """Runs instead of recording `finish` (it may record it, then fail, or do more)."""
 
     async def update(self, text: str) -> None:
         self.updates.append(text)
 
     async def finish(self, text: str) -> None:
-        self.final = text
+        if self.on_finish is not None:
+            await self.on_finish(self, text)
+        else:
+            self.final = text
 
 
 @dataclass
@@ -23,6 +29,8 @@ class RecordingChannel:
     files: list[tuple[str, bytes, str | None]] = field(default_factory=list)
     typing_count: int = 0
     replies: list[RecordingSink] = field(default_factory=list)
+    on_finish: Callable[[RecordingSink, str], Awaitable[None]] | None = None
+    """Given to every reply started from now on (`RecordingSink.on_finish`)."""
 
     async def send(self, text: str) -> None:
         self.sent.append(text)
@@ -34,7 +42,7 @@ class RecordingChannel:
         self.typing_count += 1
 
     def start_reply(self) -> RecordingSink:
-        sink = RecordingSink()
+        sink = RecordingSink(on_finish=self.on_finish)
         self.replies.append(sink)
         return sink
 

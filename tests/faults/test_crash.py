@@ -39,9 +39,9 @@ def _stages(
     async def some_delivered() -> bool:
         if not (llm.in_flight > 0 and ledger.answered() > answered):
             return False
-        # Once the replies the chats show are marked delivered too: a kill in the few
-        # milliseconds between a reply's delivery and its mark makes the redelivered
-        # message send it again (at least once, docs/faults.md), which is not this stage.
+        # Once the replies the chats show are recorded too: a kill in the few
+        # milliseconds between a reply's delivery and its record makes the redelivered
+        # message answered again (at least once, docs/faults.md), which is not this stage.
         assert dsn is not None, "the stage reads the database"
         return await delivered_replies(dsn) >= ledger.answered()
 
