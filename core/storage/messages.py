@@ -116,19 +116,21 @@ WITH stored AS (
 SELECT *, false AS archived FROM stored
 """
 
-# $1 user, $2 content, $3 platform, $4 chat, $5 answered message, $6 snapshot, $7/$8
-# tokens in/out, $9 model, $10 response ms, $11 embedding, $12 whether the platform has
-# it already; `answering` picks the user messages it answers. The status update finds
-# them by primary key; `status` is in no index, so the update stays HOT and never
-# touches the vector or text indexes.
-_REPLY_TEMPLATE = """
+
+def _add_reply_sql(answering: str) -> str:
+    """$1 user, $2 content, $3 platform, $4 chat, $5 answered message, $6 snapshot, $7/$8
+    tokens in/out, $9 model, $10 response ms, $11 embedding, $12 whether the platform has
+    it already; `answering` picks the user messages it answers. The status update finds
+    them by primary key; `status` is in no index, so the update stays HOT and never
+    touches the vector or text indexes."""
+    return f"""
 WITH reply AS (
     INSERT INTO messages (user_id, role, content, platform, chat_id, reply_to_id,
                           context_snapshot, tokens_in, tokens_out, model, response_ms,
                           embedding, delivered_at)
     VALUES ($1, 'assistant', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
             CASE WHEN $12::boolean THEN now() END)
-    RETURNING {columns}
+    RETURNING {TURN_COLUMNS}
 ), answered AS (
     UPDATE messages SET status = 'answered'
     WHERE id {answering} AND user_id = $1 AND role = 'user'
@@ -139,14 +141,14 @@ WITH reply AS (
 )
 SELECT *, false AS archived FROM reply
 """
+
+
 # Answering one message, the common case, compares with `$5` alone. With an array of
 # ids PostgreSQL's plan cache priced its generic plan for ten of them, so it planned the
 # statement anew at every execution, about 0.15 ms of server CPU a reply
 # (docs/pipeline.md). Earlier failed messages the reply answers too come as $13.
-_ADD_REPLY = _REPLY_TEMPLATE.format(columns=TURN_COLUMNS, answering="= $5")
-_ADD_REPLY_ANSWERING_MORE = _REPLY_TEMPLATE.format(
-    columns=TURN_COLUMNS, answering="= ANY($13::bigint[])"
-)
+_ADD_REPLY = _add_reply_sql("= $5")
+_ADD_REPLY_ANSWERING_MORE = _add_reply_sql("= ANY($13::bigint[])")
 
 _MARK_DELIVERED = "UPDATE messages SET delivered_at = now() WHERE id = $1 AND user_id = $2"
 # set_config(..., true) lasts to the end of the statement's own transaction: this commit.
