@@ -29,7 +29,7 @@ from core.hybrid_recall import HybridRecall, RecalledItem
 from core.models import Fact, Message, MessageRole, MessageStatus
 from core.persona import system_prompt
 from core.storage.database import Connection
-from core.storage.directory import Directory, MemoryContext
+from core.storage.directory import Directory, MemoryContext, NewMessage, TurnState
 from core.tokens import TOKENS_PER_MESSAGE, TOKENS_REPLY_PRIMING, TokenCounter
 
 SUMMARY_SHARE = 0.2
@@ -55,6 +55,8 @@ class AssembledContext:
     prompt_tokens: int
     failed_ids: tuple[int, ...] = field(default_factory=tuple)
     """Earlier messages in the window whose answer failed: the reply answers them too."""
+    read_seconds: float = 0.0
+    """How long the turn's one read took (with the message's store, when it stored it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,11 +133,10 @@ class ContextAssembler:
         conn: Connection | None = None,
     ) -> AssembledContext:
         """The prompt answering `current` (already stored) and its snapshot."""
-        user_id = current.user_id
         k = self._limits.recall_top_k
         started = time.perf_counter()
         state = await self._directory.turn_state(
-            user_id,
+            current.user_id,
             recent=self._limits.recent_messages,
             facts=self._limits.facts_max,
             include_private=not shared_chat,
@@ -144,7 +145,49 @@ class ContextAssembler:
             else None,
             conn=conn,
         )
+        return self._build(current, state, time.perf_counter() - started, shared_chat, now)
+
+    async def store_and_assemble(
+        self,
+        user_id: int,
+        message: NewMessage,
+        *,
+        shared_chat: bool,
+        now: datetime,
+        conn: Connection | None = None,
+    ) -> tuple[Message, AssembledContext] | None:
+        """Store `message` and read what answering it needs in one statement
+        (`Directory.turn_state(storing=...)`): the stored message and the prompt
+        answering it, or None when it was stored before (a redelivery)."""
+        k = self._limits.recall_top_k
+        started = time.perf_counter()
+        state = await self._directory.turn_state(
+            user_id,
+            # The read does not see the message it stores: one fewer, then it is added.
+            recent=self._limits.recent_messages - 1,
+            facts=self._limits.facts_max,
+            include_private=not shared_chat,
+            recall=self._recall.turn_recall(None, message.content, message.embedding, k)
+            if k > 0
+            else None,
+            storing=message,
+            conn=conn,
+        )
+        if state.stored is None:
+            return None
         read_seconds = time.perf_counter() - started
+        return state.stored, self._build(state.stored, state, read_seconds, shared_chat, now)
+
+    def _build(
+        self,
+        current: Message,
+        state: TurnState,
+        read_seconds: float,
+        shared_chat: bool,
+        now: datetime,
+    ) -> AssembledContext:
+        """The prompt answering `current` from the turn's state, and its snapshot."""
+        k = self._limits.recall_top_k
         conversation = state.conversation
         budget = self._limits.token_budget
         persona = system_prompt(self._persona, conversation.persona_overrides)
@@ -254,7 +297,7 @@ class ContextAssembler:
             "tokens": {**used, "prompt": prompt_tokens, "budget": budget},
         }
         failed = tuple(m.id for m in window if m.status is MessageStatus.FAILED)
-        return AssembledContext(prompt, snapshot, prompt_tokens, failed)
+        return AssembledContext(prompt, snapshot, prompt_tokens, failed, read_seconds)
 
     def _line_tokens(self, prefix: str, content: str) -> int:
         """Tokens of one list line of the system text: newline, prefix, content. The

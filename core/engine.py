@@ -32,7 +32,7 @@ from core.models import Message, MessageStatus, Role, User
 from core.ports import ReplyChannel, ReplySink
 from core.services import Services
 from core.storage.database import Connection
-from core.storage.directory import Directory
+from core.storage.directory import Directory, NewMessage
 from core.storage.handled_commands import HandledCommandRepository
 from core.storage.rate_limits import RateLimitRepository, TokenBucket
 from core.storage.recall_candidates import RecallCandidates
@@ -289,25 +289,34 @@ class Engine:
             started = time.perf_counter()
             embedding = await self._embed(text)
             embedded = time.perf_counter()
-            stored = await services.messages.add_user_message(
+            turn = _Turn(user, not inbound.is_private, channel, conn)
+            # The message is stored by the statement that reads what answering it needs.
+            opened = await self._assembler.store_and_assemble(
                 user.id,
-                text,
-                platform=inbound.platform,
-                chat_id=inbound.chat_id,
-                platform_message_id=inbound.message_id,
-                embedding=embedding,
+                NewMessage(text, inbound.platform, inbound.chat_id, inbound.message_id, embedding),
+                shared_chat=turn.shared_chat,
+                now=services.clock(),
                 conn=conn,
             )
-            message = stored.message
-            turn = _Turn(user, not inbound.is_private, channel, conn)
-            if stored.duplicate:
-                await self._redelivered(turn, message)
+            if opened is None:
+                stored = await services.messages.stored_before(
+                    user.id,
+                    platform=inbound.platform,
+                    chat_id=inbound.chat_id,
+                    platform_message_id=inbound.message_id,
+                    conn=conn,
+                )
+                await self._redelivered(turn, stored.message)
                 return
+            message, context = opened
+            store_ms = round(context.read_seconds * 1000)
             timings = {
                 "embed_ms": _ms(started, embedded),
-                "store_ms": _ms(embedded, time.perf_counter()),
+                "store_ms": store_ms,
+                "assemble_ms": _ms(embedded, time.perf_counter()) - store_ms,
             }
-            await self._answer(turn, message, embedding, timings)
+            await _quietly(channel.typing())
+            await self._respond(turn, message, context, timings)
 
     async def _redelivered(self, turn: _Turn, message: Message) -> None:
         """A platform delivered a message again: answer it only if it never was."""
@@ -354,17 +363,27 @@ class Engine:
         embedding: np.ndarray[Any, Any] | None,
         timings: dict[str, int],
     ) -> None:
-        services = self._services
         await _quietly(turn.channel.typing())
         started = time.perf_counter()
         context = await self._assembler.assemble(
             message,
             embedding,
             shared_chat=turn.shared_chat,
-            now=services.clock(),
+            now=self._services.clock(),
             conn=turn.conn,
         )
         timings["assemble_ms"] = _ms(started, time.perf_counter())
+        await self._respond(turn, message, context, timings)
+
+    async def _respond(
+        self,
+        turn: _Turn,
+        message: Message,
+        context: AssembledContext,
+        timings: dict[str, int],
+    ) -> None:
+        """Have the model answer `message` with `context`, stream it, and record it."""
+        services = self._services
         sink = turn.channel.start_reply()
         try:
             completion = await self._complete(context, sink, timings)

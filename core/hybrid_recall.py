@@ -132,10 +132,11 @@ class HybridRecall:
         )
 
     def turn_recall(
-        self, message_id: int, query: str, embedding: np.ndarray[Any, Any] | None, k: int
+        self, message_id: int | None, query: str, embedding: np.ndarray[Any, Any] | None, k: int
     ) -> TurnRecall:
         """The candidates a chat turn reads with its state (`Directory.turn_state`) to
-        recall `k` items for its message; `rank` them with the turn's recent window."""
+        recall `k` items for its message (`message_id` None: stored by that read);
+        `rank` them with the turn's recent window."""
         return TurnRecall(
             self._candidates, query, embedding, self._weights.candidates(k), message_id
         )

@@ -44,28 +44,31 @@ def recent_window_sql(user: str, limit: str) -> str:
 
 
 def window_from_array(records: Sequence[tuple[Any, ...]]) -> list[Message]:
-    """The window of `recent_window_sql`, oldest first, without context snapshots.
-    Built by position (`_WINDOW_FIELDS` order): every turn decodes twenty of them."""
-    return [
-        Message(
-            r[0],
-            r[1],
-            _ROLES[r[2]],
-            r[3],
-            _PLATFORMS[r[4]],
-            r[5],
-            r[6],
-            r[7],
-            None if r[8] is None else _STATUSES[r[8]],
-            r[9],
-            None,
-            r[10],
-            r[11],
-            r[12],
-            r[13],
-        )
-        for r in reversed(records)
-    ]
+    """The window of `recent_window_sql`, oldest first, without context snapshots."""
+    return [message_from_record(r) for r in reversed(records)]
+
+
+def message_from_record(r: tuple[Any, ...]) -> Message:
+    """A message from a record of `_WINDOW_FIELDS` (`recent_window_sql`,
+    `stored_message_sql`), without its context snapshot. Built by position: every turn
+    decodes twenty of them."""
+    return Message(
+        r[0],
+        r[1],
+        _ROLES[r[2]],
+        r[3],
+        _PLATFORMS[r[4]],
+        r[5],
+        r[6],
+        r[7],
+        None if r[8] is None else _STATUSES[r[8]],
+        r[9],
+        None,
+        r[10],
+        r[11],
+        r[12],
+        r[13],
+    )
 
 
 # Enum members by value: a dict lookup costs a fraction of calling the enum.
@@ -100,21 +103,39 @@ def message_from_row(
 # Each write of a chat turn is one statement (its own implicit transaction): the row and
 # the bookkeeping it implies commit together, in one round trip, without BEGIN/COMMIT.
 
-# $1 user, $2 content, $3 platform, $4 chat, $5 platform message id, $6 embedding. No row
-# when the message was stored before (a redelivery); then nothing is counted.
-_ADD_USER_MESSAGE = f"""
-WITH stored AS (
+
+def user_message_sql(
+    user: str, content: str, platform: str, chat: str, platform_message_id: str, embedding: str
+) -> str:
+    """Common table expressions storing a user message as pending, at the given `$n`
+    placeholders: `stored` holds its row (`TURN_COLUMNS`), and none when the message was
+    stored before (a redelivery), in which case nothing is counted either. Part of a
+    larger statement too: a chat turn stores its message with its read
+    (`Directory.turn_state`)."""
+    return f"""
+stored AS (
     INSERT INTO messages (user_id, role, content, platform, chat_id, platform_message_id,
                           status, embedding)
-    VALUES ($1, 'user', $2, $3, $4, $5, 'pending', $6)
+    VALUES ({user}, 'user', {content}, {platform}, {chat}, {platform_message_id}, 'pending',
+            {embedding})
     ON CONFLICT ON CONSTRAINT messages_platform_message_unique DO NOTHING
     RETURNING {TURN_COLUMNS}
 ), counted AS (
     UPDATE conversations SET message_count = message_count + 1, last_activity_at = now()
-    WHERE user_id = $1 AND EXISTS (SELECT FROM stored)
+    WHERE user_id = {user} AND EXISTS (SELECT FROM stored)
+)"""
+
+
+def stored_message_sql() -> str:
+    """An expression: the row `user_message_sql` stored, as a record that
+    `message_from_record` reads; NULL for a redelivery."""
+    return f"(SELECT ROW({', '.join(_WINDOW_FIELDS)}) FROM stored)"
+
+
+_ADD_USER_MESSAGE = (
+    f"WITH {user_message_sql('$1', '$2', '$3', '$4', '$5', '$6')}"
+    " SELECT *, false AS archived FROM stored"
 )
-SELECT *, false AS archived FROM stored
-"""
 
 
 def _add_reply_sql(answering: str) -> str:
@@ -202,6 +223,25 @@ class MessageRepository:
             )
             if row is not None:
                 return StoredUserMessage(message_from_row(row), duplicate=False)
+            return await self.stored_before(
+                user_id,
+                platform=platform,
+                chat_id=chat_id,
+                platform_message_id=platform_message_id,
+                conn=c,
+            )
+
+    async def stored_before(
+        self,
+        user_id: int,
+        *,
+        platform: Platform,
+        chat_id: str | None,
+        platform_message_id: str | None,
+        conn: Connection | None = None,
+    ) -> StoredUserMessage:
+        """The stored row of a redelivered message (`duplicate=True`)."""
+        async with self._db.connection(conn) as c:
             # Scoped by user too: a row of someone else under the same platform ids
             # (no platform produces one) must fail here, never reach this user's turn.
             existing = await c.fetchrow(

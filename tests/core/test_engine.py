@@ -64,6 +64,17 @@ async def test_a_conversation_over_several_turns(services: Services, fake_llm: F
     assert channel.replies[0].updates[-1] == "echo: Hi, I'm Ann"
 
 
+async def test_the_window_is_the_newest_messages_up_to_the_limit(
+    services: Services, fake_llm: FakeOpenAI
+) -> None:
+    engine = engine_with(services, context={"recent_messages": 3})
+    channel = RecordingChannel()
+    for text in ("one", "two", "three"):
+        await engine.handle(inbound(text), channel)
+    window = fake_llm.chat_requests[-1]["messages"][1:]
+    assert [m["content"] for m in window] == ["two", "echo: two", "three"]
+
+
 async def test_old_messages_are_recalled_by_meaning_and_by_rare_word(
     services: Services, fake_llm: FakeOpenAI
 ) -> None:
