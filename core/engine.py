@@ -309,11 +309,11 @@ class Engine:
                 await self._redelivered(turn, stored.message)
                 return
             message, context = opened
-            store_ms = round(context.read_seconds * 1000)
+            stored_and_read = embedded + context.read_seconds
             timings = {
                 "embed_ms": _ms(started, embedded),
-                "store_ms": store_ms,
-                "assemble_ms": _ms(embedded, time.perf_counter()) - store_ms,
+                "store_ms": _ms(embedded, stored_and_read),
+                "assemble_ms": _ms(stored_and_read, time.perf_counter()),
             }
             await _quietly(channel.typing())
             await self._respond(turn, message, context, timings)
