@@ -37,6 +37,7 @@ from core.storage.handled_commands import HandledCommandRepository
 from core.storage.rate_limits import RateLimitRepository, TokenBucket
 from core.storage.recall_candidates import RecallCandidates
 from core.storage.text_search import TextSearchRepository
+from core.unrecorded_replies import MessageKey, UnrecordedReplies
 from core.user_lock import UserLocks
 
 logger = logging.getLogger(__name__)
@@ -103,10 +104,6 @@ class _Reply:
     retried_ids: tuple[int, ...]
 
 
-_MessageKey = tuple[str, str | None, str | None]
-"""A platform message: platform, chat id, message id."""
-
-
 class Engine:
     def __init__(self, services: Services, *, persona: str) -> None:
         self._services = services
@@ -116,11 +113,8 @@ class Engine:
             services.settings.limits.rate_burst, services.settings.limits.rate_per_minute
         )
         self._handled_commands = HandledCommandRepository(services.db)
-        self._outage_told: set[_MessageKey] = set()
-        # Replies delivered while the database was down, by the message they answer: that
-        # message comes again (the platform redelivers it, or the adapter retries it),
-        # and then its reply is recorded instead of a second one given.
-        self._unrecorded: dict[_MessageKey, _Reply] = {}
+        self._outage_told: set[MessageKey] = set()
+        self._unrecorded: UnrecordedReplies[_Reply] = UnrecordedReplies()
         settings = services.settings
         self._assembler = ContextAssembler(
             directory=Directory(services.db),
@@ -321,9 +315,10 @@ class Engine:
     async def _redelivered(self, turn: _Turn, message: Message) -> None:
         """A platform delivered a message again: answer it only if it never was."""
         if message.status is MessageStatus.PENDING:
-            reply = self._unrecorded.pop(_key(message), None)
+            reply = self._unrecorded.get(_key(message), message.id)
             if reply is not None:
                 await self._write_reply(turn, message, reply, delivered=True)
+                self._unrecorded.forget(_key(message))
                 metrics.count_message_out(message.platform)
                 return
             logger.info(
@@ -434,10 +429,10 @@ class Engine:
         and the message as answered, in one statement.
 
         Delivering first spares a statement marking the reply delivered afterwards. A
-        crash between the two leaves the message unanswered in the database: the
-        platform delivers it again after the restart and it is answered again (at
-        least once, docs/faults.md). A database outage there is remembered instead
-        (`_unrecorded`), and the reply is recorded when the message comes again.
+        crash between the two leaves the message pending: when the platform delivers it
+        again after the restart (Telegram does) it is answered again (at least once,
+        docs/faults.md). After a database outage there the reply is kept
+        (`UnrecordedReplies`) and recorded when the message comes again.
         """
         services = self._services
         started = time.perf_counter()
@@ -469,11 +464,19 @@ class Engine:
         try:
             await self._write_reply(turn, message, reply, delivered=delivered)
         except Exception as exc:
-            if delivered and is_storage_outage(exc):
-                if len(self._unrecorded) >= OUTAGE_MEMORY:
-                    self._unrecorded.clear()
-                self._unrecorded[_key(message)] = reply
-            raise
+            if not delivered:
+                raise
+            if is_storage_outage(exc):
+                self._unrecorded.keep(_key(message), message.id, reply)
+                raise
+            # The person has the answer: no apology for not recording it.
+            metrics.count_reply_failed("internal")
+            logger.exception(
+                "could not record the reply delivered to message %s of user %s",
+                message.id,
+                turn.user.id,
+            )
+            return
         timings["record_ms"] = _ms(started, time.perf_counter()) - delivery_ms
         metrics.observe_timings(timings)
         if delivered:
@@ -559,7 +562,7 @@ def is_storage_outage(exc: BaseException) -> bool:
     return False
 
 
-def _key(message: Message) -> _MessageKey:
+def _key(message: Message) -> MessageKey:
     return (message.platform, message.chat_id, message.platform_message_id)
 
 

@@ -37,7 +37,7 @@ FailureReason = Literal[
 the model endpoint said it is overloaded, the platform refused the finished reply, or
 an unexpected error in the engine."""
 
-# Buckets in seconds. Stages range from sub-millisecond (store) to a minute (a long
+# Buckets in seconds. Stages range from sub-millisecond (assemble) to a minute (a long
 # answer), so the buckets span both ends rather than prometheus-client's web defaults.
 _STAGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _LLM_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120)

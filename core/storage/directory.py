@@ -200,7 +200,10 @@ class Directory:
         facts still true (private ones only with `include_private`), and with `recall`
         its candidates (private facts likewise). With `storing`, the same statement
         stores that message first (`MessageRepository.add_user_message`'s rules), and
-        reads as if it were not there."""
+        reads as if it were not there; recall then searches with its text and takes no
+        message id."""
+        if recall is not None and storing is None and recall.message_id is None:
+            raise ValueError("recall for a stored message needs its id, to leave it out")
         args: list[Any] = [user_id, recent, facts, include_private]
         if storing is not None:
             args += [

@@ -100,8 +100,9 @@ def message_from_row(
     )
 
 
-# Each write of a chat turn is one statement (its own implicit transaction): the row and
-# the bookkeeping it implies commit together, in one round trip, without BEGIN/COMMIT.
+# Each write of a chat turn is one statement (its own transaction, unless the caller's):
+# the row and the bookkeeping it implies commit together, in one round trip, without
+# BEGIN/COMMIT.
 
 
 def user_message_sql(

@@ -553,6 +553,31 @@ async def test_a_reply_delivered_as_the_database_went_down_is_recorded_when_its_
         await pool.close()
 
 
+async def test_a_delivered_reply_that_cannot_be_recorded_is_not_apologised_for(
+    fresh_dsn: str, services: Services, fake_llm: FakeOpenAI
+) -> None:
+    """The person has the answer; the record fails for a reason other than an outage
+    (here: the user was erased meanwhile). Logged and counted, no apology sent."""
+    pool = await create_pool(fresh_dsn, min_size=1, max_size=2)
+    try:
+        pooled = replace(services, db=Database(pool))
+        engine = engine_with(pooled)
+        channel = RecordingChannel()
+        await engine.handle(inbound("hello"), channel)
+        user_id = await _user_id(pooled, "u1")
+
+        async def user_erased(sink: RecordingSink, text: str) -> None:
+            sink.final = text
+            await pooled.users.delete(user_id)
+
+        channel.on_finish = user_erased
+        await engine.handle(inbound("and goodbye"), channel)
+        assert channel.texts == ["echo: hello", "echo: and goodbye"]
+        assert len(fake_llm.chat_requests) == 2
+    finally:
+        await pool.close()
+
+
 async def test_a_turn_leaves_its_connection_committing_synchronously(
     services: Services, fake_llm: FakeOpenAI
 ) -> None:
