@@ -460,7 +460,7 @@ class Engine:
         )
         embedded = time.perf_counter()
         delivered = await self._deliver(turn, message, sink, text)
-        delivery_ms = _ms(embedded, time.perf_counter())
+        delivery_seconds = time.perf_counter() - embedded
         try:
             await self._write_reply(turn, message, reply, delivered=delivered)
         except Exception as exc:
@@ -477,7 +477,7 @@ class Engine:
                 turn.user.id,
             )
             return
-        timings["record_ms"] = _ms(started, time.perf_counter()) - delivery_ms
+        timings["record_ms"] = _ms(started + delivery_seconds, time.perf_counter())
         metrics.observe_timings(timings)
         if delivered:
             metrics.count_message_out(message.platform)

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 import asyncpg
 import pytest
+from prometheus_client import REGISTRY
 
 from core.engine import (
     BANNED,
@@ -576,6 +577,26 @@ async def test_a_delivered_reply_that_cannot_be_recorded_is_not_apologised_for(
         assert len(fake_llm.chat_requests) == 2
     finally:
         await pool.close()
+
+
+async def test_the_record_stage_leaves_the_delivery_out(services: Services) -> None:
+    """`record` times the reply's embedding and write, not the platform's call."""
+    engine = engine_with(services)
+    channel = RecordingChannel()
+
+    async def slow_platform(sink: RecordingSink, text: str) -> None:
+        await asyncio.sleep(0.3)
+        sink.final = text
+
+    channel.on_finish = slow_platform
+    labels = {"stage": "record"}
+    count = REGISTRY.get_sample_value("onethread_stage_seconds_count", labels) or 0.0
+    total = REGISTRY.get_sample_value("onethread_stage_seconds_sum", labels) or 0.0
+    await engine.handle(inbound("take your time"), channel)
+    assert channel.texts == ["echo: take your time"]
+    assert REGISTRY.get_sample_value("onethread_stage_seconds_count", labels) == count + 1
+    spent = (REGISTRY.get_sample_value("onethread_stage_seconds_sum", labels) or 0.0) - total
+    assert 0 <= spent < 0.3
 
 
 async def test_a_turn_leaves_its_connection_committing_synchronously(
