@@ -1,4 +1,6 @@
-"""Queries the commands need that the aggregate repositories do not offer.
+"""Queries that span the aggregate repositories: what the commands need, and a chat
+turn's one statement (`turn_state`), which reads the turn's state and recall candidates
+and, for a new message, stores it first.
 
 User-data queries take the user id and are scoped by it. The two exceptions are marked
 "admins only": broadcast recipients (identities of every active user) and looking up a
