@@ -55,18 +55,17 @@ from benchmarks.common import (
     write_json,
 )
 from bot.database import embedded_server_settings
-from config.settings import ArchiveSettings, DatabaseSettings, MemorySettings
-from core.archive import ArchiveJob
+from config.settings import ArchiveSettings, DatabaseSettings, MemorySettings, Settings
 from core.embedding.local import LocalEmbedder
+from core.jobs.archive import ArchiveJob
+from core.jobs.memory import MemoryJob
 from core.llm.client import ChatClient
-from core.memory import MemoryJob
 from core.models import Platform
 from core.services import Services
 from core.storage.database import Database, create_pool
 from core.storage.messages import MessageRepository
 from core.tokens import TokenCounter
-from tests.conftest import make_settings
-from tests.fakes.openai_server import FakeOpenAI
+from fakes.openai_server import FakeOpenAI
 
 DIM = 384
 TOPICS = 200
@@ -266,7 +265,13 @@ async def memory_throughput(dsn: str, opts: argparse.Namespace) -> dict[str, Any
             ChatClient(base_url=fake.base_url, api_key=None, model="fake", max_retries=0) as llm,
             LocalEmbedder() as embedder,
         ):
-            settings = make_settings(memory=MemorySettings(users_per_run=count))
+            settings = Settings.model_validate(
+                {
+                    "llm_model": "fake-model",
+                    "llm_max_retries": 0,
+                    "memory": MemorySettings(users_per_run=count),
+                }
+            )
             services = Services(
                 settings=settings,
                 db=Database(pool),

@@ -176,7 +176,7 @@ def clustered(
 ) -> Vectors:
     """Vectors shaped like real embeddings: topics (`centroids`) with noise around them.
 
-    The same shape as `_clustered` in tests/core/storage/test_recall.py; share one set
+    The same shape as `_clustered` in tests/core/recall/test_vectors.py; share one set
     of centroids between users so that, as with a real model, everybody's messages live
     in the same topics (which is what makes per-user filtering of an HNSW scan hard).
     """

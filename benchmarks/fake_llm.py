@@ -14,7 +14,7 @@ import sys
 
 import uvloop
 
-from tests.fakes.openai_server import FakeOpenAI
+from fakes.openai_server import FakeOpenAI
 
 
 async def serve(reply: str) -> None:

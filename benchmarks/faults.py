@@ -4,7 +4,7 @@
     .venv/bin/python -m benchmarks.faults --kills 40 --dsn postgresql://.../faultbench
 
 The real service (`python -m bot run`) runs as a subprocess against the fake Telegram
-Bot API and a slow fake model (tests/faults/harness.py). Each round sends a few
+Bot API and a slow fake model (fakes/service.py). Each round sends a few
 messages from several chats, waits until a reply is in flight, waits a random extra
 moment (so kills land anywhere: model thinking, preview streaming, reply recorded,
 final edit) and kills the process with SIGKILL; the next round starts it again. After
@@ -29,8 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import RESULTS_DIR, Stats, print_table, redact, write_json
-from tests.fakes.telegram_api import FakeTelegram
-from tests.faults.harness import (
+from fakes.service import (
     EmbeddedDatabase,
     Ledger,
     Service,
@@ -40,6 +39,7 @@ from tests.faults.harness import (
     previews,
     service_env,
 )
+from fakes.telegram_api import FakeTelegram
 
 
 def _parser() -> argparse.ArgumentParser:

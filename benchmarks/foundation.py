@@ -56,12 +56,12 @@ from benchmarks.common import (
     unit,
 )
 from bot.database import prepare
+from core.jobs.user_indexes import UserIndexJob
 from core.models import Platform
+from core.recall.user_indexes import UserIndexRepository
+from core.recall.vectors import RecallRepository
 from core.storage.database import Database, create_pool
 from core.storage.messages import MessageRepository
-from core.storage.recall import RecallRepository
-from core.storage.user_indexes import UserIndexRepository
-from core.user_index_job import UserIndexJob
 
 DIM = 384
 TOPICS = 200

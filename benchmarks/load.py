@@ -5,7 +5,7 @@
 
 What runs: `python -m bot run` as a subprocess (as in production: its own event loop,
 pool, embedder, PTB's rate limiter, polling), against
-- `FakeTelegram` (tests/fakes/telegram_api.py) in this process, serving the updates;
+- `FakeTelegram` (fakes/telegram_api.py) in this process, serving the updates;
 - `FakeOpenAI` answering at once (echo, streamed): the model costs nothing here, so
   what is measured is the service itself (embedding, storage, context, delivery);
 - a real PostgreSQL (an embedded server in a temporary folder, or `--dsn`).
@@ -59,8 +59,8 @@ from benchmarks.common import (
     server_info,
     write_json,
 )
-from tests.fakes.openai_server import FakeOpenAI
-from tests.fakes.telegram_api import TOKEN, FakeTelegram
+from fakes.openai_server import FakeOpenAI
+from fakes.telegram_api import TOKEN, FakeTelegram
 
 REPO = Path(__file__).resolve().parent.parent
 DRAIN_SECONDS = 120.0

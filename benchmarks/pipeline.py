@@ -78,7 +78,7 @@ from core.services import Services
 from core.storage.database import Database, Pool, create_pool
 from core.storage.messages import MessageRepository
 from core.tokens import TokenCounter
-from tests.fakes.channel import RecordingChannel
+from fakes.channel import RecordingChannel
 
 DIM = 384
 REPLY = "Sure, I will keep that in mind."

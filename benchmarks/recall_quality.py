@@ -36,12 +36,12 @@ import numpy as np
 from benchmarks.common import database
 from benchmarks.recall_dataset import Dataset, generate
 from core.embedding.local import LocalEmbedder
-from core.hybrid_recall import DEFAULT_WEIGHTS, HybridRecall, RecallWeights, fuse
+from core.recall.candidates import RecallCandidates
+from core.recall.hybrid import DEFAULT_WEIGHTS, HybridRecall, RecallWeights, fuse
+from core.recall.keywords import Ranking, TextHit, TextSearchRepository
+from core.recall.vectors import RecallHit, RecallRepository, Source
 from core.storage.database import Database, create_pool
-from core.storage.recall import RecallHit, RecallRepository, Source
-from core.storage.recall_candidates import RecallCandidates
-from core.storage.text_search import Ranking, TextHit, TextSearchRepository
-from tests.archiving import move_to_archive
+from fakes.archiving import move_to_archive
 
 K = 10
 RECENT_WINDOW = 20

@@ -26,14 +26,14 @@ from bot.database import open_database
 from bot.scheduler import JobScheduler
 from bot.services import build_services
 from config import Settings
-from core.archive import ArchiveJob, RetentionJob
-from core.jobs import Job, JobRegistry, JobSpec
-from core.memory import MemoryJob
-from core.reembed import DEFAULT_BATCH_SIZE, Reembedder, ReembedProgress
+from core.jobs.archive import ArchiveJob, RetentionJob
+from core.jobs.memory import MemoryJob
+from core.jobs.reembed import DEFAULT_BATCH_SIZE, Reembedder, ReembedProgress
+from core.jobs.registry import Job, JobRegistry, JobSpec
+from core.jobs.user_indexes import UserIndexJob
 from core.services import Services
 from core.storage.database import Database, connect
 from core.storage.job_runs import JobRun, JobRunRepository
-from core.user_index_job import UserIndexJob
 
 EXIT_OK = 0
 EXIT_FAILED = 1

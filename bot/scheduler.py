@@ -20,7 +20,7 @@ from typing import Any, Self
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
 from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import-untyped]
 
-from core.jobs import JobRegistry
+from core.jobs.registry import JobRegistry
 
 logger = logging.getLogger(__name__)
 

@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 
 from core import metrics
-from core.hybrid_recall import HybridRecall, RecalledItem
 from core.models import Fact, Message, MessageRole, MessageStatus
 from core.persona import system_prompt
+from core.recall.hybrid import HybridRecall, RecalledItem
 from core.storage.database import Connection
 from core.storage.directory import Directory, MemoryContext, NewMessage, TurnState
 from core.tokens import TOKENS_PER_MESSAGE, TOKENS_REPLY_PRIMING, TokenCounter

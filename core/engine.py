@@ -10,7 +10,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
@@ -24,19 +24,19 @@ from core.commands.registry import dispatch
 from core.context import AssembledContext, ContextAssembler, ContextLimits
 from core.embedding.base import EmbeddingError
 from core.errors import StorageUnavailable
-from core.hybrid_recall import HybridRecall
 from core.inbound import Inbound
 from core.llm.client import Completion, TextDelta
 from core.llm.errors import LLMError, LLMRateLimited
 from core.models import Message, MessageStatus, Role, User
 from core.ports import ReplyChannel, ReplySink
+from core.recall.candidates import RecallCandidates
+from core.recall.hybrid import HybridRecall
+from core.recall.keywords import TextSearchRepository
 from core.services import Services
 from core.storage.database import Connection
 from core.storage.directory import Directory, NewMessage
 from core.storage.handled_commands import HandledCommandRepository
 from core.storage.rate_limits import RateLimitRepository, TokenBucket
-from core.storage.recall_candidates import RecallCandidates
-from core.storage.text_search import TextSearchRepository
 from core.unrecorded_replies import MessageKey, UnrecordedReplies
 from core.user_lock import UserLocks
 
@@ -131,15 +131,28 @@ class Engine:
             ),
         )
 
-    async def handle(self, inbound: Inbound, channel: ReplyChannel) -> None:
+    async def handle(
+        self,
+        inbound: Inbound,
+        channel: ReplyChannel,
+        *,
+        on_stored: Callable[[], None] | None = None,
+    ) -> None:
         """Process one inbound message end to end.
+
+        `on_stored` is called once, as soon as the platform no longer needs to deliver
+        the message again: it is stored (before it is answered), or it was handled
+        without needing to be (ignored, refused, a command that ran). It is not called
+        when this raises.
 
         Raises only `StorageUnavailable` (the database is down: deliver the message again
         later, do not acknowledge it) and cancellation; every other error is logged here
         and answered with a short apology.
         """
+        stored = _Once(on_stored)
         try:
-            await self._handle(inbound, channel)
+            await self._handle(inbound, channel, stored)
+            stored()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -152,6 +165,7 @@ class Engine:
             )
             with suppress(Exception):
                 await channel.send(INTERNAL_ERROR)
+            stored()
 
     async def _tell_outage_once(self, inbound: Inbound, channel: ReplyChannel) -> None:
         key = (inbound.platform, inbound.chat_id, inbound.message_id)
@@ -168,7 +182,7 @@ class Engine:
         with suppress(Exception):
             await channel.send(STORAGE_DOWN)
 
-    async def _handle(self, inbound: Inbound, channel: ReplyChannel) -> None:
+    async def _handle(self, inbound: Inbound, channel: ReplyChannel, stored: _Once) -> None:
         if not inbound.addressed:
             return
         inbound = _storable(inbound)
@@ -190,7 +204,7 @@ class Engine:
                 # advisory lock if it could. A busy user waits for their lock below,
                 # without holding a connection meanwhile (the pool's reset frees it).
                 await self._converse(
-                    accepted.user, inbound, text, channel, conn, locked=accepted.locked
+                    accepted.user, inbound, text, channel, conn, stored, locked=accepted.locked
                 )
                 return
         if isinstance(accepted, str):
@@ -198,7 +212,7 @@ class Engine:
                 await channel.send(accepted)
             return
         if accepted.command is None:
-            await self._converse(accepted.user, inbound, text, channel, None)
+            await self._converse(accepted.user, inbound, text, channel, None, stored)
         else:
             await self._run_command(accepted, inbound, channel)
 
@@ -273,6 +287,7 @@ class Engine:
         text: str,
         channel: ReplyChannel,
         conn: Connection | None,
+        stored: _Once,
         *,
         locked: bool = False,
     ) -> None:
@@ -292,15 +307,16 @@ class Engine:
                 now=services.clock(),
                 conn=conn,
             )
+            stored()
             if opened is None:
-                stored = await services.messages.stored_before(
+                before = await services.messages.stored_before(
                     user.id,
                     platform=inbound.platform,
                     chat_id=inbound.chat_id,
                     platform_message_id=inbound.message_id,
                     conn=conn,
                 )
-                await self._redelivered(turn, stored.message)
+                await self._redelivered(turn, before.message)
                 return
             message, context = opened
             stored_and_read = embedded + context.read_seconds
@@ -560,6 +576,18 @@ def is_storage_outage(exc: BaseException) -> bool:
             return True
         cause = cause.__cause__
     return False
+
+
+class _Once:
+    """A callback run at most once."""
+
+    def __init__(self, callback: Callable[[], None] | None) -> None:
+        self._callback = callback
+
+    def __call__(self) -> None:
+        callback, self._callback = self._callback, None
+        if callback is not None:
+            callback()
 
 
 def _key(message: Message) -> MessageKey:

@@ -12,10 +12,10 @@ from core.embedding.base import Embedder
 from core.llm.client import ChatClient
 from core.models import Platform
 from core.ports import Messenger
+from core.recall.vectors import RecallRepository
 from core.storage.database import Database
 from core.storage.facts import FactRepository
 from core.storage.messages import MessageRepository
-from core.storage.recall import RecallRepository
 from core.storage.users import UserRepository
 from core.tokens import TokenCounter
 

@@ -29,7 +29,7 @@ from core.llm.client import ChatClient
 from core.services import Services
 from core.storage.database import Database, connect, create_pool
 from core.tokens import TokenCounter
-from tests.fakes.openai_server import FakeOpenAI, echo_responder
+from fakes.openai_server import FakeOpenAI, echo_responder
 
 # CI replays the same generated examples on every run, so a red CI means a change broke
 # something, not that a new example happened to be drawn; local runs keep exploring.

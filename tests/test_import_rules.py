@@ -10,9 +10,11 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 FORBIDDEN = {
-    "config": {"telegram", "discord", "apscheduler", "adapters", "bot", "core"},
-    "core": {"telegram", "discord", "apscheduler", "adapters", "bot"},
-    "adapters": {"bot"},
+    "config": {"telegram", "discord", "apscheduler", "adapters", "bot", "core", "fakes"},
+    "core": {"telegram", "discord", "apscheduler", "adapters", "bot", "fakes"},
+    "adapters": {"bot", "fakes"},
+    "bot": {"fakes", "tests"},
+    "benchmarks": {"tests"},
 }
 
 

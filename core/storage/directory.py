@@ -17,6 +17,10 @@ import asyncpg
 import numpy as np
 
 from core.models import Conversation, Fact, Message, Platform
+from core.recall.candidates import FIELDS as _RECALL_FIELDS
+from core.recall.candidates import RecallCandidates, split
+from core.recall.keywords import TextHit, storable_text
+from core.recall.vectors import Placeholders, RecallHit, recall_plan
 from core.storage.database import Connection, Database
 from core.storage.facts import facts_from_array, valid_facts_sql
 from core.storage.messages import MESSAGE_COLUMNS as _MESSAGE_COLUMNS
@@ -28,10 +32,6 @@ from core.storage.messages import (
     user_message_sql,
     window_from_array,
 )
-from core.storage.recall import Placeholders, RecallHit, recall_plan
-from core.storage.recall_candidates import FIELDS as _RECALL_FIELDS
-from core.storage.recall_candidates import RecallCandidates, split
-from core.storage.text_search import TextHit, storable_text
 from core.storage.users import conversation_from_row
 
 

@@ -20,16 +20,16 @@ from bot.jobs import (
 )
 from bot.scheduler import JobScheduler
 from config import Settings
-from core.jobs import JobOutcome, JobRegistry, JobSpec
+from core.jobs.registry import JobOutcome, JobRegistry, JobSpec
 from core.models import Platform
 from core.services import Services
 from core.storage.database import Database, connect
 from core.storage.job_runs import JobRunRepository
 from core.storage.messages import MessageRepository
 from core.storage.users import UserRepository
+from fakes.openai_server import FakeOpenAI
 from tests.conftest import make_settings
-from tests.core.memory.helpers import ScriptedModel, fact, update
-from tests.fakes.openai_server import FakeOpenAI
+from tests.core.jobs.memory.helpers import ScriptedModel, fact, update
 
 
 def _parse(*argv: str) -> argparse.Namespace:

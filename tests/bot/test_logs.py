@@ -12,9 +12,9 @@ import pytest
 
 from bot.logs import NOISY_LOGGERS, REDACTED, RedactingFilter, configure_logging, secret_values
 from core.services import Services
+from fakes.channel import RecordingChannel
 from tests.conftest import make_settings
 from tests.core.engine_helpers import engine_with, inbound
-from tests.fakes.channel import RecordingChannel
 
 TOKEN = "123456789:AAH-telegram-token-value_xyz"
 DISCORD = "discord.token.value-abc"
@@ -100,11 +100,11 @@ def test_text_format_is_readable_and_one_line_per_message() -> None:
     try:
         raise RuntimeError("bad")
     except RuntimeError:
-        logging.getLogger("core.jobs").exception("job failed")
+        logging.getLogger("core.jobs.registry").exception("job failed")
     lines = _lines(stream)
     assert lines[0].endswith("INFO core.engine: hello there [user_id=3]")
     assert lines[1].endswith("forged\\n2025-01-01 00:00:00,000 ERROR fake: line")
-    assert lines[2].endswith("ERROR core.jobs: job failed")
+    assert lines[2].endswith("ERROR core.jobs.registry: job failed")
     assert all(line.startswith("  | ") for line in lines[3:])
     assert lines[-1] == "  | RuntimeError: bad"
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.fakes.openai_server import FakeOpenAI
-from tests.fakes.telegram_api import TOKEN, FakeTelegram
+from fakes.openai_server import FakeOpenAI
+from fakes.telegram_api import TOKEN, FakeTelegram
 
 
 def _free_port() -> int:

@@ -25,9 +25,9 @@ from core.inbound import Attachment, ChatKind
 from core.models import MessageRole, MessageStatus, NewFact, Platform, UserStatus
 from core.services import Services
 from core.storage.database import Database, create_pool
+from fakes.channel import RecordingChannel, RecordingSink
+from fakes.openai_server import Delay, FakeOpenAI, HttpError
 from tests.core.engine_helpers import PERSONA, engine_with, inbound, prompt_text
-from tests.fakes.channel import RecordingChannel, RecordingSink
-from tests.fakes.openai_server import Delay, FakeOpenAI, HttpError
 
 
 async def _user_id(services: Services, platform_user_id: str) -> int:

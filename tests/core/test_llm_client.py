@@ -20,7 +20,7 @@ from core.llm import (
     TextDelta,
 )
 from core.llm.client import _StreamChunk, extract_json_object
-from tests.fakes.openai_server import BreakStream, Delay, FakeOpenAI, HttpError, MalformedJson
+from fakes.openai_server import BreakStream, Delay, FakeOpenAI, HttpError, MalformedJson
 
 MESSAGES = [
     {"role": "system", "content": "You are terse."},

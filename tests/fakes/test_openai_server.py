@@ -11,7 +11,7 @@ import openai
 import pytest
 from openai import AsyncOpenAI
 
-from tests.fakes.openai_server import FakeOpenAI, HttpError, hash_embedder
+from fakes.openai_server import FakeOpenAI, HttpError, hash_embedder
 
 
 @pytest.fixture

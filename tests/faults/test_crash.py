@@ -14,8 +14,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from adapters.chunking import STREAMING_CURSOR
-from tests.fakes.telegram_api import FakeTelegram
-from tests.faults.harness import (
+from fakes.service import (
     EmbeddedDatabase,
     Ledger,
     Service,
@@ -26,6 +25,7 @@ from tests.faults.harness import (
     previews,
     service_env,
 )
+from fakes.telegram_api import FakeTelegram
 
 CHATS = (201, 202, 203)
 

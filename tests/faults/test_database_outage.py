@@ -17,8 +17,7 @@ from dataclasses import dataclass
 import pytest
 
 from core.engine import INTERNAL_ERROR
-from tests.fakes.telegram_api import FakeTelegram
-from tests.faults.harness import (
+from fakes.service import (
     EmbeddedDatabase,
     Ledger,
     Outcome,
@@ -29,6 +28,7 @@ from tests.faults.harness import (
     service_env,
     stored_user_messages,
 )
+from fakes.telegram_api import FakeTelegram
 
 BEFORE = (401, "before the outage")
 IN_FLIGHT = (402, "being answered when the database died")

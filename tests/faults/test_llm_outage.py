@@ -10,9 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from core.engine import LLM_BUSY, LLM_FAILED
-from tests.fakes.openai_server import Delay, Fault, HttpError
-from tests.fakes.telegram_api import FakeTelegram
-from tests.faults.harness import (
+from fakes.openai_server import Delay, Fault, HttpError
+from fakes.service import (
     Ledger,
     Service,
     SlowLLM,
@@ -21,6 +20,7 @@ from tests.faults.harness import (
     service_env,
     stored_user_messages,
 )
+from fakes.telegram_api import FakeTelegram
 
 OUTAGES: list[tuple[int, Fault, str]] = [
     (501, HttpError(500), LLM_FAILED),

@@ -18,9 +18,9 @@ import pytest
 from core.engine import TOO_LONG, UNSUPPORTED
 from core.services import Services
 from core.storage.database import Database, Pool, create_pool
+from fakes.discord_gateway import FakeDiscord
+from fakes.telegram_api import FakeTelegram
 from tests.conftest import make_settings
-from tests.fakes.discord_gateway import FakeDiscord
-from tests.fakes.telegram_api import FakeTelegram
 
 
 @pytest.fixture(autouse=True)

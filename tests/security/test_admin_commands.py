@@ -16,11 +16,11 @@ from adapters.discord import DiscordAdapter
 from core.commands.registry import ADMINS_ONLY, COMMANDS
 from core.engine import Engine
 from core.storage.database import Pool
+from fakes.discord_gateway import BOT_ID, BOT_NAME, FakeDiscord, user_payload
+from fakes.telegram_api import BOT_USERNAME, FakeTelegram, message, wait_until
 from tests.adapters.discord.conftest import eventually
 from tests.adapters.telegram.helpers import make_adapter, running
 from tests.core.engine_helpers import PERSONA
-from tests.fakes.discord_gateway import BOT_ID, BOT_NAME, FakeDiscord, user_payload
-from tests.fakes.telegram_api import BOT_USERNAME, FakeTelegram, message, wait_until
 from tests.security.conftest import ErrorLog, PooledServices
 
 ADMIN = 900

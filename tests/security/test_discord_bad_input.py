@@ -23,9 +23,9 @@ from core.commands.base import parse_command
 from core.commands.registry import COMMANDS
 from core.engine import UNKNOWN_COMMAND, Engine
 from core.storage.database import Pool
+from fakes.discord_gateway import BOT_ID, BOT_NAME, FakeDiscord, user_payload
 from tests.adapters.discord.conftest import eventually
 from tests.core.engine_helpers import PERSONA
-from tests.fakes.discord_gateway import BOT_ID, BOT_NAME, FakeDiscord, user_payload
 from tests.security.conftest import ErrorLog, Outcome, PooledServices, assert_not_stored
 
 LIMIT = 3000

@@ -17,9 +17,9 @@ from collections import Counter
 from core.engine import Engine
 from core.inbound import ChatKind
 from core.models import NewFact, Platform
+from fakes.channel import RecordingChannel
+from fakes.openai_server import FakeOpenAI
 from tests.core.engine_helpers import PERSONA, inbound, prompt_text
-from tests.fakes.channel import RecordingChannel
-from tests.fakes.openai_server import FakeOpenAI
 from tests.security.conftest import PooledServices
 
 USERS = 200

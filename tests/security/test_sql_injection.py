@@ -14,8 +14,8 @@ from core.commands.registry import COMMANDS
 from core.engine import Engine
 from core.models import NewFact
 from core.storage.database import Pool
+from fakes.channel import RecordingChannel
 from tests.core.engine_helpers import PERSONA, inbound
-from tests.fakes.channel import RecordingChannel
 from tests.security.conftest import ErrorLog, PooledServices
 
 PAYLOADS = [

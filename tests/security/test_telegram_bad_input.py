@@ -22,9 +22,9 @@ from core.commands.base import parse_command
 from core.commands.registry import COMMANDS
 from core.engine import INTERNAL_ERROR, Engine
 from core.storage.database import Pool
+from fakes.telegram_api import BOT_USERNAME, FakeTelegram, message, wait_until
 from tests.adapters.telegram.helpers import make_adapter, running
 from tests.core.engine_helpers import PERSONA
-from tests.fakes.telegram_api import BOT_USERNAME, FakeTelegram, message, wait_until
 from tests.security.conftest import ErrorLog, Outcome, PooledServices, assert_not_stored
 
 LIMIT = 5000

@@ -5,9 +5,9 @@ from __future__ import annotations
 import aiohttp
 
 from core.engine import Engine
+from fakes.telegram_api import FakeTelegram, message
 from tests.adapters.telegram.helpers import make_adapter, running
 from tests.core.engine_helpers import PERSONA
-from tests.fakes.telegram_api import FakeTelegram, message
 from tests.security.conftest import ErrorLog, PooledServices
 
 SECRET = "Correct-Horse_battery-staple-42"

@@ -13,9 +13,9 @@ import pytest
 from adapters.discord import DiscordAdapter
 from core.commands.registry import COMMANDS
 from core.services import Services
+from fakes.discord_gateway import FakeDiscord
+from fakes.openai_server import FakeOpenAI
 from tests.core.engine_helpers import engine_with
-from tests.fakes.discord_gateway import FakeDiscord
-from tests.fakes.openai_server import FakeOpenAI
 
 StartAdapter = Callable[..., Awaitable[DiscordAdapter]]
 

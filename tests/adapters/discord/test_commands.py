@@ -8,8 +8,8 @@ from adapters.discord import DiscordAdapter
 from core.commands.registry import ADMINS_ONLY, COMMANDS
 from core.commands.user import EXPORT_FILENAME, PRIVATE_ONLY
 from core.engine import UNKNOWN_COMMAND
+from fakes.discord_gateway import TEXT_CHANNEL_ID, FakeDiscord, user_payload
 from tests.adapters.discord.conftest import StartAdapter, deliver
-from tests.fakes.discord_gateway import TEXT_CHANNEL_ID, FakeDiscord, user_payload
 
 ALICE_ID = 5151
 ALICE = user_payload(ALICE_ID, "alice")

@@ -5,8 +5,7 @@ from __future__ import annotations
 from adapters.discord import DiscordAdapter
 from core.engine import UNSUPPORTED
 from core.services import Services
-from tests.adapters.discord.conftest import deliver
-from tests.fakes.discord_gateway import (
+from fakes.discord_gateway import (
     BOT_ID,
     BOT_NAME,
     BOT_ROLE_ID,
@@ -15,7 +14,8 @@ from tests.fakes.discord_gateway import (
     FakeDiscord,
     user_payload,
 )
-from tests.fakes.openai_server import FakeOpenAI
+from fakes.openai_server import FakeOpenAI
+from tests.adapters.discord.conftest import deliver
 
 ALICE_ID = 4242
 ALICE = user_payload(ALICE_ID, "alice")

@@ -8,12 +8,12 @@ import pytest
 
 from adapters.discord import DiscordAdapter
 from core.services import Services
+from fakes.discord_gateway import FakeDiscord, user_payload
+from fakes.openai_server import FakeOpenAI
+from fakes.telegram_api import FakeTelegram
 from tests.adapters.discord.conftest import deliver, eventually
 from tests.adapters.telegram.helpers import make_adapter, running
 from tests.core.engine_helpers import engine_with
-from tests.fakes.discord_gateway import FakeDiscord, user_payload
-from tests.fakes.openai_server import FakeOpenAI
-from tests.fakes.telegram_api import FakeTelegram
 
 TELEGRAM_ID = 555
 DISCORD_ID = 777

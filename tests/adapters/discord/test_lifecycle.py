@@ -10,10 +10,10 @@ from adapters.discord import DiscordAdapter, DiscordStartError
 from adapters.discord.adapter import INTENTS
 from core.errors import DeliveryError
 from core.services import Services
+from fakes.discord_gateway import FakeDiscord, user_payload
+from fakes.openai_server import Delay, FakeOpenAI
 from tests.adapters.discord.conftest import StartAdapter, eventually
 from tests.core.engine_helpers import engine_with
-from tests.fakes.discord_gateway import FakeDiscord, user_payload
-from tests.fakes.openai_server import Delay, FakeOpenAI
 
 ALICE_ID = 6161
 ALICE = user_payload(ALICE_ID, "alice")

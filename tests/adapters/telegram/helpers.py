@@ -10,7 +10,7 @@ from typing import Any
 from adapters.telegram import TelegramAdapter
 from core.commands.registry import COMMANDS
 from core.engine import Engine
-from tests.fakes.telegram_api import FakeTelegram
+from fakes.telegram_api import FakeTelegram
 
 
 def stepping_clock(step: float) -> Callable[[], float]:

@@ -9,10 +9,8 @@ from dataclasses import replace
 from core.engine import UNSUPPORTED
 from core.services import Services
 from core.storage.database import Database, create_pool
-from tests.adapters.telegram.helpers import make_adapter, running, stepping_clock
-from tests.core.engine_helpers import engine_with
-from tests.fakes.openai_server import Delay, FakeOpenAI
-from tests.fakes.telegram_api import (
+from fakes.openai_server import Delay, FakeOpenAI
+from fakes.telegram_api import (
     BOT_USERNAME,
     FakeTelegram,
     cant_parse,
@@ -20,6 +18,8 @@ from tests.fakes.telegram_api import (
     mention,
     wait_until,
 )
+from tests.adapters.telegram.helpers import make_adapter, running, stepping_clock
+from tests.core.engine_helpers import engine_with
 
 GROUP = -100500
 

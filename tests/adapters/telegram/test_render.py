@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from adapters.telegram.render import markdown_to_html
 from adapters.telegram.sender import split_for_telegram
-from tests.fakes.telegram_api import visible_text
+from fakes.telegram_api import visible_text
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ from telegram import Message
 
 from adapters.telegram.translate import BotIdentity, to_inbound
 from core.inbound import ChatKind, Inbound
-from tests.fakes.telegram_api import BOT_ID, BOT_USERNAME, mention, message
+from fakes.telegram_api import BOT_ID, BOT_USERNAME, mention, message
 
 ME = BotIdentity(BOT_ID, BOT_USERNAME)
 GROUP = -100

@@ -8,9 +8,7 @@ import pytest
 from adapters.telegram import TelegramAdapter
 from core.errors import DeliveryError
 from core.services import Services
-from tests.adapters.telegram.helpers import make_adapter, running
-from tests.core.engine_helpers import engine_with
-from tests.fakes.telegram_api import (
+from fakes.telegram_api import (
     FakeTelegram,
     bot_user,
     forbidden,
@@ -18,6 +16,8 @@ from tests.fakes.telegram_api import (
     migrated,
     wait_until,
 )
+from tests.adapters.telegram.helpers import make_adapter, running
+from tests.core.engine_helpers import engine_with
 
 SECRET = "s3cret-webhook-token"
 GROUP = -200

@@ -11,7 +11,7 @@ from core.errors import DeliveryError
 from core.inbound import ChatKind, Inbound
 from core.models import Message, Platform, Role, User
 from core.services import Services
-from tests.fakes.channel import RecordingChannel
+from fakes.channel import RecordingChannel
 
 
 @dataclass

@@ -5,7 +5,7 @@ import re
 from core.models import NewFact, Platform
 from core.services import Services
 from core.storage.handled_commands import HandledCommandRepository
-from tests.archiving import move_to_archive
+from fakes.archiving import move_to_archive
 from tests.core.commands import FakeClock, add_exchange, make_user, run, with_clock
 
 USER_COLUMNS = ("user_id", "target_user_id", "actor_id")

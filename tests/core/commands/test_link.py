@@ -6,7 +6,7 @@ import re
 from core.models import NewFact, Platform, Role, UserStatus
 from core.services import Services
 from core.storage.database import Database, create_pool
-from tests.archiving import move_to_archive
+from fakes.archiving import move_to_archive
 from tests.conftest import make_settings
 from tests.core.commands import FakeClock, add_exchange, make_user, run, with_clock
 

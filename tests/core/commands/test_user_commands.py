@@ -4,7 +4,7 @@ import json
 
 from core.models import MessageStatus, NewFact
 from core.services import Services
-from tests.archiving import move_to_archive
+from fakes.archiving import move_to_archive
 from tests.core.commands import FakeClock, add_exchange, make_user, run, with_clock
 
 

@@ -8,7 +8,7 @@ from core.storage.database import Database, create_pool
 from core.storage.directory import Directory
 from core.storage.messages import MessageRepository
 from core.storage.users import UserRepository
-from tests.archiving import move_to_archive
+from fakes.archiving import move_to_archive
 
 
 async def _user(db: Database, platform_user_id: str = "1") -> int:

@@ -1,5 +1,0 @@
-"""The memory job and its parts: extraction, reconciliation, summary (docs/jobs.md)."""
-
-from core.memory.job import ApplyHook, MemoryJob
-
-__all__ = ["ApplyHook", "MemoryJob"]

@@ -1,0 +1,159 @@
+"""Both candidate lists of hybrid recall, in one round trip.
+
+Hybrid recall (core.recall.hybrid) fuses a user's rows nearest to the message's
+embedding (`RecallRepository`) with their best keyword matches
+(`TextSearchRepository`). Each list is its own repository's query; here both run as one
+statement, a UNION ALL of the two with each row tagged by its list and position, so a
+turn pays one round trip for them instead of two (docs/pipeline.md). A chat turn reads
+them together with the rest of its state (`Directory.turn_state`, with `query` and
+`split`). Both queries are scoped by the same user id parameter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from operator import itemgetter
+from typing import Any
+
+import asyncpg
+import numpy as np
+
+from core.recall.keywords import TextHit, TextSearchRepository, storable_text
+from core.recall.vectors import (
+    Placeholders,
+    RecallHit,
+    RecallRepository,
+    Source,
+    recall_plan,
+)
+from core.storage.database import Connection, Database
+
+#: The columns of `RecallCandidates.query`, in order.
+FIELDS = (
+    "list",
+    "position",
+    "source",
+    "id",
+    "content",
+    "created_at",
+    "importance",
+    "role",
+    "distance",
+    "rank",
+    "coverage",
+)
+_VECTOR = "vector"
+_TEXT = "text"
+# `fetch`'s own parameters: the vector query's $1-$5, then the text.
+_OWN = Placeholders()
+_OWN_TEXT = "$6"
+
+
+class RecallCandidates:
+    def __init__(self, db: Database, vectors: RecallRepository, text: TextSearchRepository) -> None:
+        self._db = db
+        self._vectors = vectors
+        self._text = text
+        self._queries = {
+            a: self.query(approximate=a, p=_OWN, text=_OWN_TEXT) for a in (False, True)
+        }
+
+    async def fetch(
+        self,
+        user_id: int,
+        query: str,
+        embedding: np.ndarray[Any, Any] | None,
+        limit: int,
+        *,
+        include_private: bool = True,
+        exclude_message_ids: Collection[int] = (),
+        conn: Connection | None = None,
+    ) -> tuple[list[RecallHit], list[TextHit]]:
+        """What `RecallRepository.nearest(user_id, embedding, limit, ...)` and
+        `TextSearchRepository.search(user_id, query, limit, ...)` return, at once.
+        Without an embedding (the embedder is down), only the keyword list."""
+        if embedding is None:
+            text_hits = await self._text.search(
+                user_id,
+                query,
+                limit,
+                exclude_message_ids=exclude_message_ids,
+                include_private=include_private,
+                conn=conn,
+            )
+            return [], text_hits
+        args = (
+            *self._vectors.arguments(
+                user_id, embedding, limit, include_private, exclude_message_ids
+            ),
+            storable_text(query),
+        )
+        async with self._db.connection(conn) as c:
+            approximate = await self.approximate(user_id, conn=c)
+            async with recall_plan(c, approximate=approximate):
+                rows = await c.fetch(self._queries[approximate], *args)
+        return split(rows)
+
+    def vector_argument(self, embedding: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        """The value of `query`'s `p.embedding` placeholder."""
+        return self._vectors.vector_argument(embedding)
+
+    async def approximate(self, user_id: int, *, conn: Connection) -> bool:
+        """Whether this user's vector recall uses indexes of their own: then `query`
+        must run inside `recall_plan`."""
+        return await self._vectors.has_own_index(user_id, conn=conn)
+
+    def query(self, *, approximate: bool, p: Placeholders, text: str, vectors: bool = True) -> str:
+        """Both lists (`FIELDS`), with the values at `p` and the query text at `text`
+        (`$n` placeholders or expressions); without `vectors`, the keyword list only
+        (`p.embedding` unused)."""
+        matching = self._text.query(
+            user=p.user,
+            text=text,
+            excluded=p.excluded,
+            include_private=p.include_private,
+            limit=p.k,
+        )
+        # Each list's position, best first: the order its own query returns it in.
+        keyword = (
+            f"SELECT '{_TEXT}' AS list,"
+            " row_number() OVER (ORDER BY rank DESC, created_at DESC, id DESC) AS position,"
+            " source, id, content,"
+            " created_at, importance, role, NULL::float8 AS distance, rank, coverage"
+            f" FROM ({matching}) AS t"
+        )
+        if not vectors:
+            return keyword
+        nearest = self._vectors.query(approximate=approximate, placeholders=p)
+        return (
+            f"SELECT '{_VECTOR}' AS list,"
+            " row_number() OVER (ORDER BY distance, id) AS position, source, id, content,"
+            " created_at, importance, role, distance, NULL::float8 AS rank,"
+            " NULL::float8 AS coverage"
+            f" FROM ({nearest}) AS v"
+            f" UNION ALL {keyword}"
+            " ORDER BY list, position"
+        )
+
+
+def split(
+    rows: Iterable[asyncpg.Record | tuple[Any, ...]],
+) -> tuple[list[RecallHit], list[TextHit]]:
+    """The two lists of `RecallCandidates.query`'s rows (records, or tuples in `FIELDS`
+    order), each best first. Built by position: a turn decodes up to 80 of them."""
+    vector_hits: list[RecallHit] = []
+    text_hits: list[TextHit] = []
+    for r in sorted(rows, key=itemgetter(0, 1)):
+        if r[0] == _VECTOR:
+            # As `recall_hit`: similarity = 1 - cosine distance.
+            vector_hits.append(
+                RecallHit(_SOURCES[r[2]], r[3], r[4], 1.0 - float(r[8]), r[5], r[6], r[7])
+            )
+        else:
+            text_hits.append(
+                TextHit(_SOURCES[r[2]], r[3], r[4], r[5], r[7], r[6], float(r[9]), float(r[10]))
+            )
+    return vector_hits, text_hits
+
+
+_SOURCES = {source.value: source for source in Source}

@@ -1,0 +1,668 @@
+"""A fake Discord API (REST and gateway) on 127.0.0.1, for tests that drive real discord.py.
+
+    async with FakeDiscord() as fake:
+        monkeypatch.setattr(discord.http.Route, "BASE", fake.api_base)
+        ...start a client; it finds the gateway through GET /gateway/bot...
+        await fake.dispatch("MESSAGE_CREATE", fake.dm_message(user, "hello"))
+        fake.texts_in(fake.dm_channel_id(user))   # what the user sees now
+
+REST: what discord.py calls for logging in, syncing commands and answering: users/@me,
+oauth2/applications/@me, gateway/bot, channel messages (JSON or multipart with files;
+create, edit, delete), typing, opening DMs, bulk overwrite of global commands,
+interaction callbacks and webhook followups (create, edit, @original). Every call is
+recorded in `calls` (the JSON payload, or `payload_json` and the files of a multipart
+body). `rate_limit(...)` makes the next matching call answer 429 the way Discord does
+(`Via` header, `Retry-After`, JSON `retry_after`), so discord.py waits and retries.
+
+Gateway: HELLO, IDENTIFY -> READY (+ GUILD_CREATE for the shard's guilds), HEARTBEAT ->
+HEARTBEAT_ACK, RESUME -> RESUMED. Frames go out as uncompressed text, which discord.py
+accepts whatever compression it asked for. Payload shapes follow `discord/types/`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from fakes.local_server import LocalServer
+
+JSON = dict[str, Any]
+
+BOT_ID = 1_200_000_000_000_000_001
+APP_ID = 1_200_000_000_000_000_002
+GUILD_ID = 1_200_000_000_000_000_003
+TEXT_CHANNEL_ID = 1_200_000_000_000_000_004
+THREAD_ID = 1_200_000_000_000_000_005
+BOT_ROLE_ID = 1_200_000_000_000_000_006
+OWNER_ID = 1_200_000_000_000_000_007
+BOT_NAME = "onethread"
+
+
+@dataclass(frozen=True, slots=True)
+class RestCall:
+    method: str
+    path: str
+    """Below the API base, e.g. ``/channels/123/messages``."""
+    query: dict[str, str]
+    json: Any
+    files: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Fault:
+    method: str
+    path: re.Pattern[str]
+    status: int
+    times: int
+    retry_after: float = 0.0
+
+
+def user_payload(user_id: int, name: str, *, bot: bool = False) -> JSON:
+    return {
+        "id": str(user_id),
+        "username": name,
+        "discriminator": "0",
+        "avatar": None,
+        "global_name": name.title(),
+        "bot": bot,
+    }
+
+
+def _timestamp() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+class FakeDiscord(LocalServer):
+    """One fake Discord: a bot in one guild (a text channel and a thread) plus DMs."""
+
+    # Gateway websockets end their own handlers.
+    handler_cancellation = False
+
+    def __init__(self, *, shard_count: int = 1) -> None:
+        self.shard_count = shard_count
+        self.calls: list[RestCall] = []
+        self.identifies: list[JSON] = []
+        self.heartbeats = 0
+        self.messages: dict[int, JSON] = {}
+        """Every message the bot sent, by id, as last edited."""
+        self.interaction_messages: dict[str, list[JSON]] = {}
+        """Per interaction token: the original response (first, once edited) and followups."""
+        self.interaction_callbacks: list[JSON] = []
+        self.commands: list[JSON] = []
+        self.close_after_identify: int | None = None
+        """A close code to answer IDENTIFY with, e.g. 4014 (disallowed intents)."""
+        self._ids = itertools.count(1_300_000_000_000_000_000)
+        self._dm_channels: dict[int, int] = {}
+        self._faults: list[_Fault] = []
+        self._token_channels: dict[str, int] = {}
+        self._sockets: dict[int, _Socket] = {}
+        super().__init__()
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    @property
+    def api_base(self) -> str:
+        """What `discord.http.Route.BASE` must be set to."""
+        return f"{self._origin}/api/v10"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"ws://127.0.0.1:{self._require_port()}/gateway"
+
+    @property
+    def _origin(self) -> str:
+        return f"http://127.0.0.1:{self._require_port()}"
+
+    def _require_port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("FakeDiscord is not running")
+        return self._port
+
+    def build_app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/gateway", self._gateway)
+        app.router.add_route("*", "/api/v10/{path:.*}", self._rest)
+        app.on_shutdown.append(self._close_sockets)
+        return app
+
+    async def _close_sockets(self, app: web.Application) -> None:
+        for socket in list(self._sockets.values()):
+            await socket.ws.close()
+
+    # -- what tests use ---------------------------------------------------------------
+
+    def new_id(self) -> int:
+        return next(self._ids)
+
+    def rate_limit(
+        self, method: str, path: str, *, retry_after: float = 0.05, times: int = 1
+    ) -> None:
+        """Answer the next `times` calls of `method` on `path` (a regex) with a 429."""
+        self._faults.append(_Fault(method, re.compile(path), 429, times, retry_after))
+
+    def fail(self, method: str, path: str, *, status: int = 403, times: int = 1) -> None:
+        """Answer the next `times` calls of `method` on `path` (a regex) with `status`."""
+        self._faults.append(_Fault(method, re.compile(path), status, times))
+
+    def dm_channel_id(self, user_id: int) -> int:
+        """The DM channel between the bot and a user (created on first use)."""
+        if user_id not in self._dm_channels:
+            self._dm_channels[user_id] = self.new_id()
+        return self._dm_channels[user_id]
+
+    def sent_to(self, channel_id: int) -> list[JSON]:
+        """Messages the bot sent to a channel, in order, as last edited."""
+        return [m for m in self.messages.values() if m["channel_id"] == str(channel_id)]
+
+    def texts_in(self, channel_id: int) -> list[str]:
+        return [m["content"] for m in self.sent_to(channel_id)]
+
+    def calls_to(self, method: str, path: str) -> list[RestCall]:
+        """Recorded calls whose path matches the regex `path` entirely."""
+        pattern = re.compile(path)
+        return [c for c in self.calls if c.method == method and pattern.fullmatch(c.path)]
+
+    @property
+    def connected_shards(self) -> list[int]:
+        return sorted(self._sockets)
+
+    async def dispatch(self, event: str, data: JSON) -> None:
+        """Send a DISPATCH event on the shard that owns its guild (DMs: shard 0)."""
+        guild_id = data.get("guild_id")
+        shard = (int(guild_id) >> 22) % self.shard_count if guild_id else 0
+        socket = self._sockets.get(shard)
+        if socket is None:
+            raise RuntimeError(f"shard {shard} is not connected")
+        await socket.dispatch(event, data)
+
+    def dm_message(
+        self,
+        author: JSON,
+        content: str,
+        *,
+        attachments: list[JSON] | None = None,
+        reply_to: JSON | None = None,
+    ) -> JSON:
+        """A MESSAGE_CREATE payload of a DM from `author` to the bot."""
+        channel_id = self.dm_channel_id(int(author["id"]))
+        return self._message(author, content, channel_id, None, attachments, reply_to)
+
+    def guild_message(
+        self,
+        author: JSON,
+        content: str,
+        *,
+        channel_id: int = TEXT_CHANNEL_ID,
+        mentions: list[JSON] | None = None,
+        mention_roles: list[int] | None = None,
+        reply_to: JSON | None = None,
+    ) -> JSON:
+        """A MESSAGE_CREATE payload in the guild (text channel, or `THREAD_ID`)."""
+        data = self._message(author, content, channel_id, GUILD_ID, None, reply_to)
+        data["member"] = self._member_data()
+        data["mentions"] = [{**u, "member": self._member_data()} for u in mentions or []]
+        data["mention_roles"] = [str(r) for r in mention_roles or []]
+        return data
+
+    def attachment(self, filename: str, content_type: str, size: int = 1234) -> JSON:
+        attachment_id = self.new_id()
+        url = f"{self._origin}/attachments/{attachment_id}/{filename}"
+        return {
+            "id": str(attachment_id),
+            "filename": filename,
+            "size": size,
+            "url": url,
+            "proxy_url": url,
+            "content_type": content_type,
+        }
+
+    def command_interaction(
+        self,
+        user: JSON,
+        name: str,
+        args: str | None = None,
+        *,
+        in_guild: bool = False,
+        permissions: int = 0,
+    ) -> JSON:
+        """An INTERACTION_CREATE payload of slash command `name` (in a DM by default)."""
+        command = next((c for c in self.commands if c["name"] == name), None)
+        options = [] if args is None else [{"name": "args", "type": 3, "value": args}]
+        token = f"itoken-{self.new_id()}"
+        channel_id = TEXT_CHANNEL_ID if in_guild else self.dm_channel_id(int(user["id"]))
+        self._token_channels[token] = channel_id
+        data: JSON = {
+            "id": self.new_id(),
+            "application_id": str(APP_ID),
+            "type": 2,
+            "token": token,
+            "version": 1,
+            "locale": "en-US",
+            "app_permissions": "2248473465835073",
+            "entitlements": [],
+            "attachment_size_limit": 10 * 1024 * 1024,
+            "authorizing_integration_owners": {"0": str(GUILD_ID)} if in_guild else {},
+            "data": {
+                "id": command["id"] if command else str(self.new_id()),
+                "name": name,
+                "type": 1,
+                "options": options,
+            },
+        }
+        data["id"] = str(data["id"])
+        if in_guild:
+            member = self._member_data()
+            member["user"] = user
+            member["permissions"] = str(permissions)
+            data.update(
+                guild_id=str(GUILD_ID),
+                channel_id=str(TEXT_CHANNEL_ID),
+                channel=self._text_channel(),
+                member=member,
+                context=0,
+                guild_locale="en-US",
+            )
+        else:
+            data.update(
+                channel_id=str(channel_id),
+                channel={"id": str(channel_id), "type": 1, "recipients": [user]},
+                user=user,
+                context=1,
+            )
+        return data
+
+    # -- gateway ----------------------------------------------------------------------
+
+    async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        socket = _Socket(ws)
+        await socket.send({"op": 10, "d": {"heartbeat_interval": 41250}, "s": None, "t": None})
+        shard: int | None = None
+        try:
+            async for frame in ws:
+                if frame.type is not WSMsgType.TEXT:
+                    continue
+                payload = json.loads(frame.data)
+                op = payload.get("op")
+                if op == 1:
+                    self.heartbeats += 1
+                    await socket.send({"op": 11, "d": None, "s": None, "t": None})
+                elif op == 2:
+                    identify = payload["d"]
+                    self.identifies.append(identify)
+                    if self.close_after_identify is not None:
+                        await ws.close(code=self.close_after_identify)
+                        break
+                    shard, count = identify.get("shard", [0, 1])
+                    self._sockets[shard] = socket
+                    await self._ready(socket, shard, count)
+                elif op == 6:
+                    await socket.dispatch("RESUMED", None)
+        finally:
+            if shard is not None and self._sockets.get(shard) is socket:
+                del self._sockets[shard]
+        return ws
+
+    async def _ready(self, socket: _Socket, shard: int, count: int) -> None:
+        owns_guild = (GUILD_ID >> 22) % count == shard
+        guilds = [{"id": str(GUILD_ID), "unavailable": True}] if owns_guild else []
+        await socket.dispatch(
+            "READY",
+            {
+                "v": 10,
+                "user": {**user_payload(BOT_ID, BOT_NAME, bot=True), "verified": True},
+                "guilds": guilds,
+                "session_id": f"session-{shard}",
+                "resume_gateway_url": self.gateway_url,
+                "shard": [shard, count],
+                "application": {"id": str(APP_ID), "flags": 0},
+            },
+        )
+        if owns_guild:
+            await socket.dispatch("GUILD_CREATE", self._guild())
+
+    def _member_data(self) -> JSON:
+        return {
+            "roles": [],
+            "joined_at": _timestamp(),
+            "deaf": False,
+            "mute": False,
+            "flags": 0,
+        }
+
+    def _text_channel(self) -> JSON:
+        return {
+            "id": str(TEXT_CHANNEL_ID),
+            "type": 0,
+            "guild_id": str(GUILD_ID),
+            "name": "general",
+            "position": 0,
+            "permission_overwrites": [],
+            "nsfw": False,
+            "parent_id": None,
+            "topic": None,
+            "last_message_id": None,
+            "rate_limit_per_user": 0,
+        }
+
+    def _guild(self) -> JSON:
+        everyone = {
+            "id": str(GUILD_ID),
+            "name": "@everyone",
+            "color": 0,
+            "hoist": False,
+            "position": 0,
+            "permissions": "1071698660929",
+            "managed": False,
+            "mentionable": False,
+        }
+        bot_role = {
+            **everyone,
+            "id": str(BOT_ROLE_ID),
+            "name": BOT_NAME,
+            "position": 1,
+            "managed": True,
+            "tags": {"bot_id": str(BOT_ID)},
+        }
+        me = {
+            **self._member_data(),
+            "user": user_payload(BOT_ID, BOT_NAME, bot=True),
+            "roles": [str(BOT_ROLE_ID)],
+        }
+        thread = {
+            "id": str(THREAD_ID),
+            "type": 11,
+            "guild_id": str(GUILD_ID),
+            "parent_id": str(TEXT_CHANNEL_ID),
+            "owner_id": str(OWNER_ID),
+            "name": "a thread",
+            "last_message_id": None,
+            "rate_limit_per_user": 0,
+            "message_count": 0,
+            "member_count": 1,
+            "thread_metadata": {
+                "archived": False,
+                "auto_archive_duration": 1440,
+                "archive_timestamp": _timestamp(),
+                "locked": False,
+            },
+        }
+        return {
+            "id": str(GUILD_ID),
+            "name": "Test guild",
+            "owner_id": str(OWNER_ID),
+            "unavailable": False,
+            "member_count": 3,
+            "large": False,
+            "roles": [everyone, bot_role],
+            "emojis": [],
+            "stickers": [],
+            "features": [],
+            "channels": [self._text_channel()],
+            "threads": [thread],
+            "members": [me],
+            "voice_states": [],
+            "presences": [],
+            "joined_at": _timestamp(),
+        }
+
+    # -- REST -------------------------------------------------------------------------
+
+    async def _rest(self, request: web.Request) -> web.StreamResponse:
+        path = "/" + request.match_info["path"]
+        body, files = await _read_body(request)
+        self.calls.append(RestCall(request.method, path, dict(request.query), body, files))
+        fault = self._take_fault(request.method, path)
+        if fault is not None:
+            return _fault_response(fault)
+        return await self._route(request.method, path, body, files)
+
+    def _take_fault(self, method: str, path: str) -> _Fault | None:
+        for fault in self._faults:
+            if fault.times > 0 and fault.method == method and fault.path.fullmatch(path):
+                fault.times -= 1
+                return fault
+        return None
+
+    async def _route(
+        self, method: str, path: str, body: Any, files: list[tuple[str, bytes]]
+    ) -> web.StreamResponse:
+        parts = path.strip("/").split("/")
+        match (method, parts):
+            case ("GET", ["users", "@me"]):
+                return _json(user_payload(BOT_ID, BOT_NAME, bot=True))
+            case ("GET", ["oauth2", "applications", "@me"]):
+                return _json(self._application())
+            case ("GET", ["gateway", "bot"]):
+                limit = {"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1}
+                return _json(
+                    {
+                        "url": self.gateway_url,
+                        "shards": self.shard_count,
+                        "session_start_limit": limit,
+                    }
+                )
+            case ("GET", ["gateway"]):
+                return _json({"url": self.gateway_url})
+            case ("PUT", ["applications", _, "commands"]):
+                self.commands = [
+                    {**c, "id": str(self.new_id()), "application_id": str(APP_ID), "version": "1"}
+                    for c in body
+                ]
+                return _json(self.commands)
+            case ("POST", ["users", "@me", "channels"]):
+                recipient = int(body["recipient_id"])
+                channel_id = self.dm_channel_id(recipient)
+                user = user_payload(recipient, f"user{recipient}")
+                return _json({"id": str(channel_id), "type": 1, "recipients": [user]})
+            case ("POST", ["channels", channel_id, "typing"]):
+                return web.Response(status=204)
+            case ("POST", ["channels", channel_id, "messages"]):
+                return _json(self._store(int(channel_id), body, files))
+            case ("PATCH", ["channels", _, "messages", message_id]):
+                return self._edit(int(message_id), body)
+            case ("DELETE", ["channels", _, "messages", message_id]):
+                self.messages.pop(int(message_id), None)
+                return web.Response(status=204)
+            case ("POST", ["interactions", interaction_id, token, "callback"]):
+                return _json(self._callback(interaction_id, token, body))
+            case ("POST", ["webhooks", _, token]):
+                message = self._store(self._token_channels.get(token, 0), body, files)
+                self.interaction_messages.setdefault(token, []).append(message)
+                return _json(message)
+            case ("PATCH", ["webhooks", _, token, "messages", "@original"]):
+                return _json(self._edit_original(token, body, files))
+            case ("PATCH", ["webhooks", _, token, "messages", message_id]):
+                return self._edit(int(message_id), body)
+        return _json({"message": "404: Not Found", "code": 0}, status=404)
+
+    def _application(self) -> JSON:
+        return {
+            "id": str(APP_ID),
+            "name": BOT_NAME,
+            "description": "",
+            "icon": None,
+            "bot_public": True,
+            "bot_require_code_grant": False,
+            "owner": user_payload(OWNER_ID, "owner"),
+            "verify_key": "0" * 64,
+            "flags": 0,
+        }
+
+    def _store(self, channel_id: int, body: Any, files: list[tuple[str, bytes]]) -> JSON:
+        message_id = self.new_id()
+        message = self._message(
+            user_payload(BOT_ID, BOT_NAME, bot=True),
+            body.get("content") or "",
+            channel_id,
+            None,
+            [self.attachment(name, "application/octet-stream", len(data)) for name, data in files],
+            None,
+        )
+        message["id"] = str(message_id)
+        if "message_reference" in body:
+            message["message_reference"] = body["message_reference"]
+        message["allowed_mentions"] = body.get("allowed_mentions")
+        self.messages[message_id] = message
+        return message
+
+    def _edit(self, message_id: int, body: Any) -> web.StreamResponse:
+        message = self.messages.get(message_id)
+        if message is None:
+            return _json({"message": "Unknown Message", "code": 10008}, status=404)
+        if "content" in body:
+            message["content"] = body["content"]
+            message["edited_timestamp"] = _timestamp()
+        return _json(message)
+
+    def _callback(self, interaction_id: str, token: str, body: Any) -> JSON:
+        self.interaction_callbacks.append({"id": interaction_id, "token": token, **body})
+        flags = (body.get("data") or {}).get("flags", 0)
+        return {
+            "interaction": {
+                "id": interaction_id,
+                "type": 2,
+                "response_message_loading": body.get("type") == 5,
+                "response_message_ephemeral": bool(flags & 64),
+            },
+            "resource": {"type": body.get("type")},
+        }
+
+    def _edit_original(self, token: str, body: Any, files: list[tuple[str, bytes]]) -> JSON:
+        sent = self.interaction_messages.setdefault(token, [])
+        if not sent or not sent[0].get("original"):
+            original = self._store(self._token_channels.get(token, 0), body, files)
+            original["original"] = True
+            sent.insert(0, original)
+            return original
+        original = sent[0]
+        if "content" in body:
+            original["content"] = body["content"]
+        return original
+
+    def _message(
+        self,
+        author: JSON,
+        content: str,
+        channel_id: int,
+        guild_id: int | None,
+        attachments: list[JSON] | None,
+        reply_to: JSON | None,
+    ) -> JSON:
+        data: JSON = {
+            "id": str(self.new_id()),
+            "channel_id": str(channel_id),
+            "author": author,
+            "content": content,
+            "timestamp": _timestamp(),
+            "edited_timestamp": None,
+            "tts": False,
+            "mention_everyone": False,
+            "mentions": [],
+            "mention_roles": [],
+            "attachments": attachments or [],
+            "embeds": [],
+            "pinned": False,
+            "type": 0,
+            "flags": 0,
+        }
+        if guild_id is not None:
+            data["guild_id"] = str(guild_id)
+        if reply_to is not None:
+            data["type"] = 19
+            data["message_reference"] = {
+                "type": 0,
+                "message_id": reply_to["id"],
+                "channel_id": reply_to["channel_id"],
+                **({"guild_id": reply_to["guild_id"]} if "guild_id" in reply_to else {}),
+            }
+            data["referenced_message"] = reply_to
+        return data
+
+
+class _Socket:
+    """One gateway connection and its sequence numbers."""
+
+    def __init__(self, ws: web.WebSocketResponse) -> None:
+        self.ws = ws
+        self._sequence = 0
+        self._lock = asyncio.Lock()
+
+    async def send(self, payload: JSON) -> None:
+        async with self._lock:
+            await self.ws.send_str(json.dumps(payload))
+
+    async def dispatch(self, event: str, data: Any) -> None:
+        async with self._lock:
+            self._sequence += 1
+            payload = {"op": 0, "t": event, "s": self._sequence, "d": data}
+            await self.ws.send_str(json.dumps(payload))
+
+
+async def _read_body(request: web.Request) -> tuple[Any, list[tuple[str, bytes]]]:
+    """The JSON payload (also of a multipart body) and the uploaded files."""
+    if request.content_type == "multipart/form-data":
+        form = await request.post()
+        files: list[tuple[str, bytes]] = []
+        payload: Any = None
+        for name, value in form.items():
+            if isinstance(value, web.FileField):
+                if name == "payload_json":
+                    payload = json.loads(value.file.read())
+                else:
+                    files.append((value.filename, value.file.read()))
+            elif name == "payload_json":
+                payload = json.loads(value)
+        return payload, files
+    if request.can_read_body:
+        text = await request.text()
+        return (json.loads(text) if text else None), []
+    return None, []
+
+
+_ERRORS = {
+    401: (0, "401: Unauthorized"),
+    403: (50007, "Cannot send messages to this user"),
+    404: (10003, "Unknown Channel"),
+}
+
+
+def _json(data: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    """discord.py parses a body as JSON only for exactly ``application/json``."""
+    return web.Response(
+        body=json.dumps(data).encode(),
+        status=status,
+        headers={**(headers or {}), "Content-Type": "application/json"},
+    )
+
+
+def _fault_response(fault: _Fault) -> web.Response:
+    if fault.status == 429:
+        return _too_many_requests(fault.retry_after)
+    code, message = _ERRORS.get(fault.status, (0, "injected failure"))
+    return _json({"message": message, "code": code}, status=fault.status)
+
+
+def _too_many_requests(retry_after: float) -> web.Response:
+    """A 429 as Discord sends it; discord.py treats one without `Via` as a Cloudflare ban."""
+    return _json(
+        {"message": "You are being rate limited.", "retry_after": retry_after, "global": False},
+        status=429,
+        headers={
+            "Via": "1.1 google",
+            "Retry-After": str(max(1, round(retry_after))),
+            "X-RateLimit-Limit": "5",
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset-After": str(retry_after),
+            "X-RateLimit-Bucket": "fake-bucket",
+            "X-RateLimit-Scope": "user",
+        },
+    )

@@ -1,0 +1,384 @@
+"""A small fake of an OpenAI-compatible HTTP API, for tests that drive the real SDK.
+
+    async with FakeOpenAI() as fake:
+        client = AsyncOpenAI(base_url=fake.base_url, api_key="test")
+        fake.push_reply("hello")
+        fake.push_fault(HttpError(429, retry_after=0.01))
+
+Endpoints: ``POST /v1/chat/completions`` (JSON or SSE when ``stream`` is true, with a
+final usage chunk when ``stream_options.include_usage`` is set), ``POST /v1/embeddings``
+and ``GET /v1/models``. Every chat and embedding request body is recorded before any
+fault applies, so tests can count attempts and assert on the prompt.
+
+Reply text comes from the queue filled by `push_reply`, else from `responder`
+(default: echo the last user message). Faults pushed with `push_fault` are consumed
+one per chat or embedding request, in order. Nothing depends on the wall clock except
+the injected `Delay`, which also ends early when the server shuts down so a slow
+answer never holds up teardown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import json
+import re
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from aiohttp import web
+
+from fakes.local_server import LocalServer
+
+JSONObject = dict[str, Any]
+Responder = Callable[[JSONObject], str]
+"""Produces the reply text for a chat request body."""
+Embedder = Callable[[str, int], Sequence[float]]
+"""Maps (text, dimensions) to a vector; returned as is, so tests control similarity."""
+
+
+@dataclass(frozen=True, slots=True)
+class HttpError:
+    """Answer with this status and an OpenAI-style error body."""
+
+    status: int
+    retry_after: float | None = None
+    message: str = "injected failure"
+
+
+@dataclass(frozen=True, slots=True)
+class Delay:
+    """Wait this many seconds (or until shutdown), then answer normally."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class MalformedJson:
+    """Answer 200 with ``application/json`` whose body is not valid JSON."""
+
+
+@dataclass(frozen=True, slots=True)
+class BreakStream:
+    """Drop the connection after ``after_chunks`` content chunks.
+
+    Streamed requests get the initial role chunk and then ``after_chunks`` content
+    chunks; non-streamed requests get the headers and half a body.
+    """
+
+    after_chunks: int = 1
+
+
+Fault = HttpError | Delay | MalformedJson | BreakStream
+
+
+def echo_responder(request: JSONObject) -> str:
+    """The default reply: ``echo: <last user message>``."""
+    for message in reversed(request.get("messages", [])):
+        if isinstance(message, dict) and message.get("role") == "user":
+            return f"echo: {_content_text(message.get('content'))}"
+    return "echo:"
+
+
+def hash_embedder(text: str, dimensions: int) -> list[float]:
+    """A unit vector seeded by the text's SHA-256: equal texts, equal vectors."""
+    seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+    vector = np.random.default_rng(seed).standard_normal(dimensions)
+    unit = vector / np.linalg.norm(vector)
+    return [float(x) for x in unit]
+
+
+def count_tokens(text: str) -> int:
+    """The fake's token count: whitespace-separated words."""
+    return len(text.split())
+
+
+class FakeOpenAI(LocalServer):
+    """An OpenAI-compatible server on 127.0.0.1 with a free port; see the module doc."""
+
+    def __init__(
+        self,
+        *,
+        model: str = "fake-model",
+        embedding_dimensions: int = 8,
+        responder: Responder = echo_responder,
+        embedder: Embedder = hash_embedder,
+    ) -> None:
+        self.model = model
+        self.embedding_dimensions = embedding_dimensions
+        self.responder = responder
+        self.embedder = embedder
+        self.supports_json_schema = True
+        """When false, requests with a ``json_schema`` response_format get a 400."""
+        self.report_usage = True
+        """When false, no usage is ever reported (like some local servers)."""
+        self.chat_requests: list[JSONObject] = []
+        self.chat_authorizations: list[str | None] = []
+        """The Authorization header of each chat request, in order."""
+        self.embedding_requests: list[JSONObject] = []
+        self._replies: deque[str] = deque()
+        self._faults: deque[Fault] = deque()
+        super().__init__()
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT/v1``; only valid while the server runs."""
+        if self._port is None:
+            raise RuntimeError("FakeOpenAI is not running")
+        return f"http://127.0.0.1:{self._port}/v1"
+
+    def push_reply(self, *texts: str) -> None:
+        """Queue reply texts; each is used once, before `responder` is asked."""
+        self._replies.extend(texts)
+
+    def clear(self) -> None:
+        """Drop scripted replies and faults that a test left unused."""
+        self._replies.clear()
+        self._faults.clear()
+
+    def push_fault(self, *faults: Fault) -> None:
+        """Queue faults; each chat or embedding request consumes one."""
+        self._faults.extend(faults)
+
+    @property
+    def pending_faults(self) -> int:
+        return len(self._faults)
+
+    def build_app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/embeddings", self._embeddings)
+        app.router.add_get("/v1/models", self._models)
+        return app
+
+    # -- handlers ---------------------------------------------------------------------
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        body = await _read_json(request)
+        if body is None:
+            return _error(400, "request body is not a JSON object")
+        self.chat_requests.append(body)
+        self.chat_authorizations.append(request.headers.get("Authorization"))
+        streamed = body.get("stream") is True
+        fault = await self._take_fault()
+        if isinstance(fault, HttpError):
+            return _error(fault.status, fault.message, retry_after=fault.retry_after)
+        if isinstance(fault, MalformedJson):
+            return _malformed()
+        response_format = body.get("response_format")
+        if (
+            isinstance(response_format, dict)
+            and response_format.get("type") == "json_schema"
+            and not self.supports_json_schema
+        ):
+            return _error(400, "response_format json_schema is not supported")
+        text = self._replies.popleft() if self._replies else self.responder(body)
+        if isinstance(fault, BreakStream):
+            return await self._break(request, body, text, fault.after_chunks)
+        if streamed:
+            return await self._stream(request, body, text)
+        return web.json_response(self._completion(body, text))
+
+    async def _embeddings(self, request: web.Request) -> web.StreamResponse:
+        body = await _read_json(request)
+        if body is None:
+            return _error(400, "request body is not a JSON object")
+        self.embedding_requests.append(body)
+        fault = await self._take_fault()
+        if isinstance(fault, HttpError):
+            return _error(fault.status, fault.message, retry_after=fault.retry_after)
+        if isinstance(fault, MalformedJson | BreakStream):
+            return _malformed()
+        raw = body.get("input")
+        texts = [raw] if isinstance(raw, str) else raw
+        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            return _error(400, "input must be a string or a list of strings")
+        dimensions = body.get("dimensions") or self.embedding_dimensions
+        as_base64 = body.get("encoding_format") == "base64"
+        data = []
+        for index, text in enumerate(texts):
+            vector = list(self.embedder(text, int(dimensions)))
+            embedding: str | list[float] = (
+                base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode()
+                if as_base64
+                else vector
+            )
+            data.append({"object": "embedding", "index": index, "embedding": embedding})
+        tokens = sum(count_tokens(t) for t in texts)
+        return web.json_response(
+            {
+                "object": "list",
+                "data": data,
+                "model": body.get("model", self.model),
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+        )
+
+    async def _models(self, request: web.Request) -> web.StreamResponse:
+        model = {"id": self.model, "object": "model", "created": 0, "owned_by": "fake"}
+        return web.json_response({"object": "list", "data": [model]})
+
+    # -- helpers ----------------------------------------------------------------------
+
+    async def _take_fault(self) -> Fault | None:
+        """Pop the next fault; a `Delay` is served here and then answers normally."""
+        fault = self._faults.popleft() if self._faults else None
+        if isinstance(fault, Delay):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), timeout=fault.seconds)
+            return None
+        return fault
+
+    def _usage(self, body: JSONObject, text: str) -> JSONObject:
+        prompt = sum(
+            count_tokens(_content_text(m.get("content")))
+            for m in body.get("messages", [])
+            if isinstance(m, dict)
+        )
+        completion = count_tokens(text)
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        }
+
+    def _completion(self, body: JSONObject, text: str) -> JSONObject:
+        number = len(self.chat_requests)
+        return {
+            "id": f"chatcmpl-fake-{number}",
+            "object": "chat.completion",
+            "created": 0,
+            "model": body.get("model", self.model),
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": self._usage(body, text) if self.report_usage else None,
+        }
+
+    def _chunks(self, body: JSONObject, text: str) -> list[JSONObject]:
+        """The SSE payloads for `text`: role chunk, one chunk per word, final chunk."""
+        number = len(self.chat_requests)
+        model = body.get("model", self.model)
+
+        def chunk(delta: JSONObject, finish: str | None = None) -> JSONObject:
+            choice = {"index": 0, "delta": delta, "finish_reason": finish}
+            return {
+                "id": f"chatcmpl-fake-{number}",
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": model,
+                "choices": [choice],
+            }
+
+        chunks = [chunk({"role": "assistant", "content": ""})]
+        chunks += [chunk({"content": piece}) for piece in _pieces(text)]
+        chunks.append(chunk({}, "stop"))
+        options = body.get("stream_options")
+        if self.report_usage and isinstance(options, dict) and options.get("include_usage") is True:
+            chunks.append(
+                {
+                    "id": f"chatcmpl-fake-{number}",
+                    "object": "chat.completion.chunk",
+                    "created": 0,
+                    "model": model,
+                    "choices": [],
+                    "usage": self._usage(body, text),
+                }
+            )
+        return chunks
+
+    async def _stream(
+        self, request: web.Request, body: JSONObject, text: str
+    ) -> web.StreamResponse:
+        response = await _start_sse(request)
+        for payload in self._chunks(body, text):
+            await response.write(_sse(payload))
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
+
+    async def _break(
+        self, request: web.Request, body: JSONObject, text: str, after_chunks: int
+    ) -> web.StreamResponse:
+        if body.get("stream") is True:
+            response = await _start_sse(request)
+            for payload in self._chunks(body, text)[: 1 + after_chunks]:
+                await response.write(_sse(payload))
+        else:
+            response = web.StreamResponse(headers={"Content-Type": "application/json"})
+            whole = json.dumps(self._completion(body, text)).encode()
+            response.content_length = len(whole)
+            await response.prepare(request)
+            await response.write(whole[: len(whole) // 2])
+        _drop_connection(request)
+        return response
+
+
+def _content_text(content: object) -> str:
+    """Text of a message ``content``: a string or a list of ``{"type": "text"}`` parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(
+            str(part.get("text", ""))
+            for part in content
+            if isinstance(part, dict) and part.get("type") == "text"
+        )
+    return ""
+
+
+def _pieces(text: str) -> list[str]:
+    """Split into word-sized pieces that join back to exactly `text`."""
+    return re.findall(r"\s*\S+\s*", text) or ([text] if text else [])
+
+
+async def _read_json(request: web.Request) -> JSONObject | None:
+    try:
+        body = await request.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _error(status: int, message: str, *, retry_after: float | None = None) -> web.Response:
+    headers = {} if retry_after is None else {"Retry-After": f"{retry_after:g}"}
+    kind = "rate_limit_error" if status == 429 else "fake_error"
+    return web.json_response(
+        {"error": {"message": message, "type": kind, "code": None, "param": None}},
+        status=status,
+        headers=headers,
+    )
+
+
+def _malformed() -> web.Response:
+    return web.Response(
+        body=b'{"id": "chatcmpl-broken", "choices": [', content_type="application/json"
+    )
+
+
+async def _start_sse(request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
+    await response.prepare(request)
+    return response
+
+
+def _sse(payload: JSONObject) -> bytes:
+    return b"data: " + json.dumps(payload).encode() + b"\n\n"
+
+
+def _drop_connection(request: web.Request) -> None:
+    """Abort the TCP connection so the client sees a truncated body."""
+    transport = request.transport
+    if transport is not None:
+        transport.abort()

@@ -1,0 +1,479 @@
+"""A small fake of the Telegram Bot API, for tests that drive the real python-telegram-bot.
+
+    async with FakeTelegram() as tg:
+        bot = ExtBot(tg.token, base_url=tg.base_url, base_file_url=tg.base_file_url)
+        update_id = tg.push_message("hello", user_id=7)
+        tg.fail("sendMessage", flood(1))
+
+Methods: getMe, getUpdates (serves queued updates, forgets those below `offset`, long
+polls up to `timeout` capped at `max_poll`), setWebhook / deleteWebhook (getUpdates
+answers 409 while a webhook is set, like Telegram), sendMessage, editMessageText,
+sendChatAction, sendDocument (multipart), setMyCommands, deleteMyCommands. Every call
+is recorded in `calls` with its parameters before any fault applies.
+
+Like Telegram, it checks what a bot sends: text over 4096 characters is "message is too
+long", `parse_mode=HTML` must use Telegram's tags, properly nested ("can't parse
+entities" otherwise), and an edit to the same text is "message is not modified".
+Faults queued with `fail(method, ...)` answer that method's next calls, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from typing import Any
+
+from aiohttp import web
+
+from fakes.local_server import LocalServer
+
+JSONObject = dict[str, Any]
+
+BOT_ID = 4242
+BOT_USERNAME = "onethread_bot"
+TOKEN = "4242:TEST-token-never-logged"
+MESSAGE_LIMIT = 4096
+
+# PTB sends non-string parameters JSON-encoded; these are decoded for the tests.
+_JSON_FIELDS = {
+    "chat_id",
+    "message_id",
+    "offset",
+    "limit",
+    "timeout",
+    "allowed_updates",
+    "reply_parameters",
+    "commands",
+    "scope",
+    "drop_pending_updates",
+}
+_HTML_TAGS = {
+    "b",
+    "strong",
+    "i",
+    "em",
+    "u",
+    "ins",
+    "s",
+    "strike",
+    "del",
+    "code",
+    "pre",
+    "a",
+    "span",
+    "tg-spoiler",
+    "blockquote",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ApiError:
+    """Answer with Telegram's error shape."""
+
+    status: int
+    description: str
+    parameters: JSONObject = field(default_factory=dict)
+
+
+def flood(retry_after: int = 1) -> ApiError:
+    return ApiError(
+        429, f"Too Many Requests: retry after {retry_after}", {"retry_after": retry_after}
+    )
+
+
+def cant_parse() -> ApiError:
+    return ApiError(400, "Bad Request: can't parse entities: unsupported start tag")
+
+
+def migrated(new_chat_id: int) -> ApiError:
+    return ApiError(
+        400,
+        "Bad Request: group chat was upgraded to a supergroup chat",
+        {"migrate_to_chat_id": new_chat_id},
+    )
+
+
+def forbidden() -> ApiError:
+    return ApiError(403, "Forbidden: bot was blocked by the user")
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    method: str
+    params: JSONObject
+    files: dict[str, tuple[str, bytes]]
+
+
+@dataclass
+class SentMessage:
+    chat_id: int
+    message_id: int
+    text: str
+    """What the user sees (HTML tags removed, entities unescaped)."""
+    source: str
+    parse_mode: str | None
+    reply_to: int | None
+
+
+class _HtmlCheck(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.stack: list[str] = []
+        self.visible: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag not in _HTML_TAGS:
+            raise ValueError(f"unsupported start tag {tag!r}")
+        self.stack.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if not self.stack or self.stack.pop() != tag:
+            raise ValueError(f"unmatched end tag {tag!r}")
+
+    def handle_data(self, data: str) -> None:
+        self.visible.append(data)
+
+
+def visible_text(text: str, parse_mode: str | None) -> str:
+    """What Telegram would show; raises ValueError where it "can't parse entities"."""
+    if parse_mode is None:
+        return text
+    if parse_mode != "HTML":
+        raise ValueError(f"the fake only knows HTML, not {parse_mode}")
+    checker = _HtmlCheck()
+    checker.feed(text)
+    checker.close()
+    if checker.stack:
+        raise ValueError(f"unclosed tag {checker.stack[-1]!r}")
+    return "".join(checker.visible)
+
+
+def _utf16_len(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def mention(text: str, name: str = f"@{BOT_USERNAME}") -> JSONObject:
+    """A `mention` entity for the first `name` in `text` (offsets in UTF-16 units)."""
+    start = text.index(name)
+    return {"type": "mention", "offset": _utf16_len(text[:start]), "length": _utf16_len(name)}
+
+
+class FakeTelegram(LocalServer):
+    """A Bot API server on 127.0.0.1 with a free port; see the module doc."""
+
+    def __init__(self, *, max_poll: float = 0.5) -> None:
+        self.token = TOKEN
+        self.max_poll = max_poll
+        self.calls: list[Call] = []
+        self.messages: list[SentMessage] = []
+        self.webhook: JSONObject | None = None
+        self.confirmed_below = 0
+        self._updates: list[JSONObject] = []
+        self._update_ids = itertools.count(1)
+        self._message_ids = itertools.count(9000)
+        self._faults: dict[str, deque[ApiError]] = {}
+        self._changed = asyncio.Event()
+        super().__init__()
+
+    # -- what tests use -----------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        if self._port is None:
+            raise RuntimeError("FakeTelegram is not running")
+        return f"http://127.0.0.1:{self._port}/bot"
+
+    @property
+    def base_file_url(self) -> str:
+        return self.base_url.replace("/bot", "/file/bot")
+
+    def push_update(self, update: JSONObject) -> int:
+        """Queue an update (an `update_id` is added when missing); returns its id."""
+        update = dict(update)
+        update.setdefault("update_id", next(self._update_ids))
+        self._updates.append(update)
+        self._changed.set()
+        return int(update["update_id"])
+
+    def push_message(self, text: str | None = None, **kwargs: Any) -> int:
+        """Queue a `message` update built by `message`; returns the update id."""
+        return self.push_update({"message": message(text, **kwargs)})
+
+    def fail(self, method: str, *errors: ApiError) -> None:
+        """The next calls of `method` get these errors, one each."""
+        self._faults.setdefault(method, deque()).extend(errors)
+
+    def calls_to(self, method: str) -> list[Call]:
+        return [c for c in self.calls if c.method == method]
+
+    def chat(self, chat_id: int) -> list[SentMessage]:
+        """The bot's messages in one chat, in order, as they look now."""
+        return [m for m in self.messages if m.chat_id == chat_id]
+
+    def texts(self, chat_id: int) -> list[str]:
+        return [m.text for m in self.chat(chat_id)]
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def build_app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_route("*", "/bot{token}/{method}", self._dispatch)
+        return app
+
+    # -- the API ------------------------------------------------------------------------
+
+    async def _dispatch(self, request: web.Request) -> web.Response:
+        if request.match_info["token"] != self.token:
+            return _error(ApiError(401, "Unauthorized"))
+        # Bot API method names are case-insensitive; record them as documented.
+        requested = request.match_info["method"]
+        method = {name.lower(): name for name in self._methods()}.get(requested.lower(), requested)
+        params, files = await _read_params(request)
+        self.calls.append(Call(method, params, files))
+        queued = self._faults.get(method)
+        if queued:
+            return _error(queued.popleft())
+        handler = self._methods().get(method)
+        if handler is None:
+            return _error(ApiError(404, "Not Found: method not found"))
+        try:
+            return _ok(await handler(params, files))
+        except _RefusedError as refused:
+            return _error(refused.error)
+
+    def _methods(self) -> dict[str, Callable[[JSONObject, dict[str, Any]], Any]]:
+        return {
+            "getMe": self._get_me,
+            "getUpdates": self._get_updates,
+            "setWebhook": self._set_webhook,
+            "deleteWebhook": self._delete_webhook,
+            "sendMessage": self._send_message,
+            "editMessageText": self._edit_message_text,
+            "sendChatAction": self._true,
+            "sendDocument": self._send_document,
+            "setMyCommands": self._true,
+            "deleteMyCommands": self._true,
+        }
+
+    async def _true(self, params: JSONObject, files: dict[str, Any]) -> bool:
+        return True
+
+    async def _get_me(self, params: JSONObject, files: dict[str, Any]) -> JSONObject:
+        return {
+            **bot_user(),
+            "can_join_groups": True,
+            "can_read_all_group_messages": False,
+            "supports_inline_queries": False,
+        }
+
+    async def _set_webhook(self, params: JSONObject, files: dict[str, Any]) -> bool:
+        self.webhook = params
+        return True
+
+    async def _delete_webhook(self, params: JSONObject, files: dict[str, Any]) -> bool:
+        self.webhook = None
+        return True
+
+    async def _get_updates(self, params: JSONObject, files: dict[str, Any]) -> list[JSONObject]:
+        if self.webhook is not None:
+            raise _RefusedError(
+                ApiError(409, "Conflict: can't use getUpdates method while webhook is active")
+            )
+        offset = int(params.get("offset") or 0)
+        limit = int(params.get("limit") or 100)
+        wait = min(float(params.get("timeout") or 0), self.max_poll)
+        if offset:
+            self.confirmed_below = max(self.confirmed_below, offset)
+            self._updates = [u for u in self._updates if u["update_id"] >= offset]
+        deadline = time.monotonic() + wait
+        while not self._updates and not self._closing.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), timeout=left)
+        return self._updates[:limit]
+
+    def _chat_id(self, params: JSONObject) -> int:
+        chat_id = params.get("chat_id")
+        if not isinstance(chat_id, int):
+            raise _RefusedError(ApiError(400, "Bad Request: chat not found"))
+        return chat_id
+
+    def _check(self, text: str, parse_mode: str | None) -> str:
+        try:
+            shown = visible_text(text, parse_mode)
+        except ValueError as exc:
+            raise _RefusedError(ApiError(400, f"Bad Request: can't parse entities: {exc}")) from exc
+        if not shown.strip():
+            raise _RefusedError(ApiError(400, "Bad Request: message text is empty"))
+        if _utf16_len(shown) > MESSAGE_LIMIT:
+            raise _RefusedError(ApiError(400, "Bad Request: message is too long"))
+        return shown
+
+    async def _send_message(self, params: JSONObject, files: dict[str, Any]) -> JSONObject:
+        chat_id = self._chat_id(params)
+        text, parse_mode = str(params.get("text", "")), params.get("parse_mode")
+        shown = self._check(text, parse_mode)
+        reply = params.get("reply_parameters") or {}
+        sent = SentMessage(
+            chat_id, next(self._message_ids), shown, text, parse_mode, reply.get("message_id")
+        )
+        self.messages.append(sent)
+        return _message_json(sent)
+
+    async def _edit_message_text(self, params: JSONObject, files: dict[str, Any]) -> JSONObject:
+        chat_id = self._chat_id(params)
+        found = [m for m in self.chat(chat_id) if m.message_id == params.get("message_id")]
+        if not found:
+            raise _RefusedError(ApiError(400, "Bad Request: message to edit not found"))
+        text, parse_mode = str(params.get("text", "")), params.get("parse_mode")
+        shown = self._check(text, parse_mode)
+        target = found[0]
+        if (target.source, target.parse_mode) == (text, parse_mode):
+            raise _RefusedError(
+                ApiError(
+                    400,
+                    "Bad Request: message is not modified: specified new message content "
+                    "and reply markup are exactly the same as a current content and reply "
+                    "markup of the message",
+                )
+            )
+        target.text, target.source, target.parse_mode = shown, text, parse_mode
+        return _message_json(target)
+
+    async def _send_document(self, params: JSONObject, files: dict[str, Any]) -> JSONObject:
+        chat_id = self._chat_id(params)
+        if "document" not in files:
+            raise _RefusedError(ApiError(400, "Bad Request: there is no document in the request"))
+        name, data = files["document"]
+        sent = SentMessage(chat_id, next(self._message_ids), "", "", None, None)
+        return {
+            **_message_json(sent),
+            "document": {
+                "file_id": f"doc-{sent.message_id}",
+                "file_unique_id": f"u-doc-{sent.message_id}",
+                "file_name": name,
+                "file_size": len(data),
+            },
+            "caption": params.get("caption"),
+        }
+
+
+class _RefusedError(Exception):
+    def __init__(self, error: ApiError) -> None:
+        super().__init__(error.description)
+        self.error = error
+
+
+async def _read_params(request: web.Request) -> tuple[JSONObject, dict[str, tuple[str, bytes]]]:
+    params: JSONObject = {}
+    files: dict[str, tuple[str, bytes]] = {}
+    if request.content_type == "application/json":
+        body = await request.json()
+        return (body if isinstance(body, dict) else {}), files
+    form = await request.post()
+    for key, value in form.items():
+        if isinstance(value, web.FileField):
+            files[key] = (value.filename, value.file.read())
+        elif key in _JSON_FIELDS:
+            try:
+                params[key] = json.loads(value)
+            except ValueError:
+                params[key] = value
+        else:
+            params[key] = value
+    return params, files
+
+
+def _ok(result: Any) -> web.Response:
+    return web.json_response({"ok": True, "result": result})
+
+
+def _error(error: ApiError) -> web.Response:
+    body: JSONObject = {"ok": False, "error_code": error.status, "description": error.description}
+    if error.parameters:
+        body["parameters"] = error.parameters
+    return web.json_response(body, status=error.status)
+
+
+def bot_user() -> JSONObject:
+    return {"id": BOT_ID, "is_bot": True, "first_name": "Onethread", "username": BOT_USERNAME}
+
+
+def _chat_json(chat_id: int) -> JSONObject:
+    if chat_id > 0:
+        return {"id": chat_id, "type": "private", "first_name": "Someone"}
+    return {"id": chat_id, "type": "supergroup", "title": "A group"}
+
+
+def _message_json(sent: SentMessage) -> JSONObject:
+    return {
+        "message_id": sent.message_id,
+        "date": int(time.time()),
+        "chat": _chat_json(sent.chat_id),
+        "from": bot_user(),
+        "text": sent.source,
+    }
+
+
+_incoming_ids = itertools.count(100_000)
+
+
+def message(
+    text: str | None = None,
+    *,
+    user_id: int = 101,
+    username: str | None = "ann",
+    first_name: str = "Ann",
+    chat_id: int | None = None,
+    chat_type: str | None = None,
+    message_id: int | None = None,
+    entities: list[JSONObject] | None = None,
+    reply_to_bot: int | None = None,
+    is_bot: bool = False,
+    **extra: Any,
+) -> JSONObject:
+    """A Telegram `Message` object from a person; a private chat unless `chat_id` < 0."""
+    chat = chat_id if chat_id is not None else user_id
+    kind = chat_type or ("private" if chat > 0 else "supergroup")
+    sender: JSONObject = {"id": user_id, "is_bot": is_bot, "first_name": first_name}
+    if username is not None:
+        sender["username"] = username
+    body: JSONObject = {
+        "message_id": message_id if message_id is not None else next(_incoming_ids),
+        "date": int(time.time()),
+        "chat": {**_chat_json(chat), "type": kind},
+        "from": sender,
+        **extra,
+    }
+    if text is not None:
+        body["text"] = text
+        if entities:
+            body["entities"] = entities
+    if reply_to_bot is not None:
+        body["reply_to_message"] = {
+            "message_id": reply_to_bot,
+            "date": int(time.time()),
+            "chat": body["chat"],
+            "from": bot_user(),
+            "text": "an earlier answer",
+        }
+    return body
+
+
+async def wait_until(condition: Callable[[], bool], *, within: float = 10.0) -> None:
+    """Poll `condition` until it holds; fail the test after `within` seconds."""
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.01)
