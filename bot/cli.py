@@ -78,7 +78,11 @@ async def _chat(settings: Settings, args: argparse.Namespace) -> int:
     async with open_database(settings) as location, build_services(settings, location) as services:
         services.jobs = build_registry(services)
         engine = Engine(services, persona=load_persona(settings.context.persona_file))
-        await run_console(engine, user)
+        await engine.start()
+        try:
+            await run_console(engine, user)
+        finally:
+            await engine.stop()
     return 0
 
 

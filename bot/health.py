@@ -17,6 +17,7 @@ import asyncpg
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
+from core.errors import StorageBusy, StorageUnavailable
 from core.storage import migrations
 from core.storage.database import Database
 
@@ -69,8 +70,11 @@ class HealthServer:
             async with asyncio.timeout(READINESS_TIMEOUT), self._db.connection() as conn:
                 if await migrations.pending(conn):
                     found.append("database migrations are pending")
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            found.append(f"database unreachable ({type(exc).__name__})")
+        except StorageBusy:
+            found.append("database busy: no pooled connection free")
+        except (StorageUnavailable, TimeoutError, asyncpg.PostgresError) as exc:
+            cause = exc.__cause__ if isinstance(exc, StorageUnavailable) else exc
+            found.append(f"database unreachable ({type(cause or exc).__name__})")
         return found
 
     async def _healthz(self, request: web.Request) -> web.Response:

@@ -56,6 +56,8 @@ async def run_service(
             stack.callback(metrics.register_pool, None)
             services.jobs = build_registry(services)
             engine = Engine(services, persona=load_persona(settings.context.persona_file))
+            await engine.start()
+            stack.push_async_callback(engine.stop)
             probes = await _start_adapters(settings, engine, services, stack)
             await stack.enter_async_context(JobScheduler(services.jobs))
             for probe in probes:

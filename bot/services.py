@@ -68,6 +68,5 @@ async def build_services(settings: Settings, location: DatabaseLocation) -> Asyn
         )
         stack.push_async_callback(llm.aclose)
         tokens = await asyncio.to_thread(TokenCounter.load)
-        yield Services(
-            settings=settings, db=Database(pool), embedder=embedder, llm=llm, tokens=tokens
-        )
+        db = Database(pool, acquire_timeout=settings.db.pool_acquire_timeout_seconds)
+        yield Services(settings=settings, db=db, embedder=embedder, llm=llm, tokens=tokens)

@@ -93,6 +93,9 @@ class DatabaseSettings(_Group):
     pool_min_size: NonNegativeInt = 1
     pool_max_size: PositiveInt = 10
     command_timeout_seconds: PositiveFloat = 30.0
+    # How long a turn or command waits for a free pooled connection before the person is
+    # told the bot is busy (the message is then delivered again, not lost).
+    pool_acquire_timeout_seconds: PositiveFloat = 10.0
     # The embedded server's cache (PostgreSQL's shared_buffers): a quarter of the memory,
     # at most 8GB, by default. Ignored with DATABASE_URL (tune your own server).
     embedded_shared_buffers: str = Field(default_factory=lambda: _default_shared_buffers())
@@ -193,6 +196,12 @@ class Settings(BaseSettings):
     llm_model: str = "gpt-4o-mini"
     llm_timeout_seconds: PositiveFloat = 60.0
     llm_max_retries: NonNegativeInt = 3
+    # Model calls in flight at once; more wait their turn in arrival order, with the
+    # typing indicator on. Set it to what your provider allows.
+    llm_max_concurrency: PositiveInt = 500
+    # A reply (waiting for the model, its retries and the stream) that takes longer is
+    # given up, and the person told to /retry.
+    reply_deadline_seconds: PositiveFloat = 120.0
 
     embedding_provider: EmbeddingProvider = EmbeddingProvider.LOCAL
     embedding_model: str = "all-MiniLM-L6-v2"

@@ -17,19 +17,15 @@ The result carries a snapshot of what was used, stored with the reply (`/why`).
 
 from __future__ import annotations
 
-import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import numpy as np
-
-from core import metrics
-from core.models import Fact, Message, MessageRole, MessageStatus
+from core.models import Fact, MemoryContext, Message, MessageRole, MessageStatus
 from core.persona import system_prompt
-from core.recall.hybrid import HybridRecall, RecalledItem
-from core.storage.database import Connection
-from core.storage.directory import Directory, MemoryContext, NewMessage, TurnState
+from core.recall.hybrid import RecalledItem
+from core.storage.turns import TurnState
 from core.tokens import TOKENS_PER_MESSAGE, TOKENS_REPLY_PRIMING, TokenCounter
 
 SUMMARY_SHARE = 0.2
@@ -55,8 +51,6 @@ class AssembledContext:
     prompt_tokens: int
     failed_ids: tuple[int, ...] = field(default_factory=tuple)
     """Earlier messages in the window whose answer failed: the reply answers them too."""
-    read_seconds: float = 0.0
-    """How long the turn's one read took (with the message's store, when it stored it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,86 +102,29 @@ def _profile_text(memory: MemoryContext | None, shared_chat: bool) -> str:
 
 
 class ContextAssembler:
-    def __init__(
-        self,
-        *,
-        directory: Directory,
-        recall: HybridRecall,
-        tokens: TokenCounter,
-        persona: str,
-        limits: ContextLimits,
-    ) -> None:
-        self._directory = directory
-        self._recall = recall
+    """Builds prompts; reads nothing itself (the engine hands it the turn's state and
+    what recall found)."""
+
+    def __init__(self, *, tokens: TokenCounter, persona: str, limits: ContextLimits) -> None:
         self._tokens = tokens
         self._persona = persona
         self._limits = limits
 
-    async def assemble(
-        self,
-        current: Message,
-        embedding: np.ndarray[Any, Any] | None,
-        *,
-        shared_chat: bool,
-        now: datetime,
-        conn: Connection | None = None,
-    ) -> AssembledContext:
-        """The prompt answering `current` (already stored) and its snapshot."""
-        k = self._limits.recall_top_k
-        started = time.perf_counter()
-        state = await self._directory.turn_state(
-            current.user_id,
-            recent=self._limits.recent_messages,
-            facts=self._limits.facts_max,
-            include_private=not shared_chat,
-            recall=self._recall.turn_recall(current.id, current.content, embedding, k)
-            if k > 0
-            else None,
-            conn=conn,
-        )
-        return self._build(current, state, time.perf_counter() - started, shared_chat, now)
+    @property
+    def limits(self) -> ContextLimits:
+        return self._limits
 
-    async def store_and_assemble(
-        self,
-        user_id: int,
-        message: NewMessage,
-        *,
-        shared_chat: bool,
-        now: datetime,
-        conn: Connection | None = None,
-    ) -> tuple[Message, AssembledContext] | None:
-        """Store `message` and read what answering it needs in one statement
-        (`Directory.turn_state(storing=...)`): the stored message and the prompt
-        answering it, or None when it was stored before (a redelivery)."""
-        k = self._limits.recall_top_k
-        started = time.perf_counter()
-        state = await self._directory.turn_state(
-            user_id,
-            # The read does not see the message it stores: one fewer, then it is added.
-            recent=self._limits.recent_messages - 1,
-            facts=self._limits.facts_max,
-            include_private=not shared_chat,
-            recall=self._recall.turn_recall(None, message.content, message.embedding, k)
-            if k > 0
-            else None,
-            storing=message,
-            conn=conn,
-        )
-        if state.stored is None:
-            return None
-        read_seconds = time.perf_counter() - started
-        return state.stored, self._build(state.stored, state, read_seconds, shared_chat, now)
-
-    def _build(
+    def build(
         self,
         current: Message,
         state: TurnState,
-        read_seconds: float,
+        recalled: Sequence[RecalledItem],
+        *,
         shared_chat: bool,
-        now: datetime,
     ) -> AssembledContext:
-        """The prompt answering `current` from the turn's state, and its snapshot."""
-        k = self._limits.recall_top_k
+        """The prompt answering `current` from the turn's state and the items recall
+        found for it (best first; those already in the prompt are skipped), and its
+        snapshot."""
         conversation = state.conversation
         budget = self._limits.token_budget
         persona = system_prompt(self._persona, conversation.persona_overrides)
@@ -197,8 +134,6 @@ class ContextAssembler:
         used["profile"] = self._tokens.count(profile) if profile else 0
 
         recent = state.recent
-        if not any(m.id == current.id for m in recent):
-            recent.append(current)
 
         summary = conversation.summary.strip()
         if summary:
@@ -215,22 +150,15 @@ class ContextAssembler:
             kept_facts.append(fact)
             used["facts"] += cost
 
-        started = time.perf_counter()
-        recalled = self._recall.rank(
-            state.vector_hits,
-            state.text_hits,
-            k,
-            now=now,
-            exclude_message_ids=[m.id for m in recent],
-        )
-        # The turn's one read (its state and the recall candidates) and the ranking.
-        metrics.observe_recall(read_seconds + time.perf_counter() - started)
         fact_ids = {f.id for f in kept_facts}
         kept_recall: list[RecalledItem] = []
         recall_budget = int(budget * RECALL_SHARE)
         used["recall"] = 0
+        window_ids = {m.id for m in recent}
         for item in recalled:
-            if item.source == "facts" and item.id in fact_ids:
+            if (item.source == "facts" and item.id in fact_ids) or (
+                item.source == "messages" and item.id in window_ids
+            ):
                 continue
             cost = self._line_tokens(_recalled_prefix(item), item.content)
             if used["recall"] + cost > recall_budget:
@@ -297,7 +225,7 @@ class ContextAssembler:
             "tokens": {**used, "prompt": prompt_tokens, "budget": budget},
         }
         failed = tuple(m.id for m in window if m.status is MessageStatus.FAILED)
-        return AssembledContext(prompt, snapshot, prompt_tokens, failed, read_seconds)
+        return AssembledContext(prompt, snapshot, prompt_tokens, failed)
 
     def _line_tokens(self, prefix: str, content: str) -> int:
         """Tokens of one list line of the system text: newline, prefix, content. The

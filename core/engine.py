@@ -1,7 +1,11 @@
-"""The one pipeline every platform shares: accept, route, remember, assemble, answer, record.
+"""The one pipeline every platform shares, one short method per step:
+accept -> route -> remember -> (wait for the person's turn) -> assemble -> answer -> record.
 
-`Engine.handle(inbound, channel)` never raises (except cancellation): errors are caught
-here, once, logged with the user id, and the person gets a short plain answer.
+A turn takes a pooled connection only for its statements (admit; store and read; recall;
+record), never while it waits for the model, the platform or another turn of the same
+person (`core.turn_order`). `Engine.handle(inbound, channel)` never raises but for
+`StorageUnavailable` (not stored: deliver it again) and cancellation; every other error
+is caught here, once, logged with the user id, and the person gets a short plain answer.
 """
 
 from __future__ import annotations
@@ -10,12 +14,13 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import suppress
+import uuid
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, suppress
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-import asyncpg
 import numpy as np
 
 from core import metrics
@@ -23,22 +28,22 @@ from core.commands.base import CommandContext, ParsedCommand, parse_command
 from core.commands.registry import dispatch
 from core.context import AssembledContext, ContextAssembler, ContextLimits
 from core.embedding.base import EmbeddingError
-from core.errors import StorageUnavailable
+from core.errors import StorageBusy, StorageUnavailable
 from core.inbound import Inbound
 from core.llm.client import Completion, TextDelta
 from core.llm.errors import LLMError, LLMRateLimited
-from core.models import Message, MessageStatus, Role, User
+from core.model_slots import ModelSlots
+from core.models import Message, MessageStatus, Platform, Role, User
 from core.ports import ReplyChannel, ReplySink
 from core.recall.candidates import RecallCandidates
 from core.recall.hybrid import HybridRecall
 from core.recall.keywords import TextSearchRepository
 from core.services import Services
-from core.storage.database import Connection
-from core.storage.directory import Directory, NewMessage
+from core.storage.admission import Admissions
 from core.storage.handled_commands import HandledCommandRepository
 from core.storage.rate_limits import RateLimitRepository, TokenBucket
-from core.unrecorded_replies import MessageKey, UnrecordedReplies
-from core.user_lock import UserLocks
+from core.storage.turns import NewMessage, Opened, ReadLimits, Reply, TurnStore
+from core.turn_order import Slot, TurnOrder
 
 logger = logging.getLogger(__name__)
 
@@ -60,15 +65,46 @@ LLM_BUSY = (
     "Sorry, my language model is overloaded right now. Your message is saved: "
     "send /retry in a minute, or just keep writing."
 )
+TOO_SLOW = (
+    "Sorry, my answer took too long and I gave up on it. Your message is saved: "
+    "send /retry to try again, or just keep writing."
+)
+INTERRUPTED = (
+    "Sorry, I was restarting and could not finish my answer. Your message is saved: "
+    "send /retry to get it."
+)
+LOST_WHILE_DOWN = (
+    "Sorry, I was down and could not answer your message from {when} in time. "
+    "It is saved: send /retry to get an answer."
+)
 INTERNAL_ERROR = "Sorry, something went wrong on my side. Please try again in a moment."
 STORAGE_DOWN = (
     "I can't reach my memory right now. I'll answer this message as soon as I'm back; "
     "no need to send it again."
 )
+STORAGE_BUSY = (
+    "I'm very busy right now. I'll answer this message as soon as I can; no need to send it again."
+)
+STILL_WORKING = "I'm still working on that message."
+ALREADY_ANSWERED = "That message has been answered in the meantime."
 # How many messages' outage notices are remembered (to tell each person only once).
 OUTAGE_MEMORY = 10_000
 BANNED_MAY_RUN = frozenset({"export", "delete_me"})
 UNKNOWN_COMMAND = "I don't know the command /{name}. Send /help to see what I can do."
+# A process renews its turns' leases a third of this apart; when it dies, another
+# replica goes on with the person's next turn at most this long after.
+LEASE_SECONDS = 15.0
+# Recording a delivered reply is retried this long while the database is down (the
+# platform has acknowledged the message: nobody would deliver it again).
+RECORD_RETRY_SECONDS = 600.0
+# Orphans (pending messages whose process died) younger than this are answered at
+# start-up; older ones are marked failed and the person told.
+ANSWER_ORPHANS_WITHIN = timedelta(hours=1)
+
+ChannelFor = Callable[[Message, bool], AbstractAsyncContextManager[ReplyChannel | None]]
+"""A reply channel to an orphan's chat (`Engine.recover`), for as long as it is
+answered: the message, and whether its chat is private; None when the chat cannot be
+reached."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,51 +112,35 @@ class _Accepted:
     user: User
     is_admin: bool
     command: ParsedCommand | None
-    locked: bool
-    """The accepting connection holds the user's advisory lock (`UserLocks.adopts`)."""
 
 
 @dataclass(frozen=True, slots=True)
 class _Turn:
-    """What answering one message needs besides the message itself."""
+    """One message being answered, and where to."""
 
     user: User
-    shared_chat: bool
+    message: Message
     channel: ReplyChannel
-    conn: Connection
-
-
-@dataclass(frozen=True, slots=True)
-class _Reply:
-    """A model reply as it is recorded (`MessageRepository.add_assistant_message`)."""
-
-    text: str
-    snapshot: dict[str, Any]
-    tokens_in: int
-    tokens_out: int
-    model: str
-    response_ms: int
+    shared_chat: bool
     embedding: np.ndarray[Any, Any] | None
-    retried_ids: tuple[int, ...]
+    timings: dict[str, int]
 
 
 class Engine:
     def __init__(self, services: Services, *, persona: str) -> None:
         self._services = services
-        self._locks = UserLocks(services.db)
-        self._rate_limits = RateLimitRepository(services.db)
-        self._bucket = TokenBucket(
-            services.settings.limits.rate_burst, services.settings.limits.rate_per_minute
-        )
-        self._handled_commands = HandledCommandRepository(services.db)
-        self._outage_told: set[MessageKey] = set()
-        self._unrecorded: UnrecordedReplies[_Reply] = UnrecordedReplies()
         settings = services.settings
+        db = services.db
+        self._admissions = Admissions(db)
+        self._rate_limits = RateLimitRepository(db)
+        self._bucket = TokenBucket(settings.limits.rate_burst, settings.limits.rate_per_minute)
+        self._handled_commands = HandledCommandRepository(db)
+        self._running_commands: set[tuple[str, str, str]] = set()
+        self._turns = TurnStore(db, holder=uuid.uuid4(), lease_seconds=LEASE_SECONDS)
+        self._order = TurnOrder(self._turns)
+        self._model = ModelSlots(settings.llm_max_concurrency)
+        self._recall = HybridRecall(RecallCandidates(db, services.recall, TextSearchRepository(db)))
         self._assembler = ContextAssembler(
-            directory=Directory(services.db),
-            recall=HybridRecall(
-                RecallCandidates(services.db, services.recall, TextSearchRepository(services.db))
-            ),
             tokens=services.tokens,
             persona=persona,
             limits=ContextLimits(
@@ -130,6 +150,20 @@ class Engine:
                 recall_top_k=settings.context.recall_top_k,
             ),
         )
+        self._outage_told: set[tuple[str, str, str]] = set()
+        self._keep_alive: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Keep this process's turns alive in the database (`TurnOrder.keep_alive`)."""
+        if self._keep_alive is None:
+            self._keep_alive = asyncio.create_task(self._order.keep_alive(), name="turn-leases")
+
+    async def stop(self) -> None:
+        task, self._keep_alive = self._keep_alive, None
+        if task is not None:
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
 
     async def handle(
         self,
@@ -145,42 +179,53 @@ class Engine:
         without needing to be (ignored, refused, a command that ran). It is not called
         when this raises.
 
-        Raises only `StorageUnavailable` (the database is down: deliver the message again
-        later, do not acknowledge it) and cancellation; every other error is logged here
-        and answered with a short apology.
+        Raises only `StorageUnavailable` (the database is down, or has no connection
+        free: deliver the message again later, do not acknowledge it) and
+        cancellation; every other error is logged here and answered with a short
+        apology.
         """
         stored = _Once(on_stored)
         try:
             await self._handle(inbound, channel, stored)
-            stored()
         except asyncio.CancelledError:
             raise
-        except Exception as exc:
-            if is_storage_outage(exc):
-                await self._tell_outage_once(inbound, channel)
-                raise StorageUnavailable("the database is unreachable") from exc
+        except StorageUnavailable as exc:
+            await self._tell_outage_once(inbound, channel, exc)
+            raise
+        except Exception:
             metrics.count_reply_failed("internal")
             logger.exception(
                 "failed to handle a message from %s:%s", inbound.platform, inbound.platform_user_id
             )
             with suppress(Exception):
                 await channel.send(INTERNAL_ERROR)
-            stored()
+        stored()
 
-    async def _tell_outage_once(self, inbound: Inbound, channel: ReplyChannel) -> None:
-        key = (inbound.platform, inbound.chat_id, inbound.message_id)
-        if key in self._outage_told:
-            return
-        if len(self._outage_told) >= OUTAGE_MEMORY:
-            self._outage_told.clear()
-        self._outage_told.add(key)
-        if key in self._unrecorded:
-            logger.warning("database unreachable; the reply to %s will be recorded later", key)
-            return  # the person has their answer
-        metrics.count_reply_failed("storage_unavailable")
-        logger.warning("database unreachable; message %s will be handled again", key)
-        with suppress(Exception):
-            await channel.send(STORAGE_DOWN)
+    async def recover(self, platform: Platform, channel_for: ChannelFor) -> int:
+        """Answer the messages of `platform` left pending by a process that died (its
+        turns expired), oldest first per person; older than `ANSWER_ORPHANS_WITHIN`,
+        mark them failed and tell the person. How many were found."""
+        orphans = await self._turns.orphans(platform)
+        now = self._services.clock()
+        people: dict[int, list[tuple[Message, bool]]] = {}
+        for orphan in orphans:
+            people.setdefault(orphan.message.user_id, []).append((orphan.message, orphan.private))
+
+        async def recover_person(messages: list[tuple[Message, bool]]) -> None:
+            for message, private in messages:
+                try:
+                    await self._recover(message, private, channel_for, now)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    logger.exception("could not recover message %s", message.id)
+
+        await asyncio.gather(*(recover_person(m) for m in people.values()))
+        if orphans:
+            logger.info("recovered %s %s messages left pending", len(orphans), platform)
+        return len(orphans)
+
+    # 1 accept -------------------------------------------------------------------------
 
     async def _handle(self, inbound: Inbound, channel: ReplyChannel, stored: _Once) -> None:
         if not inbound.addressed:
@@ -192,39 +237,23 @@ class Engine:
             if inbound.attachments:
                 await channel.send(UNSUPPORTED)
             return
-        async with self._services.db.connection() as conn:
-            accepted = await self._accept(inbound, text, conn)
-            if (
-                isinstance(accepted, _Accepted)
-                and accepted.command is None
-                and self._locks.is_free(accepted.user.id)
-            ):
-                # The common case: answer on the connection already in hand (one pool
-                # checkout per message), whose accepting statement took the user's
-                # advisory lock if it could. A busy user waits for their lock below,
-                # without holding a connection meanwhile (the pool's reset frees it).
-                await self._converse(
-                    accepted.user, inbound, text, channel, conn, stored, locked=accepted.locked
-                )
-                return
+        accepted = await self._accept(inbound, text)
         if isinstance(accepted, str):
             if accepted:
                 await channel.send(accepted)
-            return
-        if accepted.command is None:
-            await self._converse(accepted.user, inbound, text, channel, None, stored)
-        else:
+        elif accepted.command is not None:
             await self._run_command(accepted, inbound, channel)
+        else:
+            await self._converse(accepted.user, inbound, text, channel, stored)
 
-    async def _accept(self, inbound: Inbound, text: str, conn: Connection) -> _Accepted | str:
+    async def _accept(self, inbound: Inbound, text: str) -> _Accepted | str:
         """Who is writing and whether they may: the accepted message, or a notice to send
-        instead ("" for none). One statement decides (`UserRepository.admit`); runs on
-        one connection, released before anything slow."""
+        instead ("" for none). One statement decides (`Admissions.admit`)."""
         services = self._services
         command = parse_command(text)
         limit = services.settings.limits.max_message_chars
         config_admin = services.settings.is_admin(inbound.platform.value, inbound.platform_user_id)
-        admission = await services.users.admit(
+        admission = await self._admissions.admit(
             inbound.platform,
             inbound.platform_user_id,
             bucket=self._bucket,
@@ -233,40 +262,50 @@ class Engine:
             config_admin=config_admin,
             # A banned person may still take their data with them or erase it.
             ban_exempt=command is not None and command.name in BANNED_MAY_RUN,
-            lock=command is None and self._locks.adopts,
             username=inbound.username,
             display_name=inbound.display_name,
             private_chat_id=inbound.chat_id if inbound.is_private else None,
-            conn=conn,
         )
         user = admission.user
         if admission.banned:
             metrics.count_banned()
-            return BANNED if await services.users.mark_ban_notified(user.id, conn=conn) else ""
+            return BANNED if await services.users.mark_ban_notified(user.id) else ""
         if len(text) > limit:
             return TOO_LONG.format(length=len(text), limit=limit)
         if admission.rate_limited:
             metrics.count_rate_limited()
-            wait = await self._rate_limits.retry_after(
-                user.id, self._bucket, now=services.clock(), conn=conn
-            )
+            wait = await self._rate_limits.retry_after(user.id, self._bucket, now=services.clock())
             return RATE_LIMITED.format(seconds=max(1, round(wait)))
-        if command is not None:
-            claimed = await self._handled_commands.claim(
-                user.id,
-                inbound.platform,
-                inbound.chat_id,
-                inbound.message_id,
-                now=services.clock(),
-                conn=conn,
-            )
-            if not claimed:
-                return ""  # a redelivered command: it ran already
-        return _Accepted(user, user.role is Role.ADMIN or config_admin, command, admission.locked)
+        return _Accepted(user, user.role is Role.ADMIN or config_admin, command)
+
+    # 2 route --------------------------------------------------------------------------
 
     async def _run_command(
         self, accepted: _Accepted, inbound: Inbound, channel: ReplyChannel
     ) -> None:
+        """Run a command once: a redelivery of one that ran is ignored, of one a
+        database outage interrupted runs it again."""
+        assert accepted.command is not None
+        key = (inbound.platform.value, inbound.chat_id, inbound.message_id)
+        if key in self._running_commands:
+            return
+        claimed = await self._handled_commands.claim(
+            accepted.user.id,
+            inbound.platform,
+            inbound.chat_id,
+            inbound.message_id,
+            now=self._services.clock(),
+        )
+        if not claimed:
+            return
+        self._running_commands.add(key)
+        try:
+            await self._dispatch(accepted, inbound, channel)
+        finally:
+            self._running_commands.discard(key)
+        await self._handled_commands.finish(inbound.platform, inbound.chat_id, inbound.message_id)
+
+    async def _dispatch(self, accepted: _Accepted, inbound: Inbound, channel: ReplyChannel) -> None:
         assert accepted.command is not None
         user = accepted.user
         context = CommandContext(
@@ -275,250 +314,299 @@ class Engine:
             user=user,
             is_admin=accepted.is_admin,
             channel=channel,
-            answer_again=lambda message: self._answer_again(user, message, inbound, channel),
+            answer_again=lambda message: self._answer_again(
+                user, message, channel, shared_chat=not inbound.is_private
+            ),
         )
         if not await dispatch(context, accepted.command):
             await channel.send(UNKNOWN_COMMAND.format(name=accepted.command.name))
 
+    # 3 remember -----------------------------------------------------------------------
+
     async def _converse(
-        self,
-        user: User,
-        inbound: Inbound,
-        text: str,
-        channel: ReplyChannel,
-        conn: Connection | None,
-        stored: _Once,
-        *,
-        locked: bool = False,
+        self, user: User, inbound: Inbound, text: str, channel: ReplyChannel, stored: _Once
     ) -> None:
-        """Answer a message under the user's lock, on `conn` or a pool connection
-        (`locked`: `conn` holds the advisory lock already)."""
-        services = self._services
-        async with self._locks.hold(user.id, conn, locked=locked) as conn:
-            started = time.perf_counter()
-            embedding = await self._embed(text)
-            embedded = time.perf_counter()
-            turn = _Turn(user, not inbound.is_private, channel, conn)
-            # The message is stored by the statement that reads what answering it needs.
-            opened = await self._assembler.store_and_assemble(
-                user.id,
-                NewMessage(text, inbound.platform, inbound.chat_id, inbound.message_id, embedding),
-                shared_chat=turn.shared_chat,
-                now=services.clock(),
-                conn=conn,
-            )
-            stored()
-            if opened is None:
-                before = await services.messages.stored_before(
-                    user.id,
-                    platform=inbound.platform,
-                    chat_id=inbound.chat_id,
-                    platform_message_id=inbound.message_id,
-                    conn=conn,
+        """Store the message (and acknowledge it), then answer it when its turn comes."""
+        started = time.perf_counter()
+        embedding = await self._embed(text)
+        embedded = time.perf_counter()
+        shared_chat = not inbound.is_private
+        new = NewMessage(text, inbound.platform, inbound.chat_id, inbound.message_id, embedding)
+        async with self._order.person(user.id) as slot:
+            async with slot.storing() as first:
+                opened = await self._turns.open(
+                    user.id, new, self._read_limits(shared_chat), take_lease=first
                 )
-                await self._redelivered(turn, before.message)
+                if opened.message is not None:
+                    slot.join(opened.message.id)
+            stored()
+            if opened.message is None:
+                await self._redelivered(user, inbound, channel, slot)
                 return
-            message, context = opened
-            stored_and_read = embedded + context.read_seconds
             timings = {
                 "embed_ms": _ms(started, embedded),
-                "store_ms": _ms(embedded, stored_and_read),
-                "assemble_ms": _ms(stored_and_read, time.perf_counter()),
+                "store_ms": _ms(embedded, time.perf_counter()),
             }
-            await _quietly(channel.typing())
-            await self._respond(turn, message, context, timings)
+            turn = _Turn(user, opened.message, channel, shared_chat, embedding, timings)
+            await slot.wait()
+            await self._take_turn(turn, opened)
 
-    async def _redelivered(self, turn: _Turn, message: Message) -> None:
-        """A platform delivered a message again: answer it only if it never was."""
-        if message.status is MessageStatus.PENDING:
-            reply = self._unrecorded.get(_key(message), message.id)
-            if reply is not None:
-                await self._write_reply(turn, message, reply, delivered=True)
-                self._unrecorded.forget(_key(message))
-                metrics.count_message_out(message.platform)
-                return
-            logger.info(
-                "answering redelivered pending message %s of user %s", message.id, turn.user.id
-            )
-            await self._answer(turn, message, await self._embed(message.content), {})
-            return
-        undelivered = await self._services.messages.undelivered_reply(
-            turn.user.id, message.id, conn=turn.conn
+    async def _redelivered(
+        self, user: User, inbound: Inbound, channel: ReplyChannel, slot: Slot
+    ) -> None:
+        """A platform delivered a stored message again: answer it only if nobody is
+        answering it and it never was; resend a recorded reply that never arrived."""
+        before = await self._services.messages.stored_before(
+            user.id,
+            platform=inbound.platform,
+            chat_id=inbound.chat_id,
+            platform_message_id=inbound.message_id,
         )
-        if undelivered is not None:
-            await turn.channel.start_reply().finish(undelivered.content)
-            await self._services.messages.mark_delivered(
-                turn.user.id, undelivered.id, conn=turn.conn
-            )
+        message = before.message
+        if message.status is MessageStatus.ANSWERED:
+            undelivered = await self._services.messages.undelivered_reply(user.id, message.id)
+            if undelivered is not None:
+                await channel.start_reply().finish(undelivered.content)
+                await self._services.messages.mark_delivered(user.id, undelivered.id)
+            return
+        if message.status is not MessageStatus.PENDING or self._order.has(user.id, message.id):
+            return
+        logger.info("answering redelivered pending message %s of user %s", message.id, user.id)
+        slot.join(message.id)
+        await slot.wait()
+        turn = _Turn(user, message, channel, not inbound.is_private, None, {})
+        await self._take_turn(turn, None)
 
     async def _answer_again(
-        self, user: User, message: Message, inbound: Inbound, channel: ReplyChannel
+        self, user: User, message: Message, channel: ReplyChannel, *, shared_chat: bool
     ) -> None:
-        async with self._locks.hold(user.id) as conn:
-            turn = _Turn(user, not inbound.is_private, channel, conn)
-            await self._answer(turn, message, await self._embed(message.content), {})
+        """`/retry`: answer a stored message again, in its turn; unless it is being
+        answered, or was answered meanwhile (checked again once its turn has come)."""
+        if self._order.has(user.id, message.id):
+            await channel.send(STILL_WORKING)
+            return
+        async with self._order.person(user.id) as slot:
+            slot.join(message.id)
+            await slot.wait()
+            turn = _Turn(user, message, channel, shared_chat, None, {})
+            notice = await self._take_turn(turn, None, retry=True)
+            if notice is not None:
+                await channel.send(notice)
 
-    async def _embed(self, text: str) -> np.ndarray[Any, Any] | None:
-        """The message's embedding, or None: a failing embedder must not lose the message."""
+    async def _recover(
+        self, message: Message, private: bool, channel_for: ChannelFor, now: datetime
+    ) -> None:
+        async with channel_for(message, private) as channel:
+            user = await self._services.users.get(message.user_id)
+            if channel is None or user is None:
+                await self._turns.fail(message.user_id, message.id)
+                return
+            if now - message.created_at > ANSWER_ORPHANS_WITHIN:
+                await self._turns.fail(message.user_id, message.id)
+                await _quietly(
+                    channel.send(LOST_WHILE_DOWN.format(when=f"{message.created_at:%c}"))
+                )
+                return
+            async with self._order.person(user.id) as slot:
+                slot.join(message.id)
+                await slot.wait()
+                await self._take_turn(_Turn(user, message, channel, not private, None, {}), None)
+
+    # the turn: wait for it, assemble, answer, record ------------------------------------
+
+    async def _take_turn(
+        self, turn: _Turn, opened: Opened | None, *, retry: bool = False
+    ) -> str | None:
+        """Answer `turn.message` once its turn has come (`opened` without a state: wait
+        for it). Else why not, as told to someone retrying it: another process is
+        answering it, or it was answered meanwhile (or is gone)."""
+        message = turn.message
+        if opened is None or opened.state is None:
+            opened = await self._order.until_running(
+                turn.user.id, message.id, self._read_limits(turn.shared_chat)
+            )
+            if opened.message is None:
+                return ALREADY_ANSWERED
+            if not opened.queued:
+                return STILL_WORKING
+            message = opened.message
+            answerable = (MessageStatus.PENDING, MessageStatus.FAILED)
+            if message.status not in (answerable if retry else answerable[:1]):
+                await self._turns.release(turn.user.id, message.id)
+                return ALREADY_ANSWERED
+        assert opened.state is not None
+        metrics.REPLIES_IN_FLIGHT.inc()
         try:
-            vectors = await self._services.embedder.embed([text])
-        except EmbeddingError as exc:
-            logger.warning("embedding failed, storing the message without one: %s", exc)
-            return None
-        return vectors[0]
+            await self._answer(dataclasses.replace(turn, message=message), opened)
+        except asyncio.CancelledError:
+            metrics.count_reply_failed("shutdown")
+            await asyncio.shield(self._interrupted(turn))
+            raise
+        finally:
+            metrics.REPLIES_IN_FLIGHT.dec()
+        return None
 
-    async def _answer(
-        self,
-        turn: _Turn,
-        message: Message,
-        embedding: np.ndarray[Any, Any] | None,
-        timings: dict[str, int],
-    ) -> None:
-        await _quietly(turn.channel.typing())
+    async def _interrupted(self, turn: _Turn) -> None:
+        """A turn cancelled mid-way (shutdown): the message is left failed and the
+        person told, rather than left pending with nobody to answer it."""
+        with suppress(Exception):
+            async with asyncio.timeout(5):
+                await self._turns.fail(turn.user.id, turn.message.id)
+                await turn.channel.send(INTERRUPTED)
+
+    async def _answer(self, turn: _Turn, opened: Opened) -> None:
+        assert opened.state is not None
+        embedding = turn.embedding
+        if embedding is None:
+            embedding = await self._embed(turn.message.content)
         started = time.perf_counter()
-        context = await self._assembler.assemble(
-            message,
-            embedding,
-            shared_chat=turn.shared_chat,
-            now=self._services.clock(),
-            conn=turn.conn,
-        )
-        timings["assemble_ms"] = _ms(started, time.perf_counter())
-        await self._respond(turn, message, context, timings)
-
-    async def _respond(
-        self,
-        turn: _Turn,
-        message: Message,
-        context: AssembledContext,
-        timings: dict[str, int],
-    ) -> None:
-        """Have the model answer `message` with `context`, stream it, and record it."""
-        services = self._services
+        context = await self._assemble(turn, opened, embedding)
+        turn.timings["assemble_ms"] = _ms(started, time.perf_counter())
         sink = turn.channel.start_reply()
         try:
-            completion = await self._complete(context, sink, timings)
-        except LLMError as exc:
-            metrics.count_reply_failed(
-                "llm_rate_limited" if isinstance(exc, LLMRateLimited) else "llm_error"
-            )
-            logger.warning("LLM failed for user %s: %s", turn.user.id, exc)
-            await services.messages.set_status(
-                turn.user.id, message.id, MessageStatus.FAILED, conn=turn.conn
-            )
-            await _quietly(sink.finish(LLM_BUSY if isinstance(exc, LLMRateLimited) else LLM_FAILED))
+            async with asyncio.timeout(self._services.settings.reply_deadline_seconds):
+                completion = await self._complete(turn, context, sink)
+        except (LLMError, TimeoutError) as exc:
+            await self._turns.fail(turn.user.id, turn.message.id)
+            await _quietly(sink.finish(self._failure_notice(turn, exc)))
             return
-        await self._record(turn, message, context, completion, timings, sink)
+        await self._record(turn, context, completion, sink)
+
+    async def _assemble(
+        self, turn: _Turn, opened: Opened, embedding: np.ndarray[Any, Any] | None
+    ) -> AssembledContext:
+        """Recall for the message (leaving out the window, already in the prompt), and
+        the prompt from the turn's state and what recall found."""
+        assert opened.state is not None
+        limits = self._assembler.limits
+        started = time.perf_counter()
+        recalled = await self._recall.search(
+            turn.user.id,
+            turn.message.content,
+            embedding,
+            limits.recall_top_k,
+            now=self._services.clock(),
+            exclude_message_ids=[m.id for m in opened.state.recent],
+            include_private=not turn.shared_chat,
+        )
+        metrics.observe_recall(time.perf_counter() - started)
+        return self._assembler.build(
+            turn.message, opened.state, recalled, shared_chat=turn.shared_chat
+        )
 
     async def _complete(
-        self, context: AssembledContext, sink: ReplySink, timings: dict[str, int]
+        self, turn: _Turn, context: AssembledContext, sink: ReplySink
     ) -> Completion:
+        """Stream the model's answer into `sink`, in a model slot (typing shown until
+        the first words)."""
         services = self._services
-        started = time.perf_counter()
+        first_words = asyncio.Event()
         text = ""
         completion: Completion | None = None
-        stream: AsyncIterator[TextDelta | Completion] = services.llm.stream(
-            context.messages, max_tokens=services.settings.context.reply_max_tokens
-        )
-        async for event in stream:
-            if isinstance(event, TextDelta):
-                if not text:
-                    timings["llm_first_token_ms"] = _ms(started, time.perf_counter())
-                text += event.text
-                await _quietly(sink.update(text))
-            else:
-                completion = event
-        timings["llm_ms"] = _ms(started, time.perf_counter())
+        async with self._model.slot(turn.channel.typing, first_words):
+            started = time.perf_counter()
+            async for event in services.llm.stream(
+                context.messages, max_tokens=services.settings.context.reply_max_tokens
+            ):
+                if isinstance(event, TextDelta):
+                    if not text:
+                        turn.timings["llm_first_token_ms"] = _ms(started, time.perf_counter())
+                        first_words.set()
+                    text += event.text
+                    await _quietly(sink.update(text))
+                else:
+                    completion = event
+            turn.timings["llm_ms"] = _ms(started, time.perf_counter())
         assert completion is not None
         return completion
 
+    def _failure_notice(self, turn: _Turn, exc: BaseException) -> str:
+        if isinstance(exc, TimeoutError):
+            metrics.count_reply_failed("deadline")
+            logger.warning(
+                "reply to message %s of user %s missed its deadline", turn.message.id, turn.user.id
+            )
+            return TOO_SLOW
+        rate_limited = isinstance(exc, LLMRateLimited)
+        metrics.count_reply_failed("llm_rate_limited" if rate_limited else "llm_error")
+        logger.warning("LLM failed for user %s: %s", turn.user.id, exc)
+        return LLM_BUSY if rate_limited else LLM_FAILED
+
     async def _record(
-        self,
-        turn: _Turn,
-        message: Message,
-        context: AssembledContext,
-        completion: Completion,
-        timings: dict[str, int],
-        sink: ReplySink,
+        self, turn: _Turn, context: AssembledContext, completion: Completion, sink: ReplySink
     ) -> None:
         """Deliver the reply, then record it with its snapshot and whether it arrived,
-        and the message as answered, in one statement.
+        and the message as answered, ending the turn, in one statement.
 
         Delivering first spares a statement marking the reply delivered afterwards. A
-        crash between the two leaves the message pending: when the platform delivers it
-        again after the restart (Telegram does) it is answered again (at least once,
-        docs/faults.md). After a database outage there the reply is kept
-        (`UnrecordedReplies`) and recorded when the message comes again.
+        crash between the two leaves the message pending, and it is answered again at
+        the next start (at least once, docs/faults.md). While the database is down the
+        record is retried here: the platform has acknowledged the message.
         """
         services = self._services
         started = time.perf_counter()
-        text = completion.text.strip() or "…"
+        # PostgreSQL text cannot hold NUL: shown as U+FFFD, like an incoming one.
+        text = completion.text.replace("\x00", "\ufffd").strip() or "…"
         tokens_in = completion.tokens_in or context.prompt_tokens
         tokens_out = completion.tokens_out or services.tokens.count(text)
         metrics.observe_llm(
             completion.latency_ms / 1000, tokens_in=tokens_in, tokens_out=tokens_out
         )
-        reply = _Reply(
+        reply = Reply(
             text=text,
             snapshot={
                 **context.snapshot,
                 "model": completion.model,
                 "tokens_in": tokens_in,
                 "tokens_out": tokens_out,
-                "timings_ms": timings,
+                "timings_ms": turn.timings,
             },
             tokens_in=tokens_in,
             tokens_out=tokens_out,
             model=completion.model,
             response_ms=round(completion.latency_ms),
             embedding=await self._embed(text),
-            retried_ids=context.failed_ids,
+            answers_also=context.failed_ids,
         )
         embedded = time.perf_counter()
-        delivered = await self._deliver(turn, message, sink, text)
+        delivered = await self._deliver(turn, sink, text)
         delivery_seconds = time.perf_counter() - embedded
         try:
-            await self._write_reply(turn, message, reply, delivered=delivered)
-        except Exception as exc:
+            await self._write_reply(turn, reply, delivered=delivered)
+        except Exception:
             if not delivered:
-                raise
-            if is_storage_outage(exc):
-                self._unrecorded.keep(_key(message), message.id, reply)
                 raise
             # The person has the answer: no apology for not recording it.
             metrics.count_reply_failed("internal")
             logger.exception(
                 "could not record the reply delivered to message %s of user %s",
-                message.id,
+                turn.message.id,
                 turn.user.id,
             )
             return
-        timings["record_ms"] = _ms(started + delivery_seconds, time.perf_counter())
-        metrics.observe_timings(timings)
+        turn.timings["record_ms"] = _ms(started + delivery_seconds, time.perf_counter())
+        metrics.observe_timings(turn.timings)
         if delivered:
-            metrics.count_message_out(message.platform)
+            metrics.count_message_out(turn.message.platform)
 
-    async def _write_reply(
-        self, turn: _Turn, message: Message, reply: _Reply, *, delivered: bool
-    ) -> None:
-        await self._services.messages.add_assistant_message(
-            turn.user.id,
-            reply.text,
-            reply_to_id=message.id,
-            platform=message.platform,
-            chat_id=message.chat_id,
-            context_snapshot=reply.snapshot,
-            tokens_in=reply.tokens_in,
-            tokens_out=reply.tokens_out,
-            model=reply.model,
-            response_ms=reply.response_ms,
-            embedding=reply.embedding,
-            retried_ids=reply.retried_ids,
-            delivered=delivered,
-            conn=turn.conn,
-        )
+    async def _write_reply(self, turn: _Turn, reply: Reply, *, delivered: bool) -> None:
+        """Record the reply; a delivered one is retried through an outage (for
+        `RECORD_RETRY_SECONDS`), as nobody would deliver its message again."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + RECORD_RETRY_SECONDS
+        delay = 1.0
+        while True:
+            try:
+                await self._turns.close(turn.user.id, turn.message, reply, delivered=delivered)
+                return
+            except StorageUnavailable:
+                if not delivered or loop.time() + delay > give_up:
+                    raise
+                logger.warning("database unreachable; recording a reply again in %.0f s", delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
 
-    async def _deliver(self, turn: _Turn, message: Message, sink: ReplySink, text: str) -> bool:
+    async def _deliver(self, turn: _Turn, sink: ReplySink, text: str) -> bool:
         """Finish the reply on the platform: whether it arrived. One that did not is
         recorded as undelivered, and a redelivery of its message sends it again."""
         try:
@@ -526,14 +614,54 @@ class Engine:
         except Exception:
             metrics.count_reply_failed("delivery")
             logger.exception(
-                "could not deliver the reply to message %s of user %s", message.id, turn.user.id
+                "could not deliver the reply to message %s of user %s",
+                turn.message.id,
+                turn.user.id,
             )
             return False
         return True
 
+    # helpers ----------------------------------------------------------------------------
 
-async def _quietly(step: Any) -> None:
-    """Run a best-effort delivery step (typing, progressive edits): log, never fail."""
+    def _read_limits(self, shared_chat: bool) -> ReadLimits:
+        limits = self._assembler.limits
+        return ReadLimits(
+            window=limits.recent_messages,
+            facts=limits.facts_max,
+            include_private=not shared_chat,
+        )
+
+    async def _embed(self, text: str) -> np.ndarray[Any, Any] | None:
+        """The text's embedding, or None: a failing embedder must not lose the message."""
+        try:
+            vectors = await self._services.embedder.embed([text])
+        except EmbeddingError as exc:
+            logger.warning("embedding failed, storing the message without one: %s", exc)
+            return None
+        return vectors[0]
+
+    async def _tell_outage_once(
+        self, inbound: Inbound, channel: ReplyChannel, exc: StorageUnavailable
+    ) -> None:
+        key = (inbound.platform.value, inbound.chat_id, inbound.message_id)
+        busy = isinstance(exc, StorageBusy)
+        metrics.count_reply_failed("storage_busy" if busy else "storage_unavailable")
+        if key in self._outage_told:
+            return
+        if len(self._outage_told) >= OUTAGE_MEMORY:
+            self._outage_told.clear()
+        self._outage_told.add(key)
+        logger.warning(
+            "database %s; message %s will be handled again",
+            "busy" if busy else "unreachable",
+            key,
+        )
+        with suppress(Exception):
+            await channel.send(STORAGE_BUSY if busy else STORAGE_DOWN)
+
+
+async def _quietly(step: Awaitable[Any]) -> None:
+    """Run a best-effort delivery step (progressive edits, notices): log, never fail."""
     try:
         await step
     except asyncio.CancelledError:
@@ -558,26 +686,6 @@ def _storable(inbound: Inbound) -> Inbound:
     )
 
 
-def is_storage_outage(exc: BaseException) -> bool:
-    """Whether an error means the database cannot be reached (as opposed to a bug)."""
-    outage_types = (
-        OSError,
-        TimeoutError,
-        asyncpg.InterfaceError,
-        asyncpg.exceptions.PostgresConnectionError,
-        asyncpg.exceptions.CannotConnectNowError,
-        asyncpg.exceptions.OperatorInterventionError,
-    )
-    cause: BaseException | None = exc
-    for _ in range(5):  # the error itself and a few links of its `raise ... from` chain
-        if cause is None:
-            return False
-        if isinstance(cause, outage_types):
-            return True
-        cause = cause.__cause__
-    return False
-
-
 class _Once:
     """A callback run at most once."""
 
@@ -588,10 +696,6 @@ class _Once:
         callback, self._callback = self._callback, None
         if callback is not None:
             callback()
-
-
-def _key(message: Message) -> MessageKey:
-    return (message.platform, message.chat_id, message.platform_message_id)
 
 
 def _ms(start: float, end: float) -> int:

@@ -32,3 +32,9 @@ class StorageUnavailable(StorageError):  # noqa: N818 - a condition, not a failu
     instead of acknowledging it; the engine answers redeliveries correctly whatever
     stage the first attempt reached.
     """
+
+
+class StorageBusy(StorageUnavailable):
+    """Every pooled connection stayed busy for the pool's acquire timeout: the server is
+    up, but the message was not handled. Delivered again like an outage, but never
+    reported as one."""

@@ -14,7 +14,7 @@ from enum import Enum
 from typing import Any
 
 from core.services import Services
-from core.storage.directory import Directory
+from core.storage.memory_store import MemoryStore
 
 EXPORT_VERSION = 1
 _PAGE = 500
@@ -55,7 +55,7 @@ async def collect(services: Services, user_id: int, *, now: datetime) -> dict[st
         "profile": _plain(user),
         "identities": _plain(await services.users.identities(user_id)),
         "conversation": _plain(await services.users.conversation(user_id)),
-        "conversation_context": _plain(await Directory(services.db).memory_context(user_id)),
+        "conversation_context": _plain(await MemoryStore(services.db).context(user_id)),
         "messages": _plain(messages),
         "facts": _plain(await services.facts.all(user_id)),
     }

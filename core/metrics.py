@@ -31,11 +31,19 @@ Stage = Literal["embed", "store", "assemble", "llm_first_token", "llm", "record"
 STAGES: tuple[Stage, ...] = get_args(Stage)
 
 FailureReason = Literal[
-    "llm_error", "llm_rate_limited", "delivery", "internal", "storage_unavailable"
+    "llm_error",
+    "llm_rate_limited",
+    "deadline",
+    "delivery",
+    "internal",
+    "storage_unavailable",
+    "storage_busy",
+    "shutdown",
 ]
 """Why a reply did not reach the person: the model failed (after the client's retries),
-the model endpoint said it is overloaded, the platform refused the finished reply, or
-an unexpected error in the engine."""
+the model endpoint said it is overloaded, the reply missed its deadline, the platform
+refused the finished reply, an unexpected error in the engine, the database could not
+be reached or had no connection free, or the process stopped in the middle."""
 
 # Buckets in seconds. Stages range from sub-millisecond (assemble) to a minute (a long
 # answer), so the buckets span both ends rather than prometheus-client's web defaults.
@@ -56,8 +64,7 @@ MESSAGES_OUT = Counter(
 )
 REPLIES_FAILED = Counter(
     "onethread_replies_failed",
-    "Replies that did not reach the person, by reason "
-    "(llm_error, llm_rate_limited, delivery, internal).",
+    "Replies that did not reach the person, by reason.",
     ["reason"],
 )
 LLM_LATENCY = Histogram(
@@ -101,6 +108,14 @@ RATE_LIMITED = Counter(
 BANNED = Counter(
     "onethread_banned",
     "Messages ignored because their sender is banned.",
+)
+REPLIES_IN_FLIGHT = Gauge(
+    "onethread_replies_in_flight",
+    "Replies this process is writing now: waiting for a model slot or streaming.",
+)
+MODEL_QUEUE = Gauge(
+    "onethread_model_queue",
+    "Replies waiting for a model slot (LLM_MAX_CONCURRENCY calls run at once).",
 )
 ADAPTER_CONNECTED = Gauge(
     "onethread_adapter_connected",

@@ -118,3 +118,14 @@ class NewFact:
     is_private: bool = False
     source_message_ids: tuple[int, ...] = field(default_factory=tuple)
     valid_from: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryContext:
+    """What the memory job learned about how to talk with a person."""
+
+    insights: list[Any]
+    communication_style: str
+    themes: list[Any]
+    last_read_message_id: int
+    updated_at: datetime

@@ -12,9 +12,11 @@ messages are not, because the conversation already answered the original text.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager, suppress
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -23,6 +25,7 @@ from telegram.constants import ChatMemberStatus
 from telegram.error import TelegramError
 from telegram.ext import AIORateLimiter, ExtBot
 
+from adapters.recovery import recover_forever
 from adapters.telegram.channel import Clock, TelegramChannel, TelegramMessenger
 from adapters.telegram.dispatch import Dispatcher
 from adapters.telegram.polling import Poller
@@ -32,6 +35,8 @@ from adapters.telegram.webhook import WebhookServer
 from core.commands.base import Command
 from core.engine import Engine
 from core.inbound import ChatKind
+from core.models import Message, Platform
+from core.ports import ReplyChannel
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +102,7 @@ class TelegramAdapter:
         self._me: BotIdentity | None = None
         self._poller: Poller | None = None
         self._webhook: WebhookServer | None = None
+        self._recovery: asyncio.Task[None] | None = None
 
     @property
     def connected(self) -> bool:
@@ -129,6 +135,10 @@ class TelegramAdapter:
                     allowed_updates=ALLOWED_UPDATES,
                 )
                 self._poller.start()
+            self._recovery = asyncio.create_task(
+                recover_forever(self._engine, Platform.TELEGRAM, self._orphan_channel),
+                name="telegram-recovery",
+            )
         except BaseException:
             await self.stop()
             raise
@@ -156,6 +166,11 @@ class TelegramAdapter:
 
     async def stop(self) -> None:
         """Stop receiving, let running handlers finish (up to the timeout), log out."""
+        recovery, self._recovery = self._recovery, None
+        if recovery is not None:
+            recovery.cancel()
+            with suppress(asyncio.CancelledError):
+                await recovery
         poller, self._poller = self._poller, None
         webhook, self._webhook = self._webhook, None
         if poller is not None:
@@ -164,6 +179,27 @@ class TelegramAdapter:
             await webhook.stop(self._shutdown_timeout)
         await self._dispatcher.drain(self._shutdown_timeout)
         await self._bot.shutdown()
+
+    @asynccontextmanager
+    async def _orphan_channel(
+        self, message: Message, private: bool
+    ) -> AsyncIterator[ReplyChannel | None]:
+        """Where to answer a message a dead process left unanswered (`recover_forever`)."""
+        if message.chat_id is None:
+            yield None
+            return
+        replied = message.platform_message_id
+        channel = TelegramChannel(
+            self._sender,
+            int(message.chat_id),
+            reply_to=None if private or replied is None else int(replied),
+            clock=self._clock,
+            edit_interval=self._edit_interval,
+        )
+        try:
+            yield channel
+        finally:
+            await channel.close()
 
     async def _publish_commands(self) -> None:
         """The command menu: user commands for all, every command in admins' private chats."""

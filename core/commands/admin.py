@@ -189,7 +189,7 @@ async def user_info(ctx: CommandContext, args: str) -> None:
     identities = await services.users.identities(target.id)
     conversation = await services.users.conversation(target.id)
     stored = await services.messages.count(target.id)
-    valid, invalid = await Directory(services.db).fact_counts(target.id)
+    valid, invalid = await services.facts.counts(target.id)
     await audit(ctx, "user", target=target.id)
     lines = [
         f"User {target.id}: {target.display_name or '(no name)'}, {target.role}, {target.status}",
@@ -342,7 +342,7 @@ async def audit_log(ctx: CommandContext, args: str) -> None:
 async def why(ctx: CommandContext, args: str) -> None:
     if not _USER_ID.match(args):
         raise UsageError("give the id of a reply")
-    message = await Directory(ctx.services.db).find_reply(int(args))
+    message = await ctx.services.messages.find_any(int(args))
     await audit(ctx, "why", target=message.user_id if message else None, message_id=int(args))
     if message is None:
         await ctx.channel.send(f"No message {args}.")

@@ -13,7 +13,6 @@ from core.commands.base import Command, CommandContext, UsageError
 from core.export import export_json
 from core.models import MessageStatus
 from core.storage.codes import CodePurpose, CodeRepository, looks_like_code
-from core.storage.directory import Directory
 from core.storage.merge import lock_users
 
 logger = logging.getLogger(__name__)
@@ -77,7 +76,7 @@ async def forget(ctx: CommandContext, args: str) -> None:
     if await private_only(ctx):
         return
     if args.lower() == "all":
-        removed = await Directory(ctx.services.db).delete_all_facts(ctx.user.id)
+        removed = await ctx.services.facts.delete_all(ctx.user.id)
         logger.info("user %s forgot all %s facts", ctx.user.id, removed)
         await ctx.channel.send(
             f"Done: I forgot everything I knew about you ({removed} facts)."
@@ -148,7 +147,7 @@ async def delete_me(ctx: CommandContext, args: str) -> None:
 async def retry(ctx: CommandContext, args: str) -> None:
     """Answer the latest user message again when it failed (or seems stuck)."""
     no_arguments(args)
-    message = await Directory(ctx.services.db).latest_user_message(ctx.user.id)
+    message = await ctx.services.messages.latest_from_user(ctx.user.id)
     if message is None or message.status is MessageStatus.ANSWERED:
         await ctx.channel.send("There is nothing to retry.")
         return

@@ -42,7 +42,6 @@ from core.recall.candidates import RecallCandidates
 from core.recall.keywords import TextHit
 from core.recall.vectors import RecallHit, Source
 from core.storage.database import Connection
-from core.storage.directory import TurnRecall
 
 _Hit = TypeVar("_Hit", RecallHit, TextHit)
 
@@ -129,16 +128,6 @@ class HybridRecall:
         )
         return self.rank(
             vector_hits, text_hits, k, now=now, exclude_message_ids=exclude_message_ids
-        )
-
-    def turn_recall(
-        self, message_id: int | None, query: str, embedding: np.ndarray[Any, Any] | None, k: int
-    ) -> TurnRecall:
-        """The candidates a chat turn reads with its state (`Directory.turn_state`) to
-        recall `k` items for its message (`message_id` None: stored by that read);
-        `rank` them with the turn's recent window."""
-        return TurnRecall(
-            self._candidates, query, embedding, self._weights.candidates(k), message_id
         )
 
     def rank(

@@ -21,7 +21,7 @@ import numpy as np
 from pgvector import HalfVector, Vector
 from pgvector.asyncpg import register_vector
 
-from core.errors import DatabaseSetupError
+from core.errors import DatabaseSetupError, StorageBusy, StorageUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -120,23 +120,65 @@ async def asynchronous_commit(conn: Connection) -> AsyncIterator[Connection]:
         await conn.execute("RESET synchronous_commit")
 
 
-class Database:
-    """Where repositories run their queries: a pool, or one connection (tests, scripts)."""
+def is_outage(exc: BaseException) -> bool:
+    """Whether an error means the database cannot be reached (as opposed to a bug, or a
+    statement the server refused)."""
+    outage_types = (
+        OSError,
+        TimeoutError,
+        asyncpg.InterfaceError,
+        asyncpg.exceptions.PostgresConnectionError,
+        asyncpg.exceptions.CannotConnectNowError,
+        asyncpg.exceptions.OperatorInterventionError,
+    )
+    cause: BaseException | None = exc
+    for _ in range(5):  # the error itself and a few links of its `raise ... from` chain
+        if cause is None:
+            return False
+        if isinstance(cause, (StorageUnavailable, *outage_types)):
+            return True
+        cause = cause.__cause__
+    return False
 
-    def __init__(self, target: Pool | Connection) -> None:
+
+class Database:
+    """Where repositories run their queries: a pool, or one connection (tests, scripts).
+
+    Errors that mean the server cannot be reached leave as `StorageUnavailable`; a pool
+    with no connection free within `acquire_timeout` raises `StorageBusy`.
+    """
+
+    def __init__(self, target: Pool | Connection, *, acquire_timeout: float | None = None) -> None:
         self._target = target
+        self._acquire_timeout = acquire_timeout
 
     @asynccontextmanager
     async def connection(self, conn: Connection | None = None) -> AsyncIterator[Connection]:
         """`conn` when the caller has one, else a connection from the pool."""
-        if conn is not None:
-            yield conn
-        elif isinstance(self._target, asyncpg.Pool):
-            async with self._target.acquire() as acquired:
-                # A pool's proxy behaves as the connection it wraps.
-                yield cast(Connection, acquired)
-        else:
-            yield self._target
+        try:
+            if conn is not None:
+                yield conn
+            elif isinstance(self._target, asyncpg.Pool):
+                pool = self._target
+                try:
+                    acquired = await pool.acquire(timeout=self._acquire_timeout)
+                except TimeoutError as exc:
+                    raise StorageBusy(
+                        f"no database connection free within {self._acquire_timeout} s"
+                    ) from exc
+                try:
+                    # A pool's proxy behaves as the connection it wraps.
+                    yield cast(Connection, acquired)
+                finally:
+                    await pool.release(acquired)
+            else:
+                yield self._target
+        except (StorageBusy, StorageUnavailable):
+            raise
+        except Exception as exc:
+            if is_outage(exc):
+                raise StorageUnavailable("the database is unreachable") from exc
+            raise
 
     @asynccontextmanager
     async def transaction(self, conn: Connection | None = None) -> AsyncIterator[Connection]:

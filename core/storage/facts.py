@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -23,26 +23,6 @@ _VALID = (
     " AND ({include_private} OR NOT is_private)"
     " ORDER BY importance DESC, updated_at DESC, id LIMIT {limit}"
 )
-# What a chat turn reads of a fact: all but its source message ids, which the prompt
-# does not need (and an int8[] inside an anonymous record has no decoder on a fresh
-# asyncpg connection).
-_TURN_FIELDS = tuple(f for f in _COLUMNS.replace(" ", "").split(",") if f != "source_message_ids")
-
-
-def valid_facts_sql(user: str, include_private: str, limit: str) -> str:
-    """An expression: the user's facts still true, most important first, as an array of
-    records without source message ids (`facts_from_array` reads it); the arguments
-    are `$n` parameters. An expression, so that one round trip can read the facts with
-    other things (`Directory.turn_state`)."""
-    valid = _VALID.format(user=user, include_private=include_private, limit=limit)
-    return f"ARRAY(SELECT ROW({', '.join(_TURN_FIELDS)}) {valid})"
-
-
-def facts_from_array(records: Sequence[tuple[Any, ...]]) -> list[Fact]:
-    return [
-        _fact({**dict(zip(_TURN_FIELDS, r, strict=True)), "source_message_ids": ()})
-        for r in records
-    ]
 
 
 def _fact(row: asyncpg.Record | Mapping[str, Any]) -> Fact:
@@ -193,3 +173,21 @@ class FactRepository:
                 "DELETE FROM facts WHERE id = $1 AND user_id = $2", fact_id, user_id
             )
         return result.endswith(" 1")
+
+    async def delete_all(self, user_id: int, *, conn: Connection | None = None) -> int:
+        """Forget every fact of a user for good, invalidated ones included."""
+        async with self._db.connection(conn) as c:
+            result = await c.execute("DELETE FROM facts WHERE user_id = $1", user_id)
+        return int(result.split()[-1])
+
+    async def counts(self, user_id: int, *, conn: Connection | None = None) -> tuple[int, int]:
+        """(valid, invalidated) facts of a user."""
+        async with self._db.connection(conn) as c:
+            row = await c.fetchrow(
+                "SELECT count(*) FILTER (WHERE invalid_at IS NULL) AS valid,"
+                " count(*) FILTER (WHERE invalid_at IS NOT NULL) AS invalid"
+                " FROM facts WHERE user_id = $1",
+                user_id,
+            )
+        assert row is not None
+        return int(row["valid"]), int(row["invalid"])

@@ -24,15 +24,18 @@ class HandledCommandRepository:
         now: datetime,
         conn: Connection | None = None,
     ) -> bool:
-        """True the first time a command message is seen; False for a redelivery.
-
-        Also forgets claims older than a week (cheap: an index on `handled_at`).
-        """
+        """True the first time a command message is seen, and for a redelivery of one
+        that never finished (`finish`: a database outage stopped it); False for a
+        redelivery of one that ran. Also forgets claims older than a week (cheap: an
+        index on `handled_at`)."""
         async with self._db.transaction(conn) as c:
             await c.execute("DELETE FROM handled_commands WHERE handled_at < $1", now - KEEP)
             claimed = await c.fetchval(
                 "INSERT INTO handled_commands (platform, chat_id, platform_message_id, user_id,"
-                " handled_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING true",
+                " handled_at) VALUES ($1, $2, $3, $4, $5)"
+                " ON CONFLICT (platform, chat_id, platform_message_id) DO UPDATE"
+                " SET handled_at = excluded.handled_at WHERE handled_commands.done_at IS NULL"
+                " RETURNING true",
                 platform.value,
                 chat_id,
                 message_id,
@@ -40,3 +43,21 @@ class HandledCommandRepository:
                 now,
             )
         return bool(claimed)
+
+    async def finish(
+        self,
+        platform: Platform,
+        chat_id: str,
+        message_id: str,
+        *,
+        conn: Connection | None = None,
+    ) -> None:
+        """The claimed command ran to its end: a redelivery must not run it again."""
+        async with self._db.connection(conn) as c:
+            await c.execute(
+                "UPDATE handled_commands SET done_at = now()"
+                " WHERE platform = $1 AND chat_id = $2 AND platform_message_id = $3",
+                platform.value,
+                chat_id,
+                message_id,
+            )

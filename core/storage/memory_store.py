@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from core.models import MessageRole
+from core.models import MemoryContext, MessageRole
 from core.storage.database import Connection, Database
 
 # First key of the memory job's advisory locks (arbitrary; "memo" in ASCII).
@@ -64,6 +64,18 @@ class MemoryWrite:
 class MemoryStore:
     def __init__(self, db: Database) -> None:
         self._db = db
+
+    async def context(
+        self, user_id: int, *, conn: Connection | None = None
+    ) -> MemoryContext | None:
+        """What the memory job learned about how to talk with the user."""
+        async with self._db.connection(conn) as c:
+            row = await c.fetchrow(
+                "SELECT insights, communication_style, themes, last_read_message_id, updated_at"
+                " FROM conversation_context WHERE user_id = $1",
+                user_id,
+            )
+        return None if row is None else MemoryContext(**dict(row))
 
     async def users_with_unread(self, limit: int, *, conn: Connection | None = None) -> list[int]:
         """Users with messages past their read position, least recently processed first."""

@@ -6,7 +6,6 @@ Every query is scoped by user id. History and search read `messages` and
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,58 +22,6 @@ _IDENTITY_COLUMNS = (
 )
 _USAGE_COLUMNS = "tokens_in, tokens_out, model, response_ms"
 MESSAGE_COLUMNS = f"{_IDENTITY_COLUMNS}, context_snapshot, {_USAGE_COLUMNS}"
-# What a chat turn's writes return: all but the context snapshot (only /why and exports
-# read it back; storing a reply used to decode the snapshot it had just written).
-TURN_COLUMNS = f"{_IDENTITY_COLUMNS}, NULL::jsonb AS context_snapshot, {_USAGE_COLUMNS}"
-
-
-_WINDOW_FIELDS = tuple(f"{_IDENTITY_COLUMNS}, {_USAGE_COLUMNS}".replace(" ", "").split(","))
-
-
-def recent_window_sql(user: str, limit: str) -> str:
-    """An expression: the user's newest `limit` live messages, newest first, as an array
-    of records (`window_from_array` reads it). `user` and `limit` are `$n` parameters.
-    An expression, so that one round trip can read the window with other things
-    (`Directory.turn_state`). Without context snapshots: the window holds about ten
-    replies, and decoding theirs on every turn was a measurable share of its CPU."""
-    return (
-        f"ARRAY(SELECT ROW({', '.join(_WINDOW_FIELDS)}) FROM messages"
-        f" WHERE user_id = {user} ORDER BY id DESC LIMIT {limit})"
-    )
-
-
-def window_from_array(records: Sequence[tuple[Any, ...]]) -> list[Message]:
-    """The window of `recent_window_sql`, oldest first, without context snapshots."""
-    return [message_from_record(r) for r in reversed(records)]
-
-
-def message_from_record(r: tuple[Any, ...]) -> Message:
-    """A message from a record of `_WINDOW_FIELDS` (`recent_window_sql`,
-    `stored_message_sql`), without its context snapshot. Built by position: every turn
-    decodes twenty of them."""
-    return Message(
-        r[0],
-        r[1],
-        _ROLES[r[2]],
-        r[3],
-        _PLATFORMS[r[4]],
-        r[5],
-        r[6],
-        r[7],
-        None if r[8] is None else _STATUSES[r[8]],
-        r[9],
-        None,
-        r[10],
-        r[11],
-        r[12],
-        r[13],
-    )
-
-
-# Enum members by value: a dict lookup costs a fraction of calling the enum.
-_ROLES = {role.value: role for role in MessageRole}
-_PLATFORMS = {platform.value: platform for platform in Platform}
-_STATUSES = {status.value: status for status in MessageStatus}
 
 
 def message_from_row(
@@ -100,62 +47,34 @@ def message_from_row(
     )
 
 
-# Each write of a chat turn is one statement (its own transaction, unless the caller's):
-# the row and the bookkeeping it implies commit together, in one round trip, without
-# BEGIN/COMMIT.
-
-
-def user_message_sql(
-    user: str, content: str, platform: str, chat: str, platform_message_id: str, embedding: str
-) -> str:
-    """Common table expressions storing a user message as pending, at the given `$n`
-    placeholders: `stored` holds its row (`TURN_COLUMNS`), and none when the message was
-    stored before (a redelivery), in which case nothing is counted either. Part of a
-    larger statement too: a chat turn stores its message with its read
-    (`Directory.turn_state`)."""
-    return f"""
-stored AS (
+# Storing messages outside a chat turn (imports, tests, benchmarks); a turn stores its
+# message and reply through `core.storage.turns`.
+_ADD_USER_MESSAGE = f"""
+WITH stored AS (
     INSERT INTO messages (user_id, role, content, platform, chat_id, platform_message_id,
                           status, embedding)
-    VALUES ({user}, 'user', {content}, {platform}, {chat}, {platform_message_id}, 'pending',
-            {embedding})
+    VALUES ($1, 'user', $2, $3, $4, $5, 'pending', $6)
     ON CONFLICT ON CONSTRAINT messages_platform_message_unique DO NOTHING
-    RETURNING {TURN_COLUMNS}
+    RETURNING {MESSAGE_COLUMNS}
 ), counted AS (
     UPDATE conversations SET message_count = message_count + 1, last_activity_at = now()
-    WHERE user_id = {user} AND EXISTS (SELECT FROM stored)
-)"""
-
-
-def stored_message_sql() -> str:
-    """An expression: the row `user_message_sql` stored, as a record that
-    `message_from_record` reads; NULL for a redelivery."""
-    return f"(SELECT ROW({', '.join(_WINDOW_FIELDS)}) FROM stored)"
-
-
-_ADD_USER_MESSAGE = (
-    f"WITH {user_message_sql('$1', '$2', '$3', '$4', '$5', '$6')}"
-    " SELECT *, false AS archived FROM stored"
+    WHERE user_id = $1 AND EXISTS (SELECT FROM stored)
 )
-
-
-def _add_reply_sql(answering: str) -> str:
-    """$1 user, $2 content, $3 platform, $4 chat, $5 answered message, $6 snapshot, $7/$8
-    tokens in/out, $9 model, $10 response ms, $11 embedding, $12 whether the platform has
-    it already; `answering` picks the user messages it answers. The status update finds
-    them by primary key; `status` is in no index, so the update stays HOT and never
-    touches the vector or text indexes."""
-    return f"""
+SELECT *, false AS archived FROM stored
+"""
+# $1 user, $2 content, $3 platform, $4 chat, $5 the messages it answers, $6 snapshot,
+# $7/$8 tokens in/out, $9 model, $10 response ms, $11 embedding, $12 delivered.
+_ADD_REPLY = f"""
 WITH reply AS (
     INSERT INTO messages (user_id, role, content, platform, chat_id, reply_to_id,
                           context_snapshot, tokens_in, tokens_out, model, response_ms,
                           embedding, delivered_at)
-    VALUES ($1, 'assistant', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
+    VALUES ($1, 'assistant', $2, $3, $4, ($5::bigint[])[1], $6, $7, $8, $9, $10, $11,
             CASE WHEN $12::boolean THEN now() END)
-    RETURNING {TURN_COLUMNS}
+    RETURNING {MESSAGE_COLUMNS}
 ), answered AS (
     UPDATE messages SET status = 'answered'
-    WHERE id {answering} AND user_id = $1 AND role = 'user'
+    WHERE id = ANY($5) AND user_id = $1 AND role = 'user'
 ), counted AS (
     UPDATE conversations SET message_count = message_count + 1,
         tokens_in = tokens_in + $7, tokens_out = tokens_out + $8, last_activity_at = now()
@@ -163,14 +82,6 @@ WITH reply AS (
 )
 SELECT *, false AS archived FROM reply
 """
-
-
-# Answering one message, the common case, compares with `$5` alone. With an array of
-# ids PostgreSQL's plan cache priced its generic plan for ten of them, so it planned the
-# statement anew at every execution, about 0.15 ms of server CPU a reply
-# (docs/pipeline.md). Earlier failed messages the reply answers too come as $13.
-_ADD_REPLY = _add_reply_sql("= $5")
-_ADD_REPLY_ANSWERING_MORE = _add_reply_sql("= ANY($13::bigint[])")
 
 _MARK_DELIVERED = "UPDATE messages SET delivered_at = now() WHERE id = $1 AND user_id = $2"
 # set_config(..., true) lasts to the end of the statement's own transaction: this commit.
@@ -283,14 +194,13 @@ class MessageRepository:
         `retried_ids` (earlier failed messages the prompt included), answered.
         `delivered`: the platform has the reply already (else `mark_delivered` later)."""
         async with self._db.connection(conn) as c:
-            more: list[list[int]] = [[reply_to_id, *retried_ids]] if retried_ids else []
             row = await c.fetchrow(
-                _ADD_REPLY_ANSWERING_MORE if more else _ADD_REPLY,
+                _ADD_REPLY,
                 user_id,
                 content,
                 platform.value,
                 chat_id,
-                reply_to_id,
+                [reply_to_id, *retried_ids],
                 context_snapshot,
                 tokens_in,
                 tokens_out,
@@ -298,10 +208,9 @@ class MessageRepository:
                 response_ms,
                 embedding,
                 delivered,
-                *more,
             )
         assert row is not None
-        return dataclasses.replace(message_from_row(row), context_snapshot=context_snapshot)
+        return message_from_row(row)
 
     async def set_status(
         self,
@@ -376,6 +285,29 @@ class MessageRepository:
                 f" UNION ALL SELECT {MESSAGE_COLUMNS}, true FROM messages_archive"
                 " WHERE id = $1 AND user_id = $2",
                 message_id,
+                user_id,
+            )
+        return None if row is None else message_from_row(row)
+
+    async def find_any(self, message_id: int, *, conn: Connection | None = None) -> Message | None:
+        """Admins only: one message by id, live or archived, whoever it belongs to."""
+        async with self._db.connection(conn) as c:
+            row = await c.fetchrow(
+                f"SELECT {MESSAGE_COLUMNS}, false AS archived FROM messages WHERE id = $1"
+                f" UNION ALL SELECT {MESSAGE_COLUMNS}, true FROM messages_archive WHERE id = $1",
+                message_id,
+            )
+        return None if row is None else message_from_row(row)
+
+    async def latest_from_user(
+        self, user_id: int, *, conn: Connection | None = None
+    ) -> Message | None:
+        """The user's newest message (live table: a message awaiting an answer is never
+        archived)."""
+        async with self._db.connection(conn) as c:
+            row = await c.fetchrow(
+                f"SELECT {MESSAGE_COLUMNS}, false AS archived FROM messages"
+                " WHERE user_id = $1 AND role = 'user' ORDER BY id DESC LIMIT 1",
                 user_id,
             )
         return None if row is None else message_from_row(row)

@@ -8,8 +8,8 @@ are serialised by the row lock. The table is unlogged (migration 0006): taking a
 writes no WAL and waits for no flush; a crash only resets the buckets.
 
 The token is taken inside the statement that admits a message
-(`UserRepository.admit`, with `take_token_sql`): one round trip per message for who is
-writing and whether they may.
+(`core.storage.admission`): one round trip per message for who is writing and whether
+they may.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from core.storage.database import Connection, Database
 
 # Run first by whatever deletes a user (erasure, merge), in its transaction. The
-# admission (`UserRepository.admit`) locks the user's bucket and then their `users` row
+# admission (`core.storage.admission`) locks the user's bucket and then their `users` row
 # (the "last seen" stamp); `DELETE FROM users` locks the row and then, cascading, the
 # bucket: a message admitted meanwhile would deadlock with it. Dropping the bucket
 # first takes the two in the admission's order.
@@ -41,19 +41,6 @@ class TokenBucket:
     def window(self) -> timedelta:
         """How far ahead of now the TAT may run: `burst` tokens' worth."""
         return self.interval * self.burst
-
-
-def take_token_sql(users: str, *, now: str, interval: str, window: str) -> str:
-    """A data-modifying statement for a CTE: one token for each user id the query
-    `users` yields (its one column), returning the ids that got one. `now` (timestamptz),
-    `interval` and `window` (`TokenBucket`'s, intervals) are `$n` parameters."""
-    return (
-        "INSERT INTO rate_limits AS r (user_id, tat)"
-        f" SELECT t.id, {now}::timestamptz + {interval}::interval FROM ({users}) AS t (id)"
-        f" ON CONFLICT (user_id) DO UPDATE SET tat = greatest(r.tat, {now}) + {interval}"
-        f" WHERE greatest(r.tat, {now}) + {interval} - {now} <= {window}::interval"
-        " RETURNING r.user_id"
-    )
 
 
 class RateLimitRepository:

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import timedelta
 
 import asyncpg
 
 from core.models import Conversation, Identity, Platform, Role, User, UserStatus
 from core.storage.database import Connection, Database
-from core.storage.rate_limits import DROP_BUCKET, TokenBucket, take_token_sql
+from core.storage.rate_limits import DROP_BUCKET
 
 # "Last seen" is stamped at most this often (or on a new display name): stamping every
 # message of a busy chat would be a write per message for a minute-resolution value.
@@ -35,72 +32,9 @@ _KNOWN_IDENTITY = (
     " AND $3::text IS NOT NULL AND private_chat_id IS DISTINCT FROM $3)"
     f" {_BY_IDENTITY}"
 )
-_RESOLUTION = f"interval '{LAST_SEEN_RESOLUTION.total_seconds():g} seconds'"
-# The admission of one message in one round trip, for a known identity:
-# $1 platform, $2 platform user id, $3 private chat to remember (or NULL), $4 display
-# name (or NULL), $5 whether the message itself is admissible (not too long), $6 whether
-# the configuration makes this identity an admin, $7 whether a banned user may pass (the
-# command lets them), $8 now, $9 and $10 the token bucket's interval and window, $11
-# whether to try the user's lock.
-# - `banned_out`: a banned user who is neither an admin nor exempt: refused;
-# - `token`: NULL when none was needed (an admin, or refused anyway), else whether the
-#   user had one left (taken if so);
-# - a message let in stamps "last seen" when the stamp is stale or the name new (the
-#   row returned is the user as before that stamp), and with $11 tries the user's
-#   session advisory lock (`locked`): the key is the user id, as `core.user_lock`'s.
-_ADMIT = (
-    "WITH remembered AS ("
-    " UPDATE identities SET private_chat_id = $3"
-    " WHERE platform = $1 AND platform_user_id = $2"
-    " AND $3::text IS NOT NULL AND private_chat_id IS DISTINCT FROM $3"
-    "), known AS ("
-    f" SELECT {_USER_COLUMNS}, (u.role = 'admin' OR $6::boolean) AS admin,"
-    " (u.status = 'banned' AND u.role <> 'admin' AND NOT $6 AND NOT $7::boolean) AS banned_out"
-    " FROM identities i JOIN users u ON u.id = i.user_id"
-    " WHERE i.platform = $1 AND i.platform_user_id = $2"
-    "), took AS ("
-    + take_token_sql(
-        "SELECT id FROM known WHERE $5::boolean AND NOT admin AND NOT banned_out",
-        now="$8",
-        interval="$9",
-        window="$10",
-    )
-    + "), let_in AS ("
-    " SELECT id FROM known WHERE $5 AND NOT banned_out"
-    " AND (admin OR EXISTS (SELECT FROM took))"
-    "), stamped AS ("
-    " UPDATE users s SET last_seen_at = now(), display_name = coalesce($4, s.display_name)"
-    " FROM let_in l WHERE s.id = l.id"
-    " AND (s.last_seen_at IS NULL"
-    f" OR NOT (s.last_seen_at > $8::timestamptz - {_RESOLUTION}"
-    f" AND s.last_seen_at < $8 + {_RESOLUTION})"
-    " OR ($4::text IS NOT NULL AND s.display_name IS DISTINCT FROM $4))"
-    ")"
-    " SELECT k.*, CASE WHEN $5 AND NOT k.admin AND NOT k.banned_out"
-    " THEN EXISTS (SELECT FROM took) END AS token,"
-    " CASE WHEN $11::boolean AND EXISTS (SELECT FROM let_in)"
-    " THEN pg_try_advisory_lock(k.id) ELSE false END AS locked"
-    " FROM known k"
-)
 
 
-@dataclass(frozen=True, slots=True)
-class Admission:
-    """Who wrote a message and whether it is let in (`UserRepository.admit`)."""
-
-    user: User
-    """As before this message (its "last seen" stamp is not reflected)."""
-    created: bool
-    banned: bool
-    """Refused: banned, and neither an admin nor running a command a banned user may."""
-    rate_limited: bool
-    """Refused: no token left (never for admins or refused messages)."""
-    locked: bool
-    """The connection now holds the user's advisory lock (asked with `lock`; only for
-    a message let in, when no other session held it)."""
-
-
-def _user(row: asyncpg.Record) -> User:
+def user_from_row(row: asyncpg.Record) -> User:
     return User(
         id=row["id"],
         role=Role(row["role"]),
@@ -157,7 +91,7 @@ class UserRepository:
                 _KNOWN_IDENTITY, platform.value, platform_user_id, private_chat_id
             )
         if row is not None:
-            return _user(row), False
+            return user_from_row(row), False
         async with self._db.transaction(conn) as c:
             await c.execute(
                 "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
@@ -167,7 +101,7 @@ class UserRepository:
                 _KNOWN_IDENTITY, platform.value, platform_user_id, private_chat_id
             )
             if row is not None:
-                return _user(row), False
+                return user_from_row(row), False
             row = await c.fetchrow(
                 "WITH u AS (INSERT INTO users (display_name) VALUES ($1) RETURNING *),"
                 " i AS (INSERT INTO identities (platform, platform_user_id, user_id, username,"
@@ -182,77 +116,12 @@ class UserRepository:
                 private_chat_id,
             )
             assert row is not None
-            return _user(row), True
-
-    async def admit(
-        self,
-        platform: Platform,
-        platform_user_id: str,
-        *,
-        bucket: TokenBucket,
-        clock: Callable[[], datetime],
-        admissible: bool,
-        config_admin: bool = False,
-        ban_exempt: bool = False,
-        lock: bool = False,
-        username: str | None = None,
-        display_name: str | None = None,
-        private_chat_id: str | None = None,
-        conn: Connection | None = None,
-    ) -> Admission:
-        """Resolve the identity (created on first sight, as `get_or_create`) and decide
-        in the same statement, at `clock()`, whether its message is let in: a banned user is refused
-        unless an admin (role or `config_admin`) or `ban_exempt`; an admissible message
-        (the caller's own checks passed) of anyone else but an admin takes a rate-limit
-        token; a message let in stamps "last seen" (at most once per
-        `LAST_SEEN_RESOLUTION`, or on a new `display_name`). With `lock`, a message let
-        in also tries the user's session advisory lock (`core.user_lock`) on this
-        connection: the caller must see it released (`UserLocks.hold` adopts it)."""
-
-        def args() -> tuple[Any, ...]:
-            # The time is read just before each try: a first message waits for its user
-            # to be created, and its token must not be taken at an earlier time than
-            # those of the messages that did not wait.
-            return (
-                platform.value,
-                platform_user_id,
-                private_chat_id,
-                display_name,
-                admissible,
-                config_admin,
-                ban_exempt,
-                clock(),
-                bucket.interval,
-                bucket.window,
-                lock,
-            )
-
-        created = False
-        async with self._db.connection(conn) as c:
-            row = await c.fetchrow(_ADMIT, *args())
-            if row is None:
-                _, created = await self.get_or_create(
-                    platform,
-                    platform_user_id,
-                    username=username,
-                    display_name=display_name,
-                    private_chat_id=private_chat_id,
-                    conn=c,
-                )
-                row = await c.fetchrow(_ADMIT, *args())
-        assert row is not None
-        return Admission(
-            user=_user(row),
-            created=created,
-            banned=row["banned_out"],
-            rate_limited=row["token"] is False,
-            locked=row["locked"],
-        )
+            return user_from_row(row), True
 
     async def get(self, user_id: int, *, conn: Connection | None = None) -> User | None:
         async with self._db.connection(conn) as c:
             row = await c.fetchrow(f"SELECT {_USER_COLUMNS} FROM users u WHERE u.id = $1", user_id)
-        return None if row is None else _user(row)
+        return None if row is None else user_from_row(row)
 
     async def find(self, query: str, *, conn: Connection | None = None) -> User | None:
         """A user by id (`42`), by username (`@name`), or by identity (`telegram:123`)."""
@@ -274,7 +143,7 @@ class UserRepository:
                 row = await c.fetchrow(_BY_IDENTITY, platform.lower(), platform_user_id)
             else:
                 return None
-        return None if row is None else _user(row)
+        return None if row is None else user_from_row(row)
 
     async def identities(self, user_id: int, *, conn: Connection | None = None) -> list[Identity]:
         async with self._db.connection(conn) as c:

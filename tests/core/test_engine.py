@@ -4,6 +4,7 @@ fake OpenAI-compatible server. The prompt the fake received is what we check."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -18,13 +19,12 @@ from core.engine import (
     STORAGE_DOWN,
     TOO_LONG,
     UNSUPPORTED,
-    is_storage_outage,
 )
 from core.errors import StorageUnavailable
 from core.inbound import Attachment, ChatKind
-from core.models import MessageRole, MessageStatus, NewFact, Platform, UserStatus
+from core.models import Message, MessageRole, MessageStatus, NewFact, Platform, UserStatus
 from core.services import Services
-from core.storage.database import Database, create_pool
+from core.storage.database import Database, create_pool, is_outage
 from fakes.channel import RecordingChannel, RecordingSink
 from fakes.openai_server import Delay, FakeOpenAI, HttpError
 from tests.core.engine_helpers import PERSONA, engine_with, inbound, prompt_text
@@ -376,20 +376,35 @@ async def test_messages_of_one_user_are_answered_in_order(
         history = list(
             reversed(await replace(services, db=Database(pool)).messages.history(user.id))
         )
-        roles = [m.role for m in history]
-        assert roles == [MessageRole.USER, MessageRole.ASSISTANT] * 6
-        for question, answer in zip(history[::2], history[1::2], strict=True):
-            assert answer.reply_to_id == question.id
+        assert_turns_in_order(history, 6)
+        questions = [m for m in history if m.role is MessageRole.USER]
+        assert sorted(m.content for m in questions) == texts
+        answers = [m for m in history if m.role is MessageRole.ASSISTANT]
+        for question, answer in zip(questions, answers, strict=True):
             assert answer.content == f"echo: {question.content}"
     finally:
         await pool.close()
 
 
+def assert_turns_in_order(history: list[Message], count: int) -> None:
+    """One person's `count` messages were answered one turn at a time, in the order they
+    were stored: the k-th reply answers the k-th message, and each reply's prompt held
+    the reply before it (its turn began after the previous one ended)."""
+    questions = [m for m in history if m.role is MessageRole.USER]
+    answers = [m for m in history if m.role is MessageRole.ASSISTANT]
+    assert len(questions) == len(answers) == count
+    assert [a.reply_to_id for a in answers] == [q.id for q in questions]
+    for previous, answer in itertools.pairwise(answers):
+        assert answer.context_snapshot is not None
+        assert previous.id in answer.context_snapshot["window_ids"]
+
+
 async def test_two_replicas_never_interleave_one_users_turns(
     fresh_dsn: str, services: Services, fake_llm: FakeOpenAI
 ) -> None:
-    """Two engines (as two replicas: separate in-process locks) share only the database
-    lock; each turn still runs whole, so every reply directly follows its message."""
+    """Two engines (as two replicas: separate in-process queues) share only the database:
+    one person's turns still run one at a time, in the order their messages were
+    stored."""
     pool = await create_pool(fresh_dsn, min_size=2, max_size=10)
     try:
         pooled = replace(services, db=Database(pool))
@@ -405,9 +420,7 @@ async def test_two_replicas_never_interleave_one_users_turns(
         user = await pooled.users.find("telegram:shared")
         assert user is not None
         history = list(reversed(await pooled.messages.history(user.id)))
-        assert [m.role for m in history] == [MessageRole.USER, MessageRole.ASSISTANT] * 8
-        for question, answer in zip(history[::2], history[1::2], strict=True):
-            assert answer.reply_to_id == question.id
+        assert_turns_in_order(history, 8)
     finally:
         await pool.close()
 
@@ -441,9 +454,11 @@ async def test_a_users_queued_messages_hold_no_connection_while_they_wait(
         history = list(
             reversed(await replace(services, db=Database(pool)).messages.history(busy.id))
         )
-        assert [m.content for m in history if m.role is MessageRole.USER] == [
-            "slow one", "queued 0", "queued 1", "queued 2"
-        ]  # fmt: skip
+        questions = [m.content for m in history if m.role is MessageRole.USER]
+        # Sent at once, the queued ones are stored in any order, but after the slow one.
+        assert questions[0] == "slow one"
+        assert sorted(questions[1:]) == ["queued 0", "queued 1", "queued 2"]
+        assert_turns_in_order(history, 4)
     finally:
         await pool.close()
 
@@ -487,13 +502,13 @@ async def test_style_and_themes_from_the_memory_job_shape_the_prompt(
 
 
 def test_what_counts_as_a_database_outage() -> None:
-    assert is_storage_outage(ConnectionRefusedError())
-    assert is_storage_outage(asyncpg.InterfaceError("pool is closed"))
+    assert is_outage(ConnectionRefusedError())
+    assert is_outage(asyncpg.InterfaceError("pool is closed"))
     wrapped = RuntimeError("wrapper")
     wrapped.__cause__ = OSError("socket gone")
-    assert is_storage_outage(wrapped)
-    assert not is_storage_outage(RuntimeError("a bug"))
-    assert not is_storage_outage(ValueError())
+    assert is_outage(wrapped)
+    assert not is_outage(RuntimeError("a bug"))
+    assert not is_outage(ValueError())
 
 
 async def test_an_unreachable_database_is_raised_to_the_adapter_and_told_once(
@@ -510,12 +525,13 @@ async def test_an_unreachable_database_is_raised_to_the_adapter_and_told_once(
     assert channel.sent == [STORAGE_DOWN]
 
 
-async def test_a_reply_delivered_as_the_database_went_down_is_recorded_when_its_message_returns(
+async def test_a_reply_delivered_as_the_database_went_down_is_recorded_once_it_is_back(
     fresh_dsn: str, services: Services, fake_llm: FakeOpenAI
 ) -> None:
-    """The reply reaches the person, then the database is gone before it is recorded:
-    no outage notice (they have their answer), and when the message comes again the
-    same reply is recorded, delivered, instead of a second one asked for."""
+    """The reply reaches the person, then the database goes away before it is recorded:
+    the platform has acknowledged the message and will not bring it again, so the engine
+    records the reply itself once it can, without asking the model again; a redelivery
+    meanwhile changes nothing."""
     pool = await create_pool(fresh_dsn, min_size=1, max_size=2)
     admin = await asyncpg.connect(fresh_dsn)
     try:
@@ -534,11 +550,10 @@ async def test_a_reply_delivered_as_the_database_went_down_is_recorded_when_its_
 
         channel.on_finish = database_dies
         message = inbound("what a day", message_id="delivered-then-outage")
-        with pytest.raises(StorageUnavailable):
-            await engine.handle(message, channel)
+        await engine.handle(message, channel)
         assert channel.texts == ["echo: what a day"]
         channel.on_finish = None
-        await engine.handle(message, channel)  # redelivered, the database is back
+        await engine.handle(message, channel)  # redelivered: already answered
         assert channel.texts == ["echo: what a day"]
         assert len(fake_llm.chat_requests) == 1
         rows = await admin.fetch(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-from core.engine import UNSUPPORTED
+from core.engine import INTERRUPTED, UNSUPPORTED
 from core.services import Services
 from core.storage.database import Database, create_pool
 from fakes.openai_server import Delay, FakeOpenAI
@@ -209,20 +209,22 @@ async def test_non_text_input_gets_the_not_supported_answer(
     assert await _stored(services, 1001) == []
 
 
-async def test_an_update_interrupted_by_shutdown_is_delivered_again(
+async def test_a_reply_interrupted_by_shutdown_is_failed_and_retried_on_request(
     services: Services, tg: FakeTelegram, fake_llm: FakeOpenAI
 ) -> None:
+    """The message is stored, so Telegram is not asked for it again; the turn cut short
+    by the shutdown leaves it failed and tells the person, and /retry answers it."""
     engine = engine_with(services)
     fake_llm.push_fault(Delay(30))
     first = make_adapter(engine, tg, shutdown_timeout=0.05)
     async with running(first):
-        update = tg.push_message("slow one", user_id=1101)
+        tg.push_message("slow one", user_id=1101)
         await wait_until(lambda: len(fake_llm.chat_requests) == 1)
-    assert tg.confirmed_below <= update
-    assert tg.texts(1101) == []
+    assert tg.texts(1101) == [INTERRUPTED]
 
     async with running(make_adapter(engine, tg)):
-        await wait_until(lambda: tg.texts(1101) == ["echo: slow one"])
+        tg.push_message("/retry", user_id=1101)
+        await wait_until(lambda: tg.texts(1101) == [INTERRUPTED, "echo: slow one"])
     assert await _stored(services, 1101) == ["slow one", "echo: slow one"]
 
 

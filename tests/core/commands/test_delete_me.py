@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import re
+import uuid
 
 from core.models import NewFact, Platform
 from core.services import Services
 from core.storage.handled_commands import HandledCommandRepository
+from core.storage.turns import NewMessage, ReadLimits, TurnStore
 from fakes.archiving import move_to_archive
 from tests.core.commands import FakeClock, add_exchange, make_user, run, with_clock
 
@@ -49,6 +51,13 @@ async def test_delete_me_erases_every_trace_after_confirmation(services: Service
         await conn.execute("INSERT INTO rate_limits (user_id, tat) VALUES ($1, now())", user.id)
     await HandledCommandRepository(services.db).claim(
         user.id, Platform.TELEGRAM, "1", "cmd-1", now=clock()
+    )
+    # A turn in progress: its queue row and lease.
+    await TurnStore(services.db, holder=uuid.uuid4(), lease_seconds=30).open(
+        user.id,
+        NewMessage("pending", Platform.TELEGRAM, "1", "m-pending", None),
+        ReadLimits(window=5, facts=5, include_private=True),
+        take_lease=True,
     )
     await run(services, user, "/link")  # a link code
     await run(services, user, "/stats")  # user as an audit actor

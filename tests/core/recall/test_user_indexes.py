@@ -11,7 +11,6 @@ from core.recall.keywords import TextSearchRepository
 from core.recall.user_indexes import UserIndexRepository, index_name
 from core.recall.vectors import RecallRepository
 from core.storage.database import Database, create_pool
-from core.storage.directory import Directory, NewMessage, TurnRecall
 from core.storage.users import UserRepository
 from tests.core.recall.test_vectors import DIM, _brute_force, _clustered
 
@@ -73,42 +72,11 @@ async def test_large_users_get_their_own_index_and_recall_uses_it(fresh_dsn: str
         # Both recall lists in one round trip take the same (approximate) plan.
         text = TextSearchRepository(db)
         candidates = RecallCandidates(db, recall, text)
-        directory = Directory(db)
         for query in queries[:3]:
             assert await candidates.fetch(large, "large 17", query, 10) == (
                 await recall.nearest(large, query, 10),
                 await text.search(large, "large 17", 10),
             )
-            # And so does a turn's read, with its recent window and message left out.
-            turn = await directory.turn_state(
-                large,
-                recent=5,
-                facts=5,
-                include_private=True,
-                recall=TurnRecall(candidates, "large 17", query, 10, large_ids[17]),
-            )
-            excluded = [*large_ids[-5:], large_ids[17]]
-            assert (turn.vector_hits, turn.text_hits) == (
-                await recall.nearest(large, query, 10, exclude_message_ids=excluded),
-                await text.search(large, "large 17", 10, exclude_message_ids=excluded),
-            )
-        # A turn that stores its message takes the same plan, in the same statement.
-        for n, query in enumerate(queries[3:5]):
-            storing = NewMessage("large 17", Platform.TELEGRAM, "large", f"new-{n}", query)
-            turn = await directory.turn_state(
-                large,
-                recent=4,
-                facts=5,
-                include_private=True,
-                recall=TurnRecall(candidates, "large 17", query, 10, None),
-                storing=storing,
-            )
-            assert turn.stored is not None and turn.stored.content == "large 17"
-            assert [m.id for m in turn.recent] == large_ids[-4:]
-            assert turn.vector_hits == await recall.nearest(
-                large, query, 10, exclude_message_ids=[*large_ids[-4:], turn.stored.id]
-            )
-            large_ids.append(turn.stored.id)
 
         # After a change of embedding dimension the old indexes go, new ones come.
         other = UserIndexJob(db, dimensions=DIM * 2, min_messages=1000)

@@ -1,4 +1,4 @@
-"""`UserRepository.admit`: who writes, and whether the message is let in, in one statement."""
+"""`Admissions.admit`: who writes, and whether the message is let in, in one statement."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from core.models import Platform, Role, UserStatus
+from core.storage.admission import Admission, Admissions
 from core.storage.database import Database, connect, create_pool
 from core.storage.rate_limits import RateLimitRepository, TokenBucket
-from core.storage.users import LAST_SEEN_RESOLUTION, Admission, UserRepository
+from core.storage.users import LAST_SEEN_RESOLUTION, UserRepository
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 BUCKET = TokenBucket(burst=2, per_minute=6)  # a token every 10 s, two at once
@@ -17,7 +18,7 @@ BUCKET = TokenBucket(burst=2, per_minute=6)  # a token every 10 s, two at once
 
 async def _admit(db: Database, who: str, now: datetime = NOW, **options: Any) -> Admission:
     options.setdefault("admissible", True)
-    return await UserRepository(db).admit(
+    return await Admissions(db).admit(
         Platform.TELEGRAM, who, bucket=BUCKET, clock=lambda: now, **options
     )
 
@@ -140,7 +141,7 @@ async def test_erasing_a_user_takes_locks_in_the_admissions_order(fresh_dsn: str
     admission = await connect(fresh_dsn)
     try:
         users = UserRepository(Database(pool))
-        admitted = await users.admit(
+        admitted = await Admissions(Database(pool)).admit(
             Platform.TELEGRAM, "gone", bucket=BUCKET, clock=lambda: NOW, admissible=True
         )
         user = admitted.user

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from core.models import NewFact, Platform
 from core.storage.database import Database, create_pool
-from core.storage.directory import Directory
 from core.storage.facts import FactRepository
 from core.storage.users import UserRepository
+from tests.core.storage.turn_reads import turn_state
 
 
 async def test_invalidated_fact_is_kept_but_not_valid(db: Database) -> None:
@@ -77,8 +77,8 @@ async def test_a_turn_reads_the_same_valid_facts_in_its_one_query(fresh_dsn: str
     try:
         db = Database(pool)
         for include_private, limit in ((True, 10), (False, 10), (True, 3)):
-            state = await Directory(db).turn_state(
-                user.id, recent=5, facts=limit, include_private=include_private
+            state = await turn_state(
+                db, user.id, window=5, facts=limit, include_private=include_private
             )
             expected = await FactRepository(db).valid(
                 user.id, limit=limit, include_private=include_private

@@ -5,10 +5,10 @@ import dataclasses
 
 from core.models import MessageRole, MessageStatus, Platform
 from core.storage.database import Database, create_pool
-from core.storage.directory import Directory
 from core.storage.messages import MessageRepository
 from core.storage.users import UserRepository
 from fakes.archiving import move_to_archive
+from tests.core.storage.turn_reads import turn_state
 
 
 async def _user(db: Database, platform_user_id: str = "1") -> int:
@@ -56,9 +56,7 @@ async def test_a_turns_window_holds_each_message_as_stored_but_its_snapshot(
     await messages.add_user_message(
         user_id, "q3", platform=Platform.TELEGRAM, chat_id="t", platform_message_id="3"
     )
-    window = (
-        await Directory(db).turn_state(user_id, recent=10, facts=0, include_private=True)
-    ).recent
+    window = (await turn_state(db, user_id, window=10, facts=0)).recent
     stored = await messages.history(user_id, limit=10)
     assert window == [dataclasses.replace(m, context_snapshot=None) for m in reversed(stored)]
     assert [m.status for m in window] == [
@@ -112,9 +110,7 @@ async def test_reply_marks_message_answered_and_keeps_snapshot(db: Database) -> 
     stored = await messages.get(user_id, reply.id)
     assert stored is not None and stored.context_snapshot == snapshot
     # The prompt's window leaves the snapshots out.
-    window = (
-        await Directory(db).turn_state(user_id, recent=5, facts=0, include_private=True)
-    ).recent
+    window = (await turn_state(db, user_id, window=5, facts=0)).recent
     assert [m.context_snapshot for m in window] == [None, None]
     question = await messages.get(user_id, asked.message.id)
     assert question is not None and question.status is MessageStatus.ANSWERED
@@ -162,9 +158,7 @@ async def test_history_pages_by_keyset_across_archive(db: Database) -> None:
     assert seen == sorted(ids, reverse=True)
     archived = {m.id for m in await messages.history(user_id, limit=100) if m.archived}
     assert archived == set(ids[:10])
-    window = (
-        await Directory(db).turn_state(user_id, recent=3, facts=0, include_private=True)
-    ).recent
+    window = (await turn_state(db, user_id, window=3, facts=0)).recent
     assert [m.content for m in window] == ["m22", "m23", "m24"]
 
 

@@ -1,0 +1,526 @@
+"""A chat turn's SQL: store the message and read what answering it needs (`open`,
+`resume`), then record the reply (`close`) or give up (`fail`, `release`).
+
+Each method is one statement, written whole here, and none keeps a connection between
+them: the model writes with no connection held (docs/architecture.md).
+
+One person's turns run one at a time and in the order their messages were stored,
+across replicas, through two small tables (migration 0009):
+- `turns`, the queue: a row per stored user message until its turn ends, owned by a
+  process (`holder`) that renews `expires_at` while it lives (`renew`);
+- `turn_leases`, one row per person whose turn is running. A turn takes it only when no
+  older live turn of the person is queued, and atomically (`ON CONFLICT DO UPDATE ...
+  WHERE` re-checks the row under its lock), so two turns of one person never run at
+  once; a lease whose holder died expires and is taken over.
+Two messages of one person stored within the same instant on two replicas (neither
+statement sees the other's row) are the one case that may be answered in the reverse
+order; they still never run at once.
+
+A message whose turn row expired while it was still pending (its process crashed) is
+an orphan: `orphans` finds them for the start-up recovery, and `resume` takes one over.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import numpy as np
+
+from core.models import (
+    Conversation,
+    Fact,
+    MemoryContext,
+    Message,
+    MessageRole,
+    MessageStatus,
+    Platform,
+)
+from core.storage.database import Connection, Database
+from core.storage.messages import message_from_row
+
+# What a turn reads of each message: all but its context snapshot (only /why and
+# exports read it back, and decoding ten of them was a measurable share of a turn).
+_MESSAGE_FIELDS = (
+    "id, user_id, role, content, platform, chat_id, platform_message_id, reply_to_id, status,"
+    " created_at, tokens_in, tokens_out, model, response_ms"
+)
+# The window is read this many messages deeper than asked: user messages stored after
+# the one being answered (queued behind it) are left out of its window.
+WINDOW_SLACK = 8
+
+# $1 user, $2 content, $3 platform, $4 chat, $5 platform message id, $6 embedding,
+# $7 holder, $8 lease seconds, $9 whether to try the lease, $10 window, $11 facts,
+# $12 whether private facts may be read. The read does not see the row it stores (one
+# snapshot): the window is read without it and the caller adds it.
+_OPEN = f"""
+WITH stored AS (
+    INSERT INTO messages (user_id, role, content, platform, chat_id, platform_message_id,
+                          status, embedding)
+    VALUES ($1, 'user', $2, $3, $4, $5, 'pending', $6)
+    ON CONFLICT ON CONSTRAINT messages_platform_message_unique DO NOTHING
+    RETURNING {_MESSAGE_FIELDS}
+), counted AS (
+    UPDATE conversations SET message_count = message_count + 1, last_activity_at = now()
+    WHERE user_id = $1 AND EXISTS (SELECT FROM stored)
+), queued AS (
+    INSERT INTO turns (message_id, user_id, holder, expires_at)
+    SELECT id, $1, $7, now() + make_interval(secs => $8) FROM stored
+), leased AS (
+    INSERT INTO turn_leases AS l (user_id, message_id, holder, expires_at)
+    SELECT $1, id, $7, now() + make_interval(secs => $8) FROM stored
+    WHERE $9::boolean
+      AND NOT EXISTS (SELECT FROM turns t WHERE t.user_id = $1 AND t.expires_at > now())
+    ON CONFLICT (user_id) DO UPDATE
+        SET message_id = excluded.message_id, holder = excluded.holder,
+            expires_at = excluded.expires_at
+        WHERE l.expires_at < now()
+    RETURNING l.message_id
+)
+SELECT (SELECT ROW(s.*) FROM stored s) AS stored,
+       true AS queued,
+       EXISTS (SELECT FROM leased) AS running,
+       c.summary, c.summary_version, c.summary_through_message_id, c.message_count,
+       c.tokens_in, c.tokens_out, c.persona_overrides, c.last_activity_at,
+       x.user_id IS NOT NULL AS has_memory, x.insights, x.communication_style, x.themes,
+       x.last_read_message_id, x.updated_at AS memory_updated_at,
+       ARRAY(SELECT ROW({_MESSAGE_FIELDS}) FROM messages
+             WHERE user_id = $1 ORDER BY id DESC LIMIT $10) AS recent,
+       ARRAY(SELECT ROW(id, content, category, importance, confidence, is_private,
+                        valid_from, created_at, updated_at)
+             FROM facts WHERE user_id = $1 AND invalid_at IS NULL
+               AND ($12::boolean OR NOT is_private)
+             ORDER BY importance DESC, updated_at DESC, id LIMIT $11) AS facts
+FROM conversations c LEFT JOIN conversation_context x USING (user_id)
+WHERE c.user_id = $1
+"""
+
+# $1 user, $2 message id, $3 holder, $4 lease seconds, $5 window, $6 facts, $7 whether
+# private facts may be read. Queues the message's turn (or takes over its row when the
+# process that had it died), takes the lease when no older live turn is queued, and
+# reads the message as it is now with the turn's state.
+_RESUME = f"""
+WITH queued AS (
+    INSERT INTO turns AS t (message_id, user_id, holder, expires_at)
+    SELECT id, $1, $3, now() + make_interval(secs => $4) FROM messages
+    WHERE id = $2 AND user_id = $1 AND role = 'user'
+    ON CONFLICT (message_id) DO UPDATE
+        SET holder = excluded.holder, expires_at = excluded.expires_at
+        WHERE t.holder = excluded.holder OR t.expires_at < now()
+    RETURNING t.message_id
+), leased AS (
+    INSERT INTO turn_leases AS l (user_id, message_id, holder, expires_at)
+    SELECT $1, message_id, $3, now() + make_interval(secs => $4) FROM queued
+    WHERE NOT EXISTS (SELECT FROM turns o WHERE o.user_id = $1 AND o.message_id < $2
+                      AND o.expires_at > now())
+    ON CONFLICT (user_id) DO UPDATE
+        SET message_id = excluded.message_id, holder = excluded.holder,
+            expires_at = excluded.expires_at
+        WHERE l.expires_at < now() OR (l.holder = excluded.holder AND l.message_id = $2)
+    RETURNING l.message_id
+)
+SELECT (SELECT ROW({_MESSAGE_FIELDS}) FROM messages WHERE id = $2 AND user_id = $1)
+           AS stored,
+       EXISTS (SELECT FROM queued) AS queued,
+       EXISTS (SELECT FROM leased) AS running,
+       c.summary, c.summary_version, c.summary_through_message_id, c.message_count,
+       c.tokens_in, c.tokens_out, c.persona_overrides, c.last_activity_at,
+       x.user_id IS NOT NULL AS has_memory, x.insights, x.communication_style, x.themes,
+       x.last_read_message_id, x.updated_at AS memory_updated_at,
+       ARRAY(SELECT ROW({_MESSAGE_FIELDS}) FROM messages
+             WHERE user_id = $1 ORDER BY id DESC LIMIT $5 + {WINDOW_SLACK}) AS recent,
+       ARRAY(SELECT ROW(id, content, category, importance, confidence, is_private,
+                        valid_from, created_at, updated_at)
+             FROM facts WHERE user_id = $1 AND invalid_at IS NULL
+               AND ($7::boolean OR NOT is_private)
+             ORDER BY importance DESC, updated_at DESC, id LIMIT $6) AS facts
+FROM conversations c LEFT JOIN conversation_context x USING (user_id)
+WHERE c.user_id = $1
+"""
+
+
+def _close_sql(answering: str) -> str:
+    """$1 user, $2 content, $3 platform, $4 chat, $5 answered message, $6 snapshot, $7/$8
+    tokens in/out, $9 model, $10 response ms, $11 embedding, $12 whether the platform
+    has it already, $13 holder; `answering` picks the user messages it answers. The
+    status update finds them by primary key; `status` is in no index, so the update
+    stays HOT and never touches the vector or text indexes."""
+    return f"""
+WITH reply AS (
+    INSERT INTO messages (user_id, role, content, platform, chat_id, reply_to_id,
+                          context_snapshot, tokens_in, tokens_out, model, response_ms,
+                          embedding, delivered_at)
+    VALUES ($1, 'assistant', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
+            CASE WHEN $12::boolean THEN now() END)
+    RETURNING {_MESSAGE_FIELDS}
+), answered AS (
+    UPDATE messages SET status = 'answered'
+    WHERE id {answering} AND user_id = $1 AND role = 'user'
+), counted AS (
+    UPDATE conversations SET message_count = message_count + 1,
+        tokens_in = tokens_in + $7, tokens_out = tokens_out + $8, last_activity_at = now()
+    WHERE user_id = $1
+), dequeued AS (
+    DELETE FROM turns WHERE message_id = $5 AND holder = $13
+), released AS (
+    DELETE FROM turn_leases WHERE user_id = $1 AND message_id = $5 AND holder = $13
+)
+SELECT ROW(r.*) AS reply FROM reply r
+"""
+
+
+# Answering one message, the common case, compares with `$5` alone. With an array of
+# ids PostgreSQL's plan cache priced its generic plan for ten of them, so it planned the
+# statement anew at every execution (docs/pipeline.md). Earlier failed messages that the
+# reply answers too come as $14.
+_CLOSE = _close_sql("= $5")
+_CLOSE_ANSWERING_MORE = _close_sql("= ANY($14::bigint[])")
+
+# $1 user, $2 message id, $3 holder, $4 the status to leave the message in (NULL: as it
+# is). Ends a turn without a reply.
+_END = """
+WITH marked AS (
+    UPDATE messages SET status = $4
+    WHERE $4::text IS NOT NULL AND id = $2 AND user_id = $1 AND role = 'user'
+      AND status = 'pending'
+), dequeued AS (
+    DELETE FROM turns WHERE message_id = $2 AND holder = $3
+)
+DELETE FROM turn_leases WHERE user_id = $1 AND message_id = $2 AND holder = $3
+"""
+
+# $1 holder, $2 lease seconds.
+_RENEW = """
+WITH queue AS (
+    UPDATE turns SET expires_at = now() + make_interval(secs => $2) WHERE holder = $1
+    RETURNING 1
+), leases AS (
+    UPDATE turn_leases SET expires_at = now() + make_interval(secs => $2) WHERE holder = $1
+)
+SELECT count(*) FROM queue
+"""
+
+# $1 platform, $2 at most this many. Turn rows that expired: their message still pending
+# (an orphan), or no longer (answered through another path: the row is only dropped).
+_ORPHANS = f"""
+WITH stale AS (
+    DELETE FROM turns t USING messages m
+    WHERE t.expires_at < now() AND m.id = t.message_id AND m.status <> 'pending'
+)
+SELECT m.{_MESSAGE_FIELDS.replace(", ", ", m.")}, NULL::jsonb AS context_snapshot,
+       false AS archived,
+       EXISTS (SELECT FROM identities i WHERE i.user_id = m.user_id
+               AND i.platform = m.platform AND i.private_chat_id = m.chat_id) AS private
+FROM messages m WHERE m.id IN (SELECT message_id FROM turns WHERE expires_at < now())
+  AND m.status = 'pending' AND m.platform = $1
+ORDER BY m.user_id, m.id LIMIT $2
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """A user message to store with its turn's read (`TurnStore.open`)."""
+
+    content: str
+    platform: Platform
+    chat_id: str | None
+    platform_message_id: str | None
+    embedding: np.ndarray[Any, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class TurnState:
+    """What answering a message needs besides recall, read under its lease."""
+
+    conversation: Conversation
+    memory: MemoryContext | None
+    recent: list[Message]
+    """In conversation order (each reply right after the message it answers), ending
+    with the message being answered; without context snapshots."""
+    facts: list[Fact]
+    """Most important first, without source message ids."""
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """A turn's message, and whether the turn may run now."""
+
+    message: Message | None
+    """None only from `resume` when the message is gone (erased)."""
+    new: bool
+    """`open` stored the message now (False: stored before, a redelivery)."""
+    queued: bool
+    """This process has the message's turn (False: another live process has it)."""
+    state: TurnState | None
+    """Read under the lease: the turn may run. None: it waits (or is not ours)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A model reply as it is recorded (`TurnStore.close`)."""
+
+    text: str
+    snapshot: dict[str, Any]
+    tokens_in: int
+    tokens_out: int
+    model: str
+    response_ms: int
+    embedding: np.ndarray[Any, Any] | None
+    answers_also: tuple[int, ...] = ()
+    """Earlier failed messages of the prompt's window that this reply answers too."""
+
+
+@dataclass(frozen=True, slots=True)
+class Orphan:
+    """A pending message whose turn's process died (`TurnStore.orphans`)."""
+
+    message: Message
+    private: bool
+    """Written in the person's private chat with the bot (else a shared chat)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReadLimits:
+    """How much of the turn's state to read."""
+
+    window: int
+    facts: int
+    include_private: bool
+
+
+class TurnStore:
+    """The turns of one process (`holder`), whose leases last `lease_seconds` unless
+    renewed."""
+
+    def __init__(self, db: Database, *, holder: uuid.UUID, lease_seconds: float) -> None:
+        self._db = db
+        self.holder = holder
+        self.lease_seconds = lease_seconds
+
+    async def open(
+        self,
+        user_id: int,
+        message: NewMessage,
+        limits: ReadLimits,
+        *,
+        take_lease: bool,
+        conn: Connection | None = None,
+    ) -> Opened:
+        """Store `message` as pending, once per (platform, chat, message id), queue its
+        turn, and with `take_lease` try to start it: then `state` is read under the
+        lease. A redelivered message changes nothing (`new` False, no message)."""
+        async with self._db.connection(conn) as c:
+            row = await c.fetchrow(
+                _OPEN,
+                user_id,
+                message.content,
+                message.platform.value,
+                message.chat_id,
+                message.platform_message_id,
+                message.embedding,
+                self.holder,
+                self.lease_seconds,
+                take_lease,
+                max(limits.window - 1, 0),
+                limits.facts,
+                limits.include_private,
+            )
+        if row is None:
+            raise LookupError(f"user {user_id} has no conversation")
+        if row["stored"] is None:
+            return Opened(None, new=False, queued=False, state=None)
+        stored = _message(row["stored"])
+        state = _state(row, stored, limits.window) if row["running"] else None
+        return Opened(stored, new=True, queued=True, state=state)
+
+    async def resume(
+        self,
+        user_id: int,
+        message_id: int,
+        limits: ReadLimits,
+        *,
+        conn: Connection | None = None,
+    ) -> Opened:
+        """Queue the turn of a stored message (or keep it queued) and start it if its
+        turn has come: no older live turn of the person, and the lease free or expired.
+        `queued` is False when another live process has this message's turn."""
+        async with self._db.connection(conn) as c:
+            row = await c.fetchrow(
+                _RESUME,
+                user_id,
+                message_id,
+                self.holder,
+                self.lease_seconds,
+                limits.window,
+                limits.facts,
+                limits.include_private,
+            )
+        if row is None:
+            raise LookupError(f"user {user_id} has no conversation")
+        if row["stored"] is None:
+            return Opened(None, new=False, queued=False, state=None)
+        stored = _message(row["stored"])
+        running = row["running"]
+        state = _state(row, stored, limits.window) if running else None
+        return Opened(stored, new=False, queued=row["queued"], state=state)
+
+    async def close(
+        self,
+        user_id: int,
+        message: Message,
+        reply: Reply,
+        *,
+        delivered: bool,
+        conn: Connection | None = None,
+    ) -> Message:
+        """Record the reply to `message` with its snapshot and whether the platform has
+        it, mark `message` (and `reply.answers_also`) answered, and end the turn."""
+        more: list[list[int]] = [[message.id, *reply.answers_also]] if reply.answers_also else []
+        async with self._db.connection(conn) as c:
+            row = await c.fetchrow(
+                _CLOSE_ANSWERING_MORE if more else _CLOSE,
+                user_id,
+                reply.text,
+                message.platform.value,
+                message.chat_id,
+                message.id,
+                reply.snapshot,
+                reply.tokens_in,
+                reply.tokens_out,
+                reply.model,
+                reply.response_ms,
+                reply.embedding,
+                delivered,
+                self.holder,
+                *more,
+            )
+        assert row is not None
+        return _message(row["reply"])
+
+    async def fail(self, user_id: int, message_id: int, *, conn: Connection | None = None) -> None:
+        """End the turn without a reply, leaving a pending message `failed` (the person
+        can `/retry` it; the next reply's prompt holds it)."""
+        await self._end(user_id, message_id, MessageStatus.FAILED, conn)
+
+    async def release(
+        self, user_id: int, message_id: int, *, conn: Connection | None = None
+    ) -> None:
+        """End the turn and leave the message as it is (a redelivery that found nothing
+        to do)."""
+        await self._end(user_id, message_id, None, conn)
+
+    async def _end(
+        self,
+        user_id: int,
+        message_id: int,
+        status: MessageStatus | None,
+        conn: Connection | None,
+    ) -> None:
+        async with self._db.connection(conn) as c:
+            await c.execute(
+                _END, user_id, message_id, self.holder, None if status is None else status.value
+            )
+
+    async def renew(self, *, conn: Connection | None = None) -> int:
+        """Extend every queued turn and lease of this process; how many turns it has."""
+        async with self._db.connection(conn) as c:
+            return int(await c.fetchval(_RENEW, self.holder, self.lease_seconds))
+
+    async def orphans(
+        self, platform: Platform, *, limit: int = 1000, conn: Connection | None = None
+    ) -> list[Orphan]:
+        """Pending messages of `platform` whose turn's process died, oldest first per
+        person."""
+        async with self._db.connection(conn) as c:
+            rows = await c.fetch(_ORPHANS, platform.value, limit)
+        return [Orphan(message_from_row(r), r["private"]) for r in rows]
+
+
+def _state(row: asyncpg.Record, current: Message, window: int) -> TurnState:
+    recent = [_message(r) for r in row["recent"]]
+    if all(m.id != current.id for m in recent):
+        recent.append(current)  # `open` reads without the row it stores
+    return TurnState(
+        conversation=Conversation(
+            user_id=current.user_id,
+            summary=row["summary"],
+            summary_version=row["summary_version"],
+            summary_through_message_id=row["summary_through_message_id"],
+            message_count=row["message_count"],
+            tokens_in=row["tokens_in"],
+            tokens_out=row["tokens_out"],
+            persona_overrides=row["persona_overrides"],
+            last_activity_at=row["last_activity_at"],
+        ),
+        memory=(
+            MemoryContext(
+                insights=row["insights"],
+                communication_style=row["communication_style"],
+                themes=row["themes"],
+                last_read_message_id=row["last_read_message_id"],
+                updated_at=row["memory_updated_at"],
+            )
+            if row["has_memory"]
+            else None
+        ),
+        recent=conversation_window(recent, current, window),
+        facts=[_fact(current.user_id, r) for r in row["facts"]],
+    )
+
+
+def conversation_window(messages: Sequence[Message], current: Message, size: int) -> list[Message]:
+    """The newest `size` of `messages` that came before `current` or are it, in
+    conversation order: each reply right after the message it answers (a reply is
+    stored after messages queued behind the one it answers), user messages stored after
+    `current` left out (their turns come later)."""
+    kept = [m for m in messages if m.id <= current.id or m.role is MessageRole.ASSISTANT]
+    kept.sort(key=lambda m: (m.reply_to_id or m.id, m.id))
+    return kept[-size:] if size > 0 else []
+
+
+def _message(r: tuple[Any, ...]) -> Message:
+    """A message from a record of `_MESSAGE_FIELDS`, by position: every turn decodes
+    twenty of them."""
+    return Message(
+        r[0],
+        r[1],
+        _ROLES[r[2]],
+        r[3],
+        _PLATFORMS[r[4]],
+        r[5],
+        r[6],
+        r[7],
+        None if r[8] is None else _STATUSES[r[8]],
+        r[9],
+        None,
+        r[10],
+        r[11],
+        r[12],
+        r[13],
+    )
+
+
+def _fact(user_id: int, r: tuple[Any, ...]) -> Fact:
+    return Fact(
+        id=r[0],
+        user_id=user_id,
+        content=r[1],
+        category=r[2],
+        importance=r[3],
+        confidence=r[4],
+        is_private=r[5],
+        source_message_ids=(),
+        valid_from=r[6],
+        invalid_at=None,
+        created_at=r[7],
+        updated_at=r[8],
+    )
+
+
+# Enum members by value: a dict lookup costs a fraction of calling the enum.
+_ROLES = {role.value: role for role in MessageRole}
+_PLATFORMS = {platform.value: platform for platform in Platform}
+_STATUSES = {status.value: status for status in MessageStatus}

@@ -1,0 +1,170 @@
+"""`TurnStore`: a turn's statements, and one person's turns one at a time, in order,
+across processes (each store below is a process of its own: its own holder id)."""
+
+from __future__ import annotations
+
+import uuid
+
+from core.models import MessageRole, MessageStatus, Platform
+from core.storage.database import Database, create_pool
+from core.storage.turns import NewMessage, ReadLimits, Reply, TurnStore
+from core.storage.users import UserRepository
+
+LIMITS = ReadLimits(window=10, facts=5, include_private=True)
+
+
+def _store(db: Database, lease_seconds: float = 30.0) -> TurnStore:
+    return TurnStore(db, holder=uuid.uuid4(), lease_seconds=lease_seconds)
+
+
+def _new(text: str, message_id: str) -> NewMessage:
+    return NewMessage(text, Platform.TELEGRAM, "chat", message_id, None)
+
+
+def _reply(text: str) -> Reply:
+    return Reply(
+        text=text,
+        snapshot={"window_ids": []},
+        tokens_in=3,
+        tokens_out=2,
+        model="m",
+        response_ms=5,
+        embedding=None,
+    )
+
+
+async def _user(db: Database, name: str = "ann") -> int:
+    user, _ = await UserRepository(db).get_or_create(Platform.TELEGRAM, name)
+    return user.id
+
+
+async def test_open_stores_queues_and_reads_under_the_lease(db: Database) -> None:
+    user_id = await _user(db)
+    store = _store(db)
+    first = await store.open(user_id, _new("hello", "1"), LIMITS, take_lease=True)
+    assert first.new and first.queued and first.message is not None
+    assert first.state is not None
+    assert [m.content for m in first.state.recent] == ["hello"]
+    # A redelivery stores nothing and starts nothing.
+    again = await store.open(user_id, _new("hello", "1"), LIMITS, take_lease=True)
+    assert (again.new, again.message, again.state) == (False, None, None)
+    conversation = await UserRepository(db).conversation(user_id)
+    assert conversation.message_count == 1
+
+
+async def test_a_second_turn_waits_for_the_first_then_reads_its_reply(db: Database) -> None:
+    user_id = await _user(db)
+    one, two = _store(db), _store(db)
+    first = await one.open(user_id, _new("first", "1"), LIMITS, take_lease=True)
+    second = await two.open(user_id, _new("second", "2"), LIMITS, take_lease=True)
+    assert first.state is not None and first.message is not None
+    assert second.state is None and second.message is not None  # stored, waiting
+    waiting = await two.resume(user_id, second.message.id, LIMITS)
+    assert waiting.queued and waiting.state is None
+    reply = await one.close(user_id, first.message, _reply("one"), delivered=True)
+    assert reply.reply_to_id == first.message.id
+    running = await two.resume(user_id, second.message.id, LIMITS)
+    assert running.state is not None
+    assert [(m.role, m.content) for m in running.state.recent] == [
+        (MessageRole.USER, "first"),
+        (MessageRole.ASSISTANT, "one"),
+        (MessageRole.USER, "second"),
+    ]
+
+
+async def test_a_newer_message_never_overtakes_an_older_queued_one(db: Database) -> None:
+    """The lease goes to the oldest live turn in the person's queue, on any process;
+    the window of an older message leaves newer messages out but keeps earlier replies,
+    each right after the message it answers."""
+    user_id = await _user(db)
+    one, two = _store(db), _store(db)
+    zero = await one.open(user_id, _new("zero", "0"), LIMITS, take_lease=True)
+    older = await one.open(user_id, _new("older", "1"), LIMITS, take_lease=False)
+    newer = await two.open(user_id, _new("newer", "2"), LIMITS, take_lease=True)
+    assert zero.message and older.message and newer.message
+    await one.close(user_id, zero.message, _reply("to zero"), delivered=True)
+    assert (await two.resume(user_id, newer.message.id, LIMITS)).state is None
+    turn = await one.resume(user_id, older.message.id, LIMITS)
+    assert turn.state is not None
+    assert [m.content for m in turn.state.recent] == ["zero", "to zero", "older"]
+
+
+async def test_a_dead_processs_lease_and_turns_expire_and_are_taken_over(fresh_dsn: str) -> None:
+    pool = await create_pool(fresh_dsn, min_size=1, max_size=2)
+    try:
+        db = Database(pool)
+        user_id = await _user(db)
+        dead = _store(db, lease_seconds=0.2)
+        alive = _store(db)
+        crashed = await dead.open(user_id, _new("lost", "1"), LIMITS, take_lease=True)
+        assert crashed.state is not None and crashed.message is not None
+        later = await alive.open(user_id, _new("later", "2"), LIMITS, take_lease=True)
+        assert later.state is None and later.message is not None
+        async with db.connection() as conn:
+            await conn.execute("SELECT pg_sleep(0.3)")
+        # Both turns of the dead process expired: its message is an orphan, found for
+        # the start-up recovery, and the living process's turn may run meanwhile.
+        orphans = await alive.orphans(Platform.TELEGRAM)
+        assert [o.message.id for o in orphans] == [crashed.message.id]
+        assert orphans[0].private is False
+        assert (await alive.resume(user_id, later.message.id, LIMITS)).state is not None
+        await alive.release(user_id, later.message.id)
+        # Taking the orphan over: its turn is ours now, and runs.
+        taken = await alive.resume(user_id, crashed.message.id, LIMITS)
+        assert taken.queued and taken.state is not None
+        assert await alive.orphans(Platform.TELEGRAM) == []
+        # The dead process, were it alive after all, no longer has it.
+        assert not (await dead.resume(user_id, crashed.message.id, LIMITS)).queued
+    finally:
+        await pool.close()
+
+
+async def test_renewal_keeps_a_waiting_turn_alive(fresh_dsn: str) -> None:
+    pool = await create_pool(fresh_dsn, min_size=1, max_size=2)
+    try:
+        db = Database(pool)
+        user_id = await _user(db)
+        store = _store(db, lease_seconds=0.5)
+        opened = await store.open(user_id, _new("kept", "1"), LIMITS, take_lease=True)
+        assert opened.message is not None
+        for _ in range(3):
+            async with db.connection() as conn:
+                await conn.execute("SELECT pg_sleep(0.3)")
+            assert await store.renew() == 1
+        assert await store.orphans(Platform.TELEGRAM) == []
+    finally:
+        await pool.close()
+
+
+async def test_fail_and_release_end_the_turn(db: Database) -> None:
+    user_id = await _user(db)
+    store = _store(db)
+    failed = await store.open(user_id, _new("fails", "1"), LIMITS, take_lease=True)
+    assert failed.message is not None
+    await store.fail(user_id, failed.message.id)
+    after = await store.open(user_id, _new("next", "2"), LIMITS, take_lease=True)
+    assert after.state is not None and after.message is not None
+    assert [(m.content, m.status) for m in after.state.recent] == [
+        ("fails", MessageStatus.FAILED),
+        ("next", MessageStatus.PENDING),
+    ]
+    # A reply answers the failed message of its window too.
+    await store.close(
+        user_id,
+        after.message,
+        Reply(
+            text="both",
+            snapshot={},
+            tokens_in=1,
+            tokens_out=1,
+            model="m",
+            response_ms=1,
+            embedding=None,
+            answers_also=(failed.message.id,),
+        ),
+        delivered=False,
+    )
+    reread = await store.resume(user_id, failed.message.id, LIMITS)
+    assert reread.message is not None and reread.message.status is MessageStatus.ANSWERED
+    await store.release(user_id, failed.message.id)
+    assert await store.renew() == 0
