@@ -9,19 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters.text import clean
+from tests.adapters.text_cases import unshowable
 
 NONCHARACTERS = ["\ufdd0", "\ufdef", "\ufffe", "\uffff", "\U0001fffe", "\U0010ffff"]
-
-
-def _noncharacter(character: str) -> bool:
-    code = ord(character)
-    return 0xFDD0 <= code <= 0xFDEF or code & 0xFFFE == 0xFFFE
-
-
-def _unshowable(character: str) -> bool:
-    category = unicodedata.category(character)
-    control = category == "Cc" and character not in "\n\t"
-    return control or category == "Cs" or _noncharacter(character)
 
 
 @pytest.mark.parametrize(
@@ -55,9 +45,9 @@ def test_visible_text_and_emoji_are_kept(text: str) -> None:
 @given(st.text(st.characters(codec=None) | st.sampled_from("\r\n\x00\ud83d\ude00")))
 def test_cleaned_text_holds_only_showable_characters(text: str) -> None:
     cleaned = clean(text)
-    assert not [c for c in cleaned if _unshowable(c) or c == "\r"]
+    assert not [c for c in cleaned if unshowable(c) or c == "\r"]
     cleaned.encode("utf-8")  # sendable: no surrogate is left
     assert clean(cleaned) == cleaned
     if not any(unicodedata.category(c) == "Cs" or c == "\r" for c in text):
         # Nothing else is touched: the characters that stay stay in order.
-        assert cleaned == "".join(c for c in text if not _unshowable(c))
+        assert cleaned == "".join(c for c in text if not unshowable(c))

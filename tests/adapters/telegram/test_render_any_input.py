@@ -7,38 +7,12 @@ sends (cleaned, split) is tested in tests/adapters/test_outgoing_text.py.
 
 from __future__ import annotations
 
-from collections import Counter
-
 import pytest
 from hypothesis import example, given, settings
-from hypothesis import strategies as st
 
 from adapters.telegram.render import markdown_to_html
 from fakes.telegram_api import visible_text
-
-# Pieces that start, end or imitate markup, and what the old renderer used as slots.
-MARKUP = [
-    "**", "__", "*", "_", "~~", "`", "```", "```py\n", "\n```\n", "[", "]", "(", ")",
-    "](https://x.test/a_b)", "# ", "\n", " ", "\t",
-]  # fmt: skip
-FORGERIES = ["\x00", "\x000\x00", "\x001\x00", "\x0099\x00", "\ufffc"]
-TEXT = ["a", "b c", "<", ">", "&", "&amp;", "é", "🙂", "\u200d", "\r\n", "\x1b", "\ud800"]
-
-markdown = st.lists(
-    st.sampled_from(MARKUP + FORGERIES + TEXT) | st.characters(codec=None),
-    max_size=80,
-).map("".join)
-
-MARKUP_CHARACTERS = set("*_~`#")
-
-
-def _is_subsequence(shown: str, source: str) -> bool:
-    rest = iter(source)
-    return all(character in rest for character in shown)
-
-
-def _words(text: str) -> Counter[str]:
-    return Counter(c for c in text if c not in MARKUP_CHARACTERS and not c.isspace())
+from tests.adapters.text_cases import is_subsequence, markdown, words
 
 
 @settings(max_examples=300, deadline=None)
@@ -50,13 +24,13 @@ def _words(text: str) -> Counter[str]:
 def test_any_text_renders_to_well_formed_html_showing_only_the_source(text: str) -> None:
     rendered = markdown_to_html(text)
     shown = visible_text(rendered, "HTML")  # raises where Telegram would refuse it
-    assert _is_subsequence(shown, text)
+    assert is_subsequence(shown, text)
     if text.strip():
         assert shown.strip()  # Telegram refuses an empty message
     if "```" not in text and "](" not in text:
         # Without code blocks (whose info line is dropped) and links (whose target is
         # not shown), only markup characters and whitespace may go.
-        assert _words(shown) == _words(text)
+        assert words(shown) == words(text)
 
 
 @pytest.mark.parametrize(
