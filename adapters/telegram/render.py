@@ -42,6 +42,7 @@ _WRAPPERS: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 """Markup around rendered content, in order: each may hold the ones after it."""
 _TAG = re.compile(r"<[^>]*>")
+"""A tag of ours: in what the renderer writes, every other `<` is escaped."""
 
 
 def escape(text: str) -> str:
