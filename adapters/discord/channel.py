@@ -5,11 +5,12 @@ that message) and a slash-command interaction (deferred first, so the first answ
 the "thinking..." response and later ones are followups). Both are an `Outlet`; the
 channel and the sink only split, stream and throttle on top of it.
 
-Discord renders Markdown itself, so text goes out unescaped; what must not happen is a
-reply pinging `@everyone`, `@here`, a role or a third person, so every send carries
-`allowed_mentions` that allow at most the author of the quoted message. discord.py waits
-out 429s itself (it sleeps for `retry_after` and retries); other refusals become
-`DeliveryError`, logged with the status only, never with the text.
+Discord renders Markdown itself, so text goes out unescaped (only cleaned of characters
+no chat shows, `adapters.text.clean`); what must not happen is a reply pinging
+`@everyone`, `@here`, a role or a third person, so every send carries `allowed_mentions`
+that allow at most the author of the quoted message. discord.py waits out 429s itself
+(it sleeps for `retry_after` and retries); other refusals become `DeliveryError`, logged
+with the status only, never with the text.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any, Protocol
 import discord
 
 from adapters.chunking import STREAMING_CURSOR, split_message
+from adapters.text import clean
 from core.errors import DeliveryError
 from core.models import Platform
 
@@ -51,6 +53,11 @@ class Outlet(Protocol):
 
     async def typing(self) -> None:
         """Show that an answer is coming."""
+
+
+def split_for_discord(text: str) -> list[str]:
+    """Chunks of cleaned text that each fit one message; every text sent passes here."""
+    return split_message(clean(text), MESSAGE_LIMIT)
 
 
 def _delivery_error(exc: discord.HTTPException, what: str) -> DeliveryError:
@@ -153,7 +160,7 @@ class StreamingSink:
     """One reply: the first partial text is sent at once, then edited at most every
     `interval` seconds; `finish` makes the messages match the final text exactly.
 
-    Text longer than one message is split with `split_message`; chunks already sent are
+    Text longer than one message is split with `split_for_discord`; chunks already sent are
     edited when they changed, new ones are sent, so nothing is ever sent twice.
     """
 
@@ -174,14 +181,15 @@ class StreamingSink:
             return
         self._last_show = now
         try:
-            await self._show(split_message(text + STREAMING_CURSOR, MESSAGE_LIMIT))
+            await self._show(split_for_discord(text + STREAMING_CURSOR))
         except DeliveryError:
             # Progress is best effort; `finish` tries again with the whole text.
             return
 
     async def finish(self, text: str) -> None:
         self._finished = True
-        chunks = split_message(text, MESSAGE_LIMIT)
+        # Text can clean to nothing (only control characters); the reply still shows.
+        chunks = split_for_discord(text) or ["…"]
         await self._show(chunks)
         for stale in self._sent[len(chunks) :]:
             # Streamed text that the final text dropped (e.g. trailing whitespace).
@@ -209,11 +217,11 @@ class DiscordReplyChannel:
         self._interval = interval
 
     async def send(self, text: str) -> None:
-        for index, chunk in enumerate(split_message(text, MESSAGE_LIMIT)):
+        for index, chunk in enumerate(split_for_discord(text)):
             await self._outlet.post(chunk, first=index == 0)
 
     async def send_file(self, filename: str, data: bytes, caption: str | None = None) -> None:
-        await self._outlet.post_file(filename, data, caption)
+        await self._outlet.post_file(filename, data, None if caption is None else clean(caption))
 
     async def typing(self) -> None:
         try:
@@ -241,7 +249,7 @@ class DiscordMessenger:
             int(chat_id), type=discord.ChannelType.private
         )
         try:
-            for chunk in split_message(text, MESSAGE_LIMIT):
+            for chunk in split_for_discord(text):
                 await channel.send(chunk, allowed_mentions=NO_PINGS)
         except discord.HTTPException as exc:
             # Forbidden: the user blocked the bot or left every shared server;

@@ -1,7 +1,9 @@
 """Every call that puts something in a Telegram chat, with the fallbacks they all need.
 
-- Markdown is rendered to HTML; when Telegram answers 400 "can't parse entities", the
-  same chunk is sent again as plain text, so a reply is never lost to a rendering bug.
+- Text is cleaned of characters no chat shows (`adapters.text.clean`) and split to the
+  limit; Markdown is rendered to HTML, and when Telegram answers 400 "can't parse
+  entities", the same chunk is sent again as plain text, so a reply is never lost to a
+  rendering bug.
 - A group upgraded to a supergroup answers `ChatMigrated`: the new id is remembered
   and the call is repeated there (and later calls go there directly).
 - Flood control (`RetryAfter`) is waited out by PTB's `AIORateLimiter`, which the bot
@@ -22,6 +24,7 @@ from telegram.error import BadRequest, ChatMigrated
 
 from adapters.chunking import split_message
 from adapters.telegram.render import markdown_to_html
+from adapters.text import clean
 
 logger = logging.getLogger(__name__)
 
@@ -32,12 +35,13 @@ _T = TypeVar("_T")
 
 
 def split_for_telegram(text: str) -> list[str]:
-    """Chunks of Markdown source that each fit one message.
+    """Chunks of cleaned (`adapters.text.clean`) Markdown source that each fit one
+    message. Every text the bot sends passes here first.
 
     Telegram counts UTF-16 code units, so a chunk heavy with emoji is split again.
     """
     chunks: list[str] = []
-    for chunk in split_message(text, MESSAGE_LIMIT):
+    for chunk in split_message(clean(text), MESSAGE_LIMIT):
         units = len(chunk.encode("utf-16-le")) // 2
         if units <= MESSAGE_LIMIT:
             chunks.append(chunk)
@@ -157,7 +161,7 @@ class Sender:
             return await self.bot.send_document(
                 target,
                 InputFile(data, filename=filename),
-                caption=caption,
+                caption=None if caption is None else clean(caption),
                 reply_parameters=quote,
             )
 
