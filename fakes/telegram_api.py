@@ -7,7 +7,8 @@
 
 Methods: getMe, getUpdates (serves queued updates, forgets those below `offset`, long
 polls up to `timeout` capped at `max_poll`), setWebhook / deleteWebhook (getUpdates
-answers 409 while a webhook is set, like Telegram), sendMessage, editMessageText,
+answers 409 while a webhook is set, like Telegram; meanwhile queued updates are POSTed
+to the webhook, see `webhook_address`), sendMessage, editMessageText,
 sendChatAction, sendDocument (multipart), setMyCommands, deleteMyCommands. Every call
 is recorded in `calls` with its parameters before any fault applies.
 
@@ -15,6 +16,11 @@ Like Telegram, it checks what a bot sends: text over 4096 characters is "message
 long", `parse_mode=HTML` must use Telegram's tags, properly nested ("can't parse
 entities" otherwise), and an edit to the same text is "message is not modified".
 Faults queued with `fail(method, ...)` answer that method's next calls, in order.
+
+Webhook delivery works like Telegram's: every queued update is POSTed at once (JSON,
+with the secret in `X-Telegram-Bot-Api-Secret-Token`), forgotten after a 2xx answer,
+and sent again `webhook_retry` seconds after any other answer or a failed connection.
+Each answer is recorded in `webhook_answers`.
 """
 
 from __future__ import annotations
@@ -25,11 +31,12 @@ import itertools
 import json
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from fakes.local_server import LocalServer
@@ -168,9 +175,16 @@ def mention(text: str, name: str = f"@{BOT_USERNAME}") -> JSONObject:
 class FakeTelegram(LocalServer):
     """A Bot API server on 127.0.0.1 with a free port; see the module doc."""
 
-    def __init__(self, *, max_poll: float = 0.5) -> None:
+    def __init__(self, *, max_poll: float = 0.5, webhook_retry: float = 0.1) -> None:
         self.token = TOKEN
         self.max_poll = max_poll
+        self.webhook_retry = webhook_retry
+        self.webhook_address: str | None = None
+        """Where webhook updates go instead of the URL given to setWebhook (which names
+        the public address; a test's adapter listens on 127.0.0.1)."""
+        self.webhook_answers: list[tuple[int, int]] = []
+        """(update id, HTTP status) of every webhook delivery, in order; 0 for no answer."""
+        self._delivery: asyncio.Task[None] | None = None
         self.calls: list[Call] = []
         self.messages: list[SentMessage] = []
         self.webhook: JSONObject | None = None
@@ -210,6 +224,10 @@ class FakeTelegram(LocalServer):
         """The next calls of `method` get these errors, one each."""
         self._faults.setdefault(method, deque()).extend(errors)
 
+    def webhook_statuses(self, update_id: int) -> list[int]:
+        """The answers to each delivery of one update to the webhook, in order."""
+        return [status for uid, status in self.webhook_answers if uid == update_id]
+
     def calls_to(self, method: str) -> list[Call]:
         return [c for c in self.calls if c.method == method]
 
@@ -226,6 +244,10 @@ class FakeTelegram(LocalServer):
         app = web.Application()
         app.router.add_route("*", "/bot{token}/{method}", self._dispatch)
         return app
+
+    async def aclose(self) -> None:
+        await self._stop_delivery()
+        await super().aclose()
 
     # -- the API ------------------------------------------------------------------------
 
@@ -275,11 +297,66 @@ class FakeTelegram(LocalServer):
 
     async def _set_webhook(self, params: JSONObject, files: dict[str, Any]) -> bool:
         self.webhook = params
+        if self._delivery is None:
+            self._delivery = asyncio.create_task(self._deliver())
         return True
 
     async def _delete_webhook(self, params: JSONObject, files: dict[str, Any]) -> bool:
         self.webhook = None
+        await self._stop_delivery()
         return True
+
+    # -- webhook delivery ---------------------------------------------------------------
+
+    async def _deliver(self) -> None:
+        """POST every queued update to the webhook, each until it is answered 2xx."""
+        posting: dict[int, asyncio.Task[None]] = {}
+        try:
+            async with aiohttp.ClientSession() as http:
+                while True:
+                    self._changed.clear()
+                    for update in self._updates:
+                        update_id = int(update["update_id"])
+                        if update_id not in posting:
+                            posting[update_id] = asyncio.create_task(
+                                self._post_update(http, update, posting)
+                            )
+                    await self._changed.wait()
+        finally:
+            for task in posting.values():
+                task.cancel()
+            await asyncio.gather(*posting.values(), return_exceptions=True)
+
+    async def _post_update(
+        self,
+        http: aiohttp.ClientSession,
+        update: JSONObject,
+        posting: dict[int, asyncio.Task[None]],
+    ) -> None:
+        while True:
+            webhook = self.webhook or {}
+            target = self.webhook_address or str(webhook.get("url"))
+            headers = {}
+            if webhook.get("secret_token"):
+                headers["X-Telegram-Bot-Api-Secret-Token"] = str(webhook["secret_token"])
+            try:
+                async with http.post(target, json=update, headers=headers) as response:
+                    status = response.status
+            except aiohttp.ClientError:
+                status = 0
+            self.webhook_answers.append((int(update["update_id"]), status))
+            if 200 <= status < 300:
+                self._updates = [u for u in self._updates if u is not update]
+                del posting[int(update["update_id"])]
+                return
+            await asyncio.sleep(self.webhook_retry)
+
+    async def _stop_delivery(self) -> None:
+        delivery, self._delivery = self._delivery, None
+        if delivery is not None:
+            delivery.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await delivery
 
     async def _get_updates(self, params: JSONObject, files: dict[str, Any]) -> list[JSONObject]:
         if self.webhook is not None:
@@ -470,10 +547,18 @@ def message(
     return body
 
 
-async def wait_until(condition: Callable[[], bool], *, within: float = 10.0) -> None:
-    """Poll `condition` until it holds; fail the test after `within` seconds."""
+async def wait_until(
+    condition: Callable[[], bool | Awaitable[bool]], *, within: float = 10.0
+) -> None:
+    """Poll `condition` (which may be async) until it holds; fail the test after
+    `within` seconds."""
     deadline = time.monotonic() + within
-    while not condition():
+    while True:
+        held = condition()
+        if not isinstance(held, bool):
+            held = await held
+        if held:
+            return
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.01)

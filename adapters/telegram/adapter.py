@@ -27,7 +27,7 @@ from telegram.ext import AIORateLimiter, ExtBot
 
 from adapters.recovery import recover_forever
 from adapters.telegram.channel import Clock, TelegramChannel, TelegramMessenger
-from adapters.telegram.dispatch import Dispatcher
+from adapters.telegram.dispatch import Dispatcher, OnStored
 from adapters.telegram.polling import Poller
 from adapters.telegram.sender import Sender
 from adapters.telegram.translate import BotIdentity, to_inbound
@@ -218,7 +218,9 @@ class TelegramAdapter:
                 # Typically "chat not found": that admin has not started the bot yet.
                 logger.warning("could not set the admin command menu for %s: %s", chat_id, exc)
 
-    async def _handle_update(self, update: Update) -> None:
+    async def _handle_update(self, update: Update, on_stored: OnStored) -> None:
+        """Hand a message to the engine; `on_stored` tells the dispatcher when Telegram
+        may forget the update (updates that never reach the engine: when this returns)."""
         assert self._me is not None
         if update.my_chat_member is not None:
             change = update.my_chat_member
@@ -245,6 +247,6 @@ class TelegramAdapter:
             edit_interval=self._edit_interval,
         )
         try:
-            await self._engine.handle(inbound, channel)
+            await self._engine.handle(inbound, channel, on_stored=on_stored)
         finally:
             await channel.close()

@@ -1,17 +1,21 @@
-"""Long polling that acknowledges an update only after its handler has finished.
+"""Long polling that acknowledges an update as soon as a crash could no longer lose it.
 
 Telegram forgets updates below the `offset` of the next getUpdates call. PTB's
 `Updater` advances that offset as soon as updates are fetched (they are acknowledged
 by the following call, while they may still sit unprocessed in its queue), so a crash
-loses them. Here the offset is the lowest update id whose handler is still running
-(or one past the highest seen when none is). A crash or kill therefore makes Telegram
-deliver again every update whose handler had not finished; the engine deduplicates
-messages it already stored, and answers those it stored but never answered.
+loses them. Here the offset is the lowest update id that is not acknowledgeable yet
+(`dispatch.Submission`: its message not stored, its handler not finished), or one past
+the highest seen when every update is. Replies still being written do not hold it
+back: getUpdates returns at most 100 updates from the offset, so one slow reply would
+otherwise keep Telegram from sending anything behind them. A crash or kill makes
+Telegram deliver again the updates that were not stored (and those stored since the
+last getUpdates, which carries the offset); the engine deduplicates what it stored
+already, and answers at start-up what it stored but never answered.
 
-Handlers of different chats run concurrently, so one slow reply does not hold up other
-chats: the loop keeps polling. Updates still being handled come back in those polls
-and are skipped; when a poll brings nothing new, the loop waits for a handler to
-finish (or `idle_wait`) rather than asking again at once.
+Handlers run concurrently, so the loop keeps polling. Updates not yet acknowledgeable
+come back in those polls and are skipped; when a poll brings nothing new, the loop
+waits for one of them to become acknowledgeable (or `idle_wait`) rather than asking
+again at once.
 """
 
 from __future__ import annotations
@@ -50,23 +54,25 @@ class Poller:
         self._allowed_updates = list(allowed_updates)
         self._idle_wait = idle_wait
         self._error_backoff = error_backoff
-        self._in_flight: dict[int, asyncio.Task[None]] = {}
+        # Update id -> `acknowledgeable`, until it is done (or for good, once cancelled).
+        self._unacknowledged: dict[int, asyncio.Future[None]] = {}
         self._highest: int | None = None
         self._task: asyncio.Task[None] | None = None
         self.connected = False
 
     @property
     def offset(self) -> int | None:
-        """The next getUpdates offset: everything below it has been handled."""
-        if self._in_flight:
-            return min(self._in_flight)
+        """The next getUpdates offset: everything below it is acknowledgeable."""
+        if self._unacknowledged:
+            return min(self._unacknowledged)
         return None if self._highest is None else self._highest + 1
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="telegram-polling")
 
     async def stop(self, grace: float) -> None:
-        """Stop fetching, let handlers finish within `grace` seconds, acknowledge what finished."""
+        """Stop fetching, let handlers finish within `grace` seconds, acknowledge what
+        is acknowledgeable by then."""
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -105,11 +111,11 @@ class Poller:
             self.connected = True
             fresh = [u for u in updates if self._highest is None or u.update_id > self._highest]
             for update in fresh:
-                self._track(update.update_id, self._dispatcher.submit(update))
+                self._track(update.update_id, self._dispatcher.submit(update).acknowledgeable)
                 self._highest = update.update_id
-            if updates and not fresh and self._in_flight:
+            if updates and not fresh and self._unacknowledged:
                 await asyncio.wait(
-                    set(self._in_flight.values()),
+                    set(self._unacknowledged.values()),
                     timeout=self._idle_wait,
                     return_when=asyncio.FIRST_COMPLETED,
                 )
@@ -147,12 +153,12 @@ class Poller:
             updates.append(update)
         return updates
 
-    def _track(self, update_id: int, task: asyncio.Task[None]) -> None:
-        self._in_flight[update_id] = task
+    def _track(self, update_id: int, acknowledgeable: asyncio.Future[None]) -> None:
+        self._unacknowledged[update_id] = acknowledgeable
 
-        def finished(done: asyncio.Task[None]) -> None:
-            # A handler cancelled at shutdown did not finish: its update stays unconfirmed.
-            if not done.cancelled():
-                self._in_flight.pop(update_id, None)
+        def done(future: asyncio.Future[None]) -> None:
+            # Cancelled by shutdown before it was stored: it stays unconfirmed.
+            if not future.cancelled():
+                self._unacknowledged.pop(update_id, None)
 
-        task.add_done_callback(finished)
+        acknowledgeable.add_done_callback(done)

@@ -1,13 +1,17 @@
-"""The webhook endpoint: Telegram POSTs each update; we answer once it is handled.
+"""The webhook endpoint: Telegram POSTs each update; we answer once it is safe.
 
 Served by tornado (PTB's `webhooks` extra already depends on it). Every request must
 carry the secret given to setWebhook in `X-Telegram-Bot-Api-Secret-Token`; anything
 else gets 403 and is not looked at. Because nothing is kept in memory between
 requests, several replicas can sit behind one load balancer.
 
-The response is held until the update's handler has finished (or `ack_timeout`, so
-Telegram's own timeout is not hit): an update a replica crashed on is answered by an
-error, so Telegram delivers it again and the engine deduplicates it.
+The response is held until the update is acknowledgeable (`dispatch.Submission`: its
+message stored, or its handler finished), not until its reply is written. An update
+that is not acknowledgeable within `ack_timeout` (the database is down and its handler
+keeps retrying) or whose handler was cancelled (shutdown) gets 503, so Telegram
+delivers it again: a message still waiting to be stored never gets 200. The retry
+usually finds the first delivery still running here and waits for it; otherwise the
+engine deduplicates it.
 """
 
 from __future__ import annotations
@@ -24,14 +28,14 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 from tornado.web import Application, RequestHandler
 
-from adapters.telegram.dispatch import Dispatcher
+from adapters.telegram.dispatch import Dispatcher, Submission
 from adapters.telegram.translate import parse_update
 
 logger = logging.getLogger(__name__)
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header name
 
-Receive = Callable[[dict[str, Any]], asyncio.Task[None] | None]
+Receive = Callable[[dict[str, Any]], Submission | None]
 
 
 class _UpdateHandler(RequestHandler):
@@ -54,13 +58,16 @@ class _UpdateHandler(RequestHandler):
         if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
             self.set_status(400)
             return
-        task = self._receive(data)
-        if task is None:  # unreadable: acknowledged, or Telegram would retry it for ever
+        submission = self._receive(data)
+        if submission is None:  # unreadable: acknowledged, or Telegram would retry it for ever
             self.set_status(200)
             return
-        await asyncio.wait([task], timeout=self._ack_timeout)
-        # Cancelled means shutting down mid-handler: an error makes Telegram send it again.
-        self.set_status(503 if task.cancelled() else 200)
+        acknowledgeable = submission.acknowledgeable
+        await asyncio.wait([acknowledgeable], timeout=self._ack_timeout)
+        # Not done: still not stored. Cancelled: shut down before it was. Either way
+        # an error status makes Telegram send it again.
+        safe = acknowledgeable.done() and not acknowledgeable.cancelled()
+        self.set_status(200 if safe else 503)
 
     def log_exception(self, *args: Any) -> None:
         # The default logs the request (and its body) at ERROR; the dispatcher logs ours.
@@ -90,7 +97,7 @@ class WebhookServer:
         self.port: int | None = None
         """The port actually listened on (useful with port 0)."""
 
-    def _receive(self, data: dict[str, Any]) -> asyncio.Task[None] | None:
+    def _receive(self, data: dict[str, Any]) -> Submission | None:
         update = parse_update(data, self._bot)
         return None if update is None else self._dispatcher.submit(update)
 

@@ -4,8 +4,10 @@ Every message the fake Telegram delivered must end up answered exactly once: its
 reply text (`echo: <message>`, the fake model's echo) present once in its chat. Each
 kill lands at a chosen stage of the pipeline: while the model has not answered yet,
 while a streamed preview is visible, and right after some replies were delivered while
-others are still being written. A preview that a kill left behind stays in the chat
-(the restarted service answers in a new message); it is never the final text.
+others are still being written. A message stored before the kill is not delivered
+again (Telegram was told once it was stored): the next process answers it once the dead
+one's turn has expired. A preview that a kill left behind stays in the chat (the
+restarted service answers in a new message); it is never the final text.
 """
 
 from __future__ import annotations

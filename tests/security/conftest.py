@@ -57,7 +57,7 @@ def pooled(services: Services, pool: Pool) -> PooledServices:
 
 @pytest.fixture
 async def tg() -> AsyncIterator[FakeTelegram]:
-    # Short long-polls: the adapter acknowledges a handled update on its next poll.
+    # Short long-polls: the adapter acknowledges a stored update on its next poll.
     async with FakeTelegram(max_poll=0.05) as fake:
         yield fake
 

@@ -134,6 +134,10 @@ async def test_telegram_non_admins_are_refused_in_every_form(
             tg.push_message("hello", user_id=user_id, first_name=name, username=name.lower())
         last = tg.push_message("/start", user_id=MALLORY, first_name="Admin", username="admin")
         await wait_until(lambda: tg.confirmed_below > last)
+        # Acknowledged once stored: the replies may still be on their way.
+        await wait_until(
+            lambda: all("echo: hello" in tg.texts(u) for u in (ADMIN, VICTIM, MALLORY))
+        )
         before = await _state(pooled.pool)
         sent_before = len(tg.messages)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -278,12 +279,24 @@ async def check(case: Case, pool: Pool, tg: FakeTelegram) -> None:
     assert_not_stored(case.outcome, rows, sent, where, command_answered=bool(sent))
 
 
-async def deliver_all(tg: FakeTelegram, adapter: TelegramAdapter, cases: list[Case]) -> None:
-    """Push the updates and wait until the adapter acknowledged them (= handled)."""
+async def _answered(pool: Pool, chat_id: int) -> bool:
+    """Whether the chat's messages are all answered (the reply delivered and recorded)."""
+    rows = await _rows(pool, chat_id)
+    return all(r["status"] == "answered" for r in rows if r["role"] == "user")
+
+
+async def deliver_all(
+    tg: FakeTelegram, adapter: TelegramAdapter, cases: list[Case], pool: Pool
+) -> None:
+    """Push the updates and wait until the adapter acknowledged them (stored, or handled
+    without storing: refused, ignored, a command that ran) and the stored ones are
+    answered."""
     last = 0
     for case in cases:
         last = tg.push_update(case.update)
     await wait_until(lambda: tg.confirmed_below > last, within=30)
+    for chat_id in {case.chat_id for case in cases if case.outcome is Outcome.ANSWERED}:
+        await wait_until(partial(_answered, pool, chat_id), within=30)
     assert adapter.connected
 
 
@@ -304,7 +317,7 @@ async def test_generated_updates_are_answered_refused_or_ignored_never_crash(
     engine = Engine(pooled(limits={"max_message_chars": LIMIT}), persona=PERSONA)
     error_log.clear()
     async with running(make_adapter(engine, tg)) as adapter:
-        await deliver_all(tg, adapter, cases)
+        await deliver_all(tg, adapter, cases, pooled.pool)
         for case in cases:
             await check(case, pooled.pool, tg)
     assert error_log.errors() == []
@@ -334,7 +347,7 @@ async def test_every_kind_of_case_at_least_once(
              -(group_user + 1), 6, Outcome.ANSWERED, "mention"),
     ]  # fmt: skip
     async with running(make_adapter(engine, tg)) as adapter:
-        await deliver_all(tg, adapter, fixed)
+        await deliver_all(tg, adapter, fixed, pooled.pool)
         for case in fixed:
             await check(case, pooled.pool, tg)
     assert error_log.errors() == []
@@ -375,6 +388,7 @@ async def test_nul_characters_are_refused_cleanly(
     async with running(make_adapter(engine, tg)):
         last = tg.push_message("before\x00after", user_id=user, first_name="N\x00ul")
         await wait_until(lambda: tg.confirmed_below > last)
+        await wait_until(partial(_answered, pooled.pool, user))
     assert tg.texts(user)
     assert INTERNAL_ERROR not in tg.texts(user)
     assert error_log.errors() == []

@@ -4,6 +4,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from core.services import Services
 from fakes.telegram_api import FakeTelegram
 
 
@@ -11,6 +12,14 @@ from fakes.telegram_api import FakeTelegram
 async def tg() -> AsyncIterator[FakeTelegram]:
     async with FakeTelegram() as fake:
         yield fake
+
+
+@pytest.fixture
+def services(pooled: Services) -> Services:
+    """A pool over a database of the test's own, not the shared test connection: a
+    chat's next message starts once the previous one is stored, while its reply is
+    still being written, and one connection runs one statement at a time."""
+    return pooled
 
 
 @pytest.fixture(autouse=True)

@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import asyncpg
+
 from adapters.telegram import TelegramAdapter
 from core.commands.registry import COMMANDS
 from core.engine import Engine
@@ -43,3 +45,25 @@ async def running(adapter: TelegramAdapter) -> AsyncIterator[TelegramAdapter]:
         yield adapter
     finally:
         await adapter.stop()
+
+
+@asynccontextmanager
+async def storing_blocked(dsn: str) -> AsyncIterator[asyncpg.Connection]:
+    """Hold the `messages` table so that no message can be stored until the block ends
+    (the database is up; the statement storing a message just waits)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        async with conn.transaction():
+            await conn.execute("LOCK TABLE messages IN EXCLUSIVE MODE")
+            yield conn
+    finally:
+        await conn.close()
+
+
+async def a_statement_waits(conn: asyncpg.Connection) -> bool:
+    """Whether a statement in the database waits for a lock (e.g. `storing_blocked`'s)."""
+    waiting: bool = await conn.fetchval(
+        "SELECT EXISTS (SELECT FROM pg_stat_activity"
+        " WHERE datname = current_database() AND wait_event_type = 'Lock')"
+    )
+    return waiting

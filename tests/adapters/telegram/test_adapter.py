@@ -4,11 +4,9 @@ engine on the test database, the real openai SDK against the fake LLM."""
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
 from core.engine import INTERRUPTED, UNSUPPORTED
 from core.services import Services
-from core.storage.database import Database, create_pool
 from fakes.openai_server import Delay, FakeOpenAI
 from fakes.telegram_api import (
     BOT_USERNAME,
@@ -18,7 +16,13 @@ from fakes.telegram_api import (
     mention,
     wait_until,
 )
-from tests.adapters.telegram.helpers import make_adapter, running, stepping_clock
+from tests.adapters.telegram.helpers import (
+    a_statement_waits,
+    make_adapter,
+    running,
+    stepping_clock,
+    storing_blocked,
+)
 from tests.core.engine_helpers import engine_with
 
 GROUP = -100500
@@ -31,21 +35,24 @@ async def _stored(services: Services, user_id: int) -> list[str]:
     return [m.content for m in reversed(await services.messages.history(user.id))]
 
 
-async def test_private_conversation_and_the_offset_waits_for_the_answer(
-    services: Services, tg: FakeTelegram
+async def test_private_conversation_and_the_offset_waits_for_the_message_to_be_stored(
+    services: Services, tg: FakeTelegram, fresh_dsn: str
 ) -> None:
     async with running(make_adapter(engine_with(services), tg)) as adapter:
         await wait_until(lambda: adapter.connected)
-        first = tg.push_message("Hello there", user_id=101)
+        async with storing_blocked(fresh_dsn) as blocker:
+            first = tg.push_message("Hello there", user_id=101)
+            await wait_until(lambda: a_statement_waits(blocker), within=30)
+            # Crash safety: polls go on, and none acknowledges the update before its
+            # message is stored.
+            polls = len(tg.calls_to("getUpdates"))
+            await wait_until(lambda: len(tg.calls_to("getUpdates")) > polls + 1)
+            assert tg.confirmed_below <= first
         await wait_until(lambda: tg.texts(101) == ["echo: Hello there"])
-        answered_at = max(
-            n
-            for n, c in enumerate(tg.calls)
-            if c.method in ("sendMessage", "editMessageText") and c.params["chat_id"] == 101
-        )
-        tg.push_message("How are you?", user_id=101)
-        await wait_until(lambda: tg.texts(101)[-1:] == ["echo: How are you?"])
         await wait_until(lambda: tg.confirmed_below > first)
+        second = tg.push_message("How are you?", user_id=101)
+        await wait_until(lambda: tg.texts(101)[-1:] == ["echo: How are you?"])
+        await wait_until(lambda: tg.confirmed_below > second)
 
     assert [m.reply_to for m in tg.chat(101)] == [None, None]  # no quoting in private
     assert await _stored(services, 101) == [
@@ -54,9 +61,6 @@ async def test_private_conversation_and_the_offset_waits_for_the_answer(
         "How are you?",
         "echo: How are you?",
     ]
-    # Crash safety: no getUpdates acknowledged the first update before it was answered.
-    before = [c for c in tg.calls[:answered_at] if c.method == "getUpdates"]
-    assert all((c.params.get("offset") or 0) <= first for c in before)
     assert tg.calls_to("sendChatAction")[0].params["action"] == "typing"
     assert tg.calls_to("deleteWebhook")  # polling needs no webhook set
 
@@ -209,38 +213,53 @@ async def test_non_text_input_gets_the_not_supported_answer(
     assert await _stored(services, 1001) == []
 
 
-async def test_a_reply_interrupted_by_shutdown_is_failed_and_retried_on_request(
-    services: Services, tg: FakeTelegram, fake_llm: FakeOpenAI
+async def test_an_update_interrupted_by_shutdown_before_it_was_stored_comes_again(
+    services: Services, tg: FakeTelegram, fresh_dsn: str
 ) -> None:
-    """The message is stored, so Telegram is not asked for it again; the turn cut short
-    by the shutdown leaves it failed and tells the person, and /retry answers it."""
+    """Not stored when the shutdown came: not acknowledged, so Telegram delivers it to
+    the next process, which answers it."""
     engine = engine_with(services)
-    fake_llm.push_fault(Delay(30))
-    first = make_adapter(engine, tg, shutdown_timeout=0.05)
-    async with running(first):
-        tg.push_message("slow one", user_id=1101)
-        await wait_until(lambda: len(fake_llm.chat_requests) == 1)
-    assert tg.texts(1101) == [INTERRUPTED]
+    async with storing_blocked(fresh_dsn) as blocker:
+        async with running(make_adapter(engine, tg, shutdown_timeout=0.05)):
+            update = tg.push_message("not stored yet", user_id=1101)
+            await wait_until(lambda: a_statement_waits(blocker), within=30)
+        assert tg.confirmed_below <= update
 
     async with running(make_adapter(engine, tg)):
-        tg.push_message("/retry", user_id=1101)
-        await wait_until(lambda: tg.texts(1101) == [INTERRUPTED, "echo: slow one"])
-    assert await _stored(services, 1101) == ["slow one", "echo: slow one"]
+        await wait_until(lambda: tg.texts(1101) == ["echo: not stored yet"])
+        await wait_until(lambda: tg.confirmed_below > update)
+    assert await _stored(services, 1101) == ["not stored yet", "echo: not stored yet"]
 
 
-async def test_a_slow_reply_does_not_hold_up_other_chats(
-    fresh_dsn: str, services: Services, tg: FakeTelegram, fake_llm: FakeOpenAI
+async def test_an_update_whose_reply_is_interrupted_by_shutdown_stays_acknowledged(
+    services: Services, tg: FakeTelegram, fake_llm: FakeOpenAI
 ) -> None:
-    pool = await create_pool(fresh_dsn, min_size=2, max_size=6)
-    try:
-        engine = engine_with(replace(services, db=Database(pool)))
-        fake_llm.push_fault(Delay(30))
-        async with running(make_adapter(engine, tg, shutdown_timeout=0.05)):
-            slow = tg.push_message("slow", user_id=1201)
-            await wait_until(lambda: len(fake_llm.chat_requests) == 1)
-            tg.push_message("quick", user_id=1202)
-            await wait_until(lambda: tg.texts(1202) == ["echo: quick"])
-            assert tg.texts(1201) == []
-            assert tg.confirmed_below <= slow  # still being handled: not acknowledged
-    finally:
-        await pool.close()
+    """Its message is stored: Telegram need not deliver it again. The turn cut short by
+    the shutdown leaves it failed and tells the person, and /retry answers it."""
+    engine = engine_with(services)
+    fake_llm.push_fault(Delay(30))
+    async with running(make_adapter(engine, tg, shutdown_timeout=0.05)):
+        update = tg.push_message("slow one", user_id=1102)
+        await wait_until(lambda: len(fake_llm.chat_requests) == 1)
+        await wait_until(lambda: tg.confirmed_below > update)
+    assert tg.texts(1102) == [INTERRUPTED]
+    assert await _stored(services, 1102) == ["slow one"]
+
+    async with running(make_adapter(engine, tg)):
+        tg.push_message("/retry", user_id=1102)
+        await wait_until(lambda: tg.texts(1102) == [INTERRUPTED, "echo: slow one"])
+    assert await _stored(services, 1102) == ["slow one", "echo: slow one"]
+
+
+async def test_a_slow_reply_holds_up_neither_other_chats_nor_acknowledgements(
+    services: Services, tg: FakeTelegram, fake_llm: FakeOpenAI
+) -> None:
+    fake_llm.push_fault(Delay(30))
+    async with running(make_adapter(engine_with(services), tg, shutdown_timeout=0.05)):
+        slow = tg.push_message("slow", user_id=1201)
+        await wait_until(lambda: len(fake_llm.chat_requests) == 1)
+        quick = tg.push_message("quick", user_id=1202)
+        await wait_until(lambda: tg.texts(1202) == ["echo: quick"])
+        await wait_until(lambda: tg.confirmed_below > quick)
+        assert tg.texts(1201) == []  # still being answered, yet acknowledged: stored
+        assert slow < quick

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import aiohttp
 import pytest
 
 from adapters.telegram import TelegramAdapter
 from core.errors import DeliveryError
 from core.services import Services
+from fakes.openai_server import FakeOpenAI
 from fakes.telegram_api import (
     FakeTelegram,
     bot_user,
@@ -16,7 +19,12 @@ from fakes.telegram_api import (
     migrated,
     wait_until,
 )
-from tests.adapters.telegram.helpers import make_adapter, running
+from tests.adapters.telegram.helpers import (
+    a_statement_waits,
+    make_adapter,
+    running,
+    storing_blocked,
+)
 from tests.core.engine_helpers import engine_with
 
 SECRET = "s3cret-webhook-token"
@@ -24,7 +32,7 @@ GROUP = -200
 SUPERGROUP = -100200
 
 
-def _webhook_adapter(services: Services, tg: FakeTelegram) -> TelegramAdapter:
+def _webhook_adapter(services: Services, tg: FakeTelegram, **overrides: Any) -> TelegramAdapter:
     return make_adapter(
         engine_with(services),
         tg,
@@ -33,10 +41,18 @@ def _webhook_adapter(services: Services, tg: FakeTelegram) -> TelegramAdapter:
         webhook_secret=SECRET,
         webhook_listen="127.0.0.1",
         webhook_port=0,
+        **overrides,
     )
 
 
-async def test_webhook_checks_the_secret_and_answers_before_acknowledging(
+async def _history(services: Services, user_id: int) -> list[str]:
+    found = await services.users.find(f"telegram:{user_id}")
+    if found is None:
+        return []
+    return [m.content for m in reversed(await services.messages.history(found.id))]
+
+
+async def test_webhook_checks_the_secret_and_acknowledges_once_stored(
     services: Services, tg: FakeTelegram
 ) -> None:
     async with running(_webhook_adapter(services, tg)) as adapter, aiohttp.ClientSession() as http:
@@ -55,8 +71,9 @@ async def test_webhook_checks_the_secret_and_answers_before_acknowledging(
         headers = {"X-Telegram-Bot-Api-Secret-Token": SECRET}
         async with http.post(url, json=update, headers=headers) as response:
             assert response.status == 200
-        # Held until handled: the answer is there when Telegram gets its 200.
-        assert tg.texts(1201) == ["echo: via webhook"]
+        # Held until stored: the message is in the database when Telegram gets its 200.
+        assert (await _history(services, 1201))[:1] == ["via webhook"]
+        await wait_until(lambda: tg.texts(1201) == ["echo: via webhook"])
 
         # Telegram retrying the same update (e.g. after a timeout): answered once.
         async with http.post(url, json=update, headers=headers) as response:
@@ -74,9 +91,28 @@ async def test_webhook_checks_the_secret_and_answers_before_acknowledging(
     assert tg.texts(1201) == ["echo: via webhook"]
     assert tg.calls_to("getUpdates") == []
     assert tg.webhook is not None  # other replicas still serve it
-    found = await services.users.find("telegram:1201")
-    assert found is not None
-    assert len(await services.messages.history(found.id)) == 2
+    assert await _history(services, 1201) == ["via webhook", "echo: via webhook"]
+
+
+async def test_webhook_answers_an_error_until_the_message_is_stored(
+    services: Services, tg: FakeTelegram, fake_llm: FakeOpenAI, fresh_dsn: str
+) -> None:
+    """Telegram (the fake) posts the update and retries it on every error status; the
+    retries find the first delivery still waiting to store the message."""
+    adapter = _webhook_adapter(services, tg, webhook_ack_timeout=0.2)
+    async with running(adapter):
+        tg.webhook_address = f"http://127.0.0.1:{adapter.webhook_port}/telegram/hook"
+        async with storing_blocked(fresh_dsn) as blocker:
+            update = tg.push_message("wait for me", user_id=1203)
+            await wait_until(lambda: len(tg.webhook_statuses(update)) >= 3)
+            assert await a_statement_waits(blocker)
+        await wait_until(lambda: tg.webhook_statuses(update)[-1:] == [200])
+        await wait_until(lambda: tg.texts(1203) == ["echo: wait for me"])
+    *refused, accepted = tg.webhook_statuses(update)
+    assert set(refused) == {503}
+    assert accepted == 200
+    assert len(fake_llm.chat_requests) == 1
+    assert await _history(services, 1203) == ["wait for me", "echo: wait for me"]
 
 
 async def test_a_group_that_became_a_supergroup(services: Services, tg: FakeTelegram) -> None:
