@@ -545,8 +545,8 @@ class Engine:
         """
         services = self._services
         started = time.perf_counter()
-        # PostgreSQL text cannot hold NUL: shown as U+FFFD, like an incoming one.
-        text = completion.text.replace("\x00", "\ufffd").strip() or "…"
+        # PostgreSQL text cannot hold NUL, and no platform shows one: dropped.
+        text = completion.text.replace("\x00", "").strip() or "…"
         tokens_in = completion.tokens_in or context.prompt_tokens
         tokens_out = completion.tokens_out or services.tokens.count(text)
         metrics.observe_llm(
@@ -652,8 +652,9 @@ class Engine:
             self._outage_told.clear()
         self._outage_told.add(key)
         logger.warning(
-            "database %s; message %s will be handled again",
+            "database %s (%s); message %s will be handled again",
             "busy" if busy else "unreachable",
+            type(exc.__cause__ or exc).__name__,
             key,
         )
         with suppress(Exception):

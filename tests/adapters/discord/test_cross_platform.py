@@ -20,6 +20,13 @@ DISCORD_ID = 777
 DISCORD_USER = user_payload(DISCORD_ID, "sam")
 
 
+@pytest.fixture
+def services(pooled: Services) -> Services:
+    """The engine on a pool: the Telegram adapter looks for unanswered messages beside
+    the engine's turns, and one connection runs one statement at a time."""
+    return pooled
+
+
 @pytest.fixture(autouse=True)
 def _ptb_timedelta(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PTB_TIMEDELTA", "1")

@@ -61,7 +61,10 @@ async def storing_blocked(dsn: str) -> AsyncIterator[asyncpg.Connection]:
 
 
 async def a_statement_waits(conn: asyncpg.Connection) -> bool:
-    """Whether a statement in the database waits for a lock (e.g. `storing_blocked`'s)."""
+    """Whether a statement in the database waits for a lock (e.g. `storing_blocked`'s).
+    Inside a transaction PostgreSQL keeps the first view of the statistics it read:
+    dropped first, so each call sees the sessions as they are now."""
+    await conn.execute("SELECT pg_stat_clear_snapshot()")
     waiting: bool = await conn.fetchval(
         "SELECT EXISTS (SELECT FROM pg_stat_activity"
         " WHERE datname = current_database() AND wait_event_type = 'Lock')"

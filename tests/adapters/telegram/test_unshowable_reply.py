@@ -2,12 +2,8 @@
 python-telegram-bot against the fake Bot API, the real engine and openai SDK.
 
 Such a reply (a NUL-numbered placeholder inside a code block) used to send the renderer
-into an endless loop that blocked the whole process.
-
-The engine runs on a pool (`pooled`): recording a reply that holds a NUL fails
-(PostgreSQL text cannot hold one, and core/engine.py stores the model's text as it
-came), which on the shared test connection would abort the transaction later
-statements run in.
+into an endless loop that blocked the whole process. The NULs are dropped before the
+reply is recorded (PostgreSQL text cannot hold one).
 """
 
 from __future__ import annotations
@@ -23,10 +19,10 @@ REPLY = "Here:\r\n```python\nprint('\x000\x00')\n```\nDone\x07."
 
 
 async def test_a_reply_with_control_characters_is_delivered_cleaned(
-    pooled: Services, tg: FakeTelegram, fake_llm: FakeOpenAI
+    services: Services, tg: FakeTelegram, fake_llm: FakeOpenAI
 ) -> None:
     fake_llm.push_reply(REPLY)
-    async with running(make_adapter(engine_with(pooled), tg)):
+    async with running(make_adapter(engine_with(services), tg)):
         tg.push_message("show me code", user_id=1101)
         await wait_until(lambda: tg.texts(1101) == ["Here:\nprint('0')\nDone."])
         # The process is free: someone else is answered after it.
@@ -40,3 +36,13 @@ async def test_a_reply_with_control_characters_is_delivered_cleaned(
     )
     sent = [c.params["text"] for c in tg.calls if c.method in ("sendMessage", "editMessageText")]
     assert not [c for text in sent for c in text if unshowable(c)]
+    assert await _stored_replies(services, 1101) == [
+        "Here:\r\n```python\nprint('0')\n```\nDone\x07."
+    ]
+
+
+async def _stored_replies(services: Services, user_id: int) -> list[str]:
+    user = await services.users.find(f"telegram:{user_id}")
+    assert user is not None
+    history = await services.messages.history(user.id)
+    return [m.content for m in reversed(history) if m.role.value == "assistant"]
