@@ -20,11 +20,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from core.models import Fact, MemoryContext, Message, MessageRole, MessageStatus
 from core.persona import system_prompt
 from core.recall.hybrid import RecalledItem
+from core.snapshot import ContextSnapshot, RecalledRef
 from core.storage.turns import TurnState
 from core.tokens import TOKENS_PER_MESSAGE, TOKENS_REPLY_PRIMING, TokenCounter
 
@@ -47,7 +47,7 @@ FACT_PREFIX = "- "
 @dataclass(frozen=True, slots=True)
 class AssembledContext:
     messages: list[dict[str, str]]
-    snapshot: dict[str, Any]
+    snapshot: ContextSnapshot
     prompt_tokens: int
     failed_ids: tuple[int, ...] = field(default_factory=tuple)
     """Earlier messages in the window whose answer failed: the reply answers them too."""
@@ -208,22 +208,17 @@ class ContextAssembler:
             {"role": m.role.value, "content": m.content} for m in window
         ]
         prompt_tokens = system_tokens + used["recent"] + TOKENS_REPLY_PRIMING
-        snapshot = {
-            "summary_version": conversation.summary_version,
-            "fact_ids": [f.id for f in kept_facts],
-            "recalled": [
-                {
-                    "source": item.source.value,
-                    "id": item.id,
-                    "score": round(item.score, 6),
-                    "similarity": None if item.similarity is None else round(item.similarity, 4),
-                }
+        snapshot = ContextSnapshot(
+            summary_version=conversation.summary_version,
+            fact_ids=tuple(f.id for f in kept_facts),
+            recalled=tuple(
+                RecalledRef(item.source.value, item.id, item.score, item.similarity)
                 for item in kept_recall
-            ],
-            "window_ids": [m.id for m in window],
-            "shared_chat": shared_chat,
-            "tokens": {**used, "prompt": prompt_tokens, "budget": budget},
-        }
+            ),
+            window_ids=tuple(m.id for m in window),
+            shared_chat=shared_chat,
+            tokens={**used, "prompt": prompt_tokens, "budget": budget},
+        )
         failed = tuple(m.id for m in window if m.status is MessageStatus.FAILED)
         return AssembledContext(prompt, snapshot, prompt_tokens, failed)
 

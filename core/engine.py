@@ -554,13 +554,12 @@ class Engine:
         )
         reply = Reply(
             text=text,
-            snapshot={
-                **context.snapshot,
-                "model": completion.model,
-                "tokens_in": tokens_in,
-                "tokens_out": tokens_out,
-                "timings_ms": turn.timings,
-            },
+            snapshot=context.snapshot.answered(
+                model=completion.model,
+                tokens_in=tokens_in,
+                tokens_out=tokens_out,
+                timings_ms=turn.timings,
+            ),
             tokens_in=tokens_in,
             tokens_out=tokens_out,
             model=completion.model,

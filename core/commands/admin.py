@@ -19,6 +19,7 @@ from core.commands.base import Command, CommandContext, UsageError
 from core.errors import DeliveryError
 from core.models import Message, MessageRole, User, UserStatus
 from core.services import Services
+from core.snapshot import ContextSnapshot
 from core.storage.audit import AuditRepository
 from core.storage.database import Connection
 from core.storage.directory import Directory, Recipient
@@ -75,84 +76,24 @@ async def find_target(ctx: CommandContext, args: str, action: str) -> User | Non
     return user
 
 
-def _number(value: Any) -> str:
-    return f"{value:.2f}" if isinstance(value, float) else str(value)
-
-
-def _pairs(value: Any, key: str = "tokens") -> str:
-    """`{"facts": 80}`, `{"facts": {"tokens": 80}}` or `[{"name": "facts", "tokens": 80}]`
-    as "facts 80"."""
-    if isinstance(value, dict):
-        items = [(k, v.get(key) if isinstance(v, dict) else v) for k, v in value.items()]
-    elif isinstance(value, list):
-        items = [(v.get("name"), v.get(key)) for v in value if isinstance(v, dict)]
-    else:
-        return _number(value)
-    return ", ".join(f"{name} {_number(n)}" for name, n in items)
-
-
-def _ids(value: Any) -> str:
-    return ", ".join(map(str, value)) if isinstance(value, list) else _number(value)
-
-
-def _window(value: Any) -> str:
-    if isinstance(value, list) and value:
-        return f"{len(value)} messages, ids {value[0]}..{value[-1]}"
-    return "none"
-
-
-def _timings(value: Any) -> str:
-    return _pairs(value, "ms")
-
-
-def _recalled(value: Any) -> str:
-    if not isinstance(value, list):
-        return _number(value)
-    parts = []
-    for item in value:
-        if isinstance(item, dict):
-            kind = item.get("kind") or item.get("source") or item.get("type") or ""
-            score = item.get("score", item.get("similarity"))
-            parts.append(
-                f"{kind} {item.get('id')}".strip()
-                + (f" ({_number(score)})" if score is not None else "")
-            )
-        else:
-            parts.append(_number(item))
-    return ", ".join(parts) or "none"
-
-
 def describe_snapshot(message: Message) -> list[str]:
-    """A reply's context snapshot in a few lines: ids, scores and counts, never texts.
-
-    Tolerant of the snapshot's shape: known keys get a readable line, other numbers and
-    flags are listed as they are; strings and nested values without a known meaning are
-    skipped (they might quote the conversation).
-    """
-    snapshot = dict(message.context_snapshot or {})
-    lines = [
-        f"Model {snapshot.pop('model', message.model)}, {message.response_ms} ms,"
-        f" tokens {message.tokens_in} in / {message.tokens_out} out"
+    """A reply's context snapshot in a few lines: ids, scores, counts and timings, never
+    texts (`ContextSnapshot` holds none)."""
+    snapshot = ContextSnapshot.from_json(message.context_snapshot or {})
+    recalled = ", ".join(f"{r.source} {r.id} ({r.score:.2f})" for r in snapshot.recalled)
+    window = snapshot.window_ids
+    return [
+        f"Model {snapshot.model or message.model}, {message.response_ms} ms,"
+        f" tokens {message.tokens_in} in / {message.tokens_out} out",
+        "Tokens by section: " + ", ".join(f"{k} {v}" for k, v in snapshot.tokens.items()),
+        "Facts: " + (", ".join(map(str, snapshot.fact_ids)) or "none"),
+        f"Recalled: {recalled or 'none'}",
+        "Recent window: "
+        + (f"{len(window)} messages, ids {window[0]}..{window[-1]}" if window else "none"),
+        "Timings (ms): " + ", ".join(f"{k} {v}" for k, v in sorted(snapshot.timings_ms.items())),
+        f"summary_version: {snapshot.summary_version}",
+        f"shared_chat: {snapshot.shared_chat}",
     ]
-    for key in ("tokens_in", "tokens_out"):  # already in the first line
-        snapshot.pop(key, None)
-    labels: dict[str, tuple[str, Callable[[Any], str]]] = {
-        "tokens": ("Tokens by section", _pairs),
-        "sections": ("Tokens by section", _pairs),
-        "fact_ids": ("Facts", _ids),
-        "recalled": ("Recalled", _recalled),
-        "recall": ("Recalled", _recalled),
-        "window_ids": ("Recent window", _window),
-        "timings": ("Timings (ms)", _timings),
-        "timings_ms": ("Timings (ms)", _timings),
-    }
-    for key, (label, render) in labels.items():
-        if key in snapshot:
-            lines.append(f"{label}: {render(snapshot.pop(key))}")
-    for key, value in snapshot.items():
-        if isinstance(value, int | float | bool):
-            lines.append(f"{key}: {_number(value)}")
-    return lines
 
 
 async def stats(ctx: CommandContext, args: str) -> None:

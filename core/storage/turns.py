@@ -39,6 +39,7 @@ from core.models import (
     MessageStatus,
     Platform,
 )
+from core.snapshot import ContextSnapshot
 from core.storage.database import Connection, Database
 from core.storage.messages import message_from_row
 
@@ -263,7 +264,7 @@ class Reply:
     """A model reply as it is recorded (`TurnStore.close`)."""
 
     text: str
-    snapshot: dict[str, Any]
+    snapshot: ContextSnapshot
     tokens_in: int
     tokens_out: int
     model: str
@@ -387,7 +388,7 @@ class TurnStore:
                 message.platform.value,
                 message.chat_id,
                 message.id,
-                reply.snapshot,
+                reply.snapshot.to_json(),
                 reply.tokens_in,
                 reply.tokens_out,
                 reply.model,

@@ -11,6 +11,7 @@ from core.errors import DeliveryError
 from core.inbound import ChatKind, Inbound
 from core.models import Message, Platform, Role, User
 from core.services import Services
+from core.snapshot import ContextSnapshot, RecalledRef
 from fakes.channel import RecordingChannel
 
 
@@ -146,18 +147,20 @@ async def add_exchange(
         reply_to_id=stored.message.id,
         platform=Platform.TELEGRAM,
         chat_id=f"{chat}{user.id}",
-        context_snapshot={  # the shape core.context and core.engine store
-            "summary_version": 0,
-            "fact_ids": [1, 2],
-            "recalled": [{"source": "message", "id": 9, "score": 0.8123, "similarity": 0.7}],
-            "window_ids": [3, 4, 5],
-            "shared_chat": False,
-            "tokens": {"persona": 100, "facts": 20, "recent": 50, "budget": 6000},
-            "model": "fake-model",
-            "tokens_in": 170,
-            "tokens_out": 12,
-            "timings_ms": {"recall_ms": 4, "llm_ms": 120},
-            "query": "secret text",
+        context_snapshot={
+            **ContextSnapshot(
+                summary_version=0,
+                fact_ids=(1, 2),
+                recalled=(RecalledRef("message", 9, 0.8123, 0.7),),
+                window_ids=(3, 4, 5),
+                shared_chat=False,
+                tokens={"persona": 100, "facts": 20, "recent": 50, "budget": 6000},
+                model="fake-model",
+                tokens_in=170,
+                tokens_out=12,
+                timings_ms={"recall_ms": 4, "llm_ms": 120},
+            ).to_json(),
+            "query": "secret text",  # a key /why does not know is never shown
         },
         tokens_in=170,
         tokens_out=12,

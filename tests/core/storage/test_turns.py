@@ -6,11 +6,15 @@ from __future__ import annotations
 import uuid
 
 from core.models import MessageRole, MessageStatus, Platform
+from core.snapshot import ContextSnapshot
 from core.storage.database import Database, create_pool
 from core.storage.turns import NewMessage, ReadLimits, Reply, TurnStore
 from core.storage.users import UserRepository
 
 LIMITS = ReadLimits(window=10, facts=5, include_private=True)
+SNAPSHOT = ContextSnapshot(
+    summary_version=0, fact_ids=(), recalled=(), window_ids=(), shared_chat=False, tokens={}
+)
 
 
 def _store(db: Database, lease_seconds: float = 30.0) -> TurnStore:
@@ -24,7 +28,7 @@ def _new(text: str, message_id: str) -> NewMessage:
 def _reply(text: str) -> Reply:
     return Reply(
         text=text,
-        snapshot={"window_ids": []},
+        snapshot=SNAPSHOT,
         tokens_in=3,
         tokens_out=2,
         model="m",
@@ -154,7 +158,7 @@ async def test_fail_and_release_end_the_turn(db: Database) -> None:
         after.message,
         Reply(
             text="both",
-            snapshot={},
+            snapshot=SNAPSHOT,
             tokens_in=1,
             tokens_out=1,
             model="m",
