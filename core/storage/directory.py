@@ -2,9 +2,8 @@
 turn's one statement (`turn_state`), which reads the turn's state and recall candidates
 and, for a new message, stores it first.
 
-User-data queries take the user id and are scoped by it. The two exceptions are marked
-"admins only": broadcast recipients (identities of every active user) and looking up a
-reply by id across users (`/why`).
+User-data queries take the user id and are scoped by it. The exception is marked
+"admins only": looking up a reply by id across users (`/why`).
 """
 
 from __future__ import annotations
@@ -33,13 +32,6 @@ from core.storage.messages import (
     window_from_array,
 )
 from core.storage.users import conversation_from_row
-
-
-@dataclass(frozen=True, slots=True)
-class Recipient:
-    user_id: int
-    platform: Platform
-    chat_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,24 +124,6 @@ class Directory:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._turn_queries: dict[tuple[RecallCandidates | None, bool, bool, bool], str] = {}
-
-    async def broadcast_recipients(
-        self, platforms: list[Platform], *, conn: Connection | None = None
-    ) -> list[Recipient]:
-        """Admins only: every private chat of every active user on `platforms`, by user,
-        oldest identity first (the first one is tried first)."""
-        async with self._db.connection(conn) as c:
-            rows = await c.fetch(
-                "SELECT i.user_id, i.platform, i.private_chat_id FROM identities i"
-                " JOIN users u ON u.id = i.user_id"
-                " WHERE u.status = 'active' AND i.private_chat_id IS NOT NULL"
-                " AND i.platform = ANY($1::text[])"
-                " ORDER BY i.user_id, i.created_at, i.platform",
-                [p.value for p in platforms],
-            )
-        return [
-            Recipient(r["user_id"], Platform(r["platform"]), r["private_chat_id"]) for r in rows
-        ]
 
     async def find_reply(
         self, message_id: int, *, conn: Connection | None = None
