@@ -27,6 +27,7 @@ from bot.scheduler import JobScheduler
 from bot.services import build_services
 from config import Settings
 from core.jobs.archive import ArchiveJob, RetentionJob
+from core.jobs.broadcast import BROADCAST_INTERVAL_SECONDS, BroadcastJob
 from core.jobs.memory import MemoryJob
 from core.jobs.reembed import DEFAULT_BATCH_SIZE, Reembedder, ReembedProgress
 from core.jobs.registry import Job, JobRegistry, JobSpec
@@ -39,7 +40,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 RECENT_RUNS = 10
 
-JOB_NAMES = ("memory", "archive", "retention", "reembed", "user_indexes")
+JOB_NAMES = ("memory", "archive", "retention", "reembed", "user_indexes", "broadcast")
 
 
 def schedule_from_settings(settings: Settings) -> dict[str, int | None]:
@@ -50,6 +51,7 @@ def schedule_from_settings(settings: Settings) -> dict[str, int | None]:
         "retention": settings.archive.interval_seconds,
         "reembed": None,
         "user_indexes": settings.archive.interval_seconds,
+        "broadcast": BROADCAST_INTERVAL_SECONDS,
     }
 
 
@@ -67,6 +69,7 @@ def build_registry(services: Services, *, reembedder: Reembedder | None = None) 
             dimensions=services.settings.embedding_dimensions,
             min_messages=services.settings.context.exact_recall_max_rows,
         ),
+        BroadcastJob(services),
     ]
     return JobRegistry(
         services.db, [JobSpec(job, schedule[job.name]) for job in jobs], clock=services.clock

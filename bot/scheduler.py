@@ -4,8 +4,9 @@ APScheduler (3.x, `AsyncIOScheduler`) only decides *when*; every run goes throug
 `JobRegistry.run`, which records it in `job_runs`. A job never overlaps itself
 (`max_instances=1`, and the registry refuses a second concurrent run), missed runs
 collapse into one (`coalesce`), and several replicas may run the same schedule: the
-jobs claim their work per user in the database. `stop` cancels runs in progress; each
-job's unit of work is one transaction, so a cancelled run leaves nothing half-done.
+jobs claim their work per user in the database. `stop` cancels runs in progress, the
+registry's background runs (`JobRegistry.start`) included; each job's unit of work is
+one transaction, so a cancelled run leaves nothing half-done.
 """
 
 from __future__ import annotations
@@ -79,7 +80,8 @@ class JobScheduler:
         )
 
     async def stop(self) -> None:
-        """Stop scheduling and cancel the runs in progress; waits for them to end."""
+        """Stop scheduling and cancel the runs in progress (scheduled ones, and those the
+        registry started in the background); waits for them to end."""
         scheduler, self._scheduler = self._scheduler, None
         if scheduler is None:
             return
@@ -88,7 +90,7 @@ class JobScheduler:
         tasks = list(self._running)
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, self._registry.stop_background(), return_exceptions=True)
         # AsyncIOScheduler.shutdown is scheduled on the loop: let it happen.
         await asyncio.sleep(0)
         logger.info("scheduler stopped")

@@ -1,4 +1,5 @@
-"""Admin commands: look at the deployment and its users, ban, broadcast, run jobs.
+"""Admin commands: look at the deployment and its users, ban, run jobs (`/broadcast` is
+in `core.commands.broadcast`).
 
 Every handler here writes one `admin_audit` row (read-only commands too), with ids,
 counts and names in `details` but never anyone's message text. The registry refuses
@@ -7,37 +8,24 @@ non-admins before a handler runs, so a refused call writes nothing.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from core.charts import daily_activity_png
 from core.commands.base import Command, CommandContext, UsageError
-from core.errors import DeliveryError
 from core.models import Message, MessageRole, User, UserStatus
-from core.services import Services
 from core.snapshot import ContextSnapshot
 from core.storage.audit import AuditRepository
 from core.storage.database import Connection
-from core.storage.directory import Directory, Recipient
 from core.storage.job_runs import JobRunRepository
 from core.storage.stats import StatsRepository
 
 logger = logging.getLogger(__name__)
 
-# Broadcast pace: Telegram allows about 30 private messages a second per bot.
-BROADCAST_PER_SECOND = 20.0
-Sleep = Callable[[float], Awaitable[None]]
-# Replaced in tests, so that pacing is checked without waiting.
-broadcast_sleep: Sleep = asyncio.sleep
-
 AUDIT_DEFAULT = 20
 STATS_CHART_DAYS = 30
 AUDIT_MAX = 100
-BROADCAST_MAX_CHARS = 4000
 
 _USER_ID = re.compile(r"^\d{1,18}$")
 _USERNAME = re.compile(r"^@[A-Za-z0-9_.]{1,64}$")
@@ -173,54 +161,6 @@ async def unban(ctx: CommandContext, args: str) -> None:
     await _set_status(ctx, args, UserStatus.ACTIVE)
 
 
-@dataclass(frozen=True, slots=True)
-class BroadcastResult:
-    sent: int
-    failed: int
-
-
-async def broadcast_to_all(
-    services: Services, text: str, *, per_second: float, sleep: Sleep
-) -> BroadcastResult:
-    """Send `text` once to every active user with a known private chat.
-
-    A user's private chats are tried oldest identity first until one accepts; a user
-    counts as failed when none does. Sends are spaced 1/`per_second` apart.
-    """
-    recipients = await Directory(services.db).broadcast_recipients(list(services.messengers))
-    by_user: dict[int, list[Recipient]] = {}
-    for recipient in recipients:
-        by_user.setdefault(recipient.user_id, []).append(recipient)
-    sent = failed = attempts = 0
-    for user_id, chats in by_user.items():
-        for chat in chats:
-            if attempts:
-                await sleep(1.0 / per_second)
-            attempts += 1
-            try:
-                await services.messengers[chat.platform].send_private(chat.chat_id, text)
-            except DeliveryError as exc:
-                logger.info("broadcast to user %s on %s failed: %s", user_id, chat.platform, exc)
-                continue
-            sent += 1
-            break
-        else:
-            failed += 1
-    return BroadcastResult(sent, failed)
-
-
-async def broadcast(ctx: CommandContext, args: str) -> None:
-    if not args:
-        raise UsageError("give the text to send")
-    if len(args) > BROADCAST_MAX_CHARS:
-        raise UsageError(f"at most {BROADCAST_MAX_CHARS} characters")
-    result = await broadcast_to_all(
-        ctx.services, args, per_second=BROADCAST_PER_SECOND, sleep=broadcast_sleep
-    )
-    await audit(ctx, "broadcast", chars=len(args), sent=result.sent, failed=result.failed)
-    await ctx.channel.send(f"Broadcast sent to {result.sent}, failed {result.failed}.")
-
-
 async def jobs(ctx: CommandContext, args: str) -> None:
     if args:
         raise UsageError("no arguments")
@@ -303,7 +243,6 @@ ADMIN_COMMANDS = [
     Command("user", "/user <id|@name|platform:id>", "One user's profile", user_info, admin=True),
     Command("ban", "/ban <id|@name|platform:id>", "Ban a user", ban, admin=True),
     Command("unban", "/unban <id|@name|platform:id>", "Lift a ban", unban, admin=True),
-    Command("broadcast", "/broadcast <text>", "Message every user", broadcast, admin=True),
     Command("jobs", "/jobs", "Scheduled jobs and their last runs", jobs, admin=True),
     Command("runjob", "/runjob <name>", "Run a job now", runjob, admin=True),
     Command("audit", "/audit [n]", "The last n admin actions", audit_log, admin=True),

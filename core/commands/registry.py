@@ -12,6 +12,7 @@ import logging
 
 from core.commands.admin import ADMIN_COMMANDS
 from core.commands.base import Command, CommandContext, ParsedCommand, UsageError
+from core.commands.broadcast import BROADCAST_COMMANDS
 from core.commands.linking import LINK_COMMANDS
 from core.commands.user import USER_COMMANDS, no_arguments, private_only
 
@@ -33,7 +34,14 @@ async def help_command(ctx: CommandContext, args: str) -> None:
 def build_commands() -> dict[str, Command]:
     """Name -> command, in the order `/help` and the platforms' menus show them."""
     help_ = Command("help", "/help", "This list", help_command)
-    ordered = [USER_COMMANDS[0], help_, *USER_COMMANDS[1:], *LINK_COMMANDS, *ADMIN_COMMANDS]
+    ordered = [
+        USER_COMMANDS[0],
+        help_,
+        *USER_COMMANDS[1:],
+        *LINK_COMMANDS,
+        *ADMIN_COMMANDS,
+        *BROADCAST_COMMANDS,
+    ]
     commands = {c.name: c for c in ordered}
     assert len(commands) == len(ordered), "duplicate command name"
     return commands

@@ -7,6 +7,10 @@ error), so `/jobs` and `python -m bot jobs list` show scheduled and manual runs 
 Runs of one job do not overlap within a process (a second request while one runs is
 answered "already running"); across processes (replicas, the CLI next to the service)
 each job claims its work per user in the database, so overlapping runs are safe.
+
+`start` runs a job in the background instead (a command that must answer at once,
+`/broadcast`); `stop_background`, called when the scheduler stops, cancels such runs
+before the service closes what they use.
 """
 
 from __future__ import annotations
@@ -91,6 +95,7 @@ class JobRegistry:
         self._runs = JobRunRepository(db)
         self._clock = clock
         self._running: dict[str, asyncio.Lock] = {name: asyncio.Lock() for name in self._specs}
+        self._background: set[asyncio.Task[JobOutcome | None]] = set()
 
     def names(self) -> list[str]:
         return list(self._specs)
@@ -109,6 +114,30 @@ class JobRegistry:
         if outcome is None:
             return "already running in this process"
         return outcome.summary()
+
+    def start(self, name: str) -> asyncio.Task[JobOutcome | None]:
+        """Run `name` in the background, recorded like any run; the task's result is the
+        outcome, None when the job was running already or failed (recorded and logged
+        by `run_outcome`). Raises `KeyError` for an unknown job."""
+        if name not in self._specs:
+            raise KeyError(name)
+        task = asyncio.create_task(self._run_in_background(name), name=f"job {name}")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    async def _run_in_background(self, name: str) -> JobOutcome | None:
+        try:
+            return await self.run_outcome(name)
+        except Exception:
+            return None
+
+    async def stop_background(self) -> None:
+        """Cancel the runs `start` began, and wait for them to end."""
+        tasks = list(self._background)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def run_outcome(self, name: str) -> JobOutcome | None:
         """Like `run`, but the outcome itself; None when the job was already running."""

@@ -164,6 +164,15 @@ async def test_the_scheduler_runs_jobs_and_cancels_them_on_stop(db: Database) ->
     runs = await JobRunRepository(db).recent()
     assert [(r.status.value, r.error) for r in runs] == [("failed", "cancelled"), ("ok", None)]
 
+    # A run the registry started on request (`/broadcast`) is stopped with the scheduler.
+    manual.block = True
+    scheduler = JobScheduler(registry, first_delay_seconds=3600)
+    await scheduler.start()
+    background = registry.start("manual")
+    await asyncio.wait_for(manual.started.wait(), 10)
+    await scheduler.stop()
+    assert background.cancelled()
+
 
 async def test_serve_runs_until_stopped(settings: Settings) -> None:
     stop = asyncio.Event()
@@ -179,4 +188,5 @@ def test_the_registry_has_every_job_on_its_schedule(services: Services) -> None:
         "retention": 3600,
         "reembed": None,
         "user_indexes": 3600,
+        "broadcast": 30,
     }

@@ -46,9 +46,10 @@ def _command_text(name: str, *, addressee: str = "") -> str:
 
 
 async def _state(pool: Pool) -> dict[str, Any]:
-    """What an admin command could change: audit rows, statuses, job runs."""
+    """What an admin command could change: audit rows, statuses, job runs, broadcasts."""
     return {
         "audit": await pool.fetchval("SELECT count(*) FROM admin_audit"),
+        "broadcasts": await pool.fetchval("SELECT count(*) FROM broadcasts"),
         "statuses": [
             tuple(r) for r in await pool.fetch("SELECT id, status, role FROM users ORDER BY id")
         ],

@@ -4,11 +4,10 @@ import dataclasses
 
 import pytest
 
-from core.commands import admin as admin_module
 from core.models import NewFact, Platform, UserStatus
 from core.services import Services
 from core.storage.job_runs import JobRunRepository, JobStatus
-from tests.core.commands import FakeJobs, FakeMessenger, add_exchange, make_user, run
+from tests.core.commands import FakeJobs, add_exchange, make_user, run
 
 INJECTIONS = (
     "'; DROP TABLE users; --",
@@ -81,49 +80,6 @@ async def test_ban_and_unban(services: Services) -> None:
     ]
     assert rows[2]["details"] == {"refused": "self"}
     assert rows[0]["details"] == {"previous": "active"}
-
-
-async def test_broadcast_reaches_active_users_paced_and_counts_failures(
-    services: Services, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    sleeps: list[float] = []
-
-    async def fake_sleep(seconds: float) -> None:
-        sleeps.append(seconds)
-
-    monkeypatch.setattr(admin_module, "broadcast_sleep", fake_sleep)
-    telegram = FakeMessenger(Platform.TELEGRAM, failing={"chat-3"})
-    discord = FakeMessenger(Platform.DISCORD)
-    services = dataclasses.replace(
-        services, messengers={Platform.TELEGRAM: telegram, Platform.DISCORD: discord}
-    )
-    admin = await make_user(services, "1", admin=True)
-    await make_user(services, "2")
-    await make_user(services, "3")
-    banned = await make_user(services, "4")
-    await services.users.set_status(banned.id, UserStatus.BANNED)
-    await make_user(services, "5")  # no private chat known
-    blocked_then_discord = await make_user(services, "6")
-    async with services.db.connection() as conn:
-        await conn.execute(
-            "UPDATE identities SET private_chat_id = 'chat-' || platform_user_id"
-            " WHERE platform_user_id <> '5'"
-        )
-        await conn.execute(
-            "INSERT INTO identities (platform, platform_user_id, user_id, private_chat_id,"
-            " created_at) VALUES ('discord', 'd6', $1, 'dchat-6', now() + interval '1 minute')",
-            blocked_then_discord.id,
-        )
-    telegram.failing.add("chat-6")
-
-    result = await run(services, admin, "/broadcast Maintenance tonight")
-    assert result.text == "Broadcast sent to 3, failed 1."
-    assert sorted(chat for chat, _ in telegram.sent) == ["chat-1", "chat-2"]
-    assert discord.sent == [("dchat-6", "Maintenance tonight")]
-    assert sleeps == [1 / admin_module.BROADCAST_PER_SECOND] * 4  # 5 attempts
-    async with services.db.connection() as conn:
-        details = await conn.fetchval("SELECT details FROM admin_audit WHERE action = 'broadcast'")
-    assert details == {"chars": 19, "sent": 3, "failed": 1}
 
 
 async def test_jobs_lists_names_and_last_runs(services: Services) -> None:

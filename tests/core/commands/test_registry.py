@@ -117,7 +117,7 @@ async def test_admin_commands_answer_only_in_private(services: Services, name: s
         ("/user 1 2", "Usage: /user <id|@name|platform:id>"),
         ("/ban", "Usage: /ban <id|@name|platform:id>"),
         ("/unban slack:1", "Usage: /unban <id|@name|platform:id>"),
-        ("/broadcast", "Usage: /broadcast <text>"),
+        ("/broadcast", "Usage: /broadcast <text> | status [n] | cancel <n>"),
         ("/stats all", "Usage: /stats"),
         ("/jobs x", "Usage: /jobs"),
         ("/audit ten", "Usage: /audit [n]"),

@@ -139,3 +139,38 @@ def test_summaries_read_well() -> None:
     assert JobOutcome(counts={"deleted": 0}, note="off").summary() == "off (deleted 0)"
     two = JobOutcome(errors=["a", "b"])
     assert two.summary() == "nothing to do; 2 errors: a"
+
+
+async def test_a_job_started_in_the_background_is_recorded(db: Database) -> None:
+    job = Scripted("memory", JobOutcome(counts={"users": 1}))
+    job.gate = asyncio.Event()
+    failing = Scripted("archive", LLMUnavailable("down"))
+    registry = _registry(db, job, failing)
+
+    task = registry.start("memory")
+    await job.entered.wait()
+    assert await registry.run("memory") == "already running in this process"
+    job.gate.set()
+    outcome = await task
+    assert outcome is not None and outcome.counts == {"users": 1}
+    assert await registry.start("archive") is None  # recorded and logged, not raised
+    runs = {r.job: r for r in await JobRunRepository(db).recent()}
+    assert runs["memory"].status is JobStatus.OK
+    assert (runs["archive"].status, runs["archive"].error) == (
+        JobStatus.FAILED,
+        "LLMUnavailable: down",
+    )
+    with pytest.raises(KeyError):
+        registry.start("nope")
+
+
+async def test_stopping_cancels_background_runs_and_records_them(db: Database) -> None:
+    job = Scripted("memory", JobOutcome())
+    job.gate = asyncio.Event()  # never set: the run would not end by itself
+    registry = _registry(db, job)
+    task = registry.start("memory")
+    await job.entered.wait()
+    await registry.stop_background()
+    assert task.cancelled()
+    (run,) = await JobRunRepository(db).recent()
+    assert (run.status, run.error) == (JobStatus.FAILED, "cancelled")
