@@ -240,8 +240,10 @@ class FakeOpenAI(LocalServer):
             text = _sized(text, pace.tokens)
         if isinstance(fault, BreakStream):
             return await self._break(request, body, text, fault.after_chunks)
+        if streamed and pace is not None:
+            return await self._stream_paced(request, body, text, pace)
         if streamed:
-            return await self._stream(request, body, text, pace)
+            return await self._stream(request, body, text)
         if pace is not None:
             await self._wait(pace.first_token_s + pace.tokens / pace.tokens_per_second)
         return web.json_response(self._completion(body, text))
@@ -378,27 +380,25 @@ class FakeOpenAI(LocalServer):
         return chunks
 
     async def _stream(
-        self, request: web.Request, body: JSONObject, text: str, pace: Pace | None
+        self, request: web.Request, body: JSONObject, text: str
     ) -> web.StreamResponse:
         response = await _start_sse(request)
-        if pace is None:
-            for payload in self._chunks(body, text):
-                await response.write(_sse(payload))
-        else:
-            await self._stream_paced(response, body, text, pace)
+        for payload in self._chunks(body, text):
+            await response.write(_sse(payload))
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response
 
     async def _stream_paced(
-        self, response: web.StreamResponse, body: JSONObject, text: str, pace: Pace
-    ) -> None:
-        """`_chunks` at `pace`: the role chunk and the first content chunk after
+        self, request: web.Request, body: JSONObject, text: str, pace: Pace
+    ) -> web.StreamResponse:
+        """`_stream` at `pace`: the role chunk and the first content chunk after
         `pace.first_token_s`, each next content chunk when its first token is due, the
         final chunks when the last token is. Once the server shuts down, all at once."""
         assert self._latency is not None
         per_chunk = self._latency.tokens_per_chunk
         started = asyncio.get_running_loop().time()
+        response = await _start_sse(request)
         await self._wait(pace.first_token_s)
         for index, payload in enumerate(self._chunks(body, text, per_chunk)):
             # Payload 0 is the role chunk, then content chunks, then the final ones.
@@ -407,6 +407,9 @@ class FakeOpenAI(LocalServer):
                 started + pace.first_token_s + tokens_before / pace.tokens_per_second
             )
             await response.write(_sse(payload))
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
 
     async def _sleep_until(self, due: float) -> None:
         """Sleep until the loop's clock reads `due`, unless the server is shutting down.
