@@ -28,18 +28,21 @@ Measured:
 - replies in flight (model streams this process is consuming) and messages in the
   engine (`Engine.handle` running), sampled every 0.1 s, and the chat requests the fake
   is answering (sampled in its process): peak, and p50 over the loaded window;
-- engine overhead excluding model time: per recorded reply, its `Engine.handle` wall
-  time minus its model stream (the `ChatClient.stream` call as the engine consumes it,
+- engine overhead excluding model time: per recorded reply to a message sent in the
+  loaded window (as are the latencies below), its `Engine.handle` wall time minus its
+  model stream (the `ChatClient.stream` call as the engine consumes it,
   as `benchmarks.pipeline` measures it), so waiting for a pool connection or a lock
   counts as overhead; also the reply snapshots' stage timings;
 - when the person saw typing and the first text, from sending;
 - `/help` answered: from sending until the answer was sent;
 - memory: this process's RSS idle (after a warm-up) and at its peak, and per reply in
   flight: (peak - idle) / peak replies in flight;
-- from the database at the end: lost (a message sent and not cancelled at the end that
-  has no reply and is not `answered`) and answered twice (more than one reply);
-- errors by kind: the engine's failure counter (`onethread_replies_failed`), exceptions
-  `Engine.handle` raised, notices sent instead of a reply;
+- from the database at the end: lost (a message sent, and not cancelled at the end, that
+  was never stored or has no reply and is not `answered`) and answered twice (more than
+  one reply);
+- errors by kind, over the whole run: the engine's failure counter
+  (`onethread_replies_failed`), exceptions `Engine.handle` raised, notices sent instead
+  of a reply;
 - CPU of this process, the PostgreSQL server and the fake over the loaded window.
 
 Results: tables on stdout and `benchmarks/results/latency.json`.
@@ -222,7 +225,8 @@ class Load:
 
 @dataclass
 class Seen:
-    """What people saw, in numbers only (so that the process's memory is the engine's)."""
+    """What people saw of the messages sent in one phase, in numbers only (so that the
+    process's memory is the engine's)."""
 
     overhead_ms: list[float] = field(default_factory=list)
     model_ms: list[float] = field(default_factory=list)
@@ -232,13 +236,12 @@ class Seen:
     command_ms: list[float] = field(default_factory=list)
     commands_sent: int = 0
     commands_unanswered: int = 0
-    errors: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass
 class Crowd:
-    """People writing to the engine; `seen` is what they saw (started again after the
-    warm-up)."""
+    """People writing to the engine. What they saw goes to `seen` as it was when they
+    sent the message: a new one starts each phase (warm-up, ramp, loaded window)."""
 
     engine: Engine
     llm: MeteredChatClient
@@ -252,6 +255,8 @@ class Crowd:
     """Numbers of the chat messages cancelled at the end."""
     commands_sent: int = 0
     seen: Seen = field(default_factory=Seen)
+    errors: Counter[str] = field(default_factory=Counter)
+    """Over the whole run."""
 
     def message_id(self, number: int) -> str:
         return f"{self.run}-m{number}"
@@ -270,7 +275,7 @@ class Crowd:
 
     async def chat(self, person: int) -> None:
         """One message from `person`, until its reply is recorded."""
-        number = self.sent
+        number, seen = self.sent, self.seen
         self.sent += 1
         inbound = self.inbound(
             f"{self.run}-p{person}", self.texts[number % len(self.texts)], self.message_id(number)
@@ -284,9 +289,9 @@ class Crowd:
                 self.unfinished.add(number)
                 raise
             except Exception as exc:
-                self.seen.errors[f"Engine.handle raised {type(exc).__name__}"] += 1
+                self.errors[f"Engine.handle raised {type(exc).__name__}"] += 1
                 return
-        self._settle(started, time.perf_counter(), turn, channel)
+        self._settle(seen, started, time.perf_counter(), turn, channel)
 
     @contextmanager
     def _in_engine(self, turn: TurnLog) -> Iterator[None]:
@@ -298,10 +303,11 @@ class Crowd:
             self.in_engine -= 1
             _TURN.reset(token)
 
-    def _settle(self, started: float, ended: float, turn: TurnLog, channel: TimedChannel) -> None:
-        seen = self.seen
+    def _settle(
+        self, seen: Seen, started: float, ended: float, turn: TurnLog, channel: TimedChannel
+    ) -> None:
         for notice in channel.notices:
-            seen.errors[f"notice instead of a reply: {notice[:50]}"] += 1
+            self.errors[f"notice instead of a reply: {notice[:50]}"] += 1
         if turn.stages is None:
             return  # no reply recorded: the engine's counter or the notices say why
         seen.overhead_ms.append((ended - started - turn.llm_s) * 1000)
@@ -328,10 +334,10 @@ class Crowd:
             seen.commands_unanswered += 1
             raise
         except Exception as exc:
-            seen.errors[f"Engine.handle raised {type(exc).__name__} (/help)"] += 1
+            self.errors[f"Engine.handle raised {type(exc).__name__} (/help)"] += 1
             return
         if channel.sent_at is None:
-            seen.errors["/help without an answer"] += 1
+            self.errors["/help without an answer"] += 1
         else:
             seen.command_ms.append((channel.sent_at - started) * 1000)
 
@@ -413,7 +419,9 @@ async def drive(crowd: Crowd, load: Load, meter: CpuMeter) -> dict[str, Any]:
             crowd.commands(load.command_users, load.commands_per_second, window.loaded, window.stop)
         )
     )
+    crowd.seen = Seen()  # the ramp's
     await _sleep_until(window.loaded)
+    crowd.seen = Seen()
     before = meter.read()
     await _sleep_until(window.stop)
     cpu = _cpu_percent(before, meter.read(), load.seconds)
@@ -481,7 +489,7 @@ async def verdicts(db: Database, crowd: Crowd) -> dict[str, int]:
     return {
         "sent": crowd.sent,
         "stored": len(rows),
-        "replies_recorded_measured": len(crowd.seen.overhead_ms),
+        "replies_measured": len(crowd.seen.overhead_ms),
         "unfinished_at_end": len(crowd.unfinished),
         "lost": lost,
         "answered_twice": sum(1 for r in rows if r["replies"] > 1),
@@ -581,11 +589,10 @@ async def phases(
     crowd: Crowd, load: Load, meter: CpuMeter, fake: FakeLLM, db: Database
 ) -> dict[str, Any]:
     print(f"warming up: {load.warmup} messages at once")
+    failed_before = failures_counted()
     await warm_up(crowd, load.warmup)
-    crowd.seen = Seen()
     gc.collect()
     idle_rss = psutil.Process().memory_info().rss
-    failed_before = failures_counted()
     print(
         f"measuring: {load.users} people (ramp {load.ramp_s:.0f} s, think {load.think_s:.0f} s"
         f" +-50%), {load.seconds:.0f} s loaded, /help at {load.commands_per_second:g}/s"
@@ -609,7 +616,7 @@ async def phases(
         await fake.in_flight(),
         idle_rss,
         messages=await verdicts(db, crowd),
-        errors={**engine_failures, **crowd.seen.errors},
+        errors={**engine_failures, **crowd.errors},
         cpu=driven["cpu"],
     )
 
