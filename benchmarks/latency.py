@@ -538,6 +538,8 @@ async def fake_llm_process(seed: int, tokens_per_chunk: int) -> AsyncIterator[Fa
 
 @dataclass(frozen=True, slots=True)
 class FakeLLM:
+    """The fake model's process (`fake_llm_process`)."""
+
     base_url: str
     process: asyncio.subprocess.Process
 
