@@ -13,8 +13,9 @@ fault applies, so tests can count attempts and assert on the prompt.
 Reply text comes from the queue filled by `push_reply`, else from `responder`
 (default: echo the last user message). Faults pushed with `push_fault` are consumed
 one per chat or embedding request, in order. Nothing depends on the wall clock except
-the injected `Delay`, which also ends early when the server shuts down so a slow
-answer never holds up teardown.
+the injected `Delay` and an optional `LatencyProfile` (a hosted model's pace, for
+benchmarks), whose waits also end early when the server shuts down so a slow answer
+never holds up teardown.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import hashlib
 import json
+import math
 import re
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -77,6 +80,48 @@ class BreakStream:
 Fault = HttpError | Delay | MalformedJson | BreakStream
 
 
+@dataclass(frozen=True, slots=True)
+class Pace:
+    """How one answer is paced: drawn from a `LatencyProfile` per chat request."""
+
+    first_token_s: float
+    tokens_per_second: float
+    tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyProfile:
+    """A hosted model's pace, for benchmarks under real model latency.
+
+    Per chat request: the time to the first token is log-normal (median
+    `first_token_median_s`, shape `first_token_sigma`: p99 about 5x the median) and cut
+    at `first_token_max_s`; the speed is uniform in `tokens_per_second`; the length is
+    uniform in `reply_tokens` (at most the request's ``max_tokens``), the reply text's
+    words repeated or cut to it (a word is the fake's token). Streamed answers come
+    `tokens_per_chunk` words per SSE chunk at that speed, other answers whole once they
+    would have finished. Draws come from one RNG seeded with `seed`, in request order.
+    """
+
+    first_token_median_s: float = 0.8
+    first_token_sigma: float = 0.7
+    first_token_max_s: float = 5.0
+    tokens_per_second: tuple[float, float] = (30.0, 80.0)
+    reply_tokens: tuple[int, int] = (50, 400)
+    tokens_per_chunk: int = 4
+    seed: int = 0
+
+    def draw(self, rng: np.random.Generator) -> Pace:
+        first_token = self.first_token_median_s * math.exp(
+            self.first_token_sigma * rng.standard_normal()
+        )
+        low, high = self.reply_tokens
+        return Pace(
+            first_token_s=min(first_token, self.first_token_max_s),
+            tokens_per_second=float(rng.uniform(*self.tokens_per_second)),
+            tokens=int(rng.integers(low, high, endpoint=True)),
+        )
+
+
 def echo_responder(request: JSONObject) -> str:
     """The default reply: ``echo: <last user message>``."""
     for message in reversed(request.get("messages", [])):
@@ -108,6 +153,7 @@ class FakeOpenAI(LocalServer):
         embedding_dimensions: int = 8,
         responder: Responder = echo_responder,
         embedder: Embedder = hash_embedder,
+        latency: LatencyProfile | None = None,
     ) -> None:
         self.model = model
         self.embedding_dimensions = embedding_dimensions
@@ -121,6 +167,10 @@ class FakeOpenAI(LocalServer):
         self.chat_authorizations: list[str | None] = []
         """The Authorization header of each chat request, in order."""
         self.embedding_requests: list[JSONObject] = []
+        self.chat_in_flight = 0
+        """Chat requests being answered now."""
+        self._latency = latency
+        self._pace_rng = np.random.default_rng(latency.seed if latency is not None else 0)
         self._replies: deque[str] = deque()
         self._faults: deque[Fault] = deque()
         super().__init__()
@@ -159,6 +209,13 @@ class FakeOpenAI(LocalServer):
     # -- handlers ---------------------------------------------------------------------
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
+        self.chat_in_flight += 1
+        try:
+            return await self._answer_chat(request)
+        finally:
+            self.chat_in_flight -= 1
+
+    async def _answer_chat(self, request: web.Request) -> web.StreamResponse:
         body = await _read_json(request)
         if body is None:
             return _error(400, "request body is not a JSON object")
@@ -178,10 +235,17 @@ class FakeOpenAI(LocalServer):
         ):
             return _error(400, "response_format json_schema is not supported")
         text = self._replies.popleft() if self._replies else self.responder(body)
+        pace = self._pace(body)
+        if pace is not None:
+            text = _sized(text, pace.tokens)
         if isinstance(fault, BreakStream):
             return await self._break(request, body, text, fault.after_chunks)
+        if streamed and pace is not None:
+            return await self._stream_paced(request, body, text, pace)
         if streamed:
             return await self._stream(request, body, text)
+        if pace is not None:
+            await self._wait(pace.first_token_s + pace.tokens / pace.tokens_per_second)
         return web.json_response(self._completion(body, text))
 
     async def _embeddings(self, request: web.Request) -> web.StreamResponse:
@@ -225,12 +289,26 @@ class FakeOpenAI(LocalServer):
 
     # -- helpers ----------------------------------------------------------------------
 
+    def _pace(self, body: JSONObject) -> Pace | None:
+        """This answer's pace under the latency profile (None without one)."""
+        if self._latency is None:
+            return None
+        pace = self._latency.draw(self._pace_rng)
+        max_tokens = body.get("max_tokens")
+        if isinstance(max_tokens, int) and 0 < max_tokens < pace.tokens:
+            pace = dataclasses.replace(pace, tokens=max_tokens)
+        return pace
+
+    async def _wait(self, seconds: float) -> None:
+        """Sleep `seconds`, or less when the server shuts down."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closing.wait(), timeout=seconds)
+
     async def _take_fault(self) -> Fault | None:
         """Pop the next fault; a `Delay` is served here and then answers normally."""
         fault = self._faults.popleft() if self._faults else None
         if isinstance(fault, Delay):
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closing.wait(), timeout=fault.seconds)
+            await self._wait(fault.seconds)
             return None
         return fault
 
@@ -264,8 +342,9 @@ class FakeOpenAI(LocalServer):
             "usage": self._usage(body, text) if self.report_usage else None,
         }
 
-    def _chunks(self, body: JSONObject, text: str) -> list[JSONObject]:
-        """The SSE payloads for `text`: role chunk, one chunk per word, final chunk."""
+    def _chunks(self, body: JSONObject, text: str, words_per_chunk: int = 1) -> list[JSONObject]:
+        """The SSE payloads for `text`: role chunk, one chunk per `words_per_chunk`
+        words, final chunk (and the usage chunk when asked for)."""
         number = len(self.chat_requests)
         model = body.get("model", self.model)
 
@@ -280,7 +359,11 @@ class FakeOpenAI(LocalServer):
             }
 
         chunks = [chunk({"role": "assistant", "content": ""})]
-        chunks += [chunk({"content": piece}) for piece in _pieces(text)]
+        pieces = _pieces(text)
+        chunks += [
+            chunk({"content": "".join(pieces[i : i + words_per_chunk])})
+            for i in range(0, len(pieces), words_per_chunk)
+        ]
         chunks.append(chunk({}, "stop"))
         options = body.get("stream_options")
         if self.report_usage and isinstance(options, dict) and options.get("include_usage") is True:
@@ -305,6 +388,37 @@ class FakeOpenAI(LocalServer):
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response
+
+    async def _stream_paced(
+        self, request: web.Request, body: JSONObject, text: str, pace: Pace
+    ) -> web.StreamResponse:
+        """`_stream` at `pace`: the role chunk and the first content chunk after
+        `pace.first_token_s`, each next content chunk when its first token is due, the
+        final chunks when the last token is. Once the server shuts down, all at once."""
+        assert self._latency is not None
+        per_chunk = self._latency.tokens_per_chunk
+        started = asyncio.get_running_loop().time()
+        response = await _start_sse(request)
+        await self._wait(pace.first_token_s)
+        for index, payload in enumerate(self._chunks(body, text, per_chunk)):
+            # Payload 0 is the role chunk, then content chunks, then the final ones.
+            tokens_before = min(max(0, index - 1) * per_chunk, pace.tokens)
+            await self._sleep_until(
+                started + pace.first_token_s + tokens_before / pace.tokens_per_second
+            )
+            await response.write(_sse(payload))
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
+
+    async def _sleep_until(self, due: float) -> None:
+        """Sleep until the loop's clock reads `due`, unless the server is shutting down.
+
+        For the short waits between chunks: a plain sleep costs far less CPU than
+        `_wait`'s, which matters at thousands of chunks a second."""
+        delay = due - asyncio.get_running_loop().time()
+        if delay > 0 and not self._closing.is_set():
+            await asyncio.sleep(delay)
 
     async def _break(
         self, request: web.Request, body: JSONObject, text: str, after_chunks: int
@@ -334,6 +448,14 @@ def _content_text(content: object) -> str:
             if isinstance(part, dict) and part.get("type") == "text"
         )
     return ""
+
+
+def _sized(text: str, words: int) -> str:
+    """`text`'s words repeated or cut to `words` words (unchanged when it has none)."""
+    have = text.split()
+    if not have:
+        return text
+    return " ".join((have * (words // len(have) + 1))[:words])
 
 
 def _pieces(text: str) -> list[str]:

@@ -11,7 +11,7 @@ import openai
 import pytest
 from openai import AsyncOpenAI
 
-from fakes.openai_server import FakeOpenAI, HttpError, hash_embedder
+from fakes.openai_server import FakeOpenAI, HttpError, LatencyProfile, hash_embedder
 
 
 @pytest.fixture
@@ -117,3 +117,40 @@ async def test_stream_has_no_usage_chunk_unless_asked(sdk: AsyncOpenAI) -> None:
 
     assert all(chunk.usage is None for chunk in chunks)
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == "echo: hi"
+
+
+async def test_latency_profile_shapes_replies() -> None:
+    profile = LatencyProfile(
+        first_token_median_s=0.001,
+        first_token_max_s=0.002,
+        tokens_per_second=(1e6, 1e6),
+        reply_tokens=(5, 12),
+        tokens_per_chunk=3,
+        seed=7,
+    )
+    rng = np.random.default_rng(1)
+    draws = [LatencyProfile().draw(rng) for _ in range(2000)]
+    first_tokens = [d.first_token_s for d in draws]
+
+    async with (
+        FakeOpenAI(latency=profile) as fake,
+        AsyncOpenAI(base_url=fake.base_url, api_key="test", max_retries=0) as sdk,
+    ):
+        stream = await sdk.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "one two"}], stream=True
+        )
+        pieces = [c.choices[0].delta.content or "" async for c in stream if c.choices]
+        capped = await sdk.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "one two"}], max_tokens=4
+        )
+
+    words = [p.split() for p in pieces if p]
+    assert 5 <= sum(map(len, words)) <= 12
+    assert all(len(w) == 3 for w in words[:-1])
+    assert "".join(pieces).startswith("echo: one two echo:")
+    assert capped.choices[0].message.content == "echo: one two echo:"
+    # Log-normal around 0.8 s with a long tail, cut at 5 s; speed and length uniform.
+    assert 0.7 < float(np.median(first_tokens)) < 0.9
+    assert float(np.percentile(first_tokens, 99)) > 3.0
+    assert max(first_tokens) <= 5.0
+    assert all(30 <= d.tokens_per_second <= 80 and 50 <= d.tokens <= 400 for d in draws)

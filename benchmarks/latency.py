@@ -1,0 +1,832 @@
+"""Latency benchmark: the engine under a real model's pace, with thousands of people.
+
+    .venv/bin/python -m benchmarks.latency [--users 2000 --think 12 --ramp 20
+        --seconds 90 --commands-per-second 5 --pool-size N --llm-max-concurrency N
+        --tokens-per-chunk 4 --data-dir DIR | --dsn DSN --json PATH]
+
+The real `Engine` on `Services` over a pool of the service's default size
+(`DB_POOL_MAX_SIZE`, or `--pool-size`), with:
+
+- the real `ChatClient` (openai SDK, streaming) against `FakeOpenAI` in a process of its
+  own (`benchmarks.fake_llm --latency`, so its CPU is not counted as the engine's),
+  answering at a hosted model's pace: time to first token log-normal (median 0.8 s,
+  long tail cut at 5 s), 30-80 tokens/s, 50-400 tokens, a few tokens per SSE chunk,
+  seeded (`fakes.openai_server.LatencyProfile`);
+- a trivial embedder (`benchmarks.pipeline.HashEmbedder`);
+- rate limits out of reach; `LLM_MAX_CONCURRENCY` from `--llm-max-concurrency` when the
+  code has that setting;
+- an empty database (every person is created by their first message).
+
+Each of `--users` people (private chat) starts within the first `--ramp` seconds, sends
+a message, waits for the whole reply, thinks `--think` seconds (+-50%, seeded) and
+writes again, for `--seconds` after the ramp (the loaded window); meanwhile
+`--command-users` other people send `/help` at `--commands-per-second`. Then nobody
+writes and the run waits up to `--drain` seconds for what is owed; what is still
+waiting after that is cancelled and counted as unfinished.
+
+Measured:
+- replies in flight (model streams this process is consuming) and messages in the
+  engine (`Engine.handle` running), sampled every 0.1 s, and the chat requests the fake
+  is answering (sampled in its process): peak, and p50 over the loaded window;
+- engine overhead excluding model time: per recorded reply to a message sent in the
+  loaded window (as are the latencies below), its `Engine.handle` wall time minus its
+  model stream (the `ChatClient.stream` call as the engine consumes it,
+  as `benchmarks.pipeline` measures it), so waiting for a pool connection or a lock
+  counts as overhead; also the reply snapshots' stage timings;
+- when the person saw typing and the first text, from sending;
+- `/help` answered: from sending until the answer was sent;
+- memory: this process's RSS idle (after a warm-up) and at its peak, and per reply in
+  flight: (peak - idle) / peak replies in flight;
+- from the database at the end: lost (a message sent, and not cancelled at the end, that
+  was never stored or has no reply and is not `answered`) and answered twice (more than
+  one reply);
+- errors by kind, over the whole run: the engine's failure counter
+  (`onethread_replies_failed`), exceptions `Engine.handle` raised, notices sent instead
+  of a reply;
+- CPU of this process, the PostgreSQL server and the fake over the loaded window.
+
+Results: tables on stdout and `benchmarks/results/latency.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, get_args
+
+import asyncpg
+import numpy as np
+import psutil
+from prometheus_client import REGISTRY
+
+from benchmarks.common import (
+    RESULTS_DIR,
+    Stats,
+    database,
+    print_table,
+    redact,
+    run_benchmark,
+    server_info,
+)
+from benchmarks.foundation import _sentences
+from benchmarks.pipeline import CpuMeter, HashEmbedder, postmaster_pid
+from config import Settings
+from core.engine import Engine
+from core.inbound import ChatKind, Inbound
+from core.llm.client import ChatClient, Message, StreamEvent
+from core.metrics import FailureReason
+from core.models import Message as StoredMessage
+from core.models import Platform
+from core.persona import load_persona
+from core.ports import ReplySink
+from core.services import Services
+from core.storage.database import Database, create_pool
+from core.storage.messages import MessageRepository
+from core.tokens import TokenCounter
+from fakes.openai_server import LatencyProfile
+
+REPLY = "Sure, I will keep that in mind and tell you more about it when you ask me again."
+STAGES = ("embed_ms", "store_ms", "assemble_ms", "record_ms")
+SAMPLE_EVERY = 0.1
+BARS = {"replies_in_flight": 500, "overhead_p99_ms": 20.0, "command_p99_ms": 100.0}
+CONCURRENCY_SETTING = "llm_max_concurrency"
+
+
+# --- what the benchmark learns about each message -------------------------------------------
+
+
+@dataclass(slots=True)
+class TurnLog:
+    """One chat message's model stream and stage timings, filled in while its
+    `Engine.handle` runs (in that task, found through `_TURN`)."""
+
+    llm_s: float = 0.0
+    stages: dict[str, int] | None = None
+    """The recorded reply's `timings_ms` (None: no reply was recorded)."""
+
+
+_TURN: ContextVar[TurnLog] = ContextVar("latency_turn")
+
+
+class MeteredChatClient(ChatClient):
+    """The real client; counts the streams being consumed and times each one for the
+    message whose `Engine.handle` asked for it."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.streaming = 0
+
+    async def stream(
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> AsyncIterator[StreamEvent]:
+        turn = _TURN.get(None)
+        self.streaming += 1
+        started = time.perf_counter()
+        try:
+            async for event in super().stream(
+                messages, max_tokens=max_tokens, temperature=temperature
+            ):
+                yield event
+        finally:
+            self.streaming -= 1
+            if turn is not None:
+                turn.llm_s += time.perf_counter() - started
+
+
+class ReplyRecorder(MessageRepository):
+    """The real repository; hands each recorded reply's stage timings to its turn.
+
+    The engine adds `record_ms` to that dict after storing the reply, so it is complete
+    once `Engine.handle` returns."""
+
+    async def add_assistant_message(self, *args: Any, **kwargs: Any) -> StoredMessage:
+        # Pass-through: the repository's signature stays the single source of truth.
+        turn = _TURN.get(None)
+        if turn is not None:
+            turn.stages = kwargs["context_snapshot"]["timings_ms"]
+        return await super().add_assistant_message(*args, **kwargs)
+
+
+class TimedSink:
+    """A `ReplySink` keeping when the first text came, never the texts (every update of
+    hundreds of streamed replies would be most of the process's memory)."""
+
+    __slots__ = ("first_text",)
+
+    def __init__(self) -> None:
+        self.first_text: float | None = None
+
+    async def update(self, text: str) -> None:
+        if self.first_text is None:
+            self.first_text = time.perf_counter()
+
+    async def finish(self, text: str) -> None:
+        await self.update(text)
+
+
+class TimedChannel:
+    """A `ReplyChannel` keeping when typing showed and the first notice was sent, the
+    notices' texts, and its reply's sink."""
+
+    __slots__ = ("notices", "sent_at", "sink", "typing_at")
+
+    def __init__(self) -> None:
+        self.typing_at: float | None = None
+        self.sent_at: float | None = None
+        self.notices: list[str] = []
+        self.sink: TimedSink | None = None
+
+    async def send(self, text: str) -> None:
+        self.sent_at = self.sent_at or time.perf_counter()
+        self.notices.append(text)
+
+    async def send_file(self, filename: str, data: bytes, caption: str | None = None) -> None:
+        await self.send(caption or filename)
+
+    async def typing(self) -> None:
+        self.typing_at = self.typing_at or time.perf_counter()
+
+    def start_reply(self) -> ReplySink:
+        self.sink = TimedSink()
+        return self.sink
+
+
+# --- the crowd ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    users: int
+    think_s: float
+    ramp_s: float
+    seconds: float
+    drain_s: float
+    commands_per_second: float
+    command_users: int
+    warmup: int
+    seed: int
+
+
+@dataclass
+class Seen:
+    """What people saw of the messages sent in one phase, in numbers only (so that the
+    process's memory is the engine's)."""
+
+    overhead_ms: list[float] = field(default_factory=list)
+    model_ms: list[float] = field(default_factory=list)
+    typing_ms: list[float] = field(default_factory=list)
+    first_text_ms: list[float] = field(default_factory=list)
+    stage_ms: dict[str, list[int]] = field(default_factory=lambda: {s: [] for s in STAGES})
+    command_ms: list[float] = field(default_factory=list)
+    commands_sent: int = 0
+    commands_unanswered: int = 0
+
+
+@dataclass
+class Crowd:
+    """People writing to the engine. What they saw goes to `seen` as it was when they
+    sent the message: a new one starts each phase (warm-up, ramp, loaded window)."""
+
+    engine: Engine
+    llm: MeteredChatClient
+    texts: list[str]
+    rng: np.random.Generator
+    run: str = field(default_factory=lambda: f"lat{time.time_ns()}")
+    sent: int = 0
+    """Chat messages sent so far, warm-up included; also the next one's number."""
+    in_engine: int = 0
+    unfinished: set[int] = field(default_factory=set)
+    """Numbers of the chat messages cancelled at the end."""
+    commands_sent: int = 0
+    seen: Seen = field(default_factory=Seen)
+    errors: Counter[str] = field(default_factory=Counter)
+    """Over the whole run."""
+
+    def message_id(self, number: int) -> str:
+        return f"{self.run}-m{number}"
+
+    def inbound(self, person: str, text: str, message_id: str) -> Inbound:
+        return Inbound(
+            platform=Platform.TELEGRAM,
+            platform_user_id=person,
+            chat_id=person,
+            chat_kind=ChatKind.PRIVATE,
+            message_id=message_id,
+            text=text,
+            sent_at=datetime.now(UTC),
+            display_name=person,
+        )
+
+    async def chat(self, person: int) -> None:
+        """One message from `person`, until its reply is recorded."""
+        number, seen = self.sent, self.seen
+        self.sent += 1
+        inbound = self.inbound(
+            f"{self.run}-p{person}", self.texts[number % len(self.texts)], self.message_id(number)
+        )
+        turn, channel = TurnLog(), TimedChannel()
+        with self._in_engine(turn):
+            started = time.perf_counter()
+            try:
+                await self.engine.handle(inbound, channel)
+            except asyncio.CancelledError:
+                self.unfinished.add(number)
+                raise
+            except Exception as exc:
+                self.errors[f"Engine.handle raised {type(exc).__name__}"] += 1
+                return
+        self._settle(seen, started, time.perf_counter(), turn, channel)
+
+    @contextmanager
+    def _in_engine(self, turn: TurnLog) -> Iterator[None]:
+        token = _TURN.set(turn)
+        self.in_engine += 1
+        try:
+            yield
+        finally:
+            self.in_engine -= 1
+            _TURN.reset(token)
+
+    def _settle(
+        self, seen: Seen, started: float, ended: float, turn: TurnLog, channel: TimedChannel
+    ) -> None:
+        for notice in channel.notices:
+            self.errors[f"notice instead of a reply: {notice[:50]}"] += 1
+        if turn.stages is None:
+            return  # no reply recorded: the engine's counter or the notices say why
+        seen.overhead_ms.append((ended - started - turn.llm_s) * 1000)
+        seen.model_ms.append(turn.llm_s * 1000)
+        for stage, samples in seen.stage_ms.items():
+            samples.append(turn.stages.get(stage, 0))
+        if channel.typing_at is not None:
+            seen.typing_ms.append((channel.typing_at - started) * 1000)
+        if channel.sink is not None and channel.sink.first_text is not None:
+            seen.first_text_ms.append((channel.sink.first_text - started) * 1000)
+
+    async def command(self, person: int) -> None:
+        """`/help` from `person`, until it is answered."""
+        seen = self.seen
+        self.commands_sent += 1
+        seen.commands_sent += 1
+        channel = TimedChannel()
+        message_id = f"{self.run}-c{self.commands_sent}"
+        inbound = self.inbound(f"{self.run}-c{person}", "/help", message_id)
+        started = time.perf_counter()
+        try:
+            await self.engine.handle(inbound, channel)
+        except asyncio.CancelledError:
+            seen.commands_unanswered += 1
+            raise
+        except Exception as exc:
+            self.errors[f"Engine.handle raised {type(exc).__name__} (/help)"] += 1
+            return
+        if channel.sent_at is None:
+            self.errors["/help without an answer"] += 1
+        else:
+            seen.command_ms.append((channel.sent_at - started) * 1000)
+
+    async def person(self, person: int, start: float, stop: float, think_s: float) -> None:
+        """Write, wait for the reply, think, and again while the next message would be
+        sent before `stop` (monotonic)."""
+        next_at = start
+        while next_at < stop:
+            await _sleep_until(next_at)
+            await self.chat(person)
+            next_at = time.monotonic() + think_s * self.rng.uniform(0.5, 1.5)
+
+    async def commands(self, people: int, rate: float, start: float, stop: float) -> None:
+        """`/help` at a steady `rate` from `people` others in turn, from `start` to `stop`;
+        returns once every one of them is answered."""
+        async with asyncio.TaskGroup() as group:
+            sent = 0
+            while (due := start + sent / rate) < stop:
+                await _sleep_until(due)
+                group.create_task(self.command(sent % people))
+                sent += 1
+
+
+async def _sleep_until(moment: float) -> None:
+    await asyncio.sleep(max(0.0, moment - time.monotonic()))
+
+
+@dataclass
+class Sampler:
+    """Replies in flight, messages in the engine and RSS, every `SAMPLE_EVERY` s."""
+
+    crowd: Crowd
+    samples: list[tuple[float, int, int, int]] = field(default_factory=list)
+
+    async def run(self) -> None:
+        process = psutil.Process()
+        while True:
+            rss = process.memory_info().rss
+            crowd = self.crowd
+            self.samples.append((time.monotonic(), crowd.llm.streaming, crowd.in_engine, rss))
+            await asyncio.sleep(SAMPLE_EVERY)
+
+
+# --- the run --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """The load's moments (monotonic): people start from `start`, all have started by
+    `loaded`, nobody writes after `stop`."""
+
+    start: float
+    loaded: float
+    stop: float
+
+    def levels(self, samples: Sequence[Sequence[float]], column: int) -> dict[str, float]:
+        """A sampled count's peak since `start`, and its p50 from `loaded` to `stop`."""
+        since = [s[column] for s in samples if s[0] >= self.start]
+        loaded = [s[column] for s in samples if self.loaded <= s[0] <= self.stop]
+        return {
+            "peak": max(since, default=0),
+            "p50_loaded": round(float(np.percentile(loaded, 50)), 1) if loaded else float("nan"),
+        }
+
+
+async def drive(crowd: Crowd, load: Load, meter: CpuMeter) -> dict[str, Any]:
+    """The people and the commands, from the ramp to the drain; what it took."""
+    now = time.monotonic()
+    window = Window(now, now + load.ramp_s, now + load.ramp_s + load.seconds)
+    rng = np.random.default_rng(load.seed)
+    tasks = [
+        asyncio.create_task(
+            crowd.person(i, now + rng.uniform(0, load.ramp_s), window.stop, load.think_s)
+        )
+        for i in range(load.users)
+    ]
+    tasks.append(
+        asyncio.create_task(
+            crowd.commands(load.command_users, load.commands_per_second, window.loaded, window.stop)
+        )
+    )
+    crowd.seen = Seen()  # the ramp's
+    await _sleep_until(window.loaded)
+    crowd.seen = Seen()
+    before = meter.read()
+    await _sleep_until(window.stop)
+    cpu = _cpu_percent(before, meter.read(), load.seconds)
+    print(f"  loaded window over; draining (up to {load.drain_s:.0f} s)")
+    _, pending = await asyncio.wait(tasks, timeout=load.drain_s)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return {"window": window, "cpu": cpu}
+
+
+CpuReading = tuple[float, float | None, float]
+"""`CpuMeter.read()`: this process, the PostgreSQL server (None if remote), the fake."""
+
+
+def _cpu_percent(before: CpuReading, after: CpuReading, seconds: float) -> dict[str, float | None]:
+    """Each side's CPU over `seconds`, in % of one core."""
+
+    def share(a: float | None, b: float | None) -> float | None:
+        return None if a is None or b is None else round((b - a) * 100 / seconds, 1)
+
+    return {
+        "engine_process": share(before[0], after[0]),
+        "postgresql": share(before[1], after[1]),
+        "fake_llm": share(before[2], after[2]),
+    }
+
+
+async def warm_up(crowd: Crowd, messages: int) -> None:
+    """A few messages and one command at once: connections opened, code paths run."""
+    async with asyncio.TaskGroup() as group:
+        for i in range(messages):
+            group.create_task(crowd.chat(-1 - i))
+        group.create_task(crowd.command(-1))
+
+
+def failures_counted() -> dict[str, float]:
+    """The engine's failure counter, by reason (`core.metrics.REPLIES_FAILED`)."""
+    return {
+        reason: REGISTRY.get_sample_value("onethread_replies_failed_total", {"reason": reason})
+        or 0.0
+        for reason in get_args(FailureReason)
+    }
+
+
+async def verdicts(db: Database, crowd: Crowd) -> dict[str, int]:
+    """Lost and answered-twice messages, as the database has them."""
+    async with db.connection() as c:
+        rows = await c.fetch(
+            "SELECT m.platform_message_id AS id, m.status, count(r.id) AS replies"
+            " FROM messages m LEFT JOIN messages r"
+            "   ON r.reply_to_id = m.id AND r.role = 'assistant'"
+            " WHERE m.role = 'user' AND m.platform_message_id LIKE $1"
+            " GROUP BY m.id",
+            f"{crowd.run}-m%",
+        )
+    stored = {r["id"]: r for r in rows}
+    lost = 0
+    for number in range(crowd.sent):
+        if number in crowd.unfinished:
+            continue
+        row = stored.get(crowd.message_id(number))
+        if row is None or (row["replies"] == 0 and row["status"] != "answered"):
+            lost += 1
+    return {
+        "sent": crowd.sent,
+        "stored": len(rows),
+        "replies_measured": len(crowd.seen.overhead_ms),
+        "unfinished_at_end": len(crowd.unfinished),
+        "lost": lost,
+        "answered_twice": sum(1 for r in rows if r["replies"] > 1),
+    }
+
+
+def latency_settings(pool_size: int | None, llm_max_concurrency: int | None) -> Settings:
+    """The service's settings (pool size and LLM_MAX_CONCURRENCY as configured unless
+    given), with rate limits out of reach and the fake model."""
+    values: dict[str, Any] = {
+        "llm_model": "fake-model",
+        "llm_max_retries": 0,
+        "admin_ids": [],
+        "limits": {"rate_per_minute": 1e9, "rate_burst": 1_000_000},
+    }
+    if pool_size is not None:
+        values["db"] = {"pool_max_size": pool_size, "pool_min_size": 1}
+    if llm_max_concurrency is not None and CONCURRENCY_SETTING in Settings.model_fields:
+        values[CONCURRENCY_SETTING] = llm_max_concurrency
+    elif llm_max_concurrency is not None:
+        print("warning: this code has no LLM_MAX_CONCURRENCY; --llm-max-concurrency ignored")
+    return Settings.model_validate(values)
+
+
+@asynccontextmanager
+async def fake_llm_process(seed: int, tokens_per_chunk: int) -> AsyncIterator[FakeLLM]:
+    """`benchmarks.fake_llm --latency` in a child process."""
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "benchmarks.fake_llm", REPLY, "--latency",
+        "--seed", str(seed), "--tokens-per-chunk", str(tokens_per_chunk),
+        "--in-flight-every", str(SAMPLE_EVERY),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        limit=2**26,  # the in-flight samples come as one long JSON line
+    )  # fmt: skip
+    assert child.stdin is not None
+    assert child.stdout is not None
+    try:
+        base_url = (await child.stdout.readline()).decode().strip()
+        if not base_url:
+            raise RuntimeError("the fake LLM process did not start")
+        yield FakeLLM(base_url, child)
+    finally:
+        child.stdin.close()
+        await child.wait()
+
+
+@dataclass(frozen=True, slots=True)
+class FakeLLM:
+    """The fake model's process (`fake_llm_process`)."""
+
+    base_url: str
+    process: asyncio.subprocess.Process
+
+    async def in_flight(self) -> list[tuple[float, int]]:
+        """The fake's samples of the chat requests it was answering."""
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
+        self.process.stdin.write(b"in-flight\n")
+        await self.process.stdin.drain()
+        return [(t, n) for t, n in json.loads(await self.process.stdout.readline())]
+
+
+async def measure(
+    dsn: str, load: Load, settings: Settings, tokens_per_chunk: int
+) -> dict[str, Any]:
+    pool = await create_pool(
+        dsn,
+        min_size=settings.db.pool_min_size,
+        max_size=settings.db.pool_max_size,
+        command_timeout=settings.db.command_timeout_seconds,
+    )
+    try:
+        async with (
+            fake_llm_process(load.seed, tokens_per_chunk) as fake,
+            MeteredChatClient(
+                base_url=fake.base_url,
+                api_key="bench",
+                model=settings.llm_model,
+                timeout=settings.llm_timeout_seconds,
+                max_retries=settings.llm_max_retries,
+            ) as llm,
+        ):
+            db = Database(pool)
+            tokens = await asyncio.to_thread(TokenCounter.load)
+            services = Services(
+                settings=settings, db=db, embedder=HashEmbedder(), llm=llm, tokens=tokens
+            )
+            services.messages = ReplyRecorder(db)  # before the engine: the assembler takes it
+            engine = Engine(services, persona=load_persona(None))
+            texts = _sentences(np.random.default_rng(load.seed), 500, 6, 25)
+            crowd = Crowd(engine, llm, texts, np.random.default_rng(load.seed + 1))
+            meter = CpuMeter(await postmaster_pid(db), fake.process.pid)
+            return await phases(crowd, load, meter, fake, db)
+    finally:
+        await pool.close()
+
+
+async def phases(
+    crowd: Crowd, load: Load, meter: CpuMeter, fake: FakeLLM, db: Database
+) -> dict[str, Any]:
+    print(f"warming up: {load.warmup} messages at once")
+    failed_before = failures_counted()
+    await warm_up(crowd, load.warmup)
+    gc.collect()
+    idle_rss = psutil.Process().memory_info().rss
+    print(
+        f"measuring: {load.users} people (ramp {load.ramp_s:.0f} s, think {load.think_s:.0f} s"
+        f" +-50%), {load.seconds:.0f} s loaded, /help at {load.commands_per_second:g}/s"
+    )
+    sampler = Sampler(crowd)
+    sampling = asyncio.create_task(sampler.run())
+    try:
+        driven = await drive(crowd, load, meter)
+    finally:
+        sampling.cancel()
+    failed_after = failures_counted()
+    engine_failures = {
+        f"engine: {reason}": int(failed_after[reason] - failed_before[reason])
+        for reason in failed_before
+        if failed_after[reason] > failed_before[reason]
+    }
+    return summarise(
+        crowd,
+        driven["window"],
+        sampler.samples,
+        await fake.in_flight(),
+        idle_rss,
+        messages=await verdicts(db, crowd),
+        errors={**engine_failures, **crowd.errors},
+        cpu=driven["cpu"],
+    )
+
+
+# --- results --------------------------------------------------------------------------------
+
+
+def summarise(
+    crowd: Crowd,
+    window: Window,
+    samples: list[tuple[float, int, int, int]],
+    fake_samples: list[tuple[float, int]],
+    idle_rss: int,
+    *,
+    messages: dict[str, int],
+    errors: dict[str, int],
+    cpu: dict[str, float | None],
+) -> dict[str, Any]:
+    seen = crowd.seen
+    streaming_peak = max((s[1] for s in samples), default=0)
+    peak_rss = max((s[3] for s in samples), default=idle_rss)
+    return {
+        "in_flight": {
+            "replies_streaming": window.levels(samples, 1),
+            "messages_in_engine": window.levels(samples, 2),
+            "fake_model_calls": window.levels(fake_samples, 1),
+        },
+        "timeline": _timeline(window, samples, fake_samples),
+        "engine_overhead_excl_model": Stats.of(seen.overhead_ms).as_dict(),
+        "model_stream": Stats.of(seen.model_ms).as_dict(),
+        "typing_seen": Stats.of(seen.typing_ms).as_dict(),
+        "first_text_seen": Stats.of(seen.first_text_ms).as_dict(),
+        "stages": {stage: Stats.of(ms).as_dict() for stage, ms in seen.stage_ms.items()},
+        "command_help": {
+            **Stats.of(seen.command_ms).as_dict(),
+            "sent": seen.commands_sent,
+            "unanswered_at_end": seen.commands_unanswered,
+        },
+        "memory": {
+            "idle_rss_mb": round(idle_rss / 2**20, 1),
+            "peak_rss_mb": round(peak_rss / 2**20, 1),
+            "per_reply_in_flight_kb": (
+                round((peak_rss - idle_rss) / 1024 / streaming_peak, 1) if streaming_peak else None
+            ),
+        },
+        "messages": messages,
+        "errors": errors,
+        "cpu_percent_of_a_core_loaded": cpu,
+    }
+
+
+def _timeline(
+    window: Window,
+    samples: list[tuple[float, int, int, int]],
+    fake_samples: list[tuple[float, int]],
+    every: float = 10.0,
+) -> list[dict[str, float]]:
+    """Means per `every` seconds since the start of the ramp."""
+    rows = []
+    end = max((s[0] for s in samples), default=window.start)
+    for start in np.arange(window.start, end, every):
+        mine = [s for s in samples if start <= s[0] < start + every]
+        theirs = [n for t, n in fake_samples if start <= t < start + every]
+        if not mine:
+            continue
+        rows.append(
+            {
+                "t_s": round(float(start - window.start)),
+                "replies_streaming": round(float(np.mean([s[1] for s in mine])), 1),
+                "messages_in_engine": round(float(np.mean([s[2] for s in mine])), 1),
+                "fake_model_calls": round(float(np.mean(theirs)), 1) if theirs else float("nan"),
+                "rss_mb": round(max(s[3] for s in mine) / 2**20, 1),
+            }
+        )
+    return rows
+
+
+def bars(results: dict[str, Any]) -> dict[str, bool]:
+    command = results["command_help"]
+    messages = results["messages"]
+    return {
+        "ge_500_replies_streaming_at_once": results["in_flight"]["replies_streaming"]["peak"]
+        >= BARS["replies_in_flight"],
+        "overhead_p99_le_20ms": results["engine_overhead_excl_model"]["p99"]
+        <= BARS["overhead_p99_ms"],
+        "help_p99_le_100ms": command["p99"] <= BARS["command_p99_ms"]
+        and command["unanswered_at_end"] == 0,
+        "none_lost_none_twice": messages["lost"] == 0 and messages["answered_twice"] == 0,
+    }
+
+
+def report(results: dict[str, Any]) -> None:
+    flight = results["in_flight"]
+    print_table(
+        "In flight",
+        ["what", "peak", "p50 while loaded"],
+        [
+            [name.replace("_", " "), levels["peak"], levels["p50_loaded"]]
+            for name, levels in flight.items()
+        ],
+    )
+    print_table(
+        "Over time (means per 10 s since the ramp began)",
+        ["t s", "replies streaming", "messages in engine", "fake model calls", "RSS MB"],
+        [list(row.values()) for row in results["timeline"]],
+    )
+    latency = [
+        ("engine overhead excl. model time", results["engine_overhead_excl_model"]),
+        ("model stream (as the engine consumed it)", results["model_stream"]),
+        ("typing seen, from sending", results["typing_seen"]),
+        ("first text seen, from sending", results["first_text_seen"]),
+        *((f"stage {stage}", stats) for stage, stats in results["stages"].items()),
+        ("/help answered, from sending", results["command_help"]),
+    ]
+    print_table(
+        "Latency (ms)",
+        ["measure", "n", "mean", "p50", "p99", "max"],
+        [[name, s["n"], s["mean"], s["p50"], s["p99"], s["max"]] for name, s in latency],
+    )
+    command, memory = results["command_help"], results["memory"]
+    print_table(
+        "Counts and memory",
+        ["what", "value"],
+        [
+            *([name.replace("_", " "), n] for name, n in results["messages"].items()),
+            ["/help sent", command["sent"]],
+            ["/help unanswered at the end", command["unanswered_at_end"]],
+            *([f"memory: {k.replace('_', ' ')}", _or_dash(v)] for k, v in memory.items()),
+            *(
+                [f"CPU % of a core, loaded: {k.replace('_', ' ')}", _or_dash(v)]
+                for k, v in results["cpu_percent_of_a_core_loaded"].items()
+            ),
+        ],
+    )
+    errors = [[k, v] for k, v in results["errors"].items()] or [["none", 0]]
+    print_table("Errors by kind", ["kind", "count"], errors)
+    print_table("Bars", ["bar", "met"], [[k, v] for k, v in results["bars"].items()])
+
+
+def _or_dash(value: object) -> object:
+    return "-" if value is None else value
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.latency",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--users", type=int, default=2000, help="people chatting")
+    parser.add_argument("--think", type=float, default=12.0, help="mean seconds between replies")
+    parser.add_argument("--ramp", type=float, default=20.0, help="seconds over which they start")
+    parser.add_argument("--seconds", type=float, default=90.0, help="the loaded window")
+    parser.add_argument("--drain", type=float, default=60.0, help="longest wait at the end")
+    parser.add_argument("--commands-per-second", type=float, default=5.0)
+    parser.add_argument("--command-users", type=int, default=100, help="people sending /help")
+    parser.add_argument("--warmup", type=int, default=20, help="messages before measuring")
+    parser.add_argument("--pool-size", type=int, help="default: DB_POOL_MAX_SIZE")
+    parser.add_argument("--llm-max-concurrency", type=int, help="default: LLM_MAX_CONCURRENCY")
+    parser.add_argument("--tokens-per-chunk", type=int, default=LatencyProfile().tokens_per_chunk)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--dsn", help="an external database (default: embedded, scratch)")
+    parser.add_argument("--data-dir", type=Path, help="keep the embedded server's data here")
+    parser.add_argument("--json", type=Path, default=RESULTS_DIR / "latency.json")
+    return parser.parse_args(argv)
+
+
+async def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
+    load = Load(
+        users=args.users,
+        think_s=args.think,
+        ramp_s=args.ramp,
+        seconds=args.seconds,
+        drain_s=args.drain,
+        commands_per_second=args.commands_per_second,
+        command_users=args.command_users,
+        warmup=args.warmup,
+        seed=args.seed,
+    )
+    settings = latency_settings(args.pool_size, args.llm_max_concurrency)
+    async with database(args.dsn, args.data_dir) as dsn:
+        conn = await asyncpg.connect(dsn)
+        try:
+            machine = await server_info(conn)
+        finally:
+            await conn.close()
+        results = await measure(dsn, load, settings, args.tokens_per_chunk)
+    machine["load_average_1_5_15_after"] = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    results["bars"] = bars(results)
+    return {
+        "benchmark": "latency",
+        "command": "python -m benchmarks.latency " + " ".join(argv),
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "database": redact(args.dsn) if args.dsn else "embedded",
+        "machine": machine,
+        "load": asdict(load),
+        "engine": {
+            "pool_max_size": settings.db.pool_max_size,
+            "llm_max_concurrency": getattr(settings, CONCURRENCY_SETTING, None),
+            "tokens_per_chunk": args.tokens_per_chunk,
+        },
+        "results": results,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    run_benchmark(argv, _parse, run, report)
+
+
+if __name__ == "__main__":
+    main()
