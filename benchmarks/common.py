@@ -16,7 +16,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,7 +30,8 @@ import uvloop
 
 from bot.database import EmbeddedServer, ensure_database, prepare, tune
 from core.storage.database import Database
-from core.storage.directory import Directory
+from core.storage.messages import MessageRepository
+from core.storage.turns import ReadLimits, TurnStore
 
 Vectors = np.ndarray[Any, np.dtype[np.float32]]
 
@@ -293,30 +295,39 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 def run_benchmark(
     argv: list[str] | None,
     parse: Callable[[list[str]], argparse.Namespace],
-    run: Callable[[argparse.Namespace, list[str]], Awaitable[dict[str, Any]]],
+    run: Callable[[argparse.Namespace, list[str]], Coroutine[Any, Any, dict[str, Any]]],
     report: Callable[[dict[str, Any]], None],
 ) -> None:
     """A benchmark's `main`: parse the arguments, run, print the tables, write the JSON
     (`--json`) with the command line that produced it."""
     argv = sys.argv[1:] if argv is None else argv
     args = parse(argv)
-    data = uvloop.run(run(args, argv))  # the service's event loop (bot/cli.py)
+    data: dict[str, Any] = uvloop.run(run(args, argv))  # the service's event loop (bot/cli.py)
     report(data["results"])
     write_json(args.json, data)
     print(f"\nwritten: {args.json}")
 
 
 class ContextLoad:
-    """What a chat turn reads before recall, as `core.context` reads it: conversation,
-    memory context, the recent window and the facts, in one query."""
+    """What a chat turn reads before recall, as `core.storage.turns` reads it for a
+    stored message: conversation, memory context, the recent window and the facts, in
+    one statement (`TurnStore.resume`), here for the user's newest message."""
 
     RECENT = 20
     FACTS = 30
 
     def __init__(self, db: Database) -> None:
-        self._directory = Directory(db)
+        self._messages = MessageRepository(db)
+        self._turns = TurnStore(db, holder=uuid.uuid4(), lease_seconds=60)
+        self._latest: dict[int, int] = {}
 
     async def __call__(self, user_id: int) -> None:
-        await self._directory.turn_state(
-            user_id, recent=self.RECENT, facts=self.FACTS, include_private=True
+        if user_id not in self._latest:
+            latest = await self._messages.latest_from_user(user_id)
+            assert latest is not None, f"user {user_id} has no message"
+            self._latest[user_id] = latest.id
+        message_id = self._latest[user_id]
+        await self._turns.resume(
+            user_id, message_id, ReadLimits(self.RECENT, self.FACTS, include_private=True)
         )
+        await self._turns.release(user_id, message_id)

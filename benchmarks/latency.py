@@ -57,6 +57,7 @@ import json
 import os
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
@@ -64,7 +65,7 @@ from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, cast, get_args
 
 import asyncpg
 import numpy as np
@@ -83,7 +84,7 @@ from benchmarks.common import (
 from benchmarks.foundation import _sentences
 from benchmarks.pipeline import CpuMeter, HashEmbedder, postmaster_pid
 from config import Settings
-from core.engine import Engine
+from core.engine import LEASE_SECONDS, Engine
 from core.inbound import ChatKind, Inbound
 from core.llm.client import ChatClient, Message, StreamEvent
 from core.metrics import FailureReason
@@ -92,8 +93,8 @@ from core.models import Platform
 from core.persona import load_persona
 from core.ports import ReplySink
 from core.services import Services
-from core.storage.database import Database, create_pool
-from core.storage.messages import MessageRepository
+from core.storage.database import Connection, Database, create_pool
+from core.storage.turns import Reply, TurnStore
 from core.tokens import TokenCounter
 from fakes.openai_server import LatencyProfile
 
@@ -149,18 +150,25 @@ class MeteredChatClient(ChatClient):
                 turn.llm_s += time.perf_counter() - started
 
 
-class ReplyRecorder(MessageRepository):
-    """The real repository; hands each recorded reply's stage timings to its turn.
+class ReplyRecorder(TurnStore):
+    """The real turn store; hands each recorded reply's stage timings to its turn.
 
-    The engine adds `record_ms` to that dict after storing the reply, so it is complete
-    once `Engine.handle` returns."""
+    The engine adds `record_ms` to that dict after recording the reply, so it is
+    complete once `Engine.handle` returns."""
 
-    async def add_assistant_message(self, *args: Any, **kwargs: Any) -> StoredMessage:
-        # Pass-through: the repository's signature stays the single source of truth.
+    async def close(
+        self,
+        user_id: int,
+        message: StoredMessage,
+        reply: Reply,
+        *,
+        delivered: bool,
+        conn: Connection | None = None,
+    ) -> StoredMessage:
         turn = _TURN.get(None)
         if turn is not None:
-            turn.stages = kwargs["context_snapshot"]["timings_ms"]
-        return await super().add_assistant_message(*args, **kwargs)
+            turn.stages = cast(dict[str, int], reply.snapshot.timings_ms)
+        return await super().close(user_id, message, reply, delivered=delivered, conn=conn)
 
 
 class TimedSink:
@@ -577,8 +585,8 @@ async def measure(
             services = Services(
                 settings=settings, db=db, embedder=HashEmbedder(), llm=llm, tokens=tokens
             )
-            services.messages = ReplyRecorder(db)  # before the engine: the assembler takes it
-            engine = Engine(services, persona=load_persona(None))
+            recorder = ReplyRecorder(db, holder=uuid.uuid4(), lease_seconds=LEASE_SECONDS)
+            engine = Engine(services, persona=load_persona(None), turns=recorder)
             texts = _sentences(np.random.default_rng(load.seed), 500, 6, 25)
             crowd = Crowd(engine, llm, texts, np.random.default_rng(load.seed + 1))
             meter = CpuMeter(await postmaster_pid(db), fake.process.pid)

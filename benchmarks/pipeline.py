@@ -43,6 +43,7 @@ import os
 import pstats
 import sys
 import time
+import uuid
 import zlib
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
@@ -50,7 +51,7 @@ from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import numpy as np
@@ -68,15 +69,15 @@ from benchmarks.common import (
 from benchmarks.foundation import FillSpec, _ensure_filled, _sentences
 from config import Settings
 from core.embedding.base import Vector
-from core.engine import Engine
+from core.engine import LEASE_SECONDS, Engine
 from core.inbound import ChatKind, Inbound
 from core.llm.client import ChatClient, Message, StreamEvent
 from core.models import Message as StoredMessage
 from core.models import Platform
 from core.persona import load_persona
 from core.services import Services
-from core.storage.database import Database, Pool, create_pool
-from core.storage.messages import MessageRepository
+from core.storage.database import Connection, Database, Pool, create_pool
+from core.storage.turns import Reply, TurnStore
 from core.tokens import TokenCounter
 from fakes.channel import RecordingChannel
 
@@ -140,21 +141,28 @@ class TimedChatClient(ChatClient):
             self.durations_ms.append((time.perf_counter() - started) * 1000)
 
 
-class StageRecorder(MessageRepository):
-    """The real repository; keeps each reply's `timings_ms`.
+class StageRecorder(TurnStore):
+    """The real turn store; keeps each recorded reply's `timings_ms`.
 
-    The engine adds `record_ms` to that same dict after storing the reply, so the kept
+    The engine adds `record_ms` to that same dict after recording the reply, so the kept
     dicts are complete once `Engine.handle` returns (the stored snapshot lacks it).
     """
 
     def __init__(self, db: Database) -> None:
-        super().__init__(db)
+        super().__init__(db, holder=uuid.uuid4(), lease_seconds=LEASE_SECONDS)
         self.timings: list[dict[str, int]] = []
 
-    async def add_assistant_message(self, *args: Any, **kwargs: Any) -> StoredMessage:
-        # Pass-through: the repository's signature stays the single source of truth.
-        self.timings.append(kwargs["context_snapshot"]["timings_ms"])
-        return await super().add_assistant_message(*args, **kwargs)
+    async def close(
+        self,
+        user_id: int,
+        message: StoredMessage,
+        reply: Reply,
+        *,
+        delivered: bool,
+        conn: Connection | None = None,
+    ) -> StoredMessage:
+        self.timings.append(cast(dict[str, int], reply.snapshot.timings_ms))
+        return await super().close(user_id, message, reply, delivered=delivered, conn=conn)
 
 
 def bench_settings(pool_size: int) -> Settings:
@@ -573,8 +581,7 @@ def make_bench(
         tokens=tokens,
     )
     stages = StageRecorder(db)
-    services.messages = stages  # before the engine: the context assembler takes it
-    engine = Engine(services, persona=load_persona(None))
+    engine = Engine(services, persona=load_persona(None), turns=stages)
     texts = _sentences(np.random.default_rng(seed), 500, 6, 25)
     return Bench(engine, llm, stages, texts)
 

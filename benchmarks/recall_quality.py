@@ -28,7 +28,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import numpy as np
@@ -40,7 +40,7 @@ from core.recall.candidates import RecallCandidates
 from core.recall.hybrid import DEFAULT_WEIGHTS, HybridRecall, RecallWeights, fuse
 from core.recall.keywords import Ranking, TextHit, TextSearchRepository
 from core.recall.vectors import RecallHit, RecallRepository, Source
-from core.storage.database import Database, create_pool
+from core.storage.database import Connection, Database, create_pool
 from fakes.archiving import move_to_archive
 
 K = 10
@@ -109,7 +109,7 @@ async def load(
         by_index = {int(r["platform_message_id"]): r["id"] for r in rows}
         ids = [by_index[m.index] for m in data.messages]
         middle = ids[len(ids) // 2]
-        await move_to_archive(Database(c), [i for i in ids if i < middle])
+        await move_to_archive(Database(cast(Connection, c)), [i for i in ids if i < middle])
         await c.execute(
             "UPDATE conversations SET message_count = $2 WHERE user_id = $1", user_id, len(ids)
         )

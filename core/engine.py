@@ -127,7 +127,9 @@ class _Turn:
 
 
 class Engine:
-    def __init__(self, services: Services, *, persona: str) -> None:
+    def __init__(self, services: Services, *, persona: str, turns: TurnStore | None = None) -> None:
+        """`turns`: this process's turn store (its own holder id); by default a new one.
+        Benchmarks pass one that observes the replies it records."""
         self._services = services
         settings = services.settings
         db = services.db
@@ -136,7 +138,7 @@ class Engine:
         self._bucket = TokenBucket(settings.limits.rate_burst, settings.limits.rate_per_minute)
         self._handled_commands = HandledCommandRepository(db)
         self._running_commands: set[tuple[str, str, str]] = set()
-        self._turns = TurnStore(db, holder=uuid.uuid4(), lease_seconds=LEASE_SECONDS)
+        self._turns = turns or TurnStore(db, holder=uuid.uuid4(), lease_seconds=LEASE_SECONDS)
         self._order = TurnOrder(self._turns)
         self._model = ModelSlots(settings.llm_max_concurrency)
         self._recall = HybridRecall(RecallCandidates(db, services.recall, TextSearchRepository(db)))

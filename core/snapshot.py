@@ -43,13 +43,14 @@ class ContextSnapshot:
     def answered(
         self, *, model: str, tokens_in: int, tokens_out: int, timings_ms: Mapping[str, int]
     ) -> ContextSnapshot:
-        """This snapshot with what the model's answer added."""
+        """This snapshot with what the model's answer added. `timings_ms` is kept as
+        given, not copied: the turn adds its record stage after the snapshot is stored."""
         return dataclasses.replace(
             self,
             model=model,
             tokens_in=tokens_in,
             tokens_out=tokens_out,
-            timings_ms=dict(timings_ms),
+            timings_ms=timings_ms,
         )
 
     def to_json(self) -> dict[str, Any]:
