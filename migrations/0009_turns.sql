@@ -13,6 +13,13 @@ CREATE TABLE turns (
 CREATE INDEX turns_user_message ON turns (user_id, message_id);
 CREATE INDEX turns_holder ON turns (holder);
 
+-- Where the person's queue stands, in the row every store of theirs locks first: the
+-- newest message queued, and the newest whose turn ended. A turn may start as its
+-- message is stored only when every earlier one has ended.
+ALTER TABLE conversations
+    ADD COLUMN turns_queued_through bigint,
+    ADD COLUMN turns_done_through bigint NOT NULL DEFAULT 0;
+
 -- The lease: at most one turn of a person runs at a time. Taken atomically (INSERT ...
 -- ON CONFLICT DO UPDATE ... WHERE expired), by the oldest live turn in the queue.
 CREATE TABLE turn_leases (

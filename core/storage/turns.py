@@ -55,25 +55,39 @@ WINDOW_SLACK = 8
 
 # $1 user, $2 content, $3 platform, $4 chat, $5 platform message id, $6 embedding,
 # $7 holder, $8 lease seconds, $9 whether to try the lease, $10 window, $11 facts,
-# $12 whether private facts may be read. The read does not see the row it stores (one
-# snapshot): the window is read without it and the caller adds it.
+# $12 whether private facts may be read.
+# - `locked` takes the person's conversation row first, so message ids follow the order
+#   in which the person's stores commit, and it reads that row as it is now (the rest
+#   of the statement reads as of the statement's start).
+# - The lease is taken only when every message queued before has had its turn (the row's
+#   `turns_queued_through` <= `turns_done_through`), and when the row is as the
+#   statement's snapshot saw it (nobody stored or answered anything for the person while
+#   this statement waited for the row): the state read below is then current. Otherwise
+#   the turn waits and reads again (`resume`).
+# - The read does not see the row it stores: the window is read without it.
 _OPEN = f"""
-WITH stored AS (
+WITH locked AS (
+    SELECT xmin AS version, turns_queued_through, turns_done_through
+    FROM conversations WHERE user_id = $1 FOR UPDATE
+), stored AS (
     INSERT INTO messages (user_id, role, content, platform, chat_id, platform_message_id,
                           status, embedding)
-    VALUES ($1, 'user', $2, $3, $4, $5, 'pending', $6)
+    SELECT $1, 'user', $2, $3, $4, $5, 'pending', $6 FROM locked
     ON CONFLICT ON CONSTRAINT messages_platform_message_unique DO NOTHING
     RETURNING {_MESSAGE_FIELDS}
 ), counted AS (
-    UPDATE conversations SET message_count = message_count + 1, last_activity_at = now()
+    UPDATE conversations SET message_count = message_count + 1, last_activity_at = now(),
+        turns_queued_through = (SELECT id FROM stored)
     WHERE user_id = $1 AND EXISTS (SELECT FROM stored)
 ), queued AS (
     INSERT INTO turns (message_id, user_id, holder, expires_at)
     SELECT id, $1, $7, now() + make_interval(secs => $8) FROM stored
 ), leased AS (
     INSERT INTO turn_leases AS l (user_id, message_id, holder, expires_at)
-    SELECT $1, id, $7, now() + make_interval(secs => $8) FROM stored
+    SELECT $1, s.id, $7, now() + make_interval(secs => $8) FROM stored s, locked k
     WHERE $9::boolean
+      AND (k.turns_queued_through IS NULL OR k.turns_queued_through <= k.turns_done_through)
+      AND k.version = (SELECT xmin FROM conversations WHERE user_id = $1)
       AND NOT EXISTS (SELECT FROM turns t WHERE t.user_id = $1 AND t.expires_at > now())
     ON CONFLICT (user_id) DO UPDATE
         SET message_id = excluded.message_id, holder = excluded.holder,
@@ -116,7 +130,7 @@ WITH queued AS (
     INSERT INTO turn_leases AS l (user_id, message_id, holder, expires_at)
     SELECT $1, message_id, $3, now() + make_interval(secs => $4) FROM queued
     WHERE NOT EXISTS (SELECT FROM turns o WHERE o.user_id = $1 AND o.message_id < $2
-                      AND o.expires_at > now())
+                      AND o.expires_at > now() - make_interval(secs => $4 * 2))
     ON CONFLICT (user_id) DO UPDATE
         SET message_id = excluded.message_id, holder = excluded.holder,
             expires_at = excluded.expires_at
@@ -162,7 +176,8 @@ WITH reply AS (
     WHERE id {answering} AND user_id = $1 AND role = 'user'
 ), counted AS (
     UPDATE conversations SET message_count = message_count + 1,
-        tokens_in = tokens_in + $7, tokens_out = tokens_out + $8, last_activity_at = now()
+        tokens_in = tokens_in + $7, tokens_out = tokens_out + $8, last_activity_at = now(),
+        turns_done_through = greatest(turns_done_through, $5)
     WHERE user_id = $1
 ), dequeued AS (
     DELETE FROM turns WHERE message_id = $5 AND holder = $13
@@ -189,6 +204,9 @@ WITH marked AS (
       AND status = 'pending'
 ), dequeued AS (
     DELETE FROM turns WHERE message_id = $2 AND holder = $3
+), done AS (
+    UPDATE conversations SET turns_done_through = greatest(turns_done_through, $2)
+    WHERE user_id = $1
 )
 DELETE FROM turn_leases WHERE user_id = $1 AND message_id = $2 AND holder = $3
 """

@@ -3,6 +3,7 @@ across processes (each store below is a process of its own: its own holder id)."
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 from core.models import MessageRole, MessageStatus, Platform
@@ -106,19 +107,20 @@ async def test_a_dead_processs_lease_and_turns_expire_and_are_taken_over(fresh_d
         assert later.state is None and later.message is not None
         async with db.connection() as conn:
             await conn.execute("SELECT pg_sleep(0.3)")
-        # Both turns of the dead process expired: its message is an orphan, found for
-        # the start-up recovery, and the living process's turn may run meanwhile.
+        # The dead process's turn expired: its message is an orphan, found for the
+        # recovery; the later message still waits for it, in the person's order.
         orphans = await alive.orphans(Platform.TELEGRAM)
         assert [o.message.id for o in orphans] == [crashed.message.id]
         assert orphans[0].private is False
-        assert (await alive.resume(user_id, later.message.id, LIMITS)).state is not None
-        await alive.release(user_id, later.message.id)
+        assert (await alive.resume(user_id, later.message.id, LIMITS)).state is None
         # Taking the orphan over: its turn is ours now, and runs.
         taken = await alive.resume(user_id, crashed.message.id, LIMITS)
         assert taken.queued and taken.state is not None
         assert await alive.orphans(Platform.TELEGRAM) == []
         # The dead process, were it alive after all, no longer has it.
         assert not (await dead.resume(user_id, crashed.message.id, LIMITS)).queued
+        await alive.close(user_id, crashed.message, _reply("late"), delivered=True)
+        assert (await alive.resume(user_id, later.message.id, LIMITS)).state is not None
     finally:
         await pool.close()
 
@@ -172,3 +174,35 @@ async def test_fail_and_release_end_the_turn(db: Database) -> None:
     assert reread.message is not None and reread.message.status is MessageStatus.ANSWERED
     await store.release(user_id, failed.message.id)
     assert await store.renew() == 0
+
+
+async def test_messages_stored_at_once_on_two_processes_start_in_id_order(
+    fresh_dsn: str,
+) -> None:
+    """The store takes the person's row first, so ids follow the stores' commits, and
+    only the first store may start its turn at once: never the newer message."""
+    pool = await create_pool(fresh_dsn, min_size=4, max_size=4)
+    try:
+        db = Database(pool)
+        user_id = await _user(db)
+        one, two = _store(db), _store(db)
+        for n in range(20):
+            first, second = await asyncio.gather(
+                one.open(user_id, _new("a", f"a{n}"), LIMITS, take_lease=True),
+                two.open(user_id, _new("b", f"b{n}"), LIMITS, take_lease=True),
+            )
+            turns = sorted(
+                ((one, first), (two, second)),
+                key=lambda pair: pair[1].message.id if pair[1].message else 0,
+            )
+            assert turns[0][1].state is not None, n
+            assert turns[1][1].state is None, n
+            for store, turn in turns:
+                if turn.state is None:
+                    assert turn.message is not None
+                    turn = await store.resume(user_id, turn.message.id, LIMITS)
+                    assert turn.state is not None, n
+                assert turn.message is not None
+                await store.close(user_id, turn.message, _reply("r"), delivered=True)
+    finally:
+        await pool.close()
