@@ -31,13 +31,18 @@ async def eventually(condition: Callable[[], bool], *, within: float = 10.0) -> 
 
 
 async def deliver(fake: FakeDiscord, adapter: DiscordAdapter, event: str, data: Any) -> None:
-    """Push one gateway event and wait until the adapter has finished with it.
-
-    Events are handled one at a time: the `services` fixture has one connection.
-    """
+    """Push one gateway event and wait until the adapter has finished with it."""
     before = adapter.processed
     await fake.dispatch(event, data)
     await eventually(lambda: adapter.processed > before and adapter.in_flight == 0)
+
+
+@pytest.fixture
+def services(pooled: Services) -> Services:
+    """A pool over a database of the test's own, not the shared test connection: the
+    adapters look for orphans while they handle events, and one connection runs one
+    statement at a time; turns expire by the server's clock."""
+    return pooled
 
 
 @pytest.fixture

@@ -3,10 +3,7 @@ fake Discord API and the real engine: it arrives cleaned."""
 
 from __future__ import annotations
 
-import pytest
-
 from adapters.discord import DiscordAdapter
-from core.services import Services
 from fakes.discord_gateway import FakeDiscord, user_payload
 from fakes.openai_server import FakeOpenAI
 from tests.adapters.discord.conftest import deliver
@@ -16,14 +13,6 @@ ALICE = user_payload(4343, "alice")
 MESSAGES = r"/channels/\d+/messages"
 EDITS = MESSAGES + r"/\d+"
 REPLY = "Here:\r\n```python\nprint('\x000\x00')\n```\nDone\x07."
-
-
-@pytest.fixture
-def services(pooled: Services) -> Services:
-    """The engine on a pool: recording a reply that holds a NUL fails (PostgreSQL text
-    cannot hold one, and core/engine.py stores the model's text as it came), which on
-    the shared test connection would abort the transaction later statements run in."""
-    return pooled
 
 
 async def test_a_reply_with_control_characters_is_delivered_cleaned(
