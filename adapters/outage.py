@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from core.engine import Engine
 from core.errors import StorageUnavailable
@@ -31,14 +32,18 @@ async def handle_through_outage(
     *,
     hold_seconds: float = HOLD_SECONDS,
     first_delay: float = FIRST_DELAY_SECONDS,
+    on_stored: Callable[[], None] | None = None,
 ) -> bool:
-    """`engine.handle`, retried while the database is unavailable; False if given up."""
+    """`engine.handle`, retried while the database is unavailable; False if given up.
+
+    `on_stored` goes to every try (`Engine.handle`): a try can store the message and
+    still fail later, so it may be called again by the next one."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + hold_seconds
     delay = first_delay
     while True:
         try:
-            await engine.handle(inbound, channel)
+            await engine.handle(inbound, channel, on_stored=on_stored)
             return True
         except StorageUnavailable:
             if loop.time() + delay > deadline:

@@ -117,6 +117,8 @@ async def _start_adapters(
             engine,
             token=settings.discord_bot_token.get_secret_value(),
             commands=commands,
+            messages=services.messages,
+            api_base_url=str(settings.discord_api_base_url),
             shard_ids=settings.discord_shard_ids,
             shard_count=settings.discord_shard_count,
         )

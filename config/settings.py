@@ -218,6 +218,8 @@ class Settings(BaseSettings):
     telegram_webhook_port: Annotated[int, Field(ge=1, le=65535)] = 8443
 
     discord_bot_token: SecretStr | None = None
+    # Discord's REST API; the gateway's address comes from it (tests point it at a fake).
+    discord_api_base_url: AnyHttpUrl = AnyHttpUrl("https://discord.com/api/v10")
     # Sharding over several processes: this process's shard ids out of the total count.
     discord_shard_ids: Annotated[list[int] | None, NoDecode] = None
     discord_shard_count: PositiveInt | None = None

@@ -7,12 +7,20 @@
         fake.texts_in(fake.dm_channel_id(user))   # what the user sees now
 
 REST: what discord.py calls for logging in, syncing commands and answering: users/@me,
-oauth2/applications/@me, gateway/bot, channel messages (JSON or multipart with files;
-create, edit, delete), typing, opening DMs, bulk overwrite of global commands,
-interaction callbacks and webhook followups (create, edit, @original). Every call is
-recorded in `calls` (the JSON payload, or `payload_json` and the files of a multipart
-body). `rate_limit(...)` makes the next matching call answer 429 the way Discord does
-(`Via` header, `Retry-After`, JSON `retry_after`), so discord.py waits and retries.
+oauth2/applications/@me, gateway/bot, channels (get), channel messages (JSON or
+multipart with files; create, edit, delete, get one, list a page of history), typing,
+opening DMs, bulk overwrite of global commands, interaction callbacks and webhook
+followups (create, edit, @original). Every call is recorded in `calls` (the JSON
+payload, or `payload_json` and the files of a multipart body). `rate_limit(...)` makes
+the next matching call answer 429 the way Discord does (`Via` header, `Retry-After`,
+JSON `retry_after`), so discord.py waits and retries.
+
+History: every channel keeps its messages (`history`): those dispatched as
+MESSAGE_CREATE, those the bot posted in it, and those `sent_while_down` (written while
+the bot was not connected: kept, never dispatched). Listing it answers as Discord does:
+at most `limit` messages (1-100, default 50), always newest first; with `after`, the
+ones right after that id, else the newest (before `before`, when given). Interaction
+responses are not kept (nothing here reads them back); `around` is not supported.
 
 Gateway: HELLO, IDENTIFY -> READY (+ GUILD_CREATE for the shard's guilds), HEARTBEAT ->
 HEARTBEAT_ACK, RESUME -> RESUMED. Frames go out as uncompressed text, which discord.py
@@ -25,6 +33,7 @@ import asyncio
 import itertools
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -92,6 +101,9 @@ class FakeDiscord(LocalServer):
         self.heartbeats = 0
         self.messages: dict[int, JSON] = {}
         """Every message the bot sent, by id, as last edited."""
+        self.history: dict[int, list[JSON]] = {}
+        """Per channel id, its messages in the order they were written (see the module
+        doc); the bot's are the same objects as in `messages`."""
         self.interaction_messages: dict[str, list[JSON]] = {}
         """Per interaction token: the original response (first, once edited) and followups."""
         self.interaction_callbacks: list[JSON] = []
@@ -174,13 +186,21 @@ class FakeDiscord(LocalServer):
         return sorted(self._sockets)
 
     async def dispatch(self, event: str, data: JSON) -> None:
-        """Send a DISPATCH event on the shard that owns its guild (DMs: shard 0)."""
+        """Send a DISPATCH event on the shard that owns its guild (DMs: shard 0); a
+        MESSAGE_CREATE is kept in its channel's history too."""
         guild_id = data.get("guild_id")
         shard = (int(guild_id) >> 22) % self.shard_count if guild_id else 0
         socket = self._sockets.get(shard)
         if socket is None:
             raise RuntimeError(f"shard {shard} is not connected")
+        if event == "MESSAGE_CREATE":
+            self._keep(data)
         await socket.dispatch(event, data)
+
+    def sent_while_down(self, message: JSON) -> None:
+        """A message (from `dm_message` or `guild_message`) written while the bot was not
+        connected: in its channel's history, with no gateway event."""
+        self._keep(message)
 
     def dm_message(
         self,
@@ -338,6 +358,21 @@ class FakeDiscord(LocalServer):
             "flags": 0,
         }
 
+    def _dm_channel(self, channel_id: int, user_id: int) -> JSON:
+        user = user_payload(user_id, f"user{user_id}")
+        return {"id": str(channel_id), "type": 1, "recipients": [user], "last_message_id": None}
+
+    def _channel(self, channel_id: int) -> JSON | None:
+        """GET /channels/{id}: the guild's text channel or thread, or a DM channel."""
+        if channel_id == TEXT_CHANNEL_ID:
+            return self._text_channel()
+        if channel_id == THREAD_ID:
+            return self._thread()
+        for user_id, dm in self._dm_channels.items():
+            if dm == channel_id:
+                return self._dm_channel(channel_id, user_id)
+        return None
+
     def _text_channel(self) -> JSON:
         return {
             "id": str(TEXT_CHANNEL_ID),
@@ -377,7 +412,27 @@ class FakeDiscord(LocalServer):
             "user": user_payload(BOT_ID, BOT_NAME, bot=True),
             "roles": [str(BOT_ROLE_ID)],
         }
-        thread = {
+        return {
+            "id": str(GUILD_ID),
+            "name": "Test guild",
+            "owner_id": str(OWNER_ID),
+            "unavailable": False,
+            "member_count": 3,
+            "large": False,
+            "roles": [everyone, bot_role],
+            "emojis": [],
+            "stickers": [],
+            "features": [],
+            "channels": [self._text_channel()],
+            "threads": [self._thread()],
+            "members": [me],
+            "voice_states": [],
+            "presences": [],
+            "joined_at": _timestamp(),
+        }
+
+    def _thread(self) -> JSON:
+        return {
             "id": str(THREAD_ID),
             "type": 11,
             "guild_id": str(GUILD_ID),
@@ -395,24 +450,6 @@ class FakeDiscord(LocalServer):
                 "locked": False,
             },
         }
-        return {
-            "id": str(GUILD_ID),
-            "name": "Test guild",
-            "owner_id": str(OWNER_ID),
-            "unavailable": False,
-            "member_count": 3,
-            "large": False,
-            "roles": [everyone, bot_role],
-            "emojis": [],
-            "stickers": [],
-            "features": [],
-            "channels": [self._text_channel()],
-            "threads": [thread],
-            "members": [me],
-            "voice_states": [],
-            "presences": [],
-            "joined_at": _timestamp(),
-        }
 
     # -- REST -------------------------------------------------------------------------
 
@@ -423,7 +460,7 @@ class FakeDiscord(LocalServer):
         fault = self._take_fault(request.method, path)
         if fault is not None:
             return _fault_response(fault)
-        return await self._route(request.method, path, body, files)
+        return await self._route(request.method, path, request.query, body, files)
 
     def _take_fault(self, method: str, path: str) -> _Fault | None:
         for fault in self._faults:
@@ -433,7 +470,12 @@ class FakeDiscord(LocalServer):
         return None
 
     async def _route(
-        self, method: str, path: str, body: Any, files: list[tuple[str, bytes]]
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, str],
+        body: Any,
+        files: list[tuple[str, bytes]],
     ) -> web.StreamResponse:
         parts = path.strip("/").split("/")
         match (method, parts):
@@ -460,17 +502,24 @@ class FakeDiscord(LocalServer):
                 return _json(self.commands)
             case ("POST", ["users", "@me", "channels"]):
                 recipient = int(body["recipient_id"])
-                channel_id = self.dm_channel_id(recipient)
-                user = user_payload(recipient, f"user{recipient}")
-                return _json({"id": str(channel_id), "type": 1, "recipients": [user]})
+                return _json(self._dm_channel(self.dm_channel_id(recipient), recipient))
+            case ("GET", ["channels", channel_id]):
+                channel = self._channel(int(channel_id))
+                return _unknown_channel() if channel is None else _json(channel)
+            case ("GET", ["channels", channel_id, "messages"]):
+                return self._history_page(int(channel_id), query)
+            case ("GET", ["channels", channel_id, "messages", message_id]):
+                return self._history_message(int(channel_id), int(message_id))
             case ("POST", ["channels", channel_id, "typing"]):
                 return web.Response(status=204)
             case ("POST", ["channels", channel_id, "messages"]):
-                return _json(self._store(int(channel_id), body, files))
+                return _json(self._keep(self._store(int(channel_id), body, files)))
             case ("PATCH", ["channels", _, "messages", message_id]):
                 return self._edit(int(message_id), body)
-            case ("DELETE", ["channels", _, "messages", message_id]):
+            case ("DELETE", ["channels", channel_id, "messages", message_id]):
                 self.messages.pop(int(message_id), None)
+                kept = self.history.get(int(channel_id), [])
+                kept[:] = [m for m in kept if m["id"] != message_id]
                 return web.Response(status=204)
             case ("POST", ["interactions", interaction_id, token, "callback"]):
                 return _json(self._callback(interaction_id, token, body))
@@ -483,6 +532,35 @@ class FakeDiscord(LocalServer):
             case ("PATCH", ["webhooks", _, token, "messages", message_id]):
                 return self._edit(int(message_id), body)
         return _json({"message": "404: Not Found", "code": 0}, status=404)
+
+    def _keep(self, message: JSON) -> JSON:
+        self.history.setdefault(int(message["channel_id"]), []).append(message)
+        return message
+
+    def _history_message(self, channel_id: int, message_id: int) -> web.Response:
+        if self._channel(channel_id) is None:
+            return _unknown_channel()
+        for message in self.history.get(channel_id, []):
+            if int(message["id"]) == message_id:
+                return _json(message)
+        return _json({"message": "Unknown Message", "code": 10008}, status=404)
+
+    def _history_page(self, channel_id: int, query: Mapping[str, str]) -> web.Response:
+        """GET /channels/{id}/messages, answered as Discord does (see the module doc)."""
+        if self._channel(channel_id) is None:
+            return _unknown_channel()
+        limit = query.get("limit", "50")
+        if not limit.isdigit() or not 1 <= int(limit) <= 100:
+            return _json({"message": "Invalid Form Body", "code": 50035}, status=400)
+        written = sorted(self.history.get(channel_id, []), key=lambda m: int(m["id"]))
+        count = int(limit)
+        if "after" in query:
+            page = [m for m in written if int(m["id"]) > int(query["after"])][:count]
+        else:
+            if "before" in query:
+                written = [m for m in written if int(m["id"]) < int(query["before"])]
+            page = written[-count:]
+        return _json(page[::-1])
 
     def _application(self) -> JSON:
         return {
@@ -626,6 +704,10 @@ async def _read_body(request: web.Request) -> tuple[Any, list[tuple[str, bytes]]
         text = await request.text()
         return (json.loads(text) if text else None), []
     return None, []
+
+
+def _unknown_channel() -> web.Response:
+    return _json({"message": "Unknown Channel", "code": 10003}, status=404)
 
 
 _ERRORS = {

@@ -38,6 +38,7 @@ from aiohttp import web
 
 from adapters.chunking import STREAMING_CURSOR
 from core.engine import INTERNAL_ERROR, LLM_BUSY, LLM_FAILED, STORAGE_DOWN
+from fakes.discord_gateway import FakeDiscord
 from fakes.openai_server import Delay, FakeOpenAI, Fault
 from fakes.telegram_api import TOKEN, FakeTelegram
 
@@ -123,14 +124,16 @@ def _json(payload: object) -> bytes:
 
 def service_env(
     tmp_path: Path,
-    telegram: FakeTelegram,
+    telegram: FakeTelegram | None,
     llm: FakeOpenAI,
     *,
     http_port: int,
     database_url: str | None,
     extra: Mapping[str, str] | None = None,
+    discord: FakeDiscord | None = None,
 ) -> dict[str, str]:
-    """The environment of `python -m bot run` against the fakes.
+    """The environment of `python -m bot run` against the fakes: on Telegram, Discord or
+    both, whichever fakes are given.
 
     Without `database_url` the service starts the embedded server under `tmp_path`.
     Rate limits are lifted (the tests send many messages per person) and LLM retries
@@ -147,8 +150,6 @@ def service_env(
         LLM_MODEL="fake-model",
         LLM_MAX_RETRIES="0",
         LLM_TIMEOUT_SECONDS="5",
-        TELEGRAM_BOT_TOKEN=TOKEN,
-        TELEGRAM_BASE_URL=telegram.base_url,
         HTTP_HOST="127.0.0.1",
         HTTP_PORT=str(http_port),
         LOG_LEVEL="INFO",
@@ -156,6 +157,10 @@ def service_env(
         LIMITS_RATE_PER_MINUTE="100000",
         PTB_TIMEDELTA="1",
     )
+    if telegram is not None:
+        env.update(TELEGRAM_BOT_TOKEN=TOKEN, TELEGRAM_BASE_URL=telegram.base_url)
+    if discord is not None:
+        env.update(DISCORD_BOT_TOKEN="test-token", DISCORD_API_BASE_URL=discord.api_base)
     if database_url is not None:
         env["DATABASE_URL"] = database_url
     env.update(extra or {})

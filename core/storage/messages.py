@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -89,6 +90,36 @@ _MARK_DELIVERED_ASYNCHRONOUSLY = (
     "WITH quiet AS (SELECT set_config('synchronous_commit', 'off', true))"
     " UPDATE messages SET delivered_at = now() FROM quiet WHERE id = $1 AND user_id = $2"
 )
+
+
+# $1 platform, $2 how far back, $3 at most this many chats. For each identity of the
+# platform with a private chat, the newest message stored from that chat, if it came
+# within $2. Only people seen within $2 are looked at (`last_seen_at`, stamped with
+# every admitted message), so the per-person index scans are few.
+_RECENT_PRIVATE_CHATS = """
+SELECT i.private_chat_id AS chat_id, newest.platform_message_id
+FROM identities i
+JOIN users u ON u.id = i.user_id
+CROSS JOIN LATERAL (
+    SELECT m.platform_message_id, m.created_at FROM messages m
+    WHERE m.user_id = i.user_id AND m.role = 'user' AND m.platform = $1
+      AND m.chat_id = i.private_chat_id AND m.platform_message_id IS NOT NULL
+    ORDER BY m.id DESC LIMIT 1
+) newest
+WHERE i.platform = $1 AND i.private_chat_id IS NOT NULL
+  AND u.last_seen_at > now() - $2::interval AND newest.created_at > now() - $2::interval
+ORDER BY newest.created_at DESC
+LIMIT $3
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class PrivateChat:
+    """A person's private chat with the bot, and the newest message stored from it."""
+
+    chat_id: str
+    newest_message_id: str
+    """The platform's id of that message."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -357,6 +388,21 @@ class MessageRepository:
                 limit,
             )
         return [SearchHit(message_from_row(r), float(r["rank"])) for r in rows]
+
+    async def recent_private_chats(
+        self,
+        platform: Platform,
+        *,
+        within: timedelta,
+        limit: int,
+        conn: Connection | None = None,
+    ) -> list[PrivateChat]:
+        """The private chats of `platform` that people wrote in within `within`, the most
+        recent first, at most `limit`: where to look for messages that arrived while
+        the bot was down (Discord never delivers them again)."""
+        async with self._db.connection(conn) as c:
+            rows = await c.fetch(_RECENT_PRIVATE_CHATS, platform.value, within, limit)
+        return [PrivateChat(r["chat_id"], r["platform_message_id"]) for r in rows]
 
     async def count(self, user_id: int, *, conn: Connection | None = None) -> int:
         async with self._db.connection(conn) as c:

@@ -2,10 +2,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from datetime import timedelta
 
 from core.models import MessageRole, MessageStatus, Platform
 from core.storage.database import Database, create_pool
-from core.storage.messages import MessageRepository
+from core.storage.messages import MessageRepository, PrivateChat
 from core.storage.users import UserRepository
 from fakes.archiving import move_to_archive
 from tests.core.storage.turn_reads import turn_state
@@ -249,3 +250,41 @@ async def test_delivery_mark_commits_asynchronously_only_on_its_own(fresh_dsn: s
         assert await messages.undelivered_reply(user_id, asked.message.id) is None
     finally:
         await pool.close()
+
+
+async def _private_chatter(
+    db: Database, who: str, platform: Platform, *messages: tuple[str, str, int]
+) -> None:
+    """Someone seen now, with private chat `dm-<who>`, and their messages as (chat,
+    platform message id, days ago)."""
+    users = UserRepository(db)
+    user, _ = await users.get_or_create(platform, who, private_chat_id=f"dm-{who}")
+    repository = MessageRepository(db)
+    async with db.connection() as conn:
+        await conn.execute("UPDATE users SET last_seen_at = now() WHERE id = $1", user.id)
+        for chat, message_id, days_ago in messages:
+            stored = await repository.add_user_message(
+                user.id, "hi", platform=platform, chat_id=chat, platform_message_id=message_id
+            )
+            await conn.execute(
+                "UPDATE messages SET created_at = now() - make_interval(days => $2) WHERE id = $1",
+                stored.message.id,
+                days_ago,
+            )
+
+
+async def test_recent_private_chats_give_the_newest_stored_message_of_each(db: Database) -> None:
+    discord = Platform.DISCORD
+    await _private_chatter(db, "ann", discord, ("dm-ann", "11", 2), ("dm-ann", "12", 1))
+    # A newer message in a server channel is not the private chat's.
+    await _private_chatter(db, "bob", discord, ("dm-bob", "21", 3), ("guild", "22", 0))
+    await _private_chatter(db, "cy", discord, ("dm-cy", "31", 8))  # too long ago
+    await _private_chatter(db, "dee", discord, ("guild", "41", 0))  # never wrote privately
+    await _private_chatter(db, "eve", Platform.TELEGRAM, ("dm-eve", "51", 0))
+    messages = MessageRepository(db)
+
+    recent = await messages.recent_private_chats(discord, within=timedelta(days=7), limit=10)
+    assert recent == [PrivateChat("dm-ann", "12"), PrivateChat("dm-bob", "21")]
+    assert await messages.recent_private_chats(discord, within=timedelta(days=7), limit=1) == [
+        PrivateChat("dm-ann", "12")
+    ]
