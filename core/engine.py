@@ -15,7 +15,7 @@ import dataclasses
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,76 +27,45 @@ from core import metrics
 from core.commands.base import CommandContext, ParsedCommand, parse_command
 from core.commands.registry import dispatch
 from core.context import AssembledContext, ContextAssembler, ContextLimits
-from core.embedding.base import EmbeddingError
+from core.embedding.base import embed_or_none
 from core.errors import StorageBusy, StorageUnavailable
 from core.inbound import Inbound
-from core.llm.client import Completion, TextDelta
-from core.llm.errors import LLMError, LLMRateLimited
 from core.model_slots import ModelSlots
 from core.models import Message, MessageStatus, Platform, Role, User
-from core.ports import ReplyChannel, ReplySink
+from core.notices import (
+    ALREADY_ANSWERED,
+    BANNED,
+    INTERNAL_ERROR,
+    INTERRUPTED,
+    LOST_WHILE_DOWN,
+    RATE_LIMITED,
+    STILL_WORKING,
+    STORAGE_BUSY,
+    STORAGE_DOWN,
+    TOO_LONG,
+    UNKNOWN_COMMAND,
+    UNSUPPORTED,
+)
+from core.ports import ReplyChannel
 from core.recall.candidates import RecallCandidates
 from core.recall.hybrid import HybridRecall
 from core.recall.keywords import TextSearchRepository
+from core.replies import ReplyWriter, Turn, ms, quietly
 from core.services import Services
 from core.storage.admission import Admissions
 from core.storage.handled_commands import HandledCommandRepository
 from core.storage.rate_limits import RateLimitRepository, TokenBucket
-from core.storage.turns import NewMessage, Opened, ReadLimits, Reply, TurnStore
+from core.storage.turns import NewMessage, Opened, ReadLimits, TurnStore
 from core.turn_order import Slot, TurnOrder
 
 logger = logging.getLogger(__name__)
 
-UNSUPPORTED = (
-    "I can only read text for now: photos, voice messages, stickers and files are not "
-    "supported yet. Please write it out in a message."
-)
-BANNED = "You have been banned from using this bot."
-TOO_LONG = (
-    "That message is too long ({length} characters; the limit is {limit}). "
-    "Please shorten it or send it in parts. It was not saved."
-)
-RATE_LIMITED = "You're writing faster than I can keep up. Please wait {seconds} s and try again."
-LLM_FAILED = (
-    "Sorry, I couldn't reach my language model just now. Your message is saved: "
-    "send /retry to try again, or just keep writing."
-)
-LLM_BUSY = (
-    "Sorry, my language model is overloaded right now. Your message is saved: "
-    "send /retry in a minute, or just keep writing."
-)
-TOO_SLOW = (
-    "Sorry, my answer took too long and I gave up on it. Your message is saved: "
-    "send /retry to try again, or just keep writing."
-)
-INTERRUPTED = (
-    "Sorry, I was restarting and could not finish my answer. Your message is saved: "
-    "send /retry to get it."
-)
-LOST_WHILE_DOWN = (
-    "Sorry, I was down and could not answer your message from {when} in time. "
-    "It is saved: send /retry to get an answer."
-)
-INTERNAL_ERROR = "Sorry, something went wrong on my side. Please try again in a moment."
-STORAGE_DOWN = (
-    "I can't reach my memory right now. I'll answer this message as soon as I'm back; "
-    "no need to send it again."
-)
-STORAGE_BUSY = (
-    "I'm very busy right now. I'll answer this message as soon as I can; no need to send it again."
-)
-STILL_WORKING = "I'm still working on that message."
-ALREADY_ANSWERED = "That message has been answered in the meantime."
 # How many messages' outage notices are remembered (to tell each person only once).
 OUTAGE_MEMORY = 10_000
 BANNED_MAY_RUN = frozenset({"export", "delete_me"})
-UNKNOWN_COMMAND = "I don't know the command /{name}. Send /help to see what I can do."
 # A process renews its turns' leases a third of this apart; when it dies, another
 # replica goes on with the person's next turn at most this long after.
 LEASE_SECONDS = 15.0
-# Recording a delivered reply is retried this long while the database is down (the
-# platform has acknowledged the message: nobody would deliver it again).
-RECORD_RETRY_SECONDS = 600.0
 # Orphans (pending messages whose process died) younger than this are answered at
 # start-up; older ones are marked failed and the person told.
 ANSWER_ORPHANS_WITHIN = timedelta(hours=1)
@@ -114,18 +83,6 @@ class _Accepted:
     command: ParsedCommand | None
 
 
-@dataclass(frozen=True, slots=True)
-class _Turn:
-    """One message being answered, and where to."""
-
-    user: User
-    message: Message
-    channel: ReplyChannel
-    shared_chat: bool
-    embedding: np.ndarray[Any, Any] | None
-    timings: dict[str, int]
-
-
 class Engine:
     def __init__(self, services: Services, *, persona: str, turns: TurnStore | None = None) -> None:
         """`turns`: this process's turn store (its own holder id); by default a new one.
@@ -140,7 +97,7 @@ class Engine:
         self._running_commands: set[tuple[str, str, str]] = set()
         self._turns = turns or TurnStore(db, holder=uuid.uuid4(), lease_seconds=LEASE_SECONDS)
         self._order = TurnOrder(self._turns)
-        self._model = ModelSlots(settings.llm_max_concurrency)
+        self._replies = ReplyWriter(services, self._turns, ModelSlots(settings.llm_max_concurrency))
         self._recall = HybridRecall(RecallCandidates(db, services.recall, TextSearchRepository(db)))
         self._assembler = ContextAssembler(
             tokens=services.tokens,
@@ -346,10 +303,10 @@ class Engine:
                 await self._redelivered(user, inbound, channel, slot)
                 return
             timings = {
-                "embed_ms": _ms(started, embedded),
-                "store_ms": _ms(embedded, time.perf_counter()),
+                "embed_ms": ms(started, embedded),
+                "store_ms": ms(embedded, time.perf_counter()),
             }
-            turn = _Turn(user, opened.message, channel, shared_chat, embedding, timings)
+            turn = Turn(user, opened.message, channel, shared_chat, embedding, timings)
             await slot.wait()
             await self._take_turn(turn, opened)
 
@@ -376,7 +333,7 @@ class Engine:
         logger.info("answering redelivered pending message %s of user %s", message.id, user.id)
         slot.join(message.id)
         await slot.wait()
-        turn = _Turn(user, message, channel, not inbound.is_private, None, {})
+        turn = Turn(user, message, channel, not inbound.is_private, None, {})
         await self._take_turn(turn, None)
 
     async def _answer_again(
@@ -390,7 +347,7 @@ class Engine:
         async with self._order.person(user.id) as slot:
             slot.join(message.id)
             await slot.wait()
-            turn = _Turn(user, message, channel, shared_chat, None, {})
+            turn = Turn(user, message, channel, shared_chat, None, {})
             notice = await self._take_turn(turn, None, retry=True)
             if notice is not None:
                 await channel.send(notice)
@@ -405,19 +362,17 @@ class Engine:
                 return
             if now - message.created_at > ANSWER_ORPHANS_WITHIN:
                 await self._turns.fail(message.user_id, message.id)
-                await _quietly(
-                    channel.send(LOST_WHILE_DOWN.format(when=f"{message.created_at:%c}"))
-                )
+                await quietly(channel.send(LOST_WHILE_DOWN.format(when=f"{message.created_at:%c}")))
                 return
             async with self._order.person(user.id) as slot:
                 slot.join(message.id)
                 await slot.wait()
-                await self._take_turn(_Turn(user, message, channel, not private, None, {}), None)
+                await self._take_turn(Turn(user, message, channel, not private, None, {}), None)
 
     # the turn: wait for it, assemble, answer, record ------------------------------------
 
     async def _take_turn(
-        self, turn: _Turn, opened: Opened | None, *, retry: bool = False
+        self, turn: Turn, opened: Opened | None, *, retry: bool = False
     ) -> str | None:
         """Answer `turn.message` once its turn has come (`opened` without a state: wait
         for it). Else why not, as told to someone retrying it: another process is
@@ -448,7 +403,7 @@ class Engine:
             metrics.REPLIES_IN_FLIGHT.dec()
         return None
 
-    async def _interrupted(self, turn: _Turn) -> None:
+    async def _interrupted(self, turn: Turn) -> None:
         """A turn cancelled mid-way (shutdown): the message is left failed and the
         person told, rather than left pending with nobody to answer it."""
         with suppress(Exception):
@@ -456,26 +411,18 @@ class Engine:
                 await self._turns.fail(turn.user.id, turn.message.id)
                 await turn.channel.send(INTERRUPTED)
 
-    async def _answer(self, turn: _Turn, opened: Opened) -> None:
+    async def _answer(self, turn: Turn, opened: Opened) -> None:
         assert opened.state is not None
         embedding = turn.embedding
         if embedding is None:
             embedding = await self._embed(turn.message.content)
         started = time.perf_counter()
         context = await self._assemble(turn, opened, embedding)
-        turn.timings["assemble_ms"] = _ms(started, time.perf_counter())
-        sink = turn.channel.start_reply()
-        try:
-            async with asyncio.timeout(self._services.settings.reply_deadline_seconds):
-                completion = await self._complete(turn, context, sink)
-        except (LLMError, TimeoutError) as exc:
-            await self._turns.fail(turn.user.id, turn.message.id)
-            await _quietly(sink.finish(self._failure_notice(turn, exc)))
-            return
-        await self._record(turn, context, completion, sink)
+        turn.timings["assemble_ms"] = ms(started, time.perf_counter())
+        await self._replies.write(turn, context)
 
     async def _assemble(
-        self, turn: _Turn, opened: Opened, embedding: np.ndarray[Any, Any] | None
+        self, turn: Turn, opened: Opened, embedding: np.ndarray[Any, Any] | None
     ) -> AssembledContext:
         """Recall for the message (leaving out the window, already in the prompt), and
         the prompt from the turn's state and what recall found."""
@@ -496,132 +443,6 @@ class Engine:
             turn.message, opened.state, recalled, shared_chat=turn.shared_chat
         )
 
-    async def _complete(
-        self, turn: _Turn, context: AssembledContext, sink: ReplySink
-    ) -> Completion:
-        """Stream the model's answer into `sink`, in a model slot (typing shown until
-        the first words)."""
-        services = self._services
-        first_words = asyncio.Event()
-        text = ""
-        completion: Completion | None = None
-        async with self._model.slot(turn.channel.typing, first_words):
-            started = time.perf_counter()
-            async for event in services.llm.stream(
-                context.messages, max_tokens=services.settings.context.reply_max_tokens
-            ):
-                if isinstance(event, TextDelta):
-                    if not text:
-                        turn.timings["llm_first_token_ms"] = _ms(started, time.perf_counter())
-                        first_words.set()
-                    text += event.text
-                    await _quietly(sink.update(text))
-                else:
-                    completion = event
-            turn.timings["llm_ms"] = _ms(started, time.perf_counter())
-        assert completion is not None
-        return completion
-
-    def _failure_notice(self, turn: _Turn, exc: BaseException) -> str:
-        if isinstance(exc, TimeoutError):
-            metrics.count_reply_failed("deadline")
-            logger.warning(
-                "reply to message %s of user %s missed its deadline", turn.message.id, turn.user.id
-            )
-            return TOO_SLOW
-        rate_limited = isinstance(exc, LLMRateLimited)
-        metrics.count_reply_failed("llm_rate_limited" if rate_limited else "llm_error")
-        logger.warning("LLM failed for user %s: %s", turn.user.id, exc)
-        return LLM_BUSY if rate_limited else LLM_FAILED
-
-    async def _record(
-        self, turn: _Turn, context: AssembledContext, completion: Completion, sink: ReplySink
-    ) -> None:
-        """Deliver the reply, then record it with its snapshot and whether it arrived,
-        and the message as answered, ending the turn, in one statement.
-
-        Delivering first spares a statement marking the reply delivered afterwards. A
-        crash between the two leaves the message pending, and it is answered again at
-        the next start (at least once, docs/faults.md). While the database is down the
-        record is retried here: the platform has acknowledged the message.
-        """
-        services = self._services
-        started = time.perf_counter()
-        # PostgreSQL text cannot hold NUL, and no platform shows one: dropped.
-        text = completion.text.replace("\x00", "").strip() or "…"
-        tokens_in = completion.tokens_in or context.prompt_tokens
-        tokens_out = completion.tokens_out or services.tokens.count(text)
-        metrics.observe_llm(
-            completion.latency_ms / 1000, tokens_in=tokens_in, tokens_out=tokens_out
-        )
-        reply = Reply(
-            text=text,
-            snapshot=context.snapshot.answered(
-                model=completion.model,
-                tokens_in=tokens_in,
-                tokens_out=tokens_out,
-                timings_ms=turn.timings,
-            ),
-            tokens_in=tokens_in,
-            tokens_out=tokens_out,
-            model=completion.model,
-            response_ms=round(completion.latency_ms),
-            embedding=await self._embed(text),
-            answers_also=context.failed_ids,
-        )
-        embedded = time.perf_counter()
-        delivered = await self._deliver(turn, sink, text)
-        delivery_seconds = time.perf_counter() - embedded
-        try:
-            await self._write_reply(turn, reply, delivered=delivered)
-        except Exception:
-            if not delivered:
-                raise
-            # The person has the answer: no apology for not recording it.
-            metrics.count_reply_failed("internal")
-            logger.exception(
-                "could not record the reply delivered to message %s of user %s",
-                turn.message.id,
-                turn.user.id,
-            )
-            return
-        turn.timings["record_ms"] = _ms(started + delivery_seconds, time.perf_counter())
-        metrics.observe_timings(turn.timings)
-        if delivered:
-            metrics.count_message_out(turn.message.platform)
-
-    async def _write_reply(self, turn: _Turn, reply: Reply, *, delivered: bool) -> None:
-        """Record the reply; a delivered one is retried through an outage (for
-        `RECORD_RETRY_SECONDS`), as nobody would deliver its message again."""
-        loop = asyncio.get_running_loop()
-        give_up = loop.time() + RECORD_RETRY_SECONDS
-        delay = 1.0
-        while True:
-            try:
-                await self._turns.close(turn.user.id, turn.message, reply, delivered=delivered)
-                return
-            except StorageUnavailable:
-                if not delivered or loop.time() + delay > give_up:
-                    raise
-                logger.warning("database unreachable; recording a reply again in %.0f s", delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
-
-    async def _deliver(self, turn: _Turn, sink: ReplySink, text: str) -> bool:
-        """Finish the reply on the platform: whether it arrived. One that did not is
-        recorded as undelivered, and a redelivery of its message sends it again."""
-        try:
-            await sink.finish(text)
-        except Exception:
-            metrics.count_reply_failed("delivery")
-            logger.exception(
-                "could not deliver the reply to message %s of user %s",
-                turn.message.id,
-                turn.user.id,
-            )
-            return False
-        return True
-
     # helpers ----------------------------------------------------------------------------
 
     def _read_limits(self, shared_chat: bool) -> ReadLimits:
@@ -633,13 +454,7 @@ class Engine:
         )
 
     async def _embed(self, text: str) -> np.ndarray[Any, Any] | None:
-        """The text's embedding, or None: a failing embedder must not lose the message."""
-        try:
-            vectors = await self._services.embedder.embed([text])
-        except EmbeddingError as exc:
-            logger.warning("embedding failed, storing the message without one: %s", exc)
-            return None
-        return vectors[0]
+        return await embed_or_none(self._services.embedder, text)
 
     async def _tell_outage_once(
         self, inbound: Inbound, channel: ReplyChannel, exc: StorageUnavailable
@@ -660,16 +475,6 @@ class Engine:
         )
         with suppress(Exception):
             await channel.send(STORAGE_BUSY if busy else STORAGE_DOWN)
-
-
-async def _quietly(step: Awaitable[Any]) -> None:
-    """Run a best-effort delivery step (progressive edits, notices): log, never fail."""
-    try:
-        await step
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        logger.warning("a progressive delivery step failed", exc_info=True)
 
 
 def _storable(inbound: Inbound) -> Inbound:
@@ -698,7 +503,3 @@ class _Once:
         callback, self._callback = self._callback, None
         if callback is not None:
             callback()
-
-
-def _ms(start: float, end: float) -> int:
-    return round((end - start) * 1000)

@@ -37,7 +37,7 @@ import asyncpg
 from aiohttp import web
 
 from adapters.chunking import STREAMING_CURSOR
-from core.engine import INTERNAL_ERROR, LLM_BUSY, LLM_FAILED, STORAGE_DOWN
+from core.notices import INTERNAL_ERROR, LLM_BUSY, LLM_FAILED, STORAGE_DOWN
 from fakes.discord_gateway import FakeDiscord
 from fakes.openai_server import Delay, FakeOpenAI, Fault
 from fakes.telegram_api import TOKEN, FakeTelegram

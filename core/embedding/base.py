@@ -8,6 +8,7 @@ different ``model_name``s live in different spaces and must never be compared.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -15,6 +16,8 @@ import numpy as np
 import numpy.typing as npt
 
 from core.errors import OnethreadError
+
+logger = logging.getLogger(__name__)
 
 Vector = npt.NDArray[np.float32]
 
@@ -44,3 +47,13 @@ def l2_normalise(matrix: npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:
     norms = np.linalg.norm(rows, axis=1, keepdims=True)
     normalised: npt.NDArray[np.float32] = (rows / np.maximum(norms, 1e-12)).astype(np.float32)
     return normalised
+
+
+async def embed_or_none(embedder: Embedder, text: str) -> Vector | None:
+    """The text's embedding, or None: a failing embedder must not lose a message."""
+    try:
+        vectors = await embedder.embed([text])
+    except EmbeddingError as exc:
+        logger.warning("embedding failed, storing the text without one: %s", exc)
+        return None
+    return vectors[0]

@@ -347,13 +347,7 @@ class TurnStore:
                 limits.facts,
                 limits.include_private,
             )
-        if row is None:
-            raise LookupError(f"user {user_id} has no conversation")
-        if row["stored"] is None:
-            return Opened(None, new=False, queued=False, state=None)
-        stored = _message(row["stored"])
-        state = _state(row, stored, limits.window) if row["running"] else None
-        return Opened(stored, new=True, queued=True, state=state)
+        return _opened(user_id, row, limits, new=True)
 
     async def resume(
         self,
@@ -377,14 +371,7 @@ class TurnStore:
                 limits.facts,
                 limits.include_private,
             )
-        if row is None:
-            raise LookupError(f"user {user_id} has no conversation")
-        if row["stored"] is None:
-            return Opened(None, new=False, queued=False, state=None)
-        stored = _message(row["stored"])
-        running = row["running"]
-        state = _state(row, stored, limits.window) if running else None
-        return Opened(stored, new=False, queued=row["queued"], state=state)
+        return _opened(user_id, row, limits, new=False)
 
     async def close(
         self,
@@ -456,6 +443,17 @@ class TurnStore:
         async with self._db.connection(conn) as c:
             rows = await c.fetch(_ORPHANS, platform.value, limit)
         return [Orphan(message_from_row(r), r["private"]) for r in rows]
+
+
+def _opened(user_id: int, row: asyncpg.Record | None, limits: ReadLimits, *, new: bool) -> Opened:
+    """What `_OPEN` or `_RESUME` returned."""
+    if row is None:
+        raise LookupError(f"user {user_id} has no conversation")
+    if row["stored"] is None:
+        return Opened(None, new=False, queued=False, state=None)
+    stored = _message(row["stored"])
+    state = _state(row, stored, limits.window) if row["running"] else None
+    return Opened(stored, new=new, queued=row["queued"], state=state)
 
 
 def _state(row: asyncpg.Record, current: Message, window: int) -> TurnState:

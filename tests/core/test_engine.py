@@ -12,17 +12,10 @@ import asyncpg
 import pytest
 from prometheus_client import REGISTRY
 
-from core.engine import (
-    BANNED,
-    LLM_BUSY,
-    LLM_FAILED,
-    STORAGE_DOWN,
-    TOO_LONG,
-    UNSUPPORTED,
-)
 from core.errors import StorageUnavailable
 from core.inbound import Attachment, ChatKind
 from core.models import Message, MessageRole, MessageStatus, NewFact, Platform, UserStatus
+from core.notices import BANNED, LLM_BUSY, LLM_FAILED, STORAGE_DOWN, TOO_LONG, UNSUPPORTED
 from core.services import Services
 from core.storage.database import Database, create_pool, is_outage
 from fakes.channel import RecordingChannel, RecordingSink

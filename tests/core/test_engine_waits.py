@@ -13,13 +13,9 @@ from datetime import timedelta
 
 import pytest
 
-from core.engine import (
-    INTERRUPTED,
-    STILL_WORKING,
-    TOO_SLOW,
-    Engine,
-)
+from core.engine import Engine
 from core.models import Message, MessageRole, MessageStatus, Platform
+from core.notices import INTERRUPTED, STILL_WORKING, TOO_SLOW
 from core.ports import ReplyChannel
 from core.services import Services
 from core.storage.database import Database, create_pool

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from core.engine import INTERNAL_ERROR
+from core.notices import INTERNAL_ERROR
 from fakes.service import (
     EmbeddedDatabase,
     Ledger,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from core.engine import LLM_BUSY, LLM_FAILED
+from core.notices import LLM_BUSY, LLM_FAILED
 from fakes.openai_server import Delay, Fault, HttpError
 from fakes.service import (
     Ledger,

@@ -19,7 +19,7 @@ import asyncpg
 import pytest
 
 from bot.database import open_database
-from core.engine import STORAGE_DOWN
+from core.notices import STORAGE_DOWN
 from core.services import Services
 from core.storage.database import Database, create_pool
 from fakes.service import EmbeddedDatabase

@@ -15,7 +15,7 @@ from typing import Any
 import discord
 import pytest
 
-from core.engine import TOO_LONG, UNSUPPORTED
+from core.notices import TOO_LONG, UNSUPPORTED
 from core.services import Services
 from core.storage.database import Database, Pool, create_pool
 from fakes.discord_gateway import FakeDiscord

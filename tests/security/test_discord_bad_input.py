@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 from adapters.discord import DiscordAdapter
 from core.commands.base import parse_command
 from core.commands.registry import COMMANDS
-from core.engine import UNKNOWN_COMMAND, Engine
+from core.engine import Engine
+from core.notices import UNKNOWN_COMMAND
 from core.storage.database import Pool
 from fakes.discord_gateway import BOT_ID, BOT_NAME, FakeDiscord, user_payload
 from tests.adapters.discord.conftest import eventually

@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 from adapters.telegram import TelegramAdapter
 from core.commands.base import parse_command
 from core.commands.registry import COMMANDS
-from core.engine import INTERNAL_ERROR, Engine
+from core.engine import Engine
+from core.notices import INTERNAL_ERROR
 from core.storage.database import Pool
 from fakes.telegram_api import BOT_USERNAME, FakeTelegram, message, wait_until
 from tests.adapters.telegram.helpers import make_adapter, running

@@ -7,7 +7,7 @@ import json
 from adapters.discord import DiscordAdapter
 from core.commands.registry import ADMINS_ONLY, COMMANDS
 from core.commands.user import EXPORT_FILENAME, PRIVATE_ONLY
-from core.engine import UNKNOWN_COMMAND
+from core.notices import UNKNOWN_COMMAND
 from fakes.discord_gateway import TEXT_CHANNEL_ID, FakeDiscord, user_payload
 from tests.adapters.discord.conftest import StartAdapter, deliver
 

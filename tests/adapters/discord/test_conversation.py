@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from adapters.discord import DiscordAdapter
-from core.engine import UNSUPPORTED
+from core.notices import UNSUPPORTED
 from core.services import Services
 from fakes.discord_gateway import (
     BOT_ID,

@@ -11,9 +11,9 @@ import pytest
 
 from adapters.chunking import STREAMING_CURSOR
 from adapters.discord import DiscordAdapter
-from core.engine import INTERRUPTED
 from core.llm.client import ChatClient
 from core.models import MessageStatus, Platform
+from core.notices import INTERRUPTED
 from core.services import Services
 from core.storage.turns import NewMessage, ReadLimits, TurnStore
 from fakes.discord_gateway import BOT_ID, BOT_NAME, TEXT_CHANNEL_ID, FakeDiscord, user_payload

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from core.engine import INTERRUPTED, UNSUPPORTED
+from core.notices import INTERRUPTED, UNSUPPORTED
 from core.services import Services
 from fakes.openai_server import Delay, FakeOpenAI
 from fakes.telegram_api import (

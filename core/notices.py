@@ -1,0 +1,44 @@
+"""What the bot says on its own, outside the model's replies: refusals, failures,
+and what happens to a message while things go wrong."""
+
+UNSUPPORTED = (
+    "I can only read text for now: photos, voice messages, stickers and files are not "
+    "supported yet. Please write it out in a message."
+)
+BANNED = "You have been banned from using this bot."
+TOO_LONG = (
+    "That message is too long ({length} characters; the limit is {limit}). "
+    "Please shorten it or send it in parts. It was not saved."
+)
+RATE_LIMITED = "You're writing faster than I can keep up. Please wait {seconds} s and try again."
+LLM_FAILED = (
+    "Sorry, I couldn't reach my language model just now. Your message is saved: "
+    "send /retry to try again, or just keep writing."
+)
+LLM_BUSY = (
+    "Sorry, my language model is overloaded right now. Your message is saved: "
+    "send /retry in a minute, or just keep writing."
+)
+TOO_SLOW = (
+    "Sorry, my answer took too long and I gave up on it. Your message is saved: "
+    "send /retry to try again, or just keep writing."
+)
+INTERRUPTED = (
+    "Sorry, I was restarting and could not finish my answer. Your message is saved: "
+    "send /retry to get it."
+)
+LOST_WHILE_DOWN = (
+    "Sorry, I was down and could not answer your message from {when} in time. "
+    "It is saved: send /retry to get an answer."
+)
+INTERNAL_ERROR = "Sorry, something went wrong on my side. Please try again in a moment."
+STORAGE_DOWN = (
+    "I can't reach my memory right now. I'll answer this message as soon as I'm back; "
+    "no need to send it again."
+)
+STORAGE_BUSY = (
+    "I'm very busy right now. I'll answer this message as soon as I can; no need to send it again."
+)
+STILL_WORKING = "I'm still working on that message."
+ALREADY_ANSWERED = "That message has been answered in the meantime."
+UNKNOWN_COMMAND = "I don't know the command /{name}. Send /help to see what I can do."
