@@ -489,12 +489,18 @@ def _state(row: asyncpg.Record, current: Message, window: int) -> TurnState:
 
 
 def conversation_window(messages: Sequence[Message], current: Message, size: int) -> list[Message]:
-    """The newest `size` of `messages` that came before `current` or are it, in
-    conversation order: each reply right after the message it answers (a reply is
-    stored after messages queued behind the one it answers), user messages stored after
-    `current` left out (their turns come later)."""
-    kept = [m for m in messages if m.id <= current.id or m.role is MessageRole.ASSISTANT]
-    kept.sort(key=lambda m: (m.reply_to_id or m.id, m.id))
+    """The newest `size` of `messages` up to `current`, in conversation order: each
+    reply right after the message it answers (a reply is stored after messages queued
+    behind the one it answers), ending with `current`. Messages stored after `current`,
+    and replies to them (answered first after a crash), come after it in the
+    conversation: left out."""
+
+    def place(m: Message) -> tuple[int, int]:
+        """Where `m` stands in the conversation: a reply at the message it answers."""
+        answered = m.reply_to_id if m.role is MessageRole.ASSISTANT else None
+        return (answered or m.id, m.id)
+
+    kept = sorted((m for m in messages if place(m)[0] <= current.id), key=place)
     return kept[-size:] if size > 0 else []
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime
 
-from core.models import MessageRole, MessageStatus, Platform
+from core.models import Message, MessageRole, MessageStatus, Platform
 from core.snapshot import ContextSnapshot
 from core.storage.database import Database, create_pool
-from core.storage.turns import NewMessage, ReadLimits, Reply, TurnStore
+from core.storage.turns import NewMessage, ReadLimits, Reply, TurnStore, conversation_window
 from core.storage.users import UserRepository
 
 LIMITS = ReadLimits(window=10, facts=5, include_private=True)
@@ -206,3 +207,25 @@ async def test_messages_stored_at_once_on_two_processes_start_in_id_order(
                 await store.close(user_id, turn.message, _reply("r"), delivered=True)
     finally:
         await pool.close()
+
+
+def test_an_older_messages_window_ends_with_it_whatever_was_answered_after() -> None:
+    """After a crash a newer message may be answered before an older one; the older
+    one's window still ends with it: what came after it is left out."""
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def message(id_: int, role: MessageRole, reply_to: int | None = None) -> Message:
+        return Message(id_, 1, role, f"m{id_}", Platform.TELEGRAM, "c", None, reply_to, None, when)
+
+    user, bot = MessageRole.USER, MessageRole.ASSISTANT
+    older = message(10, user)
+    stored = [
+        message(5, user),
+        older,
+        message(11, user),
+        message(12, user),
+        message(13, bot, reply_to=5),  # answered after the others were stored
+        *(message(20 + i, bot, reply_to=11) for i in range(5)),
+    ]
+    window = conversation_window(stored, older, 3)
+    assert [m.id for m in window] == [5, 13, 10]
