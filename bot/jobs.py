@@ -71,9 +71,10 @@ def build_registry(services: Services, *, reembedder: Reembedder | None = None) 
         ),
         BroadcastJob(services),
     ]
-    return JobRegistry(
-        services.db, [JobSpec(job, schedule[job.name]) for job in jobs], clock=services.clock
-    )
+    specs = [
+        JobSpec(job, schedule[job.name], keep_idle_runs=job.name != "broadcast") for job in jobs
+    ]
+    return JobRegistry(services.db, specs, clock=services.clock)
 
 
 def add_job_commands(subparsers: Any) -> None:

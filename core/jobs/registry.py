@@ -56,6 +56,11 @@ class JobOutcome:
     def failed(self) -> bool:
         return bool(self.errors)
 
+    @property
+    def idle(self) -> bool:
+        """Nothing done, nothing to say."""
+        return not (self.counts or self.errors or self.note)
+
     def summary(self) -> str:
         """One line: "users 3, facts added 5" (+ "; 1 error: ...")."""
         parts = [f"{name.replace('_', ' ')} {value}" for name, value in self.counts.items()]
@@ -83,6 +88,9 @@ class JobSpec:
 
     job: Job
     every_seconds: int | None
+    keep_idle_runs: bool = True
+    """False for a job the scheduler runs every few seconds (broadcasts): a run that had
+    nothing to do is not kept in `job_runs`, where it would bury the others."""
 
 
 class JobRegistry:
@@ -147,7 +155,8 @@ class JobRegistry:
             return None
         async with lock:
             run_id = await self._runs.start(name, at=self._clock())
-            logger.info("job %s started (run %s)", name, run_id)
+            log_start = logger.info if spec.keep_idle_runs else logger.debug
+            log_start("job %s started (run %s)", name, run_id)
             try:
                 outcome = await spec.job.run()
             except BaseException as exc:
@@ -159,6 +168,10 @@ class JobRegistry:
                 if isinstance(exc, Exception):
                     logger.exception("job %s failed (run %s)", name, run_id)
                 raise
+            if not spec.keep_idle_runs and outcome.idle:
+                await _finish_even_if_cancelled(self._runs.discard(run_id))
+                logger.debug("job %s had nothing to do (run %s, not kept)", name, run_id)
+                return outcome
             status = JobStatus.FAILED if outcome.failed else JobStatus.OK
             errors = "; ".join(outcome.errors)[:ERROR_MAX_CHARS] if outcome.errors else None
             await _finish_even_if_cancelled(

@@ -60,6 +60,11 @@ class JobRunRepository:
             )
         return int(value)
 
+    async def discard(self, run_id: int, *, conn: Connection | None = None) -> None:
+        """Forget a run (one that had nothing to do, of a job run every few seconds)."""
+        async with self._db.connection(conn) as c:
+            await c.execute("DELETE FROM job_runs WHERE id = $1", run_id)
+
     async def finish(
         self,
         run_id: int,

@@ -174,3 +174,18 @@ async def test_stopping_cancels_background_runs_and_records_them(db: Database) -
     assert task.cancelled()
     (run,) = await JobRunRepository(db).recent()
     assert (run.status, run.error) == (JobStatus.FAILED, "cancelled")
+
+
+async def test_a_frequent_jobs_idle_runs_are_not_kept(db: Database) -> None:
+    """A job run every few seconds (broadcasts) keeps only the runs that did something."""
+    idle = Scripted("broadcast", JobOutcome())
+    registry = JobRegistry(db, [JobSpec(idle, 30, keep_idle_runs=False)], clock=Ticking())
+    assert await registry.run("broadcast") == "nothing to do"
+    assert await JobRunRepository(db).recent() == []
+    idle.result = JobOutcome(counts={"sent": 2})
+    assert await registry.run("broadcast") == "sent 2"
+    (run,) = await JobRunRepository(db).recent()
+    assert (run.job, run.counts) == ("broadcast", {"sent": 2})
+    idle.result = JobOutcome(errors=["a messenger failed"])
+    await registry.run("broadcast")
+    assert len(await JobRunRepository(db).recent()) == 2
