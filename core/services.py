@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from config import Settings
 from core.embedding.base import Embedder
@@ -34,6 +35,9 @@ class JobControl(Protocol):
 
     async def run(self, name: str) -> str:
         """Run one job now; a one-line summary of what it did."""
+
+    def start(self, name: str) -> asyncio.Task[Any]:
+        """Start one job now in the background (unless it is running already)."""
 
 
 @dataclass

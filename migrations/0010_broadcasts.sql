@@ -11,7 +11,9 @@
 -- all of them sends it, and only to private chats there. `total` is the number of
 -- recipients counted when it was queued (people joining or leaving meanwhile change
 -- what is sent, not this estimate). The admin's text is their data: erasing them
--- deletes their broadcasts, and a sender in progress stops.
+-- deletes their broadcasts, and a sender in progress stops. `source` is the command
+-- message that queued it (platform, chat, message id): the same command delivered again
+-- after an outage cut it short queues nothing more.
 CREATE TABLE broadcasts (
     id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     text          text NOT NULL,
@@ -25,6 +27,7 @@ CREATE TABLE broadcasts (
     total         integer NOT NULL,
     created_at    timestamptz NOT NULL DEFAULT now(),
     started_at    timestamptz,
-    finished_at   timestamptz
+    finished_at   timestamptz,
+    source        text UNIQUE
 );
 CREATE INDEX broadcasts_admin_id ON broadcasts (admin_id);

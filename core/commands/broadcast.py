@@ -22,7 +22,6 @@ from datetime import datetime
 from core.commands.admin import audit
 from core.commands.base import Command, CommandContext, UsageError
 from core.jobs.broadcast import BroadcastJob
-from core.jobs.registry import JobRegistry
 from core.storage.broadcasts import Broadcast, BroadcastRepository
 
 BROADCAST_MAX_CHARS = 4000
@@ -65,27 +64,37 @@ async def _queue(ctx: CommandContext, text: str) -> None:
         await audit(ctx, "broadcast", chars=len(text), queued=False)
         await ctx.channel.send("This process reaches no platform, so it cannot broadcast.")
         return
-    async with services.db.transaction() as conn:
-        queued = await BroadcastRepository(services.db).queue(
-            text, admin_id=ctx.user.id, platforms=platforms, at=services.clock(), conn=conn
-        )
-        await audit(
-            ctx,
-            "broadcast",
-            conn=conn,
-            broadcast=queued.id,
-            chars=len(text),
-            recipients=queued.total,
-            platforms=[p.value for p in platforms],
-        )
+    inbound = ctx.inbound
+    source = f"{inbound.platform.value}:{inbound.chat_id}:{inbound.message_id}"
+    repository = BroadcastRepository(services.db)
+    # The same command delivered again (an outage cut its first run short) queues
+    # nothing more.
+    queued = await repository.queued_by(source)
+    if queued is None:
+        async with services.db.transaction() as conn:
+            queued = await repository.queue(
+                text,
+                admin_id=ctx.user.id,
+                platforms=platforms,
+                at=services.clock(),
+                source=source,
+                conn=conn,
+            )
+            await audit(
+                ctx,
+                "broadcast",
+                conn=conn,
+                broadcast=queued.id,
+                chars=len(text),
+                recipients=queued.total,
+                platforms=[p.value for p in platforms],
+            )
     await ctx.channel.send(
         f"Broadcast #{queued.id} queued for about {_people(queued.total)};"
         f" /broadcast status {queued.id} shows its progress."
     )
-    jobs = services.jobs
-    # `JobControl` (core.services) only runs a job to its end; the registry can start one.
-    if isinstance(jobs, JobRegistry) and BroadcastJob.name in jobs.names():
-        jobs.start(BroadcastJob.name)
+    if services.jobs is not None and BroadcastJob.name in services.jobs.names():
+        services.jobs.start(BroadcastJob.name)
 
 
 async def _status(ctx: CommandContext, broadcast_id: int | None) -> None:

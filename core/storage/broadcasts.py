@@ -102,24 +102,37 @@ class BroadcastRepository:
         admin_id: int,
         platforms: Sequence[Platform],
         at: datetime,
+        source: str | None = None,
         conn: Connection | None = None,
     ) -> Broadcast:
-        """A new queued broadcast, with today's number of recipients on `platforms`."""
+        """A new queued broadcast, with today's number of recipients on `platforms`; the
+        one `source` (the command message, platform:chat:id) queued before, if any."""
         async with self._db.connection(conn) as c:
             row = await c.fetchrow(
-                "INSERT INTO broadcasts (text, admin_id, platforms, total, created_at)"
-                " SELECT $1, $2, $3::text[], count(DISTINCT i.user_id), $4"
+                "INSERT INTO broadcasts (text, admin_id, platforms, total, created_at, source)"
+                " SELECT $1, $2, $3::text[], count(DISTINCT i.user_id), $4, $5"
                 " FROM identities i JOIN users u ON u.id = i.user_id"
                 " WHERE u.status = 'active' AND i.private_chat_id IS NOT NULL"
                 " AND i.platform = ANY($3::text[])"
-                f" RETURNING {_COLUMNS}",
+                f" ON CONFLICT (source) DO NOTHING RETURNING {_COLUMNS}",
                 text,
                 admin_id,
                 _values(platforms),
                 at,
+                source,
             )
+            if row is None:
+                row = await c.fetchrow(
+                    f"SELECT {_COLUMNS} FROM broadcasts WHERE source = $1", source
+                )
         assert row is not None
         return _broadcast(row)
+
+    async def queued_by(self, source: str, *, conn: Connection | None = None) -> Broadcast | None:
+        """The broadcast the command message `source` queued, if any."""
+        async with self._db.connection(conn) as c:
+            row = await c.fetchrow(f"SELECT {_COLUMNS} FROM broadcasts WHERE source = $1", source)
+        return None if row is None else _broadcast(row)
 
     async def get(self, broadcast_id: int, *, conn: Connection | None = None) -> Broadcast | None:
         async with self._db.connection(conn) as c:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import itertools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -62,6 +64,9 @@ class Run:
         return "\n".join(self.channel.sent)
 
 
+_MESSAGE_IDS = itertools.count(1)
+
+
 async def run(
     services: Services,
     user: User,
@@ -85,7 +90,7 @@ async def run(
         platform_user_id=f"u{user.id}",
         chat_id=f"c{user.id}" if private else "group-1",
         chat_kind=ChatKind.PRIVATE if private else ChatKind.GROUP,
-        message_id="m1",
+        message_id=f"m{next(_MESSAGE_IDS)}",
         text=text,
         sent_at=services.clock(),
     )
@@ -126,6 +131,9 @@ class FakeJobs:
         if self.fail:
             raise RuntimeError("boom")
         return f"{name} did 3 things"
+
+    def start(self, name: str) -> asyncio.Task[str]:
+        return asyncio.ensure_future(self.run(name))
 
 
 async def add_exchange(

@@ -10,13 +10,17 @@ from typing import Any
 
 import pytest
 
+from core.commands.base import CommandContext, parse_command
 from core.commands.broadcast import BROADCAST_MAX_CHARS
+from core.commands.registry import dispatch
+from core.inbound import ChatKind, Inbound
 from core.jobs.broadcast import BroadcastJob
 from core.jobs.registry import JobOutcome, JobRegistry, JobSpec
-from core.models import Platform
+from core.models import Message, Platform
 from core.services import Services
 from core.storage.broadcasts import BroadcastRepository, BroadcastStatus
 from core.storage.job_runs import JobRunRepository
+from fakes.channel import RecordingChannel
 from tests.core.broadcast_helpers import reachable
 from tests.core.commands import FakeJobs, FakeMessenger, run
 
@@ -235,3 +239,41 @@ async def test_a_process_without_platforms_cannot_broadcast(services: Services) 
     assert answer == "This process reaches no platform, so it cannot broadcast."
     assert await BroadcastRepository(services.db).recent(1) == []
     assert await audit_rows(services) == [(admin.id, "broadcast", {"chars": 5, "queued": False})]
+
+
+async def test_the_same_command_delivered_again_queues_nothing_more(services: Services) -> None:
+    """An outage cut the command's first run short after it queued: the platform brings
+    the command again and it runs again, but the broadcast is queued once."""
+    services = with_telegram(services, FakeMessenger(Platform.TELEGRAM))
+    admin = await reachable(services, "1", admin=True)
+    parsed = parse_command("/broadcast Once only")
+    assert parsed is not None
+    inbound = Inbound(
+        platform=Platform.TELEGRAM,
+        platform_user_id=f"u{admin.id}",
+        chat_id=f"c{admin.id}",
+        chat_kind=ChatKind.PRIVATE,
+        message_id="broadcast-7",
+        text="/broadcast Once only",
+        sent_at=T0,
+    )
+    answers = []
+    for _ in range(2):
+        channel = RecordingChannel()
+        context = CommandContext(
+            services=services,
+            inbound=inbound,
+            user=admin,
+            is_admin=True,
+            channel=channel,
+            answer_again=_never,
+        )
+        assert await dispatch(context, parsed)
+        answers.append(channel.sent)
+    (queued,) = await BroadcastRepository(services.db).recent(5)
+    assert answers[0] == answers[1] and f"#{queued.id} queued" in answers[0][0]
+    assert [action for _, action, _ in await audit_rows(services)] == ["broadcast"]
+
+
+async def _never(message: Message) -> None:
+    raise AssertionError("not a retry")
