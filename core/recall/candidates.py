@@ -4,9 +4,8 @@ Hybrid recall (core.recall.hybrid) fuses a user's rows nearest to the message's
 embedding (`RecallRepository`) with their best keyword matches
 (`TextSearchRepository`). Each list is its own repository's query; here both run as one
 statement, a UNION ALL of the two with each row tagged by its list and position, so a
-turn pays one round trip for them instead of two (docs/pipeline.md). A chat turn reads
-them together with the rest of its state (`Directory.turn_state`, with `query` and
-`split`). Both queries are scoped by the same user id parameter.
+turn pays one round trip for them instead of two (docs/pipeline.md), through
+`HybridRecall.search`. Both queries are scoped by the same user id parameter.
 """
 
 from __future__ import annotations

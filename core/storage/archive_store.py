@@ -5,7 +5,7 @@ Archive moves are per user (`user_id` in every predicate) and claimed twice over
 per-user transaction advisory lock (tried, never waited for) so two archivers never
 work on one user at once, and `FOR UPDATE SKIP LOCKED` on the rows so a move never
 waits for a row a conversation turn is updating. Retention and re-embedding are
-deployment-wide passes by id or age ("admins only", like `Directory`'s exceptions).
+deployment-wide passes by id or age ("admins only").
 """
 
 from __future__ import annotations

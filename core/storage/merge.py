@@ -18,11 +18,12 @@ The rules (also in docs/commands.md):
 - the higher role wins (admin), and so does a ban: linking must not lift a ban.
 
 Everything happens in one transaction with both users locked in id order: first their
-advisory locks (the ones `core.user_lock` holds while a message is answered, so a reply
-in progress finishes first), then their `users` rows. The row lock also blocks
-concurrent inserts of either user's messages (their foreign key takes a share lock on
-the user row), and once committed such inserts for the merged user fail instead of
-creating orphans.
+transaction advisory locks (two merges of the same users wait for each other), then
+their `users` rows. The row lock also blocks concurrent inserts of either user's
+messages (their foreign key takes a share lock on the user row), and once committed
+such inserts for the merged user fail instead of creating orphans: a reply being
+written to the merged user while they are merged is delivered, but not recorded (the
+engine logs it), and their turns in the queue go with them.
 """
 
 from __future__ import annotations
@@ -53,9 +54,8 @@ class MergeError(Exception):
 
 
 async def lock_users(conn: Connection, *user_ids: int) -> None:
-    """Wait for, then hold to the end of the transaction, the per-user locks that the
-    engine holds while answering (`core.user_lock`: session advisory locks keyed by the
-    user id, the same key space as these). Id order, so two lockers never deadlock."""
+    """Wait for, then hold to the end of the transaction, a per-user advisory lock keyed
+    by the user id, for each user. Id order, so two lockers never deadlock."""
     for user_id in sorted(set(user_ids)):
         await conn.execute("SELECT pg_advisory_xact_lock($1::bigint)", user_id)
 

@@ -53,7 +53,7 @@ async def test_facts_are_scoped_by_user(db: Database) -> None:
 
 
 async def test_a_turn_reads_the_same_valid_facts_in_its_one_query(fresh_dsn: str) -> None:
-    """`Directory.turn_state` reads facts as `valid` does (order, limit, private ones
+    """A turn reads facts as `valid` does (order, limit, private ones
     only when asked), without source ids, on a connection that never decoded a fact."""
     seeding = await create_pool(fresh_dsn, min_size=1, max_size=1)
     try:
