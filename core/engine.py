@@ -399,6 +399,14 @@ class Engine:
             metrics.count_reply_failed("shutdown")
             await asyncio.shield(self._interrupted(turn))
             raise
+        except StorageUnavailable:
+            raise  # the turn is taken up again when the message comes back, or expires
+        except Exception:
+            # A bug: end the turn (the person is told by `handle`), or the person's next
+            # turns would wait for it.
+            with suppress(Exception):
+                await asyncio.shield(self._turns.fail(turn.user.id, message.id))
+            raise
         finally:
             metrics.REPLIES_IN_FLIGHT.dec()
         return None

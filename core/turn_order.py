@@ -82,7 +82,9 @@ class TurnOrder:
         while True:
             await asyncio.sleep(interval)
             try:
-                await self._store.renew()
+                await self._store.renew(
+                    [i for person in self._people.values() for i in person.queued]
+                )
             except StorageUnavailable:
                 logger.warning("could not renew this process's turn leases: database unreachable")
 

@@ -23,7 +23,7 @@ an orphan: `orphans` finds them for the start-up recovery, and `resume` takes on
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -211,13 +211,15 @@ WITH marked AS (
 DELETE FROM turn_leases WHERE user_id = $1 AND message_id = $2 AND holder = $3
 """
 
-# $1 holder, $2 lease seconds.
+# $1 holder, $2 lease seconds, $3 the messages whose turns this process is working on.
 _RENEW = """
 WITH queue AS (
-    UPDATE turns SET expires_at = now() + make_interval(secs => $2) WHERE holder = $1
+    UPDATE turns SET expires_at = now() + make_interval(secs => $2)
+    WHERE holder = $1 AND message_id = ANY($3::bigint[])
     RETURNING 1
 ), leases AS (
-    UPDATE turn_leases SET expires_at = now() + make_interval(secs => $2) WHERE holder = $1
+    UPDATE turn_leases SET expires_at = now() + make_interval(secs => $2)
+    WHERE holder = $1 AND message_id = ANY($3::bigint[])
 )
 SELECT count(*) FROM queue
 """
@@ -430,10 +432,12 @@ class TurnStore:
                 _END, user_id, message_id, self.holder, None if status is None else status.value
             )
 
-    async def renew(self, *, conn: Connection | None = None) -> int:
-        """Extend every queued turn and lease of this process; how many turns it has."""
+    async def renew(self, message_ids: Collection[int], *, conn: Connection | None = None) -> int:
+        """Extend the queued turns and leases of these messages, this process's turns in
+        progress; how many it has. A turn that ended without a word (a bug) is not
+        renewed: it expires, and its message is answered as an orphan."""
         async with self._db.connection(conn) as c:
-            return int(await c.fetchval(_RENEW, self.holder, self.lease_seconds))
+            return int(await c.fetchval(_RENEW, self.holder, self.lease_seconds, list(message_ids)))
 
     async def orphans(
         self, platform: Platform, *, limit: int = 1000, conn: Connection | None = None

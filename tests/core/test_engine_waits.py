@@ -15,13 +15,13 @@ import pytest
 
 from core.engine import Engine
 from core.models import Message, MessageRole, MessageStatus, Platform
-from core.notices import INTERRUPTED, STILL_WORKING, TOO_SLOW
+from core.notices import INTERNAL_ERROR, INTERRUPTED, STILL_WORKING, TOO_SLOW
 from core.ports import ReplyChannel
 from core.services import Services
 from core.storage.database import Database, create_pool
 from core.storage.handled_commands import HandledCommandRepository
 from core.storage.turns import NewMessage, ReadLimits, TurnStore
-from fakes.channel import RecordingChannel
+from fakes.channel import RecordingChannel, RecordingSink
 from fakes.openai_server import Delay, FakeOpenAI
 from fakes.telegram_api import wait_until
 from tests.core.engine_helpers import engine_with, inbound
@@ -182,3 +182,25 @@ async def test_start_up_answers_messages_a_dead_process_left_pending(
     assert await engine.recover(Platform.TELEGRAM, channel_for) == 0
     history = await pooled.messages.history(user.id)
     assert [m.role for m in reversed(history)] == [MessageRole.USER, MessageRole.ASSISTANT]
+
+
+async def test_a_turn_a_bug_ends_is_failed_and_the_next_one_goes_on(
+    pooled: Services, fake_llm: FakeOpenAI
+) -> None:
+    """An unexpected error in the middle of a turn ends it: the message is left failed,
+    the person gets the apology, and their next message is not kept waiting for it."""
+
+    class Breaking(RecordingChannel):
+        def start_reply(self) -> RecordingSink:
+            if not self.replies:
+                self.replies.append(RecordingSink())
+                raise RuntimeError("a bug")
+            return super().start_reply()
+
+    engine = engine_with(pooled)
+    channel = Breaking()
+    await engine.handle(inbound("first", user="unlucky"), channel)
+    assert channel.sent == [INTERNAL_ERROR]
+    await asyncio.wait_for(engine.handle(inbound("second", user="unlucky"), channel), 10)
+    assert channel.last == "echo: second"
+    assert (await _statuses(pooled, "unlucky"))[0] == ("first", MessageStatus.ANSWERED)

@@ -126,19 +126,25 @@ async def test_a_dead_processs_lease_and_turns_expire_and_are_taken_over(fresh_d
         await pool.close()
 
 
-async def test_renewal_keeps_a_waiting_turn_alive(fresh_dsn: str) -> None:
+async def test_renewal_keeps_the_turns_in_progress_alive_and_only_those(
+    fresh_dsn: str,
+) -> None:
+    """A turn that ended without a word (a bug left its rows behind) is not renewed: it
+    expires, and its message becomes an orphan to answer."""
     pool = await create_pool(fresh_dsn, min_size=1, max_size=2)
     try:
         db = Database(pool)
         user_id = await _user(db)
         store = _store(db, lease_seconds=0.5)
-        opened = await store.open(user_id, _new("kept", "1"), LIMITS, take_lease=True)
-        assert opened.message is not None
+        kept = await store.open(user_id, _new("kept", "1"), LIMITS, take_lease=True)
+        left = await store.open(user_id, _new("left behind", "2"), LIMITS, take_lease=False)
+        assert kept.message is not None and left.message is not None
         for _ in range(3):
             async with db.connection() as conn:
                 await conn.execute("SELECT pg_sleep(0.3)")
-            assert await store.renew() == 1
-        assert await store.orphans(Platform.TELEGRAM) == []
+            assert await store.renew([kept.message.id]) == 1
+        orphans = await store.orphans(Platform.TELEGRAM)
+        assert [o.message.id for o in orphans] == [left.message.id]
     finally:
         await pool.close()
 
@@ -174,7 +180,7 @@ async def test_fail_and_release_end_the_turn(db: Database) -> None:
     reread = await store.resume(user_id, failed.message.id, LIMITS)
     assert reread.message is not None and reread.message.status is MessageStatus.ANSWERED
     await store.release(user_id, failed.message.id)
-    assert await store.renew() == 0
+    assert await store.renew([failed.message.id, after.message.id]) == 0
 
 
 async def test_messages_stored_at_once_on_two_processes_start_in_id_order(
