@@ -42,6 +42,7 @@ from core.models import (
 from core.snapshot import ContextSnapshot
 from core.storage.database import Connection, Database
 from core.storage.messages import message_from_row
+from core.storage.users import conversation_from_row
 
 # What a turn reads of each message: all but its context snapshot (only /why and
 # exports read it back, and decoding ten of them was a measurable share of a turn).
@@ -98,7 +99,8 @@ WITH locked AS (
 SELECT (SELECT ROW(s.*) FROM stored s) AS stored,
        true AS queued,
        EXISTS (SELECT FROM leased) AS running,
-       c.summary, c.summary_version, c.summary_through_message_id, c.message_count,
+       c.user_id, c.summary, c.summary_version, c.summary_through_message_id,
+       c.message_count,
        c.tokens_in, c.tokens_out, c.persona_overrides, c.last_activity_at,
        x.user_id IS NOT NULL AS has_memory, x.insights, x.communication_style, x.themes,
        x.last_read_message_id, x.updated_at AS memory_updated_at,
@@ -141,7 +143,8 @@ SELECT (SELECT ROW({_MESSAGE_FIELDS}) FROM messages WHERE id = $2 AND user_id = 
            AS stored,
        EXISTS (SELECT FROM queued) AS queued,
        EXISTS (SELECT FROM leased) AS running,
-       c.summary, c.summary_version, c.summary_through_message_id, c.message_count,
+       c.user_id, c.summary, c.summary_version, c.summary_through_message_id,
+       c.message_count,
        c.tokens_in, c.tokens_out, c.persona_overrides, c.last_activity_at,
        x.user_id IS NOT NULL AS has_memory, x.insights, x.communication_style, x.themes,
        x.last_read_message_id, x.updated_at AS memory_updated_at,
@@ -465,17 +468,7 @@ def _state(row: asyncpg.Record, current: Message, window: int) -> TurnState:
     if all(m.id != current.id for m in recent):
         recent.append(current)  # `open` reads without the row it stores
     return TurnState(
-        conversation=Conversation(
-            user_id=current.user_id,
-            summary=row["summary"],
-            summary_version=row["summary_version"],
-            summary_through_message_id=row["summary_through_message_id"],
-            message_count=row["message_count"],
-            tokens_in=row["tokens_in"],
-            tokens_out=row["tokens_out"],
-            persona_overrides=row["persona_overrides"],
-            last_activity_at=row["last_activity_at"],
-        ),
+        conversation=conversation_from_row(row),
         memory=(
             MemoryContext(
                 insights=row["insights"],
