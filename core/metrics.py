@@ -86,8 +86,8 @@ STAGE_SECONDS = Histogram(
 )
 RECALL_SECONDS = Histogram(
     "onethread_recall_seconds",
-    "Time for one hybrid recall (vector + full text) over a person's memory, read with"
-    " the rest of the turn's state in one query.",
+    "Time for one hybrid recall (vector + full text, one statement) over a person's"
+    " memory, ranking included.",
     buckets=_RECALL_BUCKETS,
 )
 JOB_RUNS = Counter(

@@ -189,17 +189,13 @@ class TelegramAdapter:
             yield None
             return
         replied = message.platform_message_id
-        channel = TelegramChannel(
+        yield TelegramChannel(
             self._sender,
             int(message.chat_id),
             reply_to=None if private or replied is None else int(replied),
             clock=self._clock,
             edit_interval=self._edit_interval,
         )
-        try:
-            yield channel
-        finally:
-            await channel.close()
 
     async def _publish_commands(self) -> None:
         """The command menu: user commands for all, every command in admins' private chats."""
@@ -246,7 +242,4 @@ class TelegramAdapter:
             clock=self._clock,
             edit_interval=self._edit_interval,
         )
-        try:
-            await self._engine.handle(inbound, channel, on_stored=on_stored)
-        finally:
-            await channel.close()
+        await self._engine.handle(inbound, channel, on_stored=on_stored)

@@ -8,10 +8,8 @@ further messages. In groups, the first message of an answer quotes the question.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
-from contextlib import suppress
 
 from telegram.error import BadRequest, TelegramError
 
@@ -95,7 +93,7 @@ class TelegramReplySink:
 
 
 class TelegramChannel:
-    """The chat one update came from; closed by the dispatcher after the engine is done."""
+    """The chat one update came from."""
 
     def __init__(
         self,
@@ -105,19 +103,15 @@ class TelegramChannel:
         reply_to: int | None,
         clock: Clock,
         edit_interval: float,
-        typing_interval: float = 4.5,
     ) -> None:
         self._sender = sender
         self._chat_id = chat_id
         self._reply_to = reply_to
         self._clock = clock
         self._edit_interval = edit_interval
-        self._typing_interval = typing_interval
-        self._typing_task: asyncio.Task[None] | None = None
 
     async def send(self, text: str) -> None:
         """Command answers and notices: plain text (they are not Markdown), split."""
-        self._stop_typing()
         try:
             await self._sender.send_text(
                 self._chat_id, text, markdown=False, reply_to=self._reply_to
@@ -126,7 +120,6 @@ class TelegramChannel:
             raise DeliveryError(f"telegram chat {self._chat_id}: {exc}") from exc
 
     async def send_file(self, filename: str, data: bytes, caption: str | None = None) -> None:
-        self._stop_typing()
         try:
             await self._sender.send_document(
                 self._chat_id, filename, data, caption=caption, reply_to=self._reply_to
@@ -135,27 +128,11 @@ class TelegramChannel:
             raise DeliveryError(f"telegram chat {self._chat_id}: {exc}") from exc
 
     async def typing(self) -> None:
-        """Show "typing…" now and every few seconds until something is sent (or close)."""
+        """Show "typing…" for about 5 s (the engine sends it again while a reply is on its
+        way, `core.model_slots`)."""
         await self._sender.typing(self._chat_id)
-        if self._typing_task is None:
-            self._typing_task = asyncio.create_task(self._keep_typing())
-
-    async def _keep_typing(self) -> None:
-        # Telegram shows a chat action for about 5 s; an LLM reply can take longer.
-        while True:
-            await asyncio.sleep(self._typing_interval)
-            try:
-                await self._sender.typing(self._chat_id)
-            except TelegramError as exc:
-                logger.debug("typing in chat %s failed: %s", self._chat_id, exc)
-                return
-
-    def _stop_typing(self) -> None:
-        if self._typing_task is not None:
-            self._typing_task.cancel()
 
     def start_reply(self) -> TelegramReplySink:
-        self._stop_typing()
         return TelegramReplySink(
             self._sender,
             self._chat_id,
@@ -163,14 +140,6 @@ class TelegramChannel:
             clock=self._clock,
             edit_interval=self._edit_interval,
         )
-
-    async def close(self) -> None:
-        """Stop the typing refresher; the engine is done with this chat."""
-        task, self._typing_task = self._typing_task, None
-        if task is not None:
-            task.cancel()
-            with suppress(asyncio.CancelledError):
-                await task
 
 
 class TelegramMessenger:

@@ -54,7 +54,7 @@ class RecallCandidates:
         self._vectors = vectors
         self._text = text
         self._queries = {
-            a: self.query(approximate=a, p=_OWN, text=_OWN_TEXT) for a in (False, True)
+            a: self._query(approximate=a, p=_OWN, text=_OWN_TEXT) for a in (False, True)
         }
 
     async def fetch(
@@ -88,24 +88,14 @@ class RecallCandidates:
             storable_text(query),
         )
         async with self._db.connection(conn) as c:
-            approximate = await self.approximate(user_id, conn=c)
+            # A user with vector indexes of their own: the query runs inside `recall_plan`.
+            approximate = await self._vectors.has_own_index(user_id, conn=c)
             async with recall_plan(c, approximate=approximate):
                 rows = await c.fetch(self._queries[approximate], *args)
         return split(rows)
 
-    def vector_argument(self, embedding: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-        """The value of `query`'s `p.embedding` placeholder."""
-        return self._vectors.vector_argument(embedding)
-
-    async def approximate(self, user_id: int, *, conn: Connection) -> bool:
-        """Whether this user's vector recall uses indexes of their own: then `query`
-        must run inside `recall_plan`."""
-        return await self._vectors.has_own_index(user_id, conn=conn)
-
-    def query(self, *, approximate: bool, p: Placeholders, text: str, vectors: bool = True) -> str:
-        """Both lists (`FIELDS`), with the values at `p` and the query text at `text`
-        (`$n` placeholders or expressions); without `vectors`, the keyword list only
-        (`p.embedding` unused)."""
+    def _query(self, *, approximate: bool, p: Placeholders, text: str) -> str:
+        """Both lists (`FIELDS`), with the values at `p` and the query text at `text`."""
         matching = self._text.query(
             user=p.user,
             text=text,
@@ -121,8 +111,6 @@ class RecallCandidates:
             " created_at, importance, role, NULL::float8 AS distance, rank, coverage"
             f" FROM ({matching}) AS t"
         )
-        if not vectors:
-            return keyword
         nearest = self._vectors.query(approximate=approximate, placeholders=p)
         return (
             f"SELECT '{_VECTOR}' AS list,"
