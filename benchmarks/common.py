@@ -328,6 +328,6 @@ class ContextLoad:
             self._latest[user_id] = latest.id
         message_id = self._latest[user_id]
         await self._turns.resume(
-            user_id, message_id, ReadLimits(self.RECENT, self.FACTS, include_private=True)
+            user_id, message_id, ReadLimits(self.RECENT, self.FACTS, shared_chat=False)
         )
         await self._turns.release(user_id, message_id)

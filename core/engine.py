@@ -290,7 +290,14 @@ class Engine:
         embedding = await self._embed(text)
         embedded = time.perf_counter()
         shared_chat = not inbound.is_private
-        new = NewMessage(text, inbound.platform, inbound.chat_id, inbound.message_id, embedding)
+        new = NewMessage(
+            text,
+            inbound.platform,
+            inbound.chat_id,
+            inbound.message_id,
+            embedding,
+            shared_chat=shared_chat,
+        )
         async with self._order.person(user.id) as slot:
             async with slot.storing() as first:
                 opened = await self._turns.open(
@@ -458,7 +465,7 @@ class Engine:
         return ReadLimits(
             window=limits.recent_messages,
             facts=limits.facts_max,
-            include_private=not shared_chat,
+            shared_chat=shared_chat,
         )
 
     async def _embed(self, text: str) -> np.ndarray[Any, Any] | None:

@@ -69,6 +69,8 @@ class Conversation:
     tokens_out: int
     persona_overrides: dict[str, Any]
     last_activity_at: datetime | None
+    memory_off_since: datetime | None = None
+    """Since when the person has switched memory off (`/memory off`); None: on."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +91,11 @@ class Message:
     model: str | None = None
     response_ms: int | None = None
     archived: bool = False
+    shared_chat: bool = False
+    """Said in a group or server channel (else in the person's private chat)."""
+    remembered: bool = True
+    """False: never recalled nor learned from (memory was off, or a fact from it was
+    forgotten)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,12 +10,16 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from core.errors import OnethreadError
 from core.inbound import Inbound
 from core.models import Message, User
 from core.ports import ReplyChannel
 from core.services import Services
+from core.storage.codes import CodePurpose, CodeRepository
+
+PRIVATE_ONLY = "Please send this command in a private chat with me."
 
 
 class UsageError(OnethreadError):
@@ -61,3 +65,24 @@ def parse_command(text: str) -> ParsedCommand | None:
     if match is None:
         return None
     return ParsedCommand(match[1].lower(), (match[3] or "").strip(), match[2])
+
+
+async def private_only(ctx: CommandContext) -> bool:
+    """True (after telling the user) when the command must not run in this chat."""
+    if ctx.inbound.is_private:
+        return False
+    await ctx.channel.send(PRIVATE_ONLY)
+    return True
+
+
+async def issue_code(ctx: CommandContext, purpose: CodePurpose, ttl: timedelta) -> tuple[str, int]:
+    """A fresh one-time code for the caller, and its lifetime in whole minutes."""
+    code = await CodeRepository(ctx.services.db).create(
+        ctx.user.id, purpose, now=ctx.services.clock(), ttl=ttl
+    )
+    return code, int(ttl.total_seconds() // 60)
+
+
+def no_arguments(args: str) -> None:
+    if args:
+        raise UsageError("this command takes no arguments")

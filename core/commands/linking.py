@@ -11,8 +11,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from core.commands.base import Command, CommandContext, UsageError
-from core.commands.user import issue_code, private_only
+from core.commands.base import Command, CommandContext, UsageError, issue_code, private_only
 from core.storage.codes import CodePurpose, CodeRepository, looks_like_code
 from core.storage.merge import MergeRepository, MergeResult
 

@@ -11,10 +11,18 @@ from __future__ import annotations
 import logging
 
 from core.commands.admin import ADMIN_COMMANDS
-from core.commands.base import Command, CommandContext, ParsedCommand, UsageError
+from core.commands.base import (
+    Command,
+    CommandContext,
+    ParsedCommand,
+    UsageError,
+    no_arguments,
+    private_only,
+)
 from core.commands.broadcast import BROADCAST_COMMANDS
 from core.commands.linking import LINK_COMMANDS
-from core.commands.user import USER_COMMANDS, no_arguments, private_only
+from core.commands.personal_data import PERSONAL_DATA_COMMANDS
+from core.commands.user import USER_COMMANDS
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +46,7 @@ def build_commands() -> dict[str, Command]:
         USER_COMMANDS[0],
         help_,
         *USER_COMMANDS[1:],
+        *PERSONAL_DATA_COMMANDS,
         *LINK_COMMANDS,
         *ADMIN_COMMANDS,
         *BROADCAST_COMMANDS,

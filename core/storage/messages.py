@@ -19,7 +19,7 @@ from core.storage.database import Connection, Database
 
 _IDENTITY_COLUMNS = (
     "id, user_id, role, content, platform, chat_id, platform_message_id, reply_to_id, status,"
-    " created_at"
+    " created_at, shared_chat, remembered"
 )
 _USAGE_COLUMNS = "tokens_in, tokens_out, model, response_ms"
 MESSAGE_COLUMNS = f"{_IDENTITY_COLUMNS}, context_snapshot, {_USAGE_COLUMNS}"
@@ -45,6 +45,8 @@ def message_from_row(
         model=row["model"],
         response_ms=row["response_ms"],
         archived=row["archived"] if archived is None else archived,
+        shared_chat=row["shared_chat"],
+        remembered=row["remembered"],
     )
 
 
@@ -53,8 +55,8 @@ def message_from_row(
 _ADD_USER_MESSAGE = f"""
 WITH stored AS (
     INSERT INTO messages (user_id, role, content, platform, chat_id, platform_message_id,
-                          status, embedding)
-    VALUES ($1, 'user', $2, $3, $4, $5, 'pending', $6)
+                          status, embedding, shared_chat)
+    VALUES ($1, 'user', $2, $3, $4, $5, 'pending', $6, $7)
     ON CONFLICT ON CONSTRAINT messages_platform_message_unique DO NOTHING
     RETURNING {MESSAGE_COLUMNS}
 ), counted AS (
@@ -69,9 +71,12 @@ _ADD_REPLY = f"""
 WITH reply AS (
     INSERT INTO messages (user_id, role, content, platform, chat_id, reply_to_id,
                           context_snapshot, tokens_in, tokens_out, model, response_ms,
-                          embedding, delivered_at)
-    VALUES ($1, 'assistant', $2, $3, $4, ($5::bigint[])[1], $6, $7, $8, $9, $10, $11,
-            CASE WHEN $12::boolean THEN now() END)
+                          embedding, delivered_at, shared_chat, remembered)
+    SELECT $1, 'assistant', $2, $3, $4, ($5::bigint[])[1], $6, $7, $8, $9, $10, $11,
+           CASE WHEN $12::boolean THEN now() END,
+           coalesce(answered.shared_chat, false), coalesce(answered.remembered, true)
+    FROM (SELECT) AS one
+    LEFT JOIN messages answered ON answered.id = ($5::bigint[])[1] AND answered.user_id = $1
     RETURNING {MESSAGE_COLUMNS}
 ), answered AS (
     UPDATE messages SET status = 'answered'
@@ -147,6 +152,7 @@ class MessageRepository:
         chat_id: str | None,
         platform_message_id: str | None,
         embedding: np.ndarray[Any, Any] | None = None,
+        shared_chat: bool = False,
         conn: Connection | None = None,
     ) -> StoredUserMessage:
         """Store a user message as pending, once per (platform, chat, message id).
@@ -163,6 +169,7 @@ class MessageRepository:
                 chat_id,
                 platform_message_id,
                 embedding,
+                shared_chat,
             )
             if row is not None:
                 return StoredUserMessage(message_from_row(row), duplicate=False)

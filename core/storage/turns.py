@@ -48,32 +48,48 @@ from core.storage.users import conversation_from_row
 # exports read it back, and decoding ten of them was a measurable share of a turn).
 _MESSAGE_FIELDS = (
     "id, user_id, role, content, platform, chat_id, platform_message_id, reply_to_id, status,"
-    " created_at, tokens_in, tokens_out, model, response_ms"
+    " created_at, tokens_in, tokens_out, model, response_ms, shared_chat, remembered"
 )
 # The window is read this many messages deeper than asked: user messages stored after
 # the one being answered (queued behind it) are left out of its window.
 WINDOW_SLACK = 8
 
-# $1 user, $2 content, $3 platform, $4 chat, $5 platform message id, $6 embedding,
-# $7 holder, $8 lease seconds, $9 whether to try the lease, $10 window, $11 facts,
-# $12 whether private facts may be read.
-# - `locked` takes the person's conversation row first, so message ids follow the order
-#   in which the person's stores commit, and it reads that row as it is now (the rest
-#   of the statement reads as of the statement's start).
-# - The lease is taken only when every message queued before has had its turn (the row's
-#   `turns_queued_through` <= `turns_done_through`), and when the row is as the
-#   statement's snapshot saw it (nobody stored or answered anything for the person while
-#   this statement waited for the row): the state read below is then current. Otherwise
-#   the turn waits and reads again (`resume`).
-# - The read does not see the row it stores: the window is read without it.
-_OPEN = f"""
+# Which of the person's messages make a turn's window: in their private chat, the whole
+# conversation; in a shared chat, that chat's own messages only (docs/security.md).
+_WHOLE_CONVERSATION = "user_id = $1"
+_THIS_SHARED_CHAT = "user_id = $1 AND shared_chat AND platform = $3 AND chat_id = $4"
+_THE_MESSAGES_SHARED_CHAT = (
+    "user_id = $1 AND shared_chat"
+    " AND (platform, chat_id) = (SELECT platform, chat_id FROM messages WHERE id = $2)"
+)
+
+
+def _open_sql(window: str) -> str:
+    """$1 user, $2 content, $3 platform, $4 chat, $5 platform message id, $6 embedding,
+    $7 holder, $8 lease seconds, $9 whether to try the lease, $10 window, $11 facts,
+    $12 whether the chat is shared; `window` picks the messages of the window.
+
+    - `locked` takes the person's conversation row first, so message ids follow the order
+      in which the person's stores commit, and it reads that row as it is now (the rest
+      of the statement reads as of the statement's start).
+    - The lease is taken only when every message queued before has had its turn (the row's
+      `turns_queued_through` <= `turns_done_through`), and when the row is as the
+      statement's snapshot saw it (nobody stored or answered anything for the person while
+      this statement waited for the row): the state read below is then current. Otherwise
+      the turn waits and reads again (`resume`).
+    - The read does not see the row it stores: the window is read without it.
+    - A message said while the person has memory off is stored as not `remembered`.
+    - In a shared chat, private facts are not read.
+    """
+    return f"""
 WITH locked AS (
-    SELECT xmin AS version, turns_queued_through, turns_done_through
+    SELECT xmin AS version, turns_queued_through, turns_done_through, memory_off_since
     FROM conversations WHERE user_id = $1 FOR UPDATE
 ), stored AS (
     INSERT INTO messages (user_id, role, content, platform, chat_id, platform_message_id,
-                          status, embedding)
-    SELECT $1, 'user', $2, $3, $4, $5, 'pending', $6 FROM locked
+                          status, embedding, shared_chat, remembered)
+    SELECT $1, 'user', $2, $3, $4, $5, 'pending', $6, $12, memory_off_since IS NULL
+    FROM locked
     ON CONFLICT ON CONSTRAINT messages_platform_message_unique DO NOTHING
     RETURNING {_MESSAGE_FIELDS}
 ), counted AS (
@@ -102,24 +118,32 @@ SELECT (SELECT ROW(s.*) FROM stored s) AS stored,
        c.user_id, c.summary, c.summary_version, c.summary_through_message_id,
        c.message_count,
        c.tokens_in, c.tokens_out, c.persona_overrides, c.last_activity_at,
+       c.memory_off_since,
        x.user_id IS NOT NULL AS has_memory, x.insights, x.communication_style, x.themes,
        x.last_read_message_id, x.updated_at AS memory_updated_at,
        ARRAY(SELECT ROW({_MESSAGE_FIELDS}) FROM messages
-             WHERE user_id = $1 ORDER BY id DESC LIMIT $10) AS recent,
+             WHERE {window} ORDER BY id DESC LIMIT $10) AS recent,
        ARRAY(SELECT ROW(id, content, category, importance, confidence, is_private,
                         valid_from, created_at, updated_at)
              FROM facts WHERE user_id = $1 AND invalid_at IS NULL
-               AND ($12::boolean OR NOT is_private)
+               AND NOT ($12::boolean AND is_private)
              ORDER BY importance DESC, updated_at DESC, id LIMIT $11) AS facts
 FROM conversations c LEFT JOIN conversation_context x USING (user_id)
 WHERE c.user_id = $1
 """
 
-# $1 user, $2 message id, $3 holder, $4 lease seconds, $5 window, $6 facts, $7 whether
-# private facts may be read. Queues the message's turn (or takes over its row when the
-# process that had it died), takes the lease when no older live turn is queued, and
-# reads the message as it is now with the turn's state.
-_RESUME = f"""
+
+_OPEN_PRIVATE = _open_sql(_WHOLE_CONVERSATION)
+_OPEN_SHARED = _open_sql(_THIS_SHARED_CHAT)
+
+
+def _resume_sql(window: str) -> str:
+    """$1 user, $2 message id, $3 holder, $4 lease seconds, $5 window, $6 facts, $7
+    whether the chat is shared; `window` picks the messages of the window. Queues the
+    message's turn (or takes over its row when the process that had it died), takes the
+    lease when no older live turn is queued, and reads the message as it is now with the
+    turn's state."""
+    return f"""
 WITH queued AS (
     INSERT INTO turns AS t (message_id, user_id, holder, expires_at)
     SELECT id, $1, $3, now() + make_interval(secs => $4) FROM messages
@@ -146,33 +170,39 @@ SELECT (SELECT ROW({_MESSAGE_FIELDS}) FROM messages WHERE id = $2 AND user_id = 
        c.user_id, c.summary, c.summary_version, c.summary_through_message_id,
        c.message_count,
        c.tokens_in, c.tokens_out, c.persona_overrides, c.last_activity_at,
+       c.memory_off_since,
        x.user_id IS NOT NULL AS has_memory, x.insights, x.communication_style, x.themes,
        x.last_read_message_id, x.updated_at AS memory_updated_at,
        ARRAY(SELECT ROW({_MESSAGE_FIELDS}) FROM messages
-             WHERE user_id = $1 ORDER BY id DESC LIMIT $5 + {WINDOW_SLACK}) AS recent,
+             WHERE {window} ORDER BY id DESC LIMIT $5 + {WINDOW_SLACK}) AS recent,
        ARRAY(SELECT ROW(id, content, category, importance, confidence, is_private,
                         valid_from, created_at, updated_at)
              FROM facts WHERE user_id = $1 AND invalid_at IS NULL
-               AND ($7::boolean OR NOT is_private)
+               AND NOT ($7::boolean AND is_private)
              ORDER BY importance DESC, updated_at DESC, id LIMIT $6) AS facts
 FROM conversations c LEFT JOIN conversation_context x USING (user_id)
 WHERE c.user_id = $1
 """
 
 
+_RESUME_PRIVATE = _resume_sql(_WHOLE_CONVERSATION)
+_RESUME_SHARED = _resume_sql(_THE_MESSAGES_SHARED_CHAT)
+
+
 def _close_sql(answering: str) -> str:
     """$1 user, $2 content, $3 platform, $4 chat, $5 answered message, $6 snapshot, $7/$8
     tokens in/out, $9 model, $10 response ms, $11 embedding, $12 whether the platform
-    has it already, $13 holder; `answering` picks the user messages it answers. The
+    has it already, $13 holder, $14/$15 the answered message's `shared_chat` and
+    `remembered` (the reply's too); `answering` picks the user messages it answers. The
     status update finds them by primary key; `status` is in no index, so the update
     stays HOT and never touches the vector or text indexes."""
     return f"""
 WITH reply AS (
     INSERT INTO messages (user_id, role, content, platform, chat_id, reply_to_id,
                           context_snapshot, tokens_in, tokens_out, model, response_ms,
-                          embedding, delivered_at)
+                          embedding, delivered_at, shared_chat, remembered)
     VALUES ($1, 'assistant', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
-            CASE WHEN $12::boolean THEN now() END)
+            CASE WHEN $12::boolean THEN now() END, $14, $15)
     RETURNING {_MESSAGE_FIELDS}
 ), answered AS (
     UPDATE messages SET status = 'answered'
@@ -194,9 +224,9 @@ SELECT ROW(r.*) AS reply FROM reply r
 # Answering one message, the common case, compares with `$5` alone. With an array of
 # ids PostgreSQL's plan cache priced its generic plan for ten of them, so it planned the
 # statement anew at every execution (docs/pipeline.md). Earlier failed messages that the
-# reply answers too come as $14.
+# reply answers too come as $16.
 _CLOSE = _close_sql("= $5")
-_CLOSE_ANSWERING_MORE = _close_sql("= ANY($14::bigint[])")
+_CLOSE_ANSWERING_MORE = _close_sql("= ANY($16::bigint[])")
 
 # $1 user, $2 message id, $3 holder, $4 the status to leave the message in (NULL: as it
 # is). Ends a turn without a reply.
@@ -236,8 +266,7 @@ WITH stale AS (
 )
 SELECT m.{_MESSAGE_FIELDS.replace(", ", ", m.")}, NULL::jsonb AS context_snapshot,
        false AS archived,
-       EXISTS (SELECT FROM identities i WHERE i.user_id = m.user_id
-               AND i.platform = m.platform AND i.private_chat_id = m.chat_id) AS private
+       NOT m.shared_chat AS private
 FROM messages m WHERE m.id IN (SELECT message_id FROM turns WHERE expires_at < now())
   AND m.status = 'pending' AND m.platform = $1
 ORDER BY m.user_id, m.id LIMIT $2
@@ -253,6 +282,8 @@ class NewMessage:
     chat_id: str | None
     platform_message_id: str | None
     embedding: np.ndarray[Any, Any] | None
+    shared_chat: bool = False
+    """Said in a group or server channel, not in the person's private chat."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,7 +343,8 @@ class ReadLimits:
 
     window: int
     facts: int
-    include_private: bool
+    shared_chat: bool
+    """Read as a shared chat's turn: that chat's window, no private facts."""
 
 
 class TurnStore:
@@ -338,7 +370,7 @@ class TurnStore:
         lease. A redelivered message changes nothing (`new` False, no message)."""
         async with self._db.connection(conn) as c:
             row = await c.fetchrow(
-                _OPEN,
+                _OPEN_SHARED if message.shared_chat else _OPEN_PRIVATE,
                 user_id,
                 message.content,
                 message.platform.value,
@@ -350,7 +382,7 @@ class TurnStore:
                 take_lease,
                 max(limits.window - 1, 0),
                 limits.facts,
-                limits.include_private,
+                message.shared_chat,
             )
         return _opened(user_id, row, limits, new=True)
 
@@ -367,14 +399,14 @@ class TurnStore:
         `queued` is False when another live process has this message's turn."""
         async with self._db.connection(conn) as c:
             row = await c.fetchrow(
-                _RESUME,
+                _RESUME_SHARED if limits.shared_chat else _RESUME_PRIVATE,
                 user_id,
                 message_id,
                 self.holder,
                 self.lease_seconds,
                 limits.window,
                 limits.facts,
-                limits.include_private,
+                limits.shared_chat,
             )
         return _opened(user_id, row, limits, new=False)
 
@@ -406,6 +438,8 @@ class TurnStore:
                 reply.embedding,
                 delivered,
                 self.holder,
+                message.shared_chat,
+                message.remembered,
                 *more,
             )
         assert row is not None
@@ -520,6 +554,8 @@ def _message(r: tuple[Any, ...]) -> Message:
         r[11],
         r[12],
         r[13],
+        shared_chat=r[14],
+        remembered=r[15],
     )
 
 

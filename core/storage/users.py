@@ -59,6 +59,7 @@ def conversation_from_row(row: asyncpg.Record) -> Conversation:
         tokens_out=row["tokens_out"],
         persona_overrides=row["persona_overrides"],
         last_activity_at=row["last_activity_at"],
+        memory_off_since=row["memory_off_since"],
     )
 
 

@@ -165,7 +165,7 @@ async def test_start_up_answers_messages_a_dead_process_left_pending(
     )
     dead = TurnStore(pooled.db, holder=uuid.uuid4(), lease_seconds=0.1)
     new = NewMessage("still there?", Platform.TELEGRAM, "chat-orphan", "m-1", None)
-    limits = ReadLimits(window=10, facts=5, include_private=True)
+    limits = ReadLimits(window=10, facts=5, shared_chat=False)
     opened = await dead.open(user.id, new, limits, take_lease=True)
     assert opened.message is not None
     await asyncio.sleep(0.2)  # the process died: its turn expires

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 
 from adapters.discord import DiscordAdapter
+from core.commands.base import PRIVATE_ONLY
+from core.commands.personal_data import EXPORT_FILENAME
 from core.commands.registry import ADMINS_ONLY, COMMANDS
-from core.commands.user import EXPORT_FILENAME, PRIVATE_ONLY
 from core.notices import UNKNOWN_COMMAND
 from fakes.discord_gateway import TEXT_CHANNEL_ID, FakeDiscord, user_payload
 from tests.adapters.discord.conftest import StartAdapter, deliver

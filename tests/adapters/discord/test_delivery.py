@@ -35,8 +35,8 @@ async def _left_pending(
     user, _ = await services.users.get_or_create(
         Platform.DISCORD, str(author_id), private_chat_id=chat_id if private else None
     )
-    new = NewMessage(text, Platform.DISCORD, chat_id, message_id, None)
-    limits = ReadLimits(window=10, facts=5, include_private=private)
+    new = NewMessage(text, Platform.DISCORD, chat_id, message_id, None, shared_chat=not private)
+    limits = ReadLimits(window=10, facts=5, shared_chat=not private)
     opened = await dead.open(user.id, new, limits, take_lease=True)
     assert opened.message is not None
     return opened.message.id

@@ -56,7 +56,7 @@ async def test_delete_me_erases_every_trace_after_confirmation(services: Service
     await TurnStore(services.db, holder=uuid.uuid4(), lease_seconds=30).open(
         user.id,
         NewMessage("pending", Platform.TELEGRAM, "1", "m-pending", None),
-        ReadLimits(window=5, facts=5, include_private=True),
+        ReadLimits(window=5, facts=5, shared_chat=False),
         take_lease=True,
     )
     await run(services, user, "/link")  # a link code

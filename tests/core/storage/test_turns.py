@@ -13,7 +13,7 @@ from core.storage.database import Database, create_pool
 from core.storage.turns import NewMessage, ReadLimits, Reply, TurnStore, conversation_window
 from core.storage.users import UserRepository
 
-LIMITS = ReadLimits(window=10, facts=5, include_private=True)
+LIMITS = ReadLimits(window=10, facts=5, shared_chat=False)
 SNAPSHOT = ContextSnapshot(
     summary_version=0, fact_ids=(), recalled=(), window_ids=(), shared_chat=False, tokens={}
 )
@@ -112,7 +112,7 @@ async def test_a_dead_processs_lease_and_turns_expire_and_are_taken_over(fresh_d
         # recovery; the later message still waits for it, in the person's order.
         orphans = await alive.orphans(Platform.TELEGRAM)
         assert [o.message.id for o in orphans] == [crashed.message.id]
-        assert orphans[0].private is False
+        assert orphans[0].private is True  # stored as said in a private chat
         assert (await alive.resume(user_id, later.message.id, LIMITS)).state is None
         # Taking the orphan over: its turn is ours now, and runs.
         taken = await alive.resume(user_id, crashed.message.id, LIMITS)

@@ -23,7 +23,9 @@ async def turn_state(
         )
         latest = stored.message
     store = TurnStore(db, holder=uuid.uuid4(), lease_seconds=30)
-    opened = await store.resume(user_id, latest.id, ReadLimits(window, facts, include_private))
+    opened = await store.resume(
+        user_id, latest.id, ReadLimits(window, facts, shared_chat=not include_private)
+    )
     assert opened.state is not None
     await store.release(user_id, latest.id)
     return opened.state
