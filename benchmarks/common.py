@@ -1,5 +1,6 @@
-"""Helpers every benchmark shares: a database to run on, generated embeddings, timing
-statistics, and the two outputs (a table on stdout, a small JSON file).
+"""Helpers every benchmark shares: a database to run on, engine processes run as
+replicas, generated embeddings, timing statistics, and the two outputs (a table on
+stdout, a small JSON file).
 
 Benchmarks are scripts, not tests: they time things on a real server and print what
 they measured. Nothing here asserts on a timing.
@@ -18,7 +19,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -161,6 +162,99 @@ def _cpu_model() -> str:
         if line.startswith("Model name:"):
             return line.split(":", 1)[1].strip()
     return platform.processor()
+
+
+# --- replicas: engine processes sharing one database ----------------------------------
+
+
+class Replicas:
+    """Child processes of a benchmark (`replica_processes`), each running an engine with
+    its share of the work, as several replicas of the service would.
+
+    The protocol: the parent writes a work order as one JSON line to each child's stdin;
+    each child gets ready (builds, warms up) and prints `ready` (`replica_ready`); the
+    parent writes `go` to all of them at once (`go`), maybe with a payload on the same
+    line; each child prints its result as one JSON line (`replica_result`) and exits.
+    """
+
+    def __init__(self, children: Sequence[asyncio.subprocess.Process]) -> None:
+        self._children = children
+
+    async def go(self, payload: str = "") -> None:
+        """Start them all: `go`, and `payload` after a space when there is one."""
+        line = f"go {payload}".strip().encode() + b"\n"
+        for child in self._children:
+            assert child.stdin is not None
+            child.stdin.write(line)
+            await child.stdin.drain()
+
+    async def results(self) -> list[dict[str, Any]]:
+        """Each child's result, in the order of their work orders."""
+        outputs = []
+        for child in self._children:
+            assert child.stdout is not None
+            line = await child.stdout.readline()
+            if not line:
+                raise RuntimeError("a benchmark replica failed (its error is above)")
+            outputs.append(json.loads(line))
+        return outputs
+
+
+@asynccontextmanager
+async def replica_processes(
+    module: str, orders: Sequence[dict[str, Any]]
+) -> AsyncIterator[Replicas]:
+    """`python -m module` once per work order, each given its order; the block starts
+    when every one of them is ready, and waits for them to exit at its end (they are
+    killed if the block fails)."""
+    children: list[asyncio.subprocess.Process] = []
+    try:
+        for order in orders:
+            child = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", module,
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                limit=2**26,  # the result is one long JSON line
+            )  # fmt: skip
+            children.append(child)
+            assert child.stdin is not None
+            child.stdin.write(json.dumps(order).encode() + b"\n")
+            await child.stdin.drain()
+        for child in children:
+            assert child.stdout is not None
+            if (await child.stdout.readline()).strip() != b"ready":
+                raise RuntimeError("a benchmark replica did not start (its error is above)")
+        yield Replicas(children)
+    except BaseException:
+        for child in children:
+            if child.returncode is None:
+                with suppress(ProcessLookupError):  # it exited meanwhile
+                    child.kill()
+        raise
+    finally:
+        for child in children:
+            if child.stdin is not None:
+                child.stdin.close()
+            await child.wait()
+
+
+async def replica_order() -> dict[str, Any]:
+    """In a replica: its work order (`replica_processes`)."""
+    order: dict[str, Any] = json.loads(await asyncio.to_thread(sys.stdin.readline))
+    return order
+
+
+async def replica_ready() -> str:
+    """In a replica: say `ready`, wait for `go` and return its payload (`Replicas.go`)."""
+    print("ready", flush=True)
+    line: str = await asyncio.to_thread(sys.stdin.readline)
+    if not line.startswith("go"):
+        raise RuntimeError(f"a benchmark replica expected go, got {line!r}")
+    return line.removeprefix("go").strip()
+
+
+def replica_result(result: dict[str, Any]) -> None:
+    """In a replica: hand the result to the parent, as one JSON line."""
+    print(json.dumps(result), flush=True)
 
 
 # --- embeddings -----------------------------------------------------------------------

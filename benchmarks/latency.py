@@ -2,10 +2,16 @@
 
     .venv/bin/python -m benchmarks.latency [--users 2000 --think 12 --ramp 20
         --seconds 90 --commands-per-second 5 --pool-size N --llm-max-concurrency N
-        --tokens-per-chunk 4 --data-dir DIR | --dsn DSN --json PATH]
+        --tokens-per-chunk 4 --replicas 1 --data-dir DIR | --dsn DSN --json PATH]
 
 The real `Engine` on `Services` over a pool of the service's default size
-(`DB_POOL_MAX_SIZE`, or `--pool-size`), with:
+(`DB_POOL_MAX_SIZE`, or `--pool-size`), in `--replicas` engine processes (default 1)
+sharing the database and the fake model, as replicas of the service would. Each is a
+child process (`benchmarks.latency_replica`, on uvloop) with a pool of its own of
+pool size // replicas connections (at least 1: together they keep to the pool size),
+its own `LLM_MAX_CONCURRENCY` (the setting is per process), and every N-th person and
+`/help` sender, at its share of the `/help` rate; each warms up, then all start at one
+moment this process gives (on the wall clock). With:
 
 - the real `ChatClient` (openai SDK, streaming) against `FakeOpenAI` in a process of its
   own (`benchmarks.fake_llm --latency`, so its CPU is not counted as the engine's),
@@ -17,6 +23,9 @@ The real `Engine` on `Services` over a pool of the service's default size
   code has that setting;
 - an empty database (every person is created by their first message).
 
+This process keeps the database, the fake model, the verdicts at the end and the CPU
+meters of PostgreSQL and the fake, and merges what the replicas measured.
+
 Each of `--users` people (private chat) starts within the first `--ramp` seconds, sends
 a message, waits for the whole reply, thinks `--think` seconds (+-50%, seeded) and
 writes again, for `--seconds` after the ramp (the loaded window); meanwhile
@@ -25,25 +34,27 @@ writes and the run waits up to `--drain` seconds for what is owed; what is still
 waiting after that is cancelled and counted as unfinished.
 
 Measured:
-- replies in flight (model streams this process is consuming) and messages in the
-  engine (`Engine.handle` running), sampled every 0.1 s, and the chat requests the fake
-  is answering (sampled in its process): peak, and p50 over the loaded window;
+- replies in flight (model streams the engine processes are consuming) and messages in
+  the engine (`Engine.handle` running), sampled every 0.1 s in each replica and summed
+  over them per 0.1 s, and the chat requests the fake is answering (sampled in its
+  process): peak, and p50 over the loaded window;
 - engine overhead excluding model time: per recorded reply to a message sent in the
   loaded window (as are the latencies below), its `Engine.handle` wall time minus its
   model stream (the `ChatClient.stream` call as the engine consumes it,
   as `benchmarks.pipeline` measures it), so waiting for a pool connection or a lock
-  counts as overhead; also the reply snapshots' stage timings;
+  counts as overhead; also the reply snapshots' stage timings (over all replicas);
 - when the person saw typing and the first text, from sending;
 - `/help` answered: from sending until the answer was sent;
-- memory: this process's RSS idle (after a warm-up) and at its peak, and per reply in
-  flight: (peak - idle) / peak replies in flight;
+- memory: the engine processes' RSS idle (after a warm-up) and at their peaks, each
+  summed over them, and per reply in flight: (peaks - idles) / peak replies in flight;
 - from the database at the end: lost (a message sent, and not cancelled at the end, that
   was never stored or has no reply and is not `answered`) and answered twice (more than
   one reply);
 - errors by kind, over the whole run: the engine's failure counter
   (`onethread_replies_failed`), exceptions `Engine.handle` raised, notices sent instead
   of a reply;
-- CPU of this process, the PostgreSQL server and the fake over the loaded window.
+- CPU of the engine processes (summed, and each when several), the PostgreSQL server
+  and the fake over the loaded window.
 
 Results: tables on stdout and `benchmarks/results/latency.json`.
 """
@@ -54,15 +65,16 @@ import argparse
 import asyncio
 import gc
 import json
+import math
 import os
 import sys
 import time
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast, get_args
@@ -78,6 +90,9 @@ from benchmarks.common import (
     database,
     print_table,
     redact,
+    replica_processes,
+    replica_ready,
+    replica_result,
     run_benchmark,
     server_info,
 )
@@ -245,6 +260,27 @@ class Seen:
     commands_sent: int = 0
     commands_unanswered: int = 0
 
+    @classmethod
+    def merged(cls, parts: Sequence[dict[str, Any]]) -> Seen:
+        """What several replicas' people saw (each part is a `Seen` as a dict), as one."""
+        seen = cls()
+        for part in parts:
+            for name in (f.name for f in fields(cls)):
+                mine, theirs = getattr(seen, name), part[name]
+                if isinstance(mine, list):
+                    mine.extend(theirs)
+                elif isinstance(mine, dict):
+                    for stage, samples in theirs.items():
+                        mine[stage].extend(samples)
+                else:
+                    setattr(seen, name, mine + theirs)
+        return seen
+
+
+def message_id(run: str, number: int) -> str:
+    """The platform message id of chat message `number` of the crowd `run`."""
+    return f"{run}-m{number}"
+
 
 @dataclass
 class Crowd:
@@ -255,7 +291,8 @@ class Crowd:
     llm: MeteredChatClient
     texts: list[str]
     rng: np.random.Generator
-    run: str = field(default_factory=lambda: f"lat{time.time_ns()}")
+    run: str
+    """Unique per run and replica: part of every person's and message's id."""
     sent: int = 0
     """Chat messages sent so far, warm-up included; also the next one's number."""
     in_engine: int = 0
@@ -265,9 +302,6 @@ class Crowd:
     seen: Seen = field(default_factory=Seen)
     errors: Counter[str] = field(default_factory=Counter)
     """Over the whole run."""
-
-    def message_id(self, number: int) -> str:
-        return f"{self.run}-m{number}"
 
     def inbound(self, person: str, text: str, message_id: str) -> Inbound:
         return Inbound(
@@ -286,7 +320,9 @@ class Crowd:
         number, seen = self.sent, self.seen
         self.sent += 1
         inbound = self.inbound(
-            f"{self.run}-p{person}", self.texts[number % len(self.texts)], self.message_id(number)
+            f"{self.run}-p{person}",
+            self.texts[number % len(self.texts)],
+            message_id(self.run, number),
         )
         turn, channel = TurnLog(), TimedChannel()
         with self._in_engine(turn):
@@ -300,6 +336,9 @@ class Crowd:
                 self.errors[f"Engine.handle raised {type(exc).__name__}"] += 1
                 return
         self._settle(seen, started, time.perf_counter(), turn, channel)
+
+    def sent_messages(self) -> SentMessages:
+        return SentMessages(self.run, self.sent, sorted(self.unfinished))
 
     @contextmanager
     def _in_engine(self, turn: TurnLog) -> Iterator[None]:
@@ -358,14 +397,14 @@ class Crowd:
             await self.chat(person)
             next_at = time.monotonic() + think_s * self.rng.uniform(0.5, 1.5)
 
-    async def commands(self, people: int, rate: float, start: float, stop: float) -> None:
-        """`/help` at a steady `rate` from `people` others in turn, from `start` to `stop`;
-        returns once every one of them is answered."""
+    async def commands(self, people: Sequence[int], rate: float, start: float, stop: float) -> None:
+        """`/help` at a steady `rate` from `people` (others) in turn, from `start` to
+        `stop`; returns once every one of them is answered."""
         async with asyncio.TaskGroup() as group:
             sent = 0
             while (due := start + sent / rate) < stop:
                 await _sleep_until(due)
-                group.create_task(self.command(sent % people))
+                group.create_task(self.command(people[sent % len(people)]))
                 sent += 1
 
 
@@ -389,17 +428,21 @@ class Sampler:
             await asyncio.sleep(SAMPLE_EVERY)
 
 
-# --- the run --------------------------------------------------------------------------------
+# --- one engine process (a replica) ---------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class Window:
-    """The load's moments (monotonic): people start from `start`, all have started by
+    """The load's moments on one clock: people start from `start`, all have started by
     `loaded`, nobody writes after `stop`."""
 
     start: float
     loaded: float
     stop: float
+
+    @classmethod
+    def of(cls, load: Load, start: float) -> Window:
+        return cls(start, start + load.ramp_s, start + load.ramp_s + load.seconds)
 
     def levels(self, samples: Sequence[Sequence[float]], column: int) -> dict[str, float]:
         """A sampled count's peak since `start`, and its p50 from `loaded` to `stop`."""
@@ -411,51 +454,133 @@ class Window:
         }
 
 
-async def drive(crowd: Crowd, load: Load, meter: CpuMeter) -> dict[str, Any]:
-    """The people and the commands, from the ramp to the drain; what it took."""
-    now = time.monotonic()
-    window = Window(now, now + load.ramp_s, now + load.ramp_s + load.seconds)
-    rng = np.random.default_rng(load.seed)
+@dataclass(frozen=True, slots=True)
+class ReplicaWork:
+    """What one engine process needs to run its share of the crowd (sent as JSON): every
+    `replicas`-th person and `/help` sender from its `index` on."""
+
+    dsn: str
+    fake_url: str
+    run: str
+    index: int
+    replicas: int
+    pool_size: int
+    llm_max_concurrency: int | None
+    load: Load
+
+    @classmethod
+    def from_order(cls, order: dict[str, Any]) -> ReplicaWork:
+        return cls(**{**order, "load": Load(**order["load"])})
+
+    @property
+    def people(self) -> range:
+        return range(self.load.users)[self.index :: self.replicas]
+
+    @property
+    def command_people(self) -> range:
+        return range(self.load.command_users)[self.index :: self.replicas]
+
+
+async def replica(work: ReplicaWork) -> None:
+    """One engine process over a pool of its own (`benchmarks.latency_replica`): warms up,
+    says it is ready, runs its share of the crowd from the start moment the parent gives
+    with `go` (wall clock), and hands over what it measured, raw, as one JSON line."""
+    load = work.load
+    settings = latency_settings(work.pool_size, work.llm_max_concurrency)
+    pool = await create_pool(
+        work.dsn,
+        min_size=settings.db.pool_min_size,
+        max_size=settings.db.pool_max_size,
+        command_timeout=settings.db.command_timeout_seconds,
+    )
+    try:
+        async with MeteredChatClient(
+            base_url=work.fake_url,
+            api_key="bench",
+            model=settings.llm_model,
+            timeout=settings.llm_timeout_seconds,
+            max_retries=settings.llm_max_retries,
+        ) as llm:
+            db = Database(pool)
+            tokens = await asyncio.to_thread(TokenCounter.load)
+            services = Services(
+                settings=settings, db=db, embedder=HashEmbedder(), llm=llm, tokens=tokens
+            )
+            recorder = ReplyRecorder(db, holder=uuid.uuid4(), lease_seconds=LEASE_SECONDS)
+            engine = Engine(services, persona=load_persona(None), turns=recorder)
+            texts = _sentences(np.random.default_rng(load.seed), 500, 6, 25)
+            rng = np.random.default_rng(load.seed + 1 + work.index)
+            crowd = Crowd(engine, llm, texts, rng, work.run)
+            failed_before = failures_counted()
+            await warm_up(crowd, load.warmup)
+            gc.collect()
+            idle_rss = psutil.Process().memory_info().rss
+            start = _monotonic(float(await replica_ready()))
+            sampler = Sampler(crowd)
+            sampling = asyncio.create_task(sampler.run())
+            try:
+                cpu_s = await drive(crowd, work, Window.of(load, start))
+            finally:
+                sampling.cancel()
+            failed_after = failures_counted()
+            engine_failures = {
+                f"engine: {reason}": int(failed_after[reason] - failed_before[reason])
+                for reason in failed_before
+                if failed_after[reason] > failed_before[reason]
+            }
+            replica_result(
+                {
+                    "sent": asdict(crowd.sent_messages()),
+                    "seen": asdict(crowd.seen),
+                    "samples": [(round(t - start, 3), *counts) for t, *counts in sampler.samples],
+                    "idle_rss": idle_rss,
+                    "cpu_s": cpu_s,
+                    "errors": {**engine_failures, **crowd.errors},
+                }
+            )
+    finally:
+        await pool.close()
+
+
+def _monotonic(wall: float) -> float:
+    """A moment given by the wall clock (`time.time()`), on this process's monotonic clock."""
+    return time.monotonic() + (wall - time.time())
+
+
+async def drive(crowd: Crowd, work: ReplicaWork, window: Window) -> float:
+    """This replica's people and `/help` senders, from the ramp to the drain; returns the
+    CPU seconds this process used over the loaded window."""
+    load = work.load
+    # Every replica draws every person's start: a person starts when they would in one
+    # process, whichever replica they are in.
+    starts = np.random.default_rng(load.seed).uniform(0, load.ramp_s, load.users)
     tasks = [
         asyncio.create_task(
-            crowd.person(i, now + rng.uniform(0, load.ramp_s), window.stop, load.think_s)
+            crowd.person(i, window.start + float(starts[i]), window.stop, load.think_s)
         )
-        for i in range(load.users)
+        for i in work.people
     ]
-    tasks.append(
-        asyncio.create_task(
-            crowd.commands(load.command_users, load.commands_per_second, window.loaded, window.stop)
+    rate = load.commands_per_second
+    if work.command_people and rate > 0:
+        # Replica i sends the i-th of every `replicas` commands: one steady rate together.
+        first = window.loaded + work.index / rate
+        command_rate = rate / work.replicas
+        tasks.append(
+            asyncio.create_task(
+                crowd.commands(work.command_people, command_rate, first, window.stop)
+            )
         )
-    )
     crowd.seen = Seen()  # the ramp's
     await _sleep_until(window.loaded)
     crowd.seen = Seen()
-    before = meter.read()
+    cpu = time.process_time()
     await _sleep_until(window.stop)
-    cpu = _cpu_percent(before, meter.read(), load.seconds)
-    print(f"  loaded window over; draining (up to {load.drain_s:.0f} s)")
+    cpu_s = time.process_time() - cpu
     _, pending = await asyncio.wait(tasks, timeout=load.drain_s)
     for task in pending:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-    return {"window": window, "cpu": cpu}
-
-
-CpuReading = tuple[float, float | None, float]
-"""`CpuMeter.read()`: this process, the PostgreSQL server (None if remote), the fake."""
-
-
-def _cpu_percent(before: CpuReading, after: CpuReading, seconds: float) -> dict[str, float | None]:
-    """Each side's CPU over `seconds`, in % of one core."""
-
-    def share(a: float | None, b: float | None) -> float | None:
-        return None if a is None or b is None else round((b - a) * 100 / seconds, 1)
-
-    return {
-        "engine_process": share(before[0], after[0]),
-        "postgresql": share(before[1], after[1]),
-        "fake_llm": share(before[2], after[2]),
-    }
+    return cpu_s
 
 
 async def warm_up(crowd: Crowd, messages: int) -> None:
@@ -475,35 +600,6 @@ def failures_counted() -> dict[str, float]:
     }
 
 
-async def verdicts(db: Database, crowd: Crowd) -> dict[str, int]:
-    """Lost and answered-twice messages, as the database has them."""
-    async with db.connection() as c:
-        rows = await c.fetch(
-            "SELECT m.platform_message_id AS id, m.status, count(r.id) AS replies"
-            " FROM messages m LEFT JOIN messages r"
-            "   ON r.reply_to_id = m.id AND r.role = 'assistant'"
-            " WHERE m.role = 'user' AND m.platform_message_id LIKE $1"
-            " GROUP BY m.id",
-            f"{crowd.run}-m%",
-        )
-    stored = {r["id"]: r for r in rows}
-    lost = 0
-    for number in range(crowd.sent):
-        if number in crowd.unfinished:
-            continue
-        row = stored.get(crowd.message_id(number))
-        if row is None or (row["replies"] == 0 and row["status"] != "answered"):
-            lost += 1
-    return {
-        "sent": crowd.sent,
-        "stored": len(rows),
-        "replies_measured": len(crowd.seen.overhead_ms),
-        "unfinished_at_end": len(crowd.unfinished),
-        "lost": lost,
-        "answered_twice": sum(1 for r in rows if r["replies"] > 1),
-    }
-
-
 def latency_settings(pool_size: int | None, llm_max_concurrency: int | None) -> Settings:
     """The service's settings (pool size and LLM_MAX_CONCURRENCY as configured unless
     given), with rate limits out of reach and the fake model."""
@@ -520,6 +616,9 @@ def latency_settings(pool_size: int | None, llm_max_concurrency: int | None) -> 
     elif llm_max_concurrency is not None:
         print("warning: this code has no LLM_MAX_CONCURRENCY; --llm-max-concurrency ignored")
     return Settings.model_validate(values)
+
+
+# --- the run: the database, the fake model and the replicas ---------------------------------
 
 
 @asynccontextmanager
@@ -561,94 +660,192 @@ class FakeLLM:
 
 
 async def measure(
-    dsn: str, load: Load, settings: Settings, tokens_per_chunk: int
+    dsn: str, load: Load, settings: Settings, tokens_per_chunk: int, replicas: int
 ) -> dict[str, Any]:
-    pool = await create_pool(
-        dsn,
-        min_size=settings.db.pool_min_size,
-        max_size=settings.db.pool_max_size,
-        command_timeout=settings.db.command_timeout_seconds,
-    )
+    """The crowd over `replicas` engine processes sharing the database and the fake model,
+    from one start moment; what they measured, merged."""
+    pool = await create_pool(dsn, min_size=1, max_size=1)  # for the verdicts at the end
     try:
-        async with (
-            fake_llm_process(load.seed, tokens_per_chunk) as fake,
-            MeteredChatClient(
-                base_url=fake.base_url,
-                api_key="bench",
-                model=settings.llm_model,
-                timeout=settings.llm_timeout_seconds,
-                max_retries=settings.llm_max_retries,
-            ) as llm,
-        ):
-            db = Database(pool)
-            tokens = await asyncio.to_thread(TokenCounter.load)
-            services = Services(
-                settings=settings, db=db, embedder=HashEmbedder(), llm=llm, tokens=tokens
-            )
-            recorder = ReplyRecorder(db, holder=uuid.uuid4(), lease_seconds=LEASE_SECONDS)
-            engine = Engine(services, persona=load_persona(None), turns=recorder)
-            texts = _sentences(np.random.default_rng(load.seed), 500, 6, 25)
-            crowd = Crowd(engine, llm, texts, np.random.default_rng(load.seed + 1))
+        db = Database(pool)
+        async with fake_llm_process(load.seed, tokens_per_chunk) as fake:
             meter = CpuMeter(await postmaster_pid(db), fake.process.pid)
-            return await phases(crowd, load, meter, fake, db)
+            run = f"lat{time.time_ns()}"
+            orders = [
+                asdict(
+                    ReplicaWork(
+                        dsn=dsn,
+                        fake_url=fake.base_url,
+                        run=f"{run}r{i}",
+                        index=i,
+                        replicas=replicas,
+                        pool_size=max(1, settings.db.pool_max_size // replicas),
+                        llm_max_concurrency=getattr(settings, CONCURRENCY_SETTING, None),
+                        load=load,
+                    )
+                )
+                for i in range(replicas)
+            ]
+            print(f"warming up: {load.warmup} messages at once in each of {replicas} engine(s)")
+            async with replica_processes("benchmarks.latency_replica", orders) as children:
+                print(
+                    f"measuring: {load.users} people (ramp {load.ramp_s:.0f} s, think"
+                    f" {load.think_s:.0f} s +-50%), {load.seconds:.0f} s loaded, /help at"
+                    f" {load.commands_per_second:g}/s, {replicas} engine process(es)"
+                )
+                start = time.time() + START_LEAD_S
+                await children.go(repr(start))
+                window = Window.of(load, _monotonic(start))
+                await _sleep_until(window.loaded)
+                before = meter.read()
+                await _sleep_until(window.stop)
+                after = meter.read()
+                print(f"  loaded window over; draining (up to {load.drain_s:.0f} s)")
+                outputs = await children.results()
+            fake_samples = [(t - window.start, n) for t, n in await fake.in_flight()]
+        seen = Seen.merged([output["seen"] for output in outputs])
+        counts = await verdicts(db, [SentMessages(**output["sent"]) for output in outputs])
+        return summarise(
+            seen,
+            Window.of(load, 0.0),  # the replicas' samples count from the common start
+            outputs,
+            fake_samples,
+            messages={
+                "sent": counts.pop("sent"),
+                "stored": counts.pop("stored"),
+                "replies_measured": len(seen.overhead_ms),
+                **counts,
+            },
+            cpu=_cpu_percent(before, after, load.seconds, [o["cpu_s"] for o in outputs]),
+        )
     finally:
         await pool.close()
 
 
-async def phases(
-    crowd: Crowd, load: Load, meter: CpuMeter, fake: FakeLLM, db: Database
-) -> dict[str, Any]:
-    print(f"warming up: {load.warmup} messages at once")
-    failed_before = failures_counted()
-    await warm_up(crowd, load.warmup)
-    gc.collect()
-    idle_rss = psutil.Process().memory_info().rss
-    print(
-        f"measuring: {load.users} people (ramp {load.ramp_s:.0f} s, think {load.think_s:.0f} s"
-        f" +-50%), {load.seconds:.0f} s loaded, /help at {load.commands_per_second:g}/s"
-    )
-    sampler = Sampler(crowd)
-    sampling = asyncio.create_task(sampler.run())
-    try:
-        driven = await drive(crowd, load, meter)
-    finally:
-        sampling.cancel()
-    failed_after = failures_counted()
-    engine_failures = {
-        f"engine: {reason}": int(failed_after[reason] - failed_before[reason])
-        for reason in failed_before
-        if failed_after[reason] > failed_before[reason]
+START_LEAD_S = 1.0
+"""From `go` to the replicas' common start: time for every one of them to hear it."""
+
+CpuReading = tuple[float, float | None, float]
+"""`CpuMeter.read()`: this process, the PostgreSQL server (None if remote), the fake."""
+
+
+def _cpu_percent(
+    before: CpuReading, after: CpuReading, seconds: float, engines_s: Sequence[float]
+) -> dict[str, float | None]:
+    """Each side's CPU over `seconds`, in % of one core: the engine processes' (their
+    CPU seconds `engines_s`), summed and each when several, the server's, the fake's."""
+
+    def share(a: float | None, b: float | None) -> float | None:
+        return None if a is None or b is None else round((b - a) * 100 / seconds, 1)
+
+    engines = [share(0.0, s) for s in engines_s]
+    if len(engines) == 1:
+        percent = {"engine_process": engines[0]}
+    else:
+        percent = {"engine_processes": share(0.0, sum(engines_s))}
+        percent.update({f"engine_replica_{i}": s for i, s in enumerate(engines, 1)})
+    return {
+        **percent,
+        "postgresql": share(before[1], after[1]),
+        "fake_llm": share(before[2], after[2]),
     }
-    return summarise(
-        crowd,
-        driven["window"],
-        sampler.samples,
-        await fake.in_flight(),
-        idle_rss,
-        messages=await verdicts(db, crowd),
-        errors={**engine_failures, **crowd.errors},
-        cpu=driven["cpu"],
-    )
+
+
+@dataclass(frozen=True, slots=True)
+class SentMessages:
+    """The chat messages a crowd sent: numbers 0 to `count` - 1 of `run`, of which
+    `unfinished` were cancelled at the end."""
+
+    run: str
+    count: int
+    unfinished: list[int]
+
+
+async def verdicts(db: Database, crowds: Sequence[SentMessages]) -> dict[str, int]:
+    """Lost and answered-twice messages over every crowd's, as the database has them."""
+    totals: Counter[str] = Counter()
+    for sent in crowds:
+        async with db.connection() as c:
+            rows = await c.fetch(
+                "SELECT m.platform_message_id AS id, m.status, count(r.id) AS replies"
+                " FROM messages m LEFT JOIN messages r"
+                "   ON r.reply_to_id = m.id AND r.role = 'assistant'"
+                " WHERE m.role = 'user' AND m.platform_message_id LIKE $1"
+                " GROUP BY m.id",
+                f"{sent.run}-m%",
+            )
+        stored = {r["id"]: r for r in rows}
+        unfinished = set(sent.unfinished)
+        lost = 0
+        for number in range(sent.count):
+            if number in unfinished:
+                continue
+            row = stored.get(message_id(sent.run, number))
+            if row is None or (row["replies"] == 0 and row["status"] != "answered"):
+                lost += 1
+        totals.update(
+            {
+                "sent": sent.count,
+                "stored": len(rows),
+                "unfinished_at_end": len(unfinished),
+                "lost": lost,
+                "answered_twice": sum(1 for r in rows if r["replies"] > 1),
+            }
+        )
+    return dict(totals)
 
 
 # --- results --------------------------------------------------------------------------------
 
 
+Sample = tuple[float, int, int, int]
+"""`Sampler`'s: when, replies streaming, messages in the engine, RSS (bytes)."""
+
+
+def merge_samples(replicas: Sequence[Sequence[Sequence[float]]]) -> list[Sample]:
+    """The replicas' samples on one time axis, one per `SAMPLE_EVERY` bucket: each column
+    summed over the replicas, each counted with its latest sample so far (from the first
+    bucket by which every one of them has sampled)."""
+    buckets: dict[int, dict[int, Sample]] = defaultdict(dict)
+    for replica, samples in enumerate(replicas):
+        for t, streaming, in_engine, rss in samples:
+            sample = (t, int(streaming), int(in_engine), int(rss))
+            buckets[math.floor(t / SAMPLE_EVERY)][replica] = sample
+    latest: dict[int, Sample] = {}
+    merged = []
+    for bucket in sorted(buckets):
+        latest.update(buckets[bucket])
+        if len(latest) == len(replicas):
+            now = latest.values()
+            merged.append(
+                (
+                    round(bucket * SAMPLE_EVERY, 3),
+                    sum(s[1] for s in now),
+                    sum(s[2] for s in now),
+                    sum(s[3] for s in now),
+                )
+            )
+    return merged
+
+
 def summarise(
-    crowd: Crowd,
+    seen: Seen,
     window: Window,
-    samples: list[tuple[float, int, int, int]],
+    replicas: Sequence[dict[str, Any]],
     fake_samples: list[tuple[float, int]],
-    idle_rss: int,
     *,
     messages: dict[str, int],
-    errors: dict[str, int],
     cpu: dict[str, float | None],
 ) -> dict[str, Any]:
-    seen = crowd.seen
+    """The tables' numbers from what the `replicas` measured (their raw results)."""
+    samples = merge_samples([r["samples"] for r in replicas])
     streaming_peak = max((s[1] for s in samples), default=0)
-    peak_rss = max((s[3] for s in samples), default=idle_rss)
+    idle_rss = sum(r["idle_rss"] for r in replicas)
+    peak_rss = sum(max((s[3] for s in r["samples"]), default=r["idle_rss"]) for r in replicas)
+    errors: Counter[str] = Counter()
+    for r in replicas:
+        errors.update(r["errors"])
     return {
+        "engine_processes": len(replicas),
         "in_flight": {
             "replies_streaming": window.levels(samples, 1),
             "messages_in_engine": window.levels(samples, 2),
@@ -673,14 +870,14 @@ def summarise(
             ),
         },
         "messages": messages,
-        "errors": errors,
+        "errors": dict(errors),
         "cpu_percent_of_a_core_loaded": cpu,
     }
 
 
 def _timeline(
     window: Window,
-    samples: list[tuple[float, int, int, int]],
+    samples: Sequence[Sample],
     fake_samples: list[tuple[float, int]],
     every: float = 10.0,
 ) -> list[dict[str, float]]:
@@ -751,6 +948,7 @@ def report(results: dict[str, Any]) -> None:
         "Counts and memory",
         ["what", "value"],
         [
+            ["engine processes (replicas)", results["engine_processes"]],
             *([name.replace("_", " "), n] for name, n in results["messages"].items()),
             ["/help sent", command["sent"]],
             ["/help unanswered at the end", command["unanswered_at_end"]],
@@ -790,8 +988,18 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--dsn", help="an external database (default: embedded, scratch)")
     parser.add_argument("--data-dir", type=Path, help="keep the embedded server's data here")
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help="engine processes sharing the database, the fake model and the pool size;"
+        " each runs every N-th person and /help sender",
+    )
     parser.add_argument("--json", type=Path, default=RESULTS_DIR / "latency.json")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not 1 <= args.replicas <= args.users:
+        parser.error("--replicas must be from 1 to --users")
+    return args
 
 
 async def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
@@ -813,7 +1021,7 @@ async def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
             machine = await server_info(conn)
         finally:
             await conn.close()
-        results = await measure(dsn, load, settings, args.tokens_per_chunk)
+        results = await measure(dsn, load, settings, args.tokens_per_chunk, args.replicas)
     machine["load_average_1_5_15_after"] = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     results["bars"] = bars(results)
     return {
@@ -824,7 +1032,9 @@ async def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         "machine": machine,
         "load": asdict(load),
         "engine": {
+            "replicas": args.replicas,
             "pool_max_size": settings.db.pool_max_size,
+            "pool_max_size_per_replica": max(1, settings.db.pool_max_size // args.replicas),
             "llm_max_concurrency": getattr(settings, CONCURRENCY_SETTING, None),
             "tokens_per_chunk": args.tokens_per_chunk,
         },

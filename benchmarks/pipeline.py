@@ -38,7 +38,6 @@ import argparse
 import asyncio
 import cProfile
 import io
-import json
 import os
 import pstats
 import sys
@@ -63,6 +62,7 @@ from benchmarks.common import (
     prewarm,
     print_table,
     redact,
+    replica_processes,
     run_benchmark,
     server_info,
 )
@@ -437,37 +437,16 @@ async def concurrent_in_replicas(
     """The same crowd split over `replicas` engine processes sharing the database, as
     several replicas of the service would (`benchmarks.pipeline_replica`). Each warms
     up, then all start together; Python CPU is the sum of theirs."""
-    children = []
-    for i in range(replicas):
-        child = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "benchmarks.pipeline_replica",
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            limit=2**26,  # the result is one long JSON line
-        )  # fmt: skip
-        assert child.stdin is not None
-        share = [int(u) for u in users[i::replicas]]
-        child.stdin.write(json.dumps({**asdict(work), "users": share}).encode() + b"\n")
-        await child.stdin.drain()
-        children.append(child)
-    try:
-        for child in children:
-            assert child.stdout is not None
-            if (await child.stdout.readline()).strip() != b"ready":
-                raise RuntimeError("a benchmark replica did not start")
+    orders = [
+        {**asdict(work), "users": [int(u) for u in users[i::replicas]]} for i in range(replicas)
+    ]
+    async with replica_processes("benchmarks.pipeline_replica", orders) as children:
         before = meter.read()
         started = time.perf_counter()
-        for child in children:
-            assert child.stdin is not None
-            child.stdin.write(b"go\n")
-            await child.stdin.drain()
-        outputs = [json.loads(await child.stdout.readline()) for child in children if child.stdout]
+        await children.go()
+        outputs = await children.results()
         phase = Phase(seconds=time.perf_counter() - started)
         meter.charge(phase, before, python=False)
-    finally:
-        for child in children:
-            if child.stdin is not None:
-                child.stdin.close()
-            await child.wait()
     for output in outputs:
         phase.wall_ms += output["wall_ms"]
         phase.llm_ms += output["llm_ms"]

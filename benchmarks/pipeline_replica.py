@@ -11,20 +11,19 @@ and LLM times, stage timings, its own CPU seconds, and how many messages failed.
 from __future__ import annotations
 
 import asyncio
-import json
-import sys
 import time
 from dataclasses import fields
 
 import uvloop
 
+from benchmarks.common import replica_order, replica_ready, replica_result
 from benchmarks.pipeline import ReplicaWork, bench_client, make_bench, people_writing
 from core.storage.database import Database, create_pool
 from core.tokens import TokenCounter
 
 
 async def replica() -> None:
-    order = json.loads(await asyncio.to_thread(sys.stdin.readline))
+    order = await replica_order()
     work = ReplicaWork(**{f.name: order[f.name] for f in fields(ReplicaWork)})
     users: list[int] = order["users"]
     pool = await create_pool(work.dsn, min_size=work.pool_size, max_size=work.pool_size)
@@ -33,18 +32,18 @@ async def replica() -> None:
             tokens = await asyncio.to_thread(TokenCounter.load)
             bench = make_bench(Database(pool), llm, tokens, work.pool_size, work.seed)
             await people_writing(bench, users, work.warm)
-            print("ready", flush=True)
-            await asyncio.to_thread(sys.stdin.readline)  # "go"
+            await replica_ready()
             failed_before, cpu = bench.failures, time.process_time()
             phase = await people_writing(bench, users, work.per_user)
-            result = {
-                "wall_ms": phase.wall_ms,
-                "llm_ms": phase.llm_ms,
-                "stages": phase.stages,
-                "python_cpu_s": time.process_time() - cpu,
-                "failures": bench.failures - failed_before,
-            }
-            print(json.dumps(result), flush=True)
+            replica_result(
+                {
+                    "wall_ms": phase.wall_ms,
+                    "llm_ms": phase.llm_ms,
+                    "stages": phase.stages,
+                    "python_cpu_s": time.process_time() - cpu,
+                    "failures": bench.failures - failed_before,
+                }
+            )
     finally:
         await pool.close()
 
