@@ -2,15 +2,19 @@
 
 Sections, in priority order (higher ones are never squeezed out by lower ones):
 1. persona (system prompt, with the user's own overrides), what the memory job learned
-   about how to talk with the person (style; themes and insights in private chats only),
-   and the current message;
+   about the person (communication style, themes, insights), and the current message;
 2. the rolling summary of older conversation (capped at SUMMARY_SHARE of the budget);
 3. facts still true about the user, most important first (capped at FACTS_SHARE);
 4. recalled items: hybrid vector + full-text recall over older messages and facts that
    are not already in the prompt (capped at RECALL_SHARE);
 5. the recent window, newest first, with whatever budget is left.
-In a shared chat (group, server channel) private facts are left out, and so is recall
-of them: what someone told the bot privately is not repeated in front of others.
+
+What a reply may draw on depends on where it is written (docs/security.md, "Between
+chats"). In the person's private chat: all of the above. In a shared chat (group,
+server channel): the turn's state and recall are read for that chat alone (its own
+window and messages, facts that are not private), and the summary and profile are left
+out, as both are written from every chat and may repeat what was said in private. With
+memory off (`/memory off`) the prompt holds the persona and the recent window only.
 
 The result carries a snapshot of what was used, stored with the reply (`/why`).
 """
@@ -80,24 +84,19 @@ def _truncate_to(tokens: TokenCounter, text: str, budget: int) -> str:
     return "… " + " ".join(words[low:])
 
 
-def _profile_text(memory: MemoryContext | None, shared_chat: bool) -> str:
-    """What the memory job learned about how to talk with this person.
-
-    The communication style is used everywhere; insights and themes describe the person
-    and, like private facts, stay out of shared chats.
-    """
+def _profile_text(memory: MemoryContext | None) -> str:
+    """What the memory job learned about this person and how to talk with them."""
     if memory is None:
         return ""
     parts = []
     if memory.communication_style.strip():
         parts.append(f"How this person likes to talk: {memory.communication_style.strip()}")
-    if not shared_chat:
-        themes = [str(t) for t in memory.themes if str(t).strip()][:PROFILE_ITEMS]
-        if themes:
-            parts.append("Themes they often come back to: " + ", ".join(themes))
-        insights = [str(i) for i in memory.insights if str(i).strip()][:PROFILE_ITEMS]
-        if insights:
-            parts.append("Insights:\n" + "\n".join(f"- {i}" for i in insights))
+    themes = [str(t) for t in memory.themes if str(t).strip()][:PROFILE_ITEMS]
+    if themes:
+        parts.append("Themes they often come back to: " + ", ".join(themes))
+    insights = [str(i) for i in memory.insights if str(i).strip()][:PROFILE_ITEMS]
+    if insights:
+        parts.append("Insights:\n" + "\n".join(f"- {i}" for i in insights))
     return "\n".join(parts)
 
 
@@ -124,18 +123,21 @@ class ContextAssembler:
     ) -> AssembledContext:
         """The prompt answering `current` from the turn's state and the items recall
         found for it (best first; those already in the prompt are skipped), and its
-        snapshot."""
+        snapshot. The state and recall were read for the chat (`shared_chat`); what
+        else a shared chat or memory off leaves out is left out here."""
         conversation = state.conversation
         budget = self._limits.token_budget
         persona = system_prompt(self._persona, conversation.persona_overrides)
         used = {"persona": self._tokens.count(persona)}
+        remembering = conversation.memory_off_since is None
+        everything = remembering and not shared_chat
 
-        profile = _profile_text(state.memory, shared_chat)
+        profile = _profile_text(state.memory) if everything else ""
         used["profile"] = self._tokens.count(profile) if profile else 0
 
         recent = state.recent
 
-        summary = conversation.summary.strip()
+        summary = conversation.summary.strip() if everything else ""
         if summary:
             summary = _truncate_to(self._tokens, summary, int(budget * SUMMARY_SHARE))
         used["summary"] = self._tokens.count(summary) if summary else 0
@@ -143,7 +145,7 @@ class ContextAssembler:
         kept_facts: list[Fact] = []
         facts_budget = int(budget * FACTS_SHARE)
         used["facts"] = 0
-        for fact in state.facts:
+        for fact in state.facts if remembering else ():
             cost = self._line_tokens(FACT_PREFIX, fact.content)
             if used["facts"] + cost > facts_budget:
                 break
@@ -155,7 +157,7 @@ class ContextAssembler:
         recall_budget = int(budget * RECALL_SHARE)
         used["recall"] = 0
         window_ids = {m.id for m in recent}
-        for item in recalled:
+        for item in recalled if remembering else ():
             if (item.source == "facts" and item.id in fact_ids) or (
                 item.source == "messages" and item.id in window_ids
             ):

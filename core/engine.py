@@ -31,7 +31,7 @@ from core.embedding.base import embed_or_none
 from core.errors import StorageBusy, StorageUnavailable
 from core.inbound import Inbound
 from core.model_slots import ModelSlots
-from core.models import Message, MessageStatus, Platform, Role, User
+from core.models import Message, MessageStatus, Platform, Role, SharedChat, User
 from core.notices import (
     ALREADY_ANSWERED,
     BANNED,
@@ -444,14 +444,15 @@ class Engine:
         assert opened.state is not None
         limits = self._assembler.limits
         started = time.perf_counter()
+        remembering = opened.state.conversation.memory_off_since is None
         recalled = await self._recall.search(
             turn.user.id,
             turn.message.content,
             embedding,
-            limits.recall_top_k,
+            limits.recall_top_k if remembering else 0,
             now=self._services.clock(),
             exclude_message_ids=[m.id for m in opened.state.recent],
-            include_private=not turn.shared_chat,
+            shared_chat=_shared_chat(turn.message),
         )
         metrics.observe_recall(time.perf_counter() - started)
         return self._assembler.build(
@@ -518,3 +519,11 @@ class _Once:
         callback, self._callback = self._callback, None
         if callback is not None:
             callback()
+
+
+def _shared_chat(message: Message) -> SharedChat | None:
+    """The shared chat `message` was said in, for recall; None for a private chat."""
+    if not message.shared_chat:
+        return None
+    # A shared chat without an id matches no message: never the whole conversation.
+    return SharedChat(message.platform, message.chat_id or "")

@@ -74,6 +74,19 @@ class Conversation:
 
 
 @dataclass(frozen=True, slots=True)
+class SharedChat:
+    """A group or server channel. A reply there draws only on that chat's own messages
+    and on facts that are not private (docs/security.md, "Between chats")."""
+
+    platform: Platform
+    chat_id: str
+
+    def as_argument(self) -> list[str]:
+        """The chat as recall's statements take it: ``[platform, chat id]``."""
+        return [self.platform.value, self.chat_id]
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
     id: int
     user_id: int

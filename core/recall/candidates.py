@@ -17,6 +17,7 @@ from typing import Any
 import asyncpg
 import numpy as np
 
+from core.models import SharedChat
 from core.recall.keywords import TextHit, TextSearchRepository, storable_text
 from core.recall.vectors import (
     Placeholders,
@@ -64,7 +65,7 @@ class RecallCandidates:
         embedding: np.ndarray[Any, Any] | None,
         limit: int,
         *,
-        include_private: bool = True,
+        shared_chat: SharedChat | None = None,
         exclude_message_ids: Collection[int] = (),
         conn: Connection | None = None,
     ) -> tuple[list[RecallHit], list[TextHit]]:
@@ -77,14 +78,12 @@ class RecallCandidates:
                 query,
                 limit,
                 exclude_message_ids=exclude_message_ids,
-                include_private=include_private,
+                shared_chat=shared_chat,
                 conn=conn,
             )
             return [], text_hits
         args = (
-            *self._vectors.arguments(
-                user_id, embedding, limit, include_private, exclude_message_ids
-            ),
+            *self._vectors.arguments(user_id, embedding, limit, shared_chat, exclude_message_ids),
             storable_text(query),
         )
         async with self._db.connection(conn) as c:
@@ -100,7 +99,7 @@ class RecallCandidates:
             user=p.user,
             text=text,
             excluded=p.excluded,
-            include_private=p.include_private,
+            shared_chat=p.shared_chat,
             limit=p.k,
         )
         # Each list's position, best first: the order its own query returns it in.

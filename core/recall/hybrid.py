@@ -38,6 +38,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from core.models import SharedChat
 from core.recall.candidates import RecallCandidates
 from core.recall.keywords import TextHit
 from core.recall.vectors import RecallHit, Source
@@ -106,14 +107,15 @@ class HybridRecall:
         *,
         now: datetime,
         exclude_message_ids: Collection[int] = (),
-        include_private: bool = True,
+        shared_chat: SharedChat | None = None,
         conn: Connection | None = None,
     ) -> list[RecalledItem]:
         """The `k` best items of this user for `query`, best first.
 
         Without an embedding (embedder down) recall is keyword-only. Messages in
         `exclude_message_ids` (the recent window, already in the prompt) are never
-        returned, and private facts only with `include_private`.
+        returned; in a `shared_chat`, only that chat's messages and facts that are not
+        private; never a message not `remembered`.
         """
         if k <= 0:
             return []
@@ -122,7 +124,7 @@ class HybridRecall:
             query,
             embedding,
             self._weights.candidates(k),
-            include_private=include_private,
+            shared_chat=shared_chat,
             exclude_message_ids=exclude_message_ids,
             conn=conn,
         )

@@ -29,6 +29,7 @@ from enum import StrEnum
 
 import asyncpg
 
+from core.models import SharedChat
 from core.recall.vectors import Source
 from core.storage.database import Connection, Database
 
@@ -74,7 +75,7 @@ class _Placeholders:
     user: str
     text: str
     excluded: str
-    include_private: str
+    shared_chat: str
     limit: str
 
 
@@ -104,17 +105,21 @@ terms AS (
            NULL::smallint AS importance, m.search
     FROM messages m, q
     WHERE m.user_id = {p.user} AND ts_match_vq(m.search, q.q)
-      AND m.id <> ALL({p.excluded}::bigint[])
+      AND m.id <> ALL({p.excluded}::bigint[]) AND m.remembered
+      AND ({p.shared_chat}::text[] IS NULL
+           OR (m.shared_chat AND ARRAY[m.platform, m.chat_id] = {p.shared_chat}::text[]))
     UNION ALL
     SELECT 'archive', a.id, a.content, a.created_at, a.role, NULL::smallint, a.search
     FROM messages_archive a, q
     WHERE a.user_id = {p.user} AND ts_match_vq(a.search, q.q)
-      AND a.id <> ALL({p.excluded}::bigint[])
+      AND a.id <> ALL({p.excluded}::bigint[]) AND a.remembered
+      AND ({p.shared_chat}::text[] IS NULL
+           OR (a.shared_chat AND ARRAY[a.platform, a.chat_id] = {p.shared_chat}::text[]))
     UNION ALL
     SELECT 'facts', f.id, f.content, f.created_at, NULL, f.importance, f.search
     FROM facts f, q
     WHERE f.user_id = {p.user} AND f.invalid_at IS NULL
-      AND ({p.include_private}::boolean OR NOT f.is_private)
+      AND ({p.shared_chat}::text[] IS NULL OR NOT f.is_private)
       AND ts_match_vq(f.search, q.q)
 )"""
 
@@ -204,27 +209,32 @@ class TextSearchRepository:
         limit: int,
         *,
         exclude_message_ids: Collection[int] = (),
-        include_private: bool = True,
+        shared_chat: SharedChat | None = None,
         conn: Connection | None = None,
     ) -> list[TextHit]:
         """The `limit` rows of this user sharing the most informative terms with `query`.
 
         Ties (equal rank) go to the newer row. `exclude_message_ids` applies to live and
-        archived messages (archived rows keep their ids), never to facts.
+        archived messages (archived rows keep their ids), never to facts. Scoped
+        to `shared_chat` as `RecallRepository.nearest` is; a message not `remembered` is
+        never found.
         """
         if limit <= 0:
             return []
         text = storable_text(query)
         async with self._db.connection(conn) as c:
             rows = await c.fetch(
-                self._query, user_id, text, list(exclude_message_ids), include_private, limit
+                self._query,
+                user_id,
+                text,
+                list(exclude_message_ids),
+                None if shared_chat is None else shared_chat.as_argument(),
+                limit,
             )
         return [text_hit(r) for r in rows]
 
-    def query(
-        self, *, user: str, text: str, excluded: str, include_private: str, limit: str
-    ) -> str:
+    def query(self, *, user: str, text: str, excluded: str, shared_chat: str, limit: str) -> str:
         """The SQL of `search` with its values at the given `$n` placeholders, to be part
         of a larger statement (`core.recall.candidates`). The text must hold no
         NUL character (`search` replaces them)."""
-        return _query(self._ranking, _Placeholders(user, text, excluded, include_private, limit))
+        return _query(self._ranking, _Placeholders(user, text, excluded, shared_chat, limit))

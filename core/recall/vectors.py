@@ -30,6 +30,7 @@ from typing import Any
 import asyncpg
 import numpy as np
 
+from core.models import SharedChat
 from core.recall.user_indexes import UserIndexRepository
 from core.storage.database import Connection, Database
 
@@ -98,16 +99,20 @@ _SELECTS = {
     Source.FACTS: (
         "SELECT 'facts' AS source, id, content, {distance} AS distance, created_at, importance,"
         " NULL AS role FROM facts WHERE user_id = {p.user} AND invalid_at IS NULL"
-        " AND ({p.include_private}::boolean OR NOT is_private)"
+        " AND ({p.shared_chat}::text[] IS NULL OR NOT is_private)"
     ),
     Source.MESSAGES: (
         "SELECT 'messages' AS source, id, content, {distance} AS distance, created_at,"
         " NULL::smallint AS importance, role FROM messages WHERE user_id = {p.user}"
-        " AND id <> ALL({p.excluded}::bigint[])"
+        " AND id <> ALL({p.excluded}::bigint[]) AND remembered"
+        " AND ({p.shared_chat}::text[] IS NULL OR (shared_chat"
+        " AND ARRAY[platform, chat_id] = {p.shared_chat}::text[]))"
     ),
     Source.ARCHIVE: (
         "SELECT 'archive' AS source, id, content, {distance} AS distance, created_at,"
         " NULL::smallint AS importance, role FROM messages_archive WHERE user_id = {p.user}"
+        " AND remembered AND ({p.shared_chat}::text[] IS NULL OR (shared_chat"
+        " AND ARRAY[platform, chat_id] = {p.shared_chat}::text[]))"
     ),
 }
 
@@ -119,7 +124,7 @@ class Placeholders:
     user: str = "$1"
     embedding: str = "$2"
     k: str = "$3"
-    include_private: str = "$4"
+    shared_chat: str = "$4"
     excluded: str = "$5"
 
 
@@ -141,7 +146,7 @@ def _query(sources: Collection[Source], dimensions: int, approximate: bool, p: P
         )
     # Every parameter is typed here, whichever sources the query reads (an unused CTE
     # costs nothing, and PostgreSQL refuses parameters whose type it cannot infer).
-    params = f"WITH p AS (SELECT {p.include_private}::boolean, {p.excluded}::bigint[]) "
+    params = f"WITH p AS (SELECT {p.shared_chat}::text[], {p.excluded}::bigint[]) "
     union = " UNION ALL ".join(parts)
     return f"{params}SELECT * FROM ({union}) AS hits ORDER BY distance, id LIMIT {p.k}"
 
@@ -166,17 +171,19 @@ class RecallRepository:
         k: int,
         *,
         sources: Collection[Source] = ALL_SOURCES,
-        include_private: bool = True,
+        shared_chat: SharedChat | None = None,
         exclude_message_ids: Collection[int] = (),
         approximate: bool | None = None,
         conn: Connection | None = None,
     ) -> list[RecallHit]:
-        """The `k` rows of this user nearest to `embedding`, most similar first.
+        """The `k` rows of this user nearest to `embedding`, most similar first: for a
+        reply in `shared_chat`, only that chat's messages and facts that are not private
+        (None: the person's private chat, everything); never a message not `remembered`.
 
         `approximate=None` picks the approximate plan if the user has indexes of their
         own; `approximate=True` without them is exact too (no index to approximate with).
         """
-        args = self.arguments(user_id, embedding, k, include_private, exclude_message_ids)
+        args = self.arguments(user_id, embedding, k, shared_chat, exclude_message_ids)
         if not sources:
             return []
         async with self._db.connection(conn) as c:
@@ -206,11 +213,12 @@ class RecallRepository:
         user_id: int,
         embedding: np.ndarray[Any, Any],
         k: int,
-        include_private: bool,
+        shared_chat: SharedChat | None,
         exclude_message_ids: Collection[int],
     ) -> tuple[Any, ...]:
         vector = self.vector_argument(embedding)
-        return (user_id, vector, k, include_private, list(exclude_message_ids))
+        chat = None if shared_chat is None else shared_chat.as_argument()
+        return (user_id, vector, k, chat, list(exclude_message_ids))
 
     def vector_argument(self, embedding: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         """The query embedding as the queries' parameter: half precision, as stored."""
@@ -243,7 +251,7 @@ class RecallRepository:
         vector = self.vector_argument(embedding)
         query = self._queries[(ALL_SOURCES, approximate)]
         async with self._db.connection(conn) as c, recall_plan(c, approximate=approximate):
-            rows = await c.fetch("EXPLAIN " + query, user_id, vector, k, True, [])
+            rows = await c.fetch("EXPLAIN " + query, user_id, vector, k, None, [])
         return "\n".join(r[0] for r in rows)
 
 

@@ -489,7 +489,8 @@ async def test_style_and_themes_from_the_memory_job_shape_the_prompt(
     assert "Opens up late at night" in system
     await engine.handle(inbound("hello group", kind=ChatKind.GROUP, chat="g"), channel)
     shared = fake_llm.chat_requests[-1]["messages"][0]["content"]
-    assert "short and playful" in shared
+    # The profile is written from every chat, private ones included: none of it in a group.
+    assert "short and playful" not in shared
     assert "gardening" not in shared
     assert "Opens up late at night" not in shared
 

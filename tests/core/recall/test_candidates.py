@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.models import NewFact, Platform
+from core.models import NewFact, Platform, SharedChat
 from core.recall.candidates import RecallCandidates
 from core.recall.keywords import Ranking, TextSearchRepository
 from core.recall.vectors import RecallRepository
@@ -15,6 +15,7 @@ from core.storage.users import UserRepository
 from fakes.archiving import move_to_archive
 from tests.core.recall.test_vectors import DIM, _unit
 
+GROUP = SharedChat(Platform.TELEGRAM, "-100")
 WORDS = ("beagle", "slipper", "garden", "violin", "tax", "Zorblax-7", "4471", "train")
 
 
@@ -28,9 +29,11 @@ async def _fill(db: Database, name: str, rng: np.random.Generator) -> list[int]:
             user.id,
             f"{name} said {words} number {i}",
             platform=Platform.TELEGRAM,
-            chat_id=name,
-            platform_message_id=str(i),
+            # Half of them said in a group (the same group id for every user).
+            chat_id=GROUP.chat_id if i % 2 else name,
+            platform_message_id=f"{name}-{i}",
             embedding=vector,
+            shared_chat=i % 2 == 1,
         )
         ids.append(stored.message.id)
     facts = FactRepository(db)
@@ -57,13 +60,13 @@ async def test_one_round_trip_returns_both_lists_as_the_repositories_do(db: Data
             _unit(rng, 3),
             strict=True,
         ):
-            for private, excluded in ((True, []), (False, ids[10:20])):
+            for shared, excluded in ((None, []), (GROUP, ids[10:20])):
                 got = await candidates.fetch(
                     user_id,
                     query,
                     embedding,
                     12,
-                    include_private=private,
+                    shared_chat=shared,
                     exclude_message_ids=excluded,
                 )
                 expected = (
@@ -71,15 +74,18 @@ async def test_one_round_trip_returns_both_lists_as_the_repositories_do(db: Data
                         user_id,
                         embedding,
                         12,
-                        include_private=private,
+                        shared_chat=shared,
                         exclude_message_ids=excluded,
                     ),
                     await text.search(
-                        user_id, query, 12, include_private=private, exclude_message_ids=excluded
+                        user_id, query, 12, shared_chat=shared, exclude_message_ids=excluded
                     ),
                 )
                 assert got == expected
-                assert len(got[0]) == 12 and len(got[1]) > 3
+                assert len(got[0]) == 12 and len(got[1]) >= 3
+                said_in = {hit.id for hits in got for hit in hits if hit.source != "facts"}
+                if shared is not None:  # only the group's messages (the odd ones)
+                    assert said_in <= set(ids[1:40:2])
                 assert other_id != user_id  # and none of bob's rows (the same words):
                 assert all("bob" not in hit.content for hits in got for hit in hits)
 

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 from core.embedding.base import Vector
 from core.embedding.local import LocalEmbedder
-from core.models import NewFact, Platform
+from core.models import NewFact, Platform, SharedChat
 from core.recall.candidates import RecallCandidates
 from core.recall.hybrid import HybridRecall, RecallWeights, fuse
 from core.recall.keywords import TextHit, TextSearchRepository
@@ -103,7 +103,7 @@ class Conversation:
         k: int = 5,
         *,
         exclude_message_ids: Collection[int] = (),
-        include_private: bool = True,
+        shared_chat: SharedChat | None = None,
     ) -> list[tuple[Source, int]]:
         items = await self.recall().search(
             self.user_id,
@@ -112,7 +112,7 @@ class Conversation:
             k,
             now=NOW,
             exclude_message_ids=exclude_message_ids,
-            include_private=include_private,
+            shared_chat=shared_chat,
         )
         return [(i.source, i.id) for i in items]
 
@@ -191,8 +191,8 @@ async def test_private_facts_only_when_allowed(db: Database, local_embedder: Loc
     private = await conv.fact("The bank PIN is 4471.", is_private=True, importance=9)
     public = await conv.fact("The gym locker is 4471.", importance=3)
 
-    shared = await conv.ask("What is 4471?", include_private=False)
-    alone = await conv.ask("What is 4471?", include_private=True)
+    shared = await conv.ask("What is 4471?", shared_chat=SharedChat(Platform.TELEGRAM, "-100"))
+    alone = await conv.ask("What is 4471?")
 
     assert (Source.FACTS, private) not in shared
     assert (Source.FACTS, public) in shared

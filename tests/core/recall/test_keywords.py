@@ -4,7 +4,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.models import NewFact, Platform
+from core.models import NewFact, Platform, SharedChat
 from core.recall.keywords import Ranking, TextSearchRepository
 from core.recall.vectors import Source
 from core.storage.database import Database
@@ -19,9 +19,16 @@ async def _user(db: Database, name: str) -> int:
     return user.id
 
 
-async def _say(db: Database, user_id: int, text: str, n: int) -> int:
+async def _say(
+    db: Database, user_id: int, text: str, n: int, *, group: SharedChat | None = None
+) -> int:
     stored = await MessageRepository(db).add_user_message(
-        user_id, text, platform=Platform.TELEGRAM, chat_id=str(user_id), platform_message_id=str(n)
+        user_id,
+        text,
+        platform=Platform.TELEGRAM,
+        chat_id=str(user_id) if group is None else group.chat_id,
+        platform_message_id=str(n),
+        shared_chat=group is not None,
     )
     return stored.message.id
 
@@ -53,10 +60,18 @@ async def test_bm25_prefers_the_rare_term_over_a_repeated_common_one(db: Databas
     assert hits[0].id == rare
 
 
-async def test_archive_and_facts_are_searched_private_facts_on_request(db: Database) -> None:
+async def test_archive_and_facts_are_searched_a_shared_chat_finds_its_own_only(
+    db: Database,
+) -> None:
     user = await _user(db, "a")
     old = await _say(db, user, "my locker number is 4471", 1)
-    await move_to_archive(db, [old])
+    group, other_group = (
+        SharedChat(Platform.TELEGRAM, "-100"),
+        SharedChat(Platform.TELEGRAM, "-200"),
+    )
+    in_group = await _say(db, user, "locker 4471 again, said in the group", 2, group=group)
+    elsewhere = await _say(db, user, "locker 4471, said in another group", 3, group=other_group)
+    await move_to_archive(db, [old, in_group])
     facts = FactRepository(db)
     public = await facts.add(user, NewFact("Locker 4471 is at the north gym", importance=8))
     private = await facts.add(user, NewFact("PIN 4471 for the bank", is_private=True))
@@ -65,14 +80,20 @@ async def test_archive_and_facts_are_searched_private_facts_on_request(db: Datab
     repo = TextSearchRepository(db)
 
     everything = {(h.source, h.id) for h in await repo.search(user, "4471", 10)}
-    shared = await repo.search(user, "4471", 10, include_private=False)
+    shared = await repo.search(user, "4471", 10, shared_chat=group)
 
     assert everything == {
         (Source.ARCHIVE, old),
+        (Source.ARCHIVE, in_group),
+        (Source.MESSAGES, elsewhere),
         (Source.FACTS, public.id),
         (Source.FACTS, private.id),
     }
-    assert {(h.source, h.id) for h in shared} == {(Source.ARCHIVE, old), (Source.FACTS, public.id)}
+    # In the group: its own message (archived or not), facts that are not private.
+    assert {(h.source, h.id) for h in shared} == {
+        (Source.ARCHIVE, in_group),
+        (Source.FACTS, public.id),
+    }
     fact_hit = next(h for h in shared if h.source is Source.FACTS)
     assert fact_hit.importance == 8 and fact_hit.role is None
 

@@ -4,7 +4,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.models import NewFact, Platform
+from core.models import NewFact, Platform, SharedChat
 from core.recall.vectors import RecallRepository, Source
 from core.storage.database import Database, create_pool
 from core.storage.facts import FactRepository
@@ -112,8 +112,26 @@ async def test_recall_spans_facts_messages_and_archive(db: Database) -> None:
         (Source.FACTS, fact.id),
         (Source.FACTS, private.id),
     }
-    public = await recall.nearest(user.id, b, 10, include_private=False)
-    assert (Source.FACTS, private.id) not in {(h.source, h.id) for h in public}
+    # In a group: none of the private chat's messages, no private fact; that group's own
+    # messages only, and never one that is not `remembered`.
+    group = SharedChat(Platform.TELEGRAM, "-100")
+    in_group = await messages.add_user_message(
+        user.id, "g", platform=Platform.TELEGRAM, chat_id="-100", platform_message_id="3",
+        embedding=b, shared_chat=True,
+    )  # fmt: skip
+    await messages.add_user_message(
+        user.id, "h", platform=Platform.TELEGRAM, chat_id="-200", platform_message_id="4",
+        embedding=b, shared_chat=True,
+    )  # fmt: skip
+    public = await recall.nearest(user.id, b, 10, shared_chat=group)
+    assert {(h.source, h.id) for h in public} == {
+        (Source.MESSAGES, in_group.message.id),
+        (Source.FACTS, fact.id),
+    }
+    async with db.connection() as conn:
+        await conn.execute("UPDATE messages SET remembered = false WHERE user_id = $1", user.id)
+    unremembered = await recall.nearest(user.id, b, 10, sources={Source.MESSAGES})
+    assert unremembered == []
     only_facts = await recall.nearest(user.id, c, 10, sources={Source.FACTS})
     assert only_facts[0].id == fact.id
     without_window = await recall.nearest(
