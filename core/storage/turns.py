@@ -60,7 +60,8 @@ _WHOLE_CONVERSATION = "user_id = $1"
 _THIS_SHARED_CHAT = "user_id = $1 AND shared_chat AND platform = $3 AND chat_id = $4"
 _THE_MESSAGES_SHARED_CHAT = (
     "user_id = $1 AND shared_chat"
-    " AND (platform, chat_id) = (SELECT platform, chat_id FROM messages WHERE id = $2)"
+    " AND (platform, chat_id)"
+    " = (SELECT platform, chat_id FROM messages WHERE id = $2 AND user_id = $1)"
 )
 
 
