@@ -235,3 +235,43 @@ def test_an_older_messages_window_ends_with_it_whatever_was_answered_after() -> 
     ]
     window = conversation_window(stored, older, 3)
     assert [m.id for m in window] == [5, 13, 10]
+
+
+async def test_a_shared_chats_turn_reads_that_chats_window_and_no_private_fact(
+    db: Database,
+) -> None:
+    user_id = await _user(db)
+    store = _store(db)
+    private = await store.open(user_id, _new("in private", "p1"), LIMITS, take_lease=True)
+    assert private.message is not None
+    await store.close(user_id, private.message, _reply("private answer"), delivered=True)
+    elsewhere = NewMessage("other group", Platform.TELEGRAM, "-2", "o1", None, shared_chat=True)
+    other = await store.open(user_id, elsewhere, LIMITS, take_lease=True)
+    assert other.message is not None
+    await store.close(user_id, other.message, _reply("other answer"), delivered=True)
+    async with db.connection() as conn:
+        await conn.execute(
+            "INSERT INTO facts (user_id, content, is_private) VALUES ($1, 'secret', true),"
+            " ($1, 'known to all', false)",
+            user_id,
+        )
+    shared = ReadLimits(window=10, facts=5, shared_chat=True)
+    first = NewMessage("hello group", Platform.TELEGRAM, "-1", "g1", None, shared_chat=True)
+    opened = await store.open(user_id, first, shared, take_lease=True)
+    assert opened.state is not None and opened.message is not None
+    assert opened.message.shared_chat
+    await store.close(user_id, opened.message, _reply("group answer"), delivered=True)
+    # Queued behind nothing, but read again through `resume` (as after a wait or a crash).
+    second = NewMessage("again", Platform.TELEGRAM, "-1", "g2", None, shared_chat=True)
+    waiting = await store.open(user_id, second, shared, take_lease=False)
+    assert waiting.state is None and waiting.message is not None
+    resumed = await store.resume(user_id, waiting.message.id, shared)
+    for state in (opened.state, resumed.state):
+        assert state is not None
+        assert [f.content for f in state.facts] == ["known to all"]
+    assert resumed.state is not None
+    assert [m.content for m in resumed.state.recent] == ["hello group", "group answer", "again"]
+    assert all(m.shared_chat for m in resumed.state.recent)
+    everything = await store.resume(user_id, waiting.message.id, LIMITS)
+    assert everything.state is not None
+    assert "in private" in [m.content for m in everything.state.recent]
