@@ -8,15 +8,58 @@ Commands that show or erase personal data answer only in a private chat: in a gr
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from core.commands.base import Command, CommandContext, UsageError, no_arguments, private_only
-from core.models import MessageStatus
+from core.models import MemoryContext, MessageStatus
+from core.storage.chat_messages import ChatMessageRepository
+from core.storage.memory_store import MemoryStore
 
 logger = logging.getLogger(__name__)
 
 # A pending message younger than this is probably still being answered.
 RETRY_PENDING_AFTER = timedelta(minutes=1)
+# How long `/forget` waits for a memory job run on the person to end (it then forgets
+# what the run wrote too).
+FORGET_WAIT = timedelta(seconds=15)
+
+NOTHING_KNOWN = "I don't know anything about you yet."
+FORGET_HINT = "Send /forget <number> to make me forget one fact, /forget all for everything."
+MEMORY_ON = "Memory is on: I learn from what you say. Send /memory off to stop that."
+MEMORY_OFF_SINCE = (
+    "Memory is off (since {since}): I learn nothing from what you say, and I answer "
+    "without what I know about you. Send /memory on to switch it back on."
+)
+MEMORY_SWITCHED_OFF = (
+    "Memory is off. From now on I learn nothing from what you say, and I answer without "
+    "what I know about you or recall from earlier (I still see our last few messages, so "
+    "that the chat makes sense). What you say while it is off is never remembered, not "
+    "even after you switch it back on. What I already know stays: /memory shows it, "
+    "/forget removes it. Send /memory on to switch it back on."
+)
+MEMORY_SWITCHED_ON = (
+    "Memory is on again: I learn from what you say from now on. What you said while it "
+    "was off stays forgotten."
+)
+MEMORY_ALREADY_ON = "Memory is already on. Send /memory off to stop me learning from what you say."
+MEMORY_ALREADY_OFF = "Memory is already off (since {since}). Send /memory on to switch it back on."
+MEMORY_BUSY = "I'm updating my memory of you right now. Please send that again in a minute."
+SOURCES_SET_ASIDE = (
+    "I also set aside the {messages} I learned it from: I won't recall them or learn "
+    "from them again"
+)
+FORGET_ALL_WARNING = (
+    "This makes me forget everything I learned about you ({facts}, the summary of our "
+    "conversation and what I noted about how you like to talk) and deletes our "
+    "conversation up to now, so that nothing said before it is remembered or recalled. "
+    "It cannot be undone: send /export first if you want a copy.\n"
+    "To go ahead, send /forget all confirm"
+)
+FORGOT_ALL = (
+    "Done. I forgot everything I had learned about you ({facts}, the summary and what I "
+    "noted about how you talk) and deleted our conversation up to now ({messages}). "
+    "Nothing said before this is remembered or recalled."
+)
 
 
 async def start(ctx: CommandContext, args: str) -> None:
@@ -30,38 +73,100 @@ async def start(ctx: CommandContext, args: str) -> None:
 
 
 async def memory(ctx: CommandContext, args: str) -> None:
-    no_arguments(args)
+    """`/memory` shows what is kept; `/memory on` and `/memory off` switch learning."""
+    choice = args.lower()
+    if choice not in ("", "on", "off"):
+        raise UsageError("on, off, or nothing")
     if await private_only(ctx):
         return
-    facts = await ctx.services.facts.valid(ctx.user.id)
-    if not facts:
-        await ctx.channel.send("I don't know anything about you yet.")
+    if choice:
+        await _switch_memory(ctx, off=choice == "off")
         return
-    lines = [f"{n}. {fact.content}" for n, fact in enumerate(facts, start=1)]
-    await ctx.channel.send(
-        "What I know about you:\n" + "\n".join(lines) + "\n\nSend /forget <number> or /forget all."
+    await ctx.channel.send(await _memory_report(ctx))
+
+
+async def _memory_report(ctx: CommandContext) -> str:
+    """The facts (numbered as `/forget` counts them), the summary, the profile and
+    whether memory is on."""
+    services, user_id = ctx.services, ctx.user.id
+    facts = await services.facts.valid(user_id)
+    conversation = await services.users.conversation(user_id)
+    profile = await MemoryStore(services.db).context(user_id)
+    sections = []
+    if facts:
+        lines = [f"{n}. {fact.content}" for n, fact in enumerate(facts, start=1)]
+        sections.append("What I know about you:\n" + "\n".join(lines))
+    if conversation.summary:
+        sections.append("Our conversation so far, in short:\n" + conversation.summary)
+    if profile is not None and (lines := _profile_lines(profile)):
+        sections.append("\n".join(lines))
+    off_since = conversation.memory_off_since
+    if not sections and off_since is None:
+        return NOTHING_KNOWN
+    if not sections:
+        sections.append("I don't know anything about you.")
+    else:
+        sections.append(FORGET_HINT)
+    sections.append(
+        MEMORY_ON if off_since is None else MEMORY_OFF_SINCE.format(since=_when(off_since))
     )
+    return "\n\n".join(sections)
+
+
+def _profile_lines(profile: MemoryContext) -> list[str]:
+    lines = []
+    if profile.communication_style:
+        lines.append("How you like to talk: " + profile.communication_style)
+    if profile.themes:
+        lines.append("What we often talk about: " + ", ".join(map(str, profile.themes)))
+    if profile.insights:
+        notes = "\n".join(f"- {insight}" for insight in profile.insights)
+        lines.append("What helps me talk with you:\n" + notes)
+    return lines
+
+
+async def _switch_memory(ctx: CommandContext, *, off: bool) -> None:
+    services = ctx.services
+    switched = await services.users.switch_memory(ctx.user.id, off=off, at=services.clock())
+    if switched:
+        logger.info("user %s switched memory %s", ctx.user.id, "off" if off else "on")
+        await ctx.channel.send(MEMORY_SWITCHED_OFF if off else MEMORY_SWITCHED_ON)
+        return
+    if not off:
+        await ctx.channel.send(MEMORY_ALREADY_ON)
+        return
+    since = (await services.users.conversation(ctx.user.id)).memory_off_since
+    await ctx.channel.send(MEMORY_ALREADY_OFF.format(since=_when(since)))
+
+
+def _when(moment: datetime | None) -> str:
+    return "?" if moment is None else f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
 
 
 async def forget(ctx: CommandContext, args: str) -> None:
-    """Numbers are positions in `/memory`'s list, which both read from `facts.valid`."""
-    if not args:
+    """Numbers are positions in `/memory`'s list, which both read from `facts.valid`.
+
+    `/forget all` only warns: forgetting everything deletes the conversation too, so it
+    takes `/forget all confirm`."""
+    words = args.lower().split()
+    if words not in (["all"], ["all", "confirm"]) and not (
+        len(words) == 1 and args.isascii() and args.isdigit() and len(args) <= 6
+    ):
         raise UsageError("give a number from /memory, or all")
     if await private_only(ctx):
         return
-    if args.lower() == "all":
-        removed = await ctx.services.facts.delete_all(ctx.user.id)
-        logger.info("user %s forgot all %s facts", ctx.user.id, removed)
-        await ctx.channel.send(
-            f"Done: I forgot everything I knew about you ({removed} facts)."
-            if removed
-            else "There was nothing to forget."
-        )
-        return
-    if not args.isdigit() or len(args) > 6:
-        raise UsageError("give a number from /memory, or all")
-    number = int(args)
-    facts = await ctx.services.facts.valid(ctx.user.id)
+    if words == ["all"]:
+        valid, invalid = await ctx.services.facts.counts(ctx.user.id)
+        await ctx.channel.send(FORGET_ALL_WARNING.format(facts=_facts(valid + invalid)))
+    elif words == ["all", "confirm"]:
+        await _forget_all(ctx)
+    else:
+        await _forget_one(ctx, int(args))
+
+
+async def _forget_one(ctx: CommandContext, number: int) -> None:
+    services = ctx.services
+    facts = await services.facts.valid(ctx.user.id)
     if not 1 <= number <= len(facts):
         await ctx.channel.send(
             f"There is no fact {number}; /memory lists {len(facts)}."
@@ -70,15 +175,63 @@ async def forget(ctx: CommandContext, args: str) -> None:
         )
         return
     fact = facts[number - 1]
-    await ctx.services.facts.delete(ctx.user.id, fact.id)
-    logger.info("user %s forgot fact %s", ctx.user.id, fact.id)
-    await ctx.channel.send(f'Forgotten: "{fact.content}"')
+    async with services.db.transaction() as tx:
+        held = await MemoryStore(services.db).hold(ctx.user.id, wait=FORGET_WAIT, conn=tx)
+        set_aside = await services.facts.forget(ctx.user.id, fact.id, conn=tx) if held else None
+    if not held:
+        await ctx.channel.send(MEMORY_BUSY)
+        return
+    if set_aside is None:
+        await ctx.channel.send("That fact is gone already; send /memory to see what I know now.")
+        return
+    logger.info("user %s forgot fact %s (%s messages set aside)", ctx.user.id, fact.id, set_aside)
+    forgotten = f'Forgotten: "{fact.content}"'
+    if set_aside:
+        forgotten += f". {SOURCES_SET_ASIDE.format(messages=_messages(set_aside))}"
+    await ctx.channel.send(forgotten)
+
+
+async def _forget_all(ctx: CommandContext) -> None:
+    services = ctx.services
+    store = MemoryStore(services.db)
+    async with services.db.transaction() as tx:
+        held = await store.hold(ctx.user.id, wait=FORGET_WAIT, conn=tx)
+        forgotten = (
+            await store.forget_all(ctx.user.id, at=services.clock(), conn=tx) if held else None
+        )
+    if forgotten is None:
+        await ctx.channel.send(MEMORY_BUSY)
+        return
+    logger.info(
+        "user %s forgot everything: %s facts, %s messages",
+        ctx.user.id,
+        forgotten.facts,
+        forgotten.messages,
+    )
+    await ctx.channel.send(
+        FORGOT_ALL.format(facts=_facts(forgotten.facts), messages=_messages(forgotten.messages))
+    )
+
+
+def _facts(count: int) -> str:
+    return "1 fact" if count == 1 else f"{count} facts"
+
+
+def _messages(count: int) -> str:
+    return "1 message" if count == 1 else f"{count} messages"
 
 
 async def retry(ctx: CommandContext, args: str) -> None:
-    """Answer the latest user message again when it failed (or seems stuck)."""
+    """Answer the person's latest message in this chat again when it failed (or seems
+    stuck); a message said in another chat is that chat's to retry."""
     no_arguments(args)
-    message = await ctx.services.messages.latest_from_user(ctx.user.id)
+    inbound = ctx.inbound
+    message = await ChatMessageRepository(ctx.services.db).latest_from_user(
+        ctx.user.id,
+        platform=inbound.platform,
+        chat_id=inbound.chat_id,
+        shared_chat=not inbound.is_private,
+    )
     if message is None or message.status is MessageStatus.ANSWERED:
         await ctx.channel.send("There is nothing to retry.")
         return
@@ -92,7 +245,12 @@ async def retry(ctx: CommandContext, args: str) -> None:
 
 USER_COMMANDS = [
     Command("start", "/start", "Say hello and see what I do", start),
-    Command("memory", "/memory", "What I remember about you", memory),
+    Command(
+        "memory",
+        "/memory [on|off]",
+        "See what I remember about you, or switch memory on/off",
+        memory,
+    ),
     Command("forget", "/forget <number|all>", "Forget one thing (see /memory) or all", forget),
     Command("retry", "/retry", "Answer your last message again if it failed", retry),
 ]

@@ -24,6 +24,23 @@ _VALID = (
     " ORDER BY importance DESC, updated_at DESC, id LIMIT {limit}"
 )
 
+# $1 fact, $2 user. The fact's sources, and the replies to them, stop being remembered.
+_FORGET = """
+WITH forgotten AS (
+    DELETE FROM facts WHERE id = $1 AND user_id = $2 RETURNING source_message_ids AS ids
+), live AS (
+    UPDATE messages m SET remembered = false FROM forgotten f
+    WHERE m.user_id = $2 AND (m.id = ANY(f.ids) OR m.reply_to_id = ANY(f.ids))
+    RETURNING 1
+), archived AS (
+    UPDATE messages_archive m SET remembered = false FROM forgotten f
+    WHERE m.user_id = $2 AND (m.id = ANY(f.ids) OR m.reply_to_id = ANY(f.ids))
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM live) + (SELECT count(*) FROM archived) AS set_aside
+FROM forgotten
+"""
+
 
 def _fact(row: asyncpg.Record | Mapping[str, Any]) -> Fact:
     return Fact(
@@ -82,11 +99,12 @@ class FactRepository:
         embedding: np.ndarray[Any, Any] | None = None,
         conn: Connection | None = None,
     ) -> Fact | None:
-        """Restate a fact; its sources grow by the new ones."""
+        """Restate a fact; its sources grow by the new ones, and a private fact stays
+        private."""
         async with self._db.connection(conn) as c:
             row = await c.fetchrow(
                 "UPDATE facts SET content = $3, category = $4, importance = $5, confidence = $6,"
-                " is_private = $7,"
+                " is_private = is_private OR $7,"
                 " source_message_ids = ARRAY(SELECT DISTINCT unnest(source_message_ids || $8)),"
                 " embedding = coalesce($9, embedding), updated_at = now()"
                 f" WHERE id = $1 AND user_id = $2 AND invalid_at IS NULL RETURNING {_COLUMNS}",
@@ -166,19 +184,16 @@ class FactRepository:
             )
         return [_fact(r) for r in rows]
 
-    async def delete(self, user_id: int, fact_id: int, *, conn: Connection | None = None) -> bool:
-        """Forget a fact for good (the user asked to)."""
+    async def forget(
+        self, user_id: int, fact_id: int, *, conn: Connection | None = None
+    ) -> int | None:
+        """Forget a fact for good (the person asked to), and set aside the messages it
+        was learned from, live or archived, with the replies to them: they are no longer
+        `remembered`, so neither recall nor the memory job brings the fact back from
+        them. How many messages were set aside; None when there is no such fact."""
         async with self._db.connection(conn) as c:
-            result = await c.execute(
-                "DELETE FROM facts WHERE id = $1 AND user_id = $2", fact_id, user_id
-            )
-        return result.endswith(" 1")
-
-    async def delete_all(self, user_id: int, *, conn: Connection | None = None) -> int:
-        """Forget every fact of a user for good, invalidated ones included."""
-        async with self._db.connection(conn) as c:
-            result = await c.execute("DELETE FROM facts WHERE user_id = $1", user_id)
-        return int(result.split()[-1])
+            row = await c.fetchrow(_FORGET, fact_id, user_id)
+        return None if row is None else int(row["set_aside"])
 
     async def counts(self, user_id: int, *, conn: Connection | None = None) -> tuple[int, int]:
         """(valid, invalidated) facts of a user."""

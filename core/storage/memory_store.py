@@ -1,17 +1,22 @@
 """The SQL of the memory job: who has unread messages, what they are, and writing back
 the summary, the insights and the read position. Facts go through `FactRepository`.
+Also forgetting all of it (`/forget all`), which must not race with the job.
 
 Every query is scoped by user id. Claims are session advisory locks in a key space of
 their own (two int4 keys: the job's class, the user), so they never collide with the
 engine's per-user lock (one bigint key) and a memory run never blocks a conversation.
+`/forget` takes the same key as a transaction lock (`hold`): it waits for a running
+job to finish (and then forgets what the job wrote), and a job cannot start meanwhile.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
+
+import asyncpg
 
 from core.models import MemoryContext, MessageRole
 from core.storage.database import Connection, Database
@@ -34,6 +39,11 @@ class UnreadMessage:
     role: MessageRole
     content: str
     created_at: datetime
+    shared_chat: bool = False
+    """Said in a group or server channel (else in the person's private chat)."""
+    remembered: bool = True
+    """False: never to be learned from (said while memory was off, or a forgotten fact's
+    source), and so is a reply to such a message."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +57,8 @@ class MemoryState:
     insights: list[str]
     communication_style: str
     themes: list[str]
+    memory_off: bool = False
+    """The person switched memory off (`/memory off`): nothing is learned."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +71,48 @@ class MemoryWrite:
     communication_style: str
     themes: list[str]
     at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Forgotten:
+    """What `/forget all` removed."""
+
+    facts: int
+    messages: int
+    """Live and archived messages deleted (pending ones are kept)."""
+
+
+# $1 user, $2 when. Run by `forget_all` after the person's rows are locked (see there).
+# The new read position is the newest message there is: everything up to it is gone
+# or set aside, and a memory run that read anything before it then writes nothing.
+_FORGET_ALL = """
+WITH position AS (
+    SELECT greatest(cc.last_read_message_id,
+                    coalesce((SELECT max(id) FROM messages WHERE user_id = $1), 0)) AS id
+    FROM conversation_context cc WHERE cc.user_id = $1
+), set_aside AS (
+    UPDATE messages SET remembered = false
+    WHERE user_id = $1 AND status = 'pending' AND remembered
+), live AS (
+    DELETE FROM messages WHERE user_id = $1 AND status IS DISTINCT FROM 'pending'
+    RETURNING 1
+), archived AS (
+    DELETE FROM messages_archive WHERE user_id = $1 RETURNING 1
+), facts AS (
+    DELETE FROM facts WHERE user_id = $1 RETURNING 1
+), summary AS (
+    UPDATE conversations SET summary = '', summary_version = summary_version + 1,
+        summary_through_message_id = nullif((SELECT id FROM position), 0)
+    WHERE user_id = $1
+), profile AS (
+    UPDATE conversation_context SET insights = '[]'::jsonb, communication_style = '',
+        themes = '[]'::jsonb, last_read_message_id = (SELECT id FROM position),
+        updated_at = $2
+    WHERE user_id = $1
+)
+SELECT (SELECT count(*) FROM facts) AS facts,
+       (SELECT count(*) FROM live) + (SELECT count(*) FROM archived) AS messages
+"""
 
 
 class MemoryStore:
@@ -106,7 +160,8 @@ class MemoryStore:
         async with self._db.connection(conn) as c:
             row = await c.fetchrow(
                 "SELECT cc.last_read_message_id, cc.insights, cc.communication_style, cc.themes,"
-                " c.summary, c.summary_version FROM conversation_context cc"
+                " c.summary, c.summary_version, c.memory_off_since IS NOT NULL AS memory_off"
+                " FROM conversation_context cc"
                 " JOIN conversations c ON c.user_id = cc.user_id WHERE cc.user_id = $1",
                 user_id,
             )
@@ -120,23 +175,37 @@ class MemoryStore:
             insights=_strings(row["insights"]),
             communication_style=row["communication_style"],
             themes=_strings(row["themes"]),
+            memory_off=row["memory_off"],
         )
 
     async def unread(
         self, user_id: int, after_id: int, limit: int, *, conn: Connection | None = None
     ) -> list[UnreadMessage]:
         """The user's live messages after `after_id`, oldest first (unread ones are never
-        archived: the archive job only moves what the memory job has read)."""
+        archived: the archive job only moves what the memory job has read), each with
+        whether it may be learned from (`UnreadMessage.remembered`)."""
         async with self._db.connection(conn) as c:
             rows = await c.fetch(
-                "SELECT id, role, content, created_at FROM messages"
-                " WHERE user_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+                "SELECT m.id, m.role, m.content, m.created_at, m.shared_chat,"
+                " m.remembered AND NOT EXISTS ("
+                "   SELECT FROM messages q WHERE q.id = m.reply_to_id AND NOT q.remembered"
+                " ) AND NOT EXISTS ("
+                "   SELECT FROM messages_archive q WHERE q.id = m.reply_to_id AND NOT q.remembered"
+                " ) AS remembered"
+                " FROM messages m WHERE m.user_id = $1 AND m.id > $2 ORDER BY m.id LIMIT $3",
                 user_id,
                 after_id,
                 limit,
             )
         return [
-            UnreadMessage(r["id"], MessageRole(r["role"]), r["content"], r["created_at"])
+            UnreadMessage(
+                r["id"],
+                MessageRole(r["role"]),
+                r["content"],
+                r["created_at"],
+                shared_chat=r["shared_chat"],
+                remembered=r["remembered"],
+            )
             for r in rows
         ]
 
@@ -169,19 +238,81 @@ class MemoryStore:
             update.at,
         )
 
+    async def pass_over(
+        self, user_id: int, through_message_id: int, at: datetime, *, conn: Connection
+    ) -> None:
+        """Move the read position past messages that teach nothing (memory off, or none
+        to be learned from), leaving the summary and the profile as they are."""
+        await conn.execute(
+            "UPDATE conversation_context SET last_read_message_id = $2, updated_at = $3"
+            " WHERE user_id = $1",
+            user_id,
+            through_message_id,
+            at,
+        )
+
     async def add_sources(
-        self, user_id: int, fact_id: int, source_ids: Sequence[int], *, conn: Connection
+        self,
+        user_id: int,
+        fact_id: int,
+        source_ids: Sequence[int],
+        *,
+        private: bool,
+        conn: Connection,
     ) -> bool:
-        """Note that a valid fact was stated again (its sources grow); False if it is gone."""
+        """Note that a valid fact was stated again (its sources grow, and it becomes
+        private when this statement is); False if it is gone."""
         result = await conn.execute(
             "UPDATE facts SET source_message_ids ="
             " ARRAY(SELECT DISTINCT unnest(source_message_ids || $3::bigint[])),"
-            " updated_at = now() WHERE id = $1 AND user_id = $2 AND invalid_at IS NULL",
+            " is_private = is_private OR $4, updated_at = now()"
+            " WHERE id = $1 AND user_id = $2 AND invalid_at IS NULL",
             fact_id,
             user_id,
             list(source_ids),
+            private,
         )
         return result.endswith(" 1")
+
+    async def hold(self, user_id: int, *, wait: timedelta, conn: Connection) -> bool:
+        """Take the user's memory lock to the end of `conn`'s transaction, waiting at most
+        `wait` for a memory run that holds it; False (nothing held) if it still runs.
+
+        While held, no memory run starts for the user (its claim is tried, not waited
+        for). The wait happens in a savepoint, so that running out of time leaves the
+        caller's transaction usable.
+        """
+        try:
+            async with conn.transaction():
+                before = await conn.fetchval("SELECT current_setting('lock_timeout')")
+                await conn.execute(
+                    "SELECT set_config('lock_timeout', $1, true)",
+                    f"{max(1, round(wait.total_seconds() * 1000))}ms",
+                )
+                await conn.execute(
+                    "SELECT pg_advisory_xact_lock($1, $2)", MEMORY_LOCK_CLASS, lock_key(user_id)
+                )
+                await conn.execute("SELECT set_config('lock_timeout', $1, true)", before)
+        except asyncpg.exceptions.LockNotAvailableError:
+            return False
+        return True
+
+    async def forget_all(self, user_id: int, *, at: datetime, conn: Connection) -> Forgotten:
+        """Forget everything learned about the user and delete their conversation so far:
+        every fact, the summary (its version bumped), insights, style and themes, and
+        every live and archived message but user messages still pending (being answered
+        now; they are kept, set aside as not `remembered`). Counters stay.
+
+        Call inside a transaction that `hold`s the user. The person's rows are locked
+        first, in the order a memory run's apply step locks them (memory position, then
+        conversation); a chat turn storing a message meanwhile waits for the
+        conversation row, so its message comes after what is forgotten.
+        """
+        await self.lock_position(user_id, conn=conn)
+        await conn.execute("SELECT FROM conversations WHERE user_id = $1 FOR UPDATE", user_id)
+        row = await conn.fetchrow(_FORGET_ALL, user_id, at)
+        assert row is not None
+        return Forgotten(facts=int(row["facts"]), messages=int(row["messages"]))
 
 
 def _strings(value: Any) -> list[str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import asyncpg
 
@@ -164,6 +164,21 @@ class UserRepository:
         if row is None:
             raise LookupError(f"user {user_id} has no conversation")
         return conversation_from_row(row)
+
+    async def switch_memory(
+        self, user_id: int, *, off: bool, at: datetime, conn: Connection | None = None
+    ) -> bool:
+        """Switch the person's memory off (since `at`) or back on; False when it already
+        was (an earlier "off since" is kept)."""
+        async with self._db.connection(conn) as c:
+            result = await c.execute(
+                "UPDATE conversations SET memory_off_since = CASE WHEN $2 THEN $3::timestamptz END"
+                " WHERE user_id = $1 AND (memory_off_since IS NULL) = $2",
+                user_id,
+                off,
+                at,
+            )
+        return result.endswith(" 1")
 
     async def set_status(
         self, user_id: int, status: UserStatus, *, conn: Connection | None = None

@@ -9,6 +9,10 @@ that says them, which is why every message carries its timestamp and weekday.
 The answer is not trusted: every field is checked and clamped (`parse_update`), source
 ids are restricted to the messages shown, and anything malformed is dropped rather
 than stored.
+
+A fact is private (used in private chats only) when the model says it is sensitive, or
+when any message it comes from was said in the person's private chat: only what they
+said in front of a group may be repeated in one.
 """
 
 from __future__ import annotations
@@ -180,12 +184,12 @@ def parse_update(
     A missing or empty summary keeps the old one (an empty rewrite is far more likely a
     model failure than a conversation that says nothing).
     """
-    times = {m.id: m.created_at for m in messages}
-    user_ids = tuple(m.id for m in messages if m.role is MessageRole.USER) or tuple(times)
+    shown = {m.id: m for m in messages}
+    user_ids = tuple(m.id for m in messages if m.role is MessageRole.USER) or tuple(shown)
     raw_facts = answer.get("facts")
     facts = []
     for raw in raw_facts if isinstance(raw_facts, list) else []:
-        candidate = _candidate(raw, times, user_ids)
+        candidate = _candidate(raw, shown, user_ids)
         if candidate is not None:
             facts.append(candidate)
     summary = answer.get("summary")
@@ -203,7 +207,9 @@ def parse_update(
     )
 
 
-def _candidate(raw: Any, times: dict[int, datetime], user_ids: tuple[int, ...]) -> Candidate | None:
+def _candidate(
+    raw: Any, shown: dict[int, UnreadMessage], user_ids: tuple[int, ...]
+) -> Candidate | None:
     if not isinstance(raw, dict):
         return None
     content = raw.get("content")
@@ -221,7 +227,7 @@ def _candidate(raw: Any, times: dict[int, datetime], user_ids: tuple[int, ...]) 
             {
                 s
                 for s in (raw_sources if isinstance(raw_sources, list) else [])
-                if isinstance(s, int) and not isinstance(s, bool) and s in times
+                if isinstance(s, int) and not isinstance(s, bool) and s in shown
             }
         )
     )
@@ -231,10 +237,10 @@ def _candidate(raw: Any, times: dict[int, datetime], user_ids: tuple[int, ...]) 
         content=" ".join(content.split())[:FACT_MAX_CHARS],
         category=category,
         importance=_clamp_int(raw.get("importance"), 1, 10, default=5),
-        is_private=raw.get("is_private") is True,
+        is_private=raw.get("is_private") is True or any(not shown[s].shared_chat for s in sources),
         confidence=_clamp_float(raw.get("confidence"), 0.0, 1.0, default=0.8),
         source_message_ids=sources,
-        said_at=max(times[s] for s in sources),
+        said_at=max(shown[s].created_at for s in sources),
     )
 
 

@@ -14,11 +14,19 @@ long). For one user:
    not moved since step 2 (else nothing is written), write the fact changes, the
    bounded summary (version bumped), the insights and the new read position.
 
+Nothing is learned from a message that is not `remembered` (said while memory was off,
+a forgotten fact's source, or a reply to one of those), nor from anything while the
+person has memory off (`/memory off`): such messages are passed over (the read
+position moves past them, nothing else changes, no model call), so they are never
+learned from later either.
+
 A crash or error anywhere leaves the user exactly as before (the transaction is rolled
 back, the read position did not move); the next run reads the same messages again.
 The engine's per-user lock is never taken: the LLM calls run while the user keeps
 chatting, and the only rows the apply step shares with a conversation turn are the
-user's `conversations` row (counters), locked for milliseconds.
+user's `conversations` row (counters), locked for milliseconds. `/forget` waits for
+the claim (`MemoryStore.hold`), and `/forget all` moves the read position, so a run
+never brings back what was forgotten.
 """
 
 from __future__ import annotations
@@ -43,7 +51,7 @@ from core.jobs.memory.summary import bound_summary
 from core.jobs.registry import JobOutcome, describe_error
 from core.services import Services
 from core.storage.database import Connection
-from core.storage.memory_store import MemoryStore, MemoryWrite, UnreadMessage
+from core.storage.memory_store import MemoryState, MemoryStore, MemoryWrite, UnreadMessage
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +100,7 @@ class MemoryJob:
                 "facts_updated": 0,
                 "facts_invalidated": 0,
                 "facts_restated": 0,
+                "passed_over": 0,
                 "skipped": 0,
                 "failed": 0,
             }
@@ -151,9 +160,13 @@ class MemoryJob:
         unread = await self._store.unread(
             user_id, state.last_read_message_id, self._settings.messages_per_user, conn=conn
         )
-        messages = self._fit(unread)
-        if not messages:
+        if not unread:
             return result
+        # Nothing is learned while memory is off, nor from a message not remembered.
+        heard = [] if state.memory_off else [m for m in unread if m.remembered]
+        messages = self._fit(heard)
+        if not messages:
+            return await self._pass_over(state, unread[-1].id, len(unread), conn)
         update = await extract(
             services.llm, state, messages, summary_max_chars=self._settings.summary_max_chars
         )
@@ -162,18 +175,15 @@ class MemoryJob:
         changes = await self._reconciler.plan(user_id, update.facts, embeddings, conn=conn)
         write = MemoryWrite(
             summary=bound_summary(update.summary, self._settings.summary_max_chars),
-            through_message_id=messages[-1].id,
+            # Past the messages not learned from too, unless the rest did not fit.
+            through_message_id=unread[-1].id if messages == heard else messages[-1].id,
             insights=update.insights,
             communication_style=update.communication_style,
             themes=update.themes,
             at=services.clock(),
         )
         async with services.db.transaction(conn) as tx:
-            position = await self._store.lock_position(user_id, conn=tx)
-            if position != state.last_read_message_id:
-                # Another runner got here first (its claim ended before ours began).
-                logger.info("memory job: user %s moved on meanwhile, skipped", user_id)
-                result.add("skipped")
+            if not await self._still_at(state, result, tx):
                 return result
             await self._apply(user_id, changes, result, tx)
             await self._store.write(user_id, write, conn=tx)
@@ -181,7 +191,36 @@ class MemoryJob:
                 await self._before_commit(user_id, tx)
         result.add("users")
         result.add("messages", len(messages))
+        passed = sum(1 for m in unread if m.id <= write.through_message_id) - len(messages)
+        if passed:
+            result.add("passed_over", passed)
         return result
+
+    async def _pass_over(
+        self, state: MemoryState, through_message_id: int, count: int, conn: Connection
+    ) -> JobOutcome:
+        """Move past messages that teach nothing, without asking the model."""
+        result = JobOutcome()
+        async with self._services.db.transaction(conn) as tx:
+            if not await self._still_at(state, result, tx):
+                return result
+            await self._store.pass_over(
+                state.user_id, through_message_id, self._services.clock(), conn=tx
+            )
+        result.add("passed_over", count)
+        return result
+
+    async def _still_at(self, state: MemoryState, result: JobOutcome, tx: Connection) -> bool:
+        """Lock the read position; whether it is still where the batch was read from. It
+        moved when another runner got here first (its claim ended before ours began), or
+        when the person forgot everything (`/forget all`) meanwhile: then nothing is
+        written."""
+        position = await self._store.lock_position(state.user_id, conn=tx)
+        if position == state.last_read_message_id:
+            return True
+        logger.info("memory job: user %s moved on meanwhile, skipped", state.user_id)
+        result.add("skipped")
+        return False
 
     def _fit(self, messages: Sequence[UnreadMessage]) -> list[UnreadMessage]:
         """The oldest messages whose prompt lines fit the budget (at least one)."""
@@ -215,7 +254,11 @@ class MemoryJob:
                 if await facts.invalidate(user_id, change.fact_id, at=change.at, conn=tx):
                     result.add("facts_invalidated")
             elif isinstance(change, Restated) and await self._store.add_sources(
-                user_id, change.fact_id, change.source_message_ids, conn=tx
+                user_id,
+                change.fact_id,
+                change.source_message_ids,
+                private=change.is_private,
+                conn=tx,
             ):
                 result.add("facts_restated")
 

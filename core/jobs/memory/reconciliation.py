@@ -12,6 +12,10 @@ distance, higher is more similar). Then:
   fact stopped being true: it gets `invalid_at`, never deleted, and the candidate is
   added as the new truth) or ignore (nothing new).
 
+A stored fact that is restated or updated stays private when it was, and becomes
+private when the candidate is (`Candidate.is_private`: sensitive, or said in a private
+chat).
+
 Candidates that repeat each other within one batch are merged first, so a fact said
 ten times in one batch is also stored once. The thresholds were read off the local
 MiniLM model: a fact restated in the same words scores 1.0 (the extraction prompt asks
@@ -99,6 +103,9 @@ class Invalidate:
 class Restated:
     fact_id: int
     source_message_ids: tuple[int, ...]
+    is_private: bool
+    """Said this time in a way that makes the stored fact private (it never becomes
+    less private by being said again)."""
 
 
 FactChange = Add | Update | Invalidate | Restated
@@ -184,7 +191,9 @@ class Reconciler:
                 user_id, embedding, self._k, sources={Source.FACTS}, conn=conn
             )
             if hits and hits[0].similarity >= self._duplicate:
-                changes.append(Restated(hits[0].id, candidate.source_message_ids))
+                changes.append(
+                    Restated(hits[0].id, candidate.source_message_ids, candidate.is_private)
+                )
                 continue
             related = [h for h in hits if h.similarity >= self._related]
             if related:
@@ -237,7 +246,9 @@ class Reconciler:
     def _change(self, q: _Question, action: str, fact_id: int | None) -> list[FactChange]:
         fact = new_fact(q.candidate)
         if action == "ignore":
-            return [] if fact_id is None else [Restated(fact_id, fact.source_message_ids)]
+            if fact_id is None:
+                return []
+            return [Restated(fact_id, fact.source_message_ids, fact.is_private)]
         if action == "update" and fact_id is not None:
             return [Update(fact_id, fact, q.embedding)]
         if action == "invalidate" and fact_id is not None:

@@ -35,7 +35,10 @@ async def test_commands_are_synced_with_admin_ones_hidden_by_default(
     assert synced["forget"]["options"] == [
         {"type": 3, "name": "args", "description": "<number|all>", "required": False}
     ]
-    assert synced["memory"]["options"] == []
+    assert synced["memory"]["options"] == [
+        {"type": 3, "name": "args", "description": "[on|off]", "required": False}
+    ]
+    assert synced["retry"]["options"] == []
     assert synced["help"]["contexts"] == [0, 1]  # guilds and the bot's DMs
 
 

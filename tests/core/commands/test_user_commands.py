@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import json
 
-from core.models import MessageStatus, NewFact
+from core.models import Message, MessageStatus, NewFact, Platform, User
 from core.services import Services
 from fakes.archiving import move_to_archive
 from tests.core.commands import FakeClock, add_exchange, make_user, run, with_clock
@@ -41,19 +41,6 @@ async def test_forget_uses_the_numbers_of_memory(services: Services) -> None:
     assert "no fact 9" in (await run(services, user, "/forget 9")).text
     assert "no fact 0" in (await run(services, user, "/forget 0")).text
     assert len(await services.facts.valid(other.id)) == 1
-
-
-async def test_forget_all_deletes_invalidated_facts_too(services: Services) -> None:
-    user = await make_user(services, "1")
-    other = await make_user(services, "2")
-    await services.facts.add(user.id, NewFact("a"))
-    old = await services.facts.add(user.id, NewFact("b"))
-    await services.facts.invalidate(user.id, old.id)
-    await services.facts.add(other.id, NewFact("c"))
-    assert "2 facts" in (await run(services, user, "/forget ALL")).text
-    assert await services.facts.all(user.id) == []
-    assert len(await services.facts.all(other.id)) == 1
-    assert "nothing to forget" in (await run(services, user, "/forget all")).text
 
 
 async def test_personal_data_commands_refuse_group_chats(services: Services) -> None:
@@ -133,3 +120,43 @@ async def test_retry_with_nothing_to_retry(services: Services) -> None:
     await add_exchange(services, user, "later, answered")
     later = await run(services, user, "/retry")
     assert later.retried == [] and "nothing to retry" in later.text
+
+
+async def said_in_a_group(
+    services: Services, user: User, platform: Platform, status: MessageStatus
+) -> Message:
+    """A message of `user` in the group "group-1" of `platform`, left in `status`."""
+    stored = await services.messages.add_user_message(
+        user.id,
+        f"in the {platform} group",
+        platform=platform,
+        chat_id="group-1",
+        platform_message_id=f"{platform}-g1",
+        shared_chat=True,
+    )
+    await services.messages.set_status(user.id, stored.message.id, status)
+    return stored.message
+
+
+async def test_retry_answers_the_last_message_of_this_chat_only(services: Services) -> None:
+    user = await make_user(services, "1")
+    private_failed, _ = await add_exchange(services, user, "private, failed", answer=False)
+    await services.messages.set_status(user.id, private_failed.id, MessageStatus.FAILED)
+    group = await said_in_a_group(services, user, Platform.TELEGRAM, MessageStatus.FAILED)
+    # The newest message of all was said in a group of that id on another platform.
+    await said_in_a_group(services, user, Platform.DISCORD, MessageStatus.ANSWERED)
+
+    in_private = await run(services, user, "/retry")
+    assert [m.id for m in in_private.retried] == [private_failed.id]
+    in_group = await run(services, user, "/retry", private=False)
+    assert [m.id for m in in_group.retried] == [group.id]
+    in_discord_group = await run(services, user, "/retry", private=False, platform=Platform.DISCORD)
+    assert in_discord_group.retried == [] and "nothing to retry" in in_discord_group.text
+
+
+async def test_retry_in_a_group_never_answers_a_private_message(services: Services) -> None:
+    user = await make_user(services, "1")
+    failed, _ = await add_exchange(services, user, "private, failed", answer=False)
+    await services.messages.set_status(user.id, failed.id, MessageStatus.FAILED)
+    result = await run(services, user, "/retry", private=False)
+    assert result.retried == [] and "nothing to retry" in result.text

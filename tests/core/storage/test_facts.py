@@ -48,8 +48,9 @@ async def test_facts_are_scoped_by_user(db: Database) -> None:
     fact = await facts.add(alice.id, NewFact("Alice's secret"))
     assert await facts.valid(bob.id) == []
     assert not await facts.invalidate(bob.id, fact.id)
-    assert not await facts.delete(bob.id, fact.id)
-    assert await facts.delete(alice.id, fact.id)
+    assert await facts.forget(bob.id, fact.id) is None
+    assert await facts.forget(alice.id, fact.id) == 0
+    assert await facts.all(alice.id) == []
 
 
 async def test_a_turn_reads_the_same_valid_facts_in_its_one_query(fresh_dsn: str) -> None:

@@ -6,16 +6,28 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
+from config.settings import MemorySettings
+from core.jobs.memory import MemoryJob
 from core.models import Platform
 from core.services import Services
+from tests.conftest import make_settings
 
 Extraction = Callable[[str], dict[str, Any]]
 Reconciliation = Callable[[list[dict[str, Any]]], dict[str, Any]]
 
 _MESSAGE_ID = re.compile(r"\[#(\d+),")
+
+NOW = datetime(2025, 3, 14, 12, 0, tzinfo=UTC)
+
+
+def job(services: Services, **memory: int) -> MemoryJob:
+    """The memory job at `NOW`, with these `MEMORY_*` settings (else the defaults)."""
+    settings = make_settings(memory=MemorySettings(**memory)) if memory else services.settings
+    return MemoryJob(replace(services, settings=settings, clock=lambda: NOW))
 
 
 def fact(content: str, **fields: Any) -> dict[str, Any]:
@@ -84,27 +96,40 @@ class ScriptedModel:
 
 
 async def conversation(
-    services: Services, name: str, texts: Sequence[str], *, replies: bool = True
+    services: Services,
+    name: str,
+    texts: Sequence[str],
+    *,
+    replies: bool = True,
+    in_group: bool = False,
 ) -> tuple[int, list[int]]:
     """A user `name` who said `texts` (each answered with "ok" unless `replies` is
     false); the user id and the ids of every stored message, oldest first."""
     user, _ = await services.users.get_or_create(Platform.TELEGRAM, name)
-    return user.id, await say(services, user.id, texts, replies=replies)
+    return user.id, await say(services, user.id, texts, replies=replies, in_group=in_group)
 
 
 async def say(
-    services: Services, user_id: int, texts: Sequence[str], *, replies: bool = True
+    services: Services,
+    user_id: int,
+    texts: Sequence[str],
+    *,
+    replies: bool = True,
+    in_group: bool = False,
 ) -> list[int]:
+    """Store `texts` (and replies) in the user's private chat, or `in_group` in a group."""
     ids: list[int] = []
     vectors = await services.embedder.embed(list(texts))
+    chat = "group-1" if in_group else f"chat-{user_id}"
     for text, vector in zip(texts, vectors, strict=True):
         stored = await services.messages.add_user_message(
             user_id,
             text,
             platform=Platform.TELEGRAM,
-            chat_id=f"chat-{user_id}",
+            chat_id=chat,
             platform_message_id=f"{user_id}-{len(ids)}-{text[:20]}",
             embedding=vector,
+            shared_chat=in_group,
         )
         ids.append(stored.message.id)
         if replies:
@@ -113,7 +138,7 @@ async def say(
                 "ok",
                 reply_to_id=stored.message.id,
                 platform=Platform.TELEGRAM,
-                chat_id=f"chat-{user_id}",
+                chat_id=chat,
                 context_snapshot={},
                 tokens_in=1,
                 tokens_out=1,
@@ -141,3 +166,12 @@ async def read_position(services: Services, user_id: int) -> int:
             "SELECT last_read_message_id FROM conversation_context WHERE user_id = $1", user_id
         )
     return int(value)
+
+
+async def set_aside(services: Services, message_ids: Sequence[int]) -> None:
+    """Mark messages not `remembered`, as a turn with memory off or `/forget` does."""
+    async with services.db.connection() as conn:
+        await conn.execute(
+            "UPDATE messages SET remembered = false WHERE id = ANY($1::bigint[])",
+            list(message_ids),
+        )

@@ -3,31 +3,22 @@ behind the fake OpenAI server (`ScriptedModel`)."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from config.settings import MemorySettings
-from core.jobs.memory import MemoryJob
 from core.models import NewFact
 from core.services import Services
 from fakes.openai_server import FakeOpenAI
-from tests.conftest import make_settings
 from tests.core.jobs.memory.helpers import (
+    NOW,
     ScriptedModel,
     conversation,
     fact,
+    job,
     message_ids,
     read_position,
     say,
     update,
 )
-
-NOW = datetime(2025, 3, 14, 12, 0, tzinfo=UTC)
-
-
-def job(services: Services, **memory: int) -> MemoryJob:
-    settings = make_settings(memory=MemorySettings(**memory)) if memory else services.settings
-    return MemoryJob(replace(services, settings=settings, clock=lambda: NOW))
 
 
 async def test_new_facts_are_stored_with_sources_embeddings_and_time(
@@ -76,7 +67,9 @@ async def test_new_facts_are_stored_with_sources_embeddings_and_time(
 async def test_private_facts_are_kept_out_of_shared_chats(
     services: Services, fake_llm: FakeOpenAI
 ) -> None:
-    user_id, _ = await conversation(services, "bo", ["Between us: I have diabetes", "I love tea"])
+    user_id, _ = await conversation(
+        services, "bo", ["Between us: I have diabetes", "I love tea"], in_group=True
+    )
     fake_llm.responder = ScriptedModel(
         extraction=lambda prompt: update(
             fact("Has diabetes", category="health", is_private=True), fact("Loves tea")
@@ -116,8 +109,10 @@ async def test_a_refined_fact_is_updated(services: Services, fake_llm: FakeOpenA
     fake_llm.responder = model
     await job(services).run()
     (dog,) = await services.facts.valid(user_id)
+    assert dog.is_private  # said in the private chat
 
-    second = await say(services, user_id, ["His name is Rex"], replies=False)
+    # Refined in a group: the fact stays private all the same.
+    second = await say(services, user_id, ["His name is Rex"], replies=False, in_group=True)
     model.extraction = lambda prompt: update(fact("Has a dog named Rex"))
     model.reconciliation = lambda items: {
         "decisions": [{"candidate": 0, "action": "update", "fact_id": dog.id}]
@@ -132,6 +127,7 @@ async def test_a_refined_fact_is_updated(services: Services, fake_llm: FakeOpenA
     assert updated.id == dog.id
     assert updated.content == "Has a dog named Rex"
     assert sorted(updated.source_message_ids) == first + second
+    assert updated.is_private
 
 
 async def test_a_contradicted_fact_is_invalidated_not_deleted(

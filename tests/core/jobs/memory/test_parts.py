@@ -15,10 +15,15 @@ from core.storage.memory_store import MemoryState, UnreadMessage, lock_key
 
 T0 = datetime(2025, 3, 14, 18, 5, tzinfo=UTC)
 STATE = MemoryState(1, 0, "Old summary.", 1, ["old insight"], "terse", ["tea"])
+# Said in a group: whether a fact is private is then the model's to say.
 MESSAGES = [
-    UnreadMessage(10, MessageRole.USER, "I fly to Rome tomorrow", T0),
-    UnreadMessage(11, MessageRole.ASSISTANT, "x" * 2000, T0 + timedelta(minutes=1)),
-    UnreadMessage(12, MessageRole.USER, "and back on Monday", T0 + timedelta(days=1)),
+    UnreadMessage(10, MessageRole.USER, "I fly to Rome tomorrow", T0, shared_chat=True),
+    UnreadMessage(
+        11, MessageRole.ASSISTANT, "x" * 2000, T0 + timedelta(minutes=1), shared_chat=True
+    ),
+    UnreadMessage(
+        12, MessageRole.USER, "and back on Monday", T0 + timedelta(days=1), shared_chat=True
+    ),
 ]
 
 
@@ -70,6 +75,26 @@ def test_answers_are_checked_and_clamped() -> None:
     assert update.insights == ["a", "b"]
     assert update.communication_style == "terse"  # empty: kept
     assert update.themes == ["tea"]  # not a list: kept
+
+
+def test_a_fact_from_a_private_chat_message_is_private() -> None:
+    private = UnreadMessage(13, MessageRole.USER, "I sleep badly", T0 + timedelta(days=2))
+    messages = [*MESSAGES, private]
+    answer = {
+        "facts": [
+            {"content": "Flies to Rome", "source_message_ids": [10]},
+            {"content": "Sleeps badly", "source_message_ids": [12, 13]},
+            {"content": "Travels a lot"},  # credited to every user message, 13 included
+            {"content": "Owes money", "is_private": True, "source_message_ids": [10]},
+        ]
+    }
+    facts = parse_update(answer, STATE, messages).facts
+    assert [(f.content, f.is_private) for f in facts] == [
+        ("Flies to Rome", False),
+        ("Sleeps badly", True),
+        ("Travels a lot", True),
+        ("Owes money", True),
+    ]
 
 
 def test_a_summary_is_bounded_keeping_its_end_at_a_sentence() -> None:
