@@ -194,16 +194,19 @@ def _close_sql(answering: str) -> str:
     """$1 user, $2 content, $3 platform, $4 chat, $5 answered message, $6 snapshot, $7/$8
     tokens in/out, $9 model, $10 response ms, $11 embedding, $12 whether the platform
     has it already, $13 holder, $14/$15 the answered message's `shared_chat` and
-    `remembered` (the reply's too); `answering` picks the user messages it answers. The
-    status update finds them by primary key; `status` is in no index, so the update
-    stays HOT and never touches the vector or text indexes."""
+    `remembered` as the turn read them (the reply's too; `remembered` as it is now, in
+    case `/forget all` set the message aside while it was answered); `answering` picks
+    the user messages it answers. The status update finds them by primary key; `status`
+    is in no index, so the update stays HOT and never touches the vector or text
+    indexes."""
     return f"""
 WITH reply AS (
     INSERT INTO messages (user_id, role, content, platform, chat_id, reply_to_id,
                           context_snapshot, tokens_in, tokens_out, model, response_ms,
                           embedding, delivered_at, shared_chat, remembered)
     VALUES ($1, 'assistant', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
-            CASE WHEN $12::boolean THEN now() END, $14, $15)
+            CASE WHEN $12::boolean THEN now() END, $14,
+            coalesce((SELECT remembered FROM messages WHERE id = $5 AND user_id = $1), $15))
     RETURNING {_MESSAGE_FIELDS}
 ), answered AS (
     UPDATE messages SET status = 'answered'

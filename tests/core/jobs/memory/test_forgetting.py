@@ -171,3 +171,4 @@ async def test_the_reply_to_a_message_kept_by_forget_all_is_not_learned_from(
     assert outcome.counts["passed_over"] == 1
     assert await read_position(services, user_id) == reply.id
     assert await services.facts.all(user_id) == []
+    assert not reply.remembered  # so recall never finds it either
