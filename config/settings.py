@@ -226,6 +226,10 @@ class Settings(BaseSettings):
 
     admin_ids: Annotated[list[AdminId], NoDecode] = Field(default_factory=list)
 
+    # The largest file `/export` sends. Below Discord's 10 MB upload limit for bots
+    # (Telegram's is 50 MB); a larger export is gzipped, then sent in several parts.
+    export_max_bytes: Annotated[int, Field(ge=4096)] = 8 * 1024 * 1024
+
     log_level: str = "INFO"
     log_format: LogFormat = LogFormat.TEXT
     http_host: str = "0.0.0.0"  # noqa: S104 - a server's bind address

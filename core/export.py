@@ -1,23 +1,64 @@
-"""Everything stored about one user, as one JSON document (`/export`).
+"""Everything stored about one user (`/export`), as JSON files a platform accepts.
 
-Every read is scoped by the user's id, so the document can hold no one else's data.
-Embeddings and full-text vectors are left out: they are derived from the texts and
-useless outside onethread.
+Every read is scoped by the user's id, so the document holds no one else's data: audit
+entries about the person name neither the admin who acted nor anyone else they acted
+on, and a broadcast's progress cursor (another user's id) is left out. Also left out:
+embeddings and full-text vectors (derived from the texts, useless outside onethread),
+one-time codes (credentials, valid minutes, just shown in the chat), and operational
+state (the rate-limit bucket, turns in progress, this export's own claim).
+
+`package` bounds every file by `max_bytes`: the document as plain JSON when it fits,
+else gzipped, else in parts (gzipped): part 1 holds everything but the messages and
+says how many parts there are, the next parts the messages, oldest first, each saying
+its number. Only an item that alone is larger than a file may be (`ExportTooLargeError`)
+stops it; then nothing is sent.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import gzip
 import json
 from datetime import datetime
 from enum import Enum
 from typing import Any
 
+from core.errors import OnethreadError
 from core.services import Services
+from core.storage.audit import AuditRepository
+from core.storage.broadcasts import BroadcastRepository
+from core.storage.handled_commands import HandledCommandRepository
 from core.storage.memory_store import MemoryStore
 
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2
+EXPORT_FILENAME = "onethread-export.json"
 _PAGE = 500
+# Parts are cut to this share of `max_bytes` by the whole document's compression ratio,
+# so that a part compressing a little worse than the whole still fits the first time.
+_PART_FILL = 0.85
+_BROADCAST_FIELDS = (
+    "id",
+    "text",
+    "platforms",
+    "status",
+    "sent",
+    "failed",
+    "total",
+    "created_at",
+    "started_at",
+    "finished_at",
+)
+
+
+class ExportTooLargeError(OnethreadError):
+    """One item of the export is larger than a file may be, even compressed."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ExportFile:
+    filename: str
+    data: bytes
 
 
 def _plain(value: Any) -> Any:
@@ -49,18 +90,94 @@ async def collect(services: Services, user_id: int, *, now: datetime) -> dict[st
             break
         before = page[-1].id
     messages.reverse()
+    broadcasts = await BroadcastRepository(services.db).sent_by(user_id)
+    audit = await AuditRepository(services.db).about(user_id)
     return {
         "export_version": EXPORT_VERSION,
         "exported_at": now.isoformat(),
+        "user_id": user_id,
         "profile": _plain(user),
         "identities": _plain(await services.users.identities(user_id)),
         "conversation": _plain(await services.users.conversation(user_id)),
         "conversation_context": _plain(await MemoryStore(services.db).context(user_id)),
-        "messages": _plain(messages),
         "facts": _plain(await services.facts.all(user_id)),
+        "broadcasts": [
+            {name: _plain(getattr(b, name)) for name in _BROADCAST_FIELDS} for b in broadcasts
+        ],
+        "commands": _plain(await HandledCommandRepository(services.db).of_user(user_id)),
+        "audit": [
+            {
+                "at": e.at.isoformat(),
+                "action": e.action,
+                "by_you": e.actor_id == user_id,
+                "about_you": e.target_user_id == user_id,
+                "details": e.details,
+            }
+            for e in audit
+        ],
+        "messages": _plain(messages),
     }
 
 
-async def export_json(services: Services, user_id: int, *, now: datetime) -> bytes:
+def _encode(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, indent=2).encode("utf-8")
+
+
+def _gzip(data: bytes) -> bytes:
+    return gzip.compress(data, mtime=0)
+
+
+def package(document: dict[str, Any], *, max_bytes: int) -> list[ExportFile]:
+    """`document` (from `collect`) as files of at most `max_bytes` each; see the module
+    docstring. CPU-bound: run it off the event loop."""
+    whole = _encode(document)
+    if len(whole) <= max_bytes:
+        return [ExportFile(EXPORT_FILENAME, whole)]
+    packed = _gzip(whole)
+    if len(packed) <= max_bytes:
+        return [ExportFile(f"{EXPORT_FILENAME}.gz", packed)]
+    head = {k: v for k, v in document.items() if k != "messages"}
+    body = {k: head[k] for k in ("export_version", "exported_at", "user_id")}
+    budget = max_bytes * _PART_FILL * len(whole) / len(packed)
+    chunks: list[list[Any]] = []
+    size = 0
+    for message in document["messages"]:
+        length = len(_encode(message))
+        if not chunks or size + length > budget:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(message)
+        size += length
+    messages: list[bytes] = []
+    for chunk in chunks:
+        messages += _fitted(body, chunk, len(messages) + 2, max_bytes)
+    parts = len(messages) + 1
+    first = _gzip(_encode({"part": 1, "parts": parts, **head}))
+    if len(first) > max_bytes:
+        raise ExportTooLargeError("the export without its messages is too large")
+    return [
+        ExportFile(f"onethread-export-{number}-of-{parts}.json.gz", data)
+        for number, data in enumerate([first, *messages], start=1)
+    ]
+
+
+def _fitted(body: dict[str, Any], chunk: list[Any], number: int, max_bytes: int) -> list[bytes]:
+    """`chunk` of messages as parts `number`, `number + 1`, ... of at most `max_bytes`
+    compressed: one part, or the halves' parts when it is too large."""
+    data = _gzip(_encode({"part": number, **body, "messages": chunk}))
+    if len(data) <= max_bytes:
+        return [data]
+    if len(chunk) == 1:
+        raise ExportTooLargeError(f"message {chunk[0]['id']} alone is too large")
+    half = len(chunk) // 2
+    first = _fitted(body, chunk[:half], number, max_bytes)
+    return first + _fitted(body, chunk[half:], number + len(first), max_bytes)
+
+
+async def export_files(
+    services: Services, user_id: int, *, now: datetime, max_bytes: int
+) -> list[ExportFile]:
+    """`collect`, then `package` in a worker thread (a large export takes a while to
+    encode and compress, and the event loop serves everyone else meanwhile)."""
     document = await collect(services, user_id, now=now)
-    return json.dumps(document, ensure_ascii=False, indent=2).encode("utf-8")
+    return await asyncio.to_thread(package, document, max_bytes=max_bytes)

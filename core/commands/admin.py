@@ -1,9 +1,12 @@
 """Admin commands: look at the deployment and its users, ban, run jobs (`/broadcast` is
 in `core.commands.broadcast`).
 
-Every handler here writes one `admin_audit` row (read-only commands too), with ids,
-counts and names in `details` but never anyone's message text. The registry refuses
-non-admins before a handler runs, so a refused call writes nothing.
+Every handler here writes one `admin_audit` row (read-only commands too). `details`
+hold counts, job names and message ids, never anyone's message text nor anything that
+identifies a person (the target is `target_user_id`, which erasure turns into NULL): a
+lookup that found no one keeps only its kind, not the name or id looked for, which
+could be someone who arrives, and erases themselves, later. The registry records a
+non-admin's attempt itself (`refused`) before any handler runs.
 """
 
 from __future__ import annotations
@@ -53,15 +56,23 @@ async def audit(
 async def find_target(ctx: CommandContext, args: str, action: str) -> User | None:
     """The user `args` names (`42`, `@name`, `platform:id`); a usage error otherwise.
 
-    A lookup that finds no one is still audited (as `action`, with the query).
+    A lookup that finds no one is still audited (as `action`, with the query's kind).
     """
     if not (_USER_ID.match(args) or _USERNAME.match(args) or _IDENTITY.match(args)):
         raise UsageError("name a user as 42, @name or platform:id")
     user = await ctx.services.users.find(args)
     if user is None:
-        await audit(ctx, action, query=args, found=False)
+        await audit(ctx, action, query=_lookup_kind(args), found=False)
         await ctx.channel.send(f"No user {args}.")
     return user
+
+
+def _lookup_kind(args: str) -> str:
+    """What `find_target` was asked for, without the value: `id`, `username` or
+    `identity` (the value could identify someone)."""
+    if _USER_ID.match(args):
+        return "id"
+    return "username" if _USERNAME.match(args) else "identity"
 
 
 def describe_snapshot(message: Message) -> list[str]:
@@ -185,7 +196,7 @@ async def jobs(ctx: CommandContext, args: str) -> None:
 async def runjob(ctx: CommandContext, args: str) -> None:
     control = ctx.services.jobs
     if control is None:
-        await audit(ctx, "runjob", job=args, available=False)
+        await audit(ctx, "runjob", available=False)  # `args` unchecked: not recorded
         await ctx.channel.send("Jobs are not available in this process.")
         return
     names = control.names()

@@ -1,16 +1,17 @@
 """Every command by name, and `dispatch`, which the engine calls for a parsed command.
 
 `dispatch` owns the rules all commands share: unknown names are the caller's to answer
-(it returns False), admin commands refuse non-admins before anything runs, a
-`UsageError` becomes the command's usage line, and admin commands only run in a
-private chat (their answers show other people's data).
+(it returns False), admin commands refuse non-admins before anything runs (the attempt
+is audited as `refused`, with the command's name and not its arguments, which may name
+people), a `UsageError` becomes the command's usage line, and admin commands only run
+in a private chat (their answers show other people's data).
 """
 
 from __future__ import annotations
 
 import logging
 
-from core.commands.admin import ADMIN_COMMANDS
+from core.commands.admin import ADMIN_COMMANDS, audit
 from core.commands.base import (
     Command,
     CommandContext,
@@ -70,6 +71,7 @@ async def dispatch(ctx: CommandContext, parsed: ParsedCommand) -> bool:
     if command.admin:
         if not ctx.is_admin:
             logger.info("user %s refused admin command /%s", ctx.user.id, command.name)
+            await audit(ctx, "refused", command=command.name)
             await ctx.channel.send(ADMINS_ONLY)
             return True
         if await private_only(ctx):

@@ -21,18 +21,24 @@ from core.storage.users import LAST_SEEN_RESOLUTION, UserRepository, user_from_r
 # $1 platform, $2 platform user id, $3 private chat to remember (or NULL), $4 display
 # name (or NULL), $5 whether the message itself is admissible (not too long), $6 whether
 # the configuration makes this identity an admin, $7 whether a banned user may pass (the
-# command lets them), $8 now, $9 and $10 the token bucket's interval and window.
+# command lets them), $8 now, $9 and $10 the token bucket's interval and window, $11 the
+# identity's username as the platform shows it now (NULL: it has none).
+# - `remembered`: the identity's private chat and username, written only when changed;
 # - `known`: the identity's user; `banned_out`: banned, neither an admin nor exempt;
-# - `took`: the token, for an admissible message of anyone but an admin or a refused
-#   user: one emission interval added to max(TAT, now), allowed while the TAT stays
-#   within the window (the row lock serialises one user's messages);
+# - `bucket`: for an admissible message of anyone but an admin or a refused user, either
+#   the token (one emission interval added to max(TAT, now), allowed while the TAT stays
+#   within the window; the row lock serialises one user's messages), which ends a
+#   refused stretch, or the first refusal of a stretch, which starts one (`refused`);
+#   a later refusal of the same stretch writes nothing and returns no row;
 # - a message let in stamps "last seen" when the stamp is stale or the name new (the
 #   row returned is the user as before that stamp).
 _ADMIT = f"""
 WITH remembered AS (
-    UPDATE identities SET private_chat_id = $3
+    UPDATE identities
+    SET private_chat_id = coalesce($3, private_chat_id), username = $11::text
     WHERE platform = $1 AND platform_user_id = $2
-      AND $3::text IS NOT NULL AND private_chat_id IS DISTINCT FROM $3
+      AND (($3::text IS NOT NULL AND private_chat_id IS DISTINCT FROM $3)
+           OR username IS DISTINCT FROM $11)
 ), known AS (
     SELECT u.id, u.role, u.status, u.display_name, u.locale, u.settings, u.ban_notified,
            u.created_at, u.last_seen_at,
@@ -41,15 +47,19 @@ WITH remembered AS (
                AS banned_out
     FROM identities i JOIN users u ON u.id = i.user_id
     WHERE i.platform = $1 AND i.platform_user_id = $2
-), took AS (
+), bucket AS (
     INSERT INTO rate_limits AS r (user_id, tat)
     SELECT id, $8::timestamptz + $9::interval FROM known
     WHERE $5::boolean AND NOT admin AND NOT banned_out
-    ON CONFLICT (user_id) DO UPDATE SET tat = greatest(r.tat, $8) + $9
-    WHERE greatest(r.tat, $8) + $9 - $8 <= $10::interval
-    RETURNING r.user_id
+    ON CONFLICT (user_id) DO UPDATE
+    SET tat = CASE WHEN greatest(r.tat, $8) + $9 - $8 <= $10::interval
+                   THEN greatest(r.tat, $8) + $9 ELSE r.tat END,
+        refused = NOT (greatest(r.tat, $8) + $9 - $8 <= $10::interval)
+    WHERE greatest(r.tat, $8) + $9 - $8 <= $10::interval OR NOT r.refused
+    RETURNING r.refused
 ), let_in AS (
-    SELECT id FROM known WHERE $5 AND NOT banned_out AND (admin OR EXISTS (SELECT FROM took))
+    SELECT id FROM known WHERE $5 AND NOT banned_out
+      AND (admin OR EXISTS (SELECT FROM bucket WHERE NOT refused))
 ), stamped AS (
     UPDATE users s SET last_seen_at = now(), display_name = coalesce($4, s.display_name)
     FROM let_in l WHERE s.id = l.id
@@ -60,8 +70,10 @@ WITH remembered AS (
                    '{LAST_SEEN_RESOLUTION.total_seconds():g} seconds')
            OR ($4::text IS NOT NULL AND s.display_name IS DISTINCT FROM $4))
 )
-SELECT k.*, CASE WHEN $5 AND NOT k.admin AND NOT k.banned_out
-                 THEN EXISTS (SELECT FROM took) END AS token
+SELECT k.*,
+       CASE WHEN $5 AND NOT k.admin AND NOT k.banned_out
+            THEN EXISTS (SELECT FROM bucket WHERE NOT refused) END AS token,
+       EXISTS (SELECT FROM bucket WHERE refused) AS first_refusal
 FROM known k
 """
 
@@ -77,6 +89,10 @@ class Admission:
     """Refused: banned, and neither an admin nor running a command a banned user may."""
     rate_limited: bool
     """Refused: no token left (never for admins or refused messages)."""
+    first_refusal: bool
+    """`rate_limited`, and the first such refusal since this person's last message was
+    let in: the one message of a refused stretch whose refusal the person is told
+    about (the rest are dropped quietly, or a fast sender would get a notice each)."""
 
 
 class Admissions:
@@ -104,7 +120,12 @@ class Admissions:
         user is refused unless an admin (role or `config_admin`) or `ban_exempt`; an
         admissible message (the caller's own checks passed) of anyone else but an admin
         takes a rate-limit token; a message let in stamps "last seen" (at most once per
-        `LAST_SEEN_RESOLUTION`, or on a new `display_name`)."""
+        `LAST_SEEN_RESOLUTION`, or on a new `display_name`).
+
+        `username` is the identity's username as the platform shows it with this
+        message (None: it has none now), stored when it differs from the stored one, so
+        that `/ban @name` finds the person who has that name today. Nothing is written
+        when nothing changed."""
 
         def args() -> tuple[Any, ...]:
             # The time is read just before each try: a first message waits for its user
@@ -121,6 +142,7 @@ class Admissions:
                 clock(),
                 bucket.interval,
                 bucket.window,
+                username,
             )
 
         created = False
@@ -142,4 +164,5 @@ class Admissions:
             created=created,
             banned=row["banned_out"],
             rate_limited=row["token"] is False,
+            first_refusal=row["first_refusal"],
         )

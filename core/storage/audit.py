@@ -1,8 +1,10 @@
 """The admin audit trail: who did what to whom, never what anyone wrote.
 
-`details` holds arguments and outcomes (counts, ids, names), never message texts or
-fact contents. A target user is referenced, so erasing that user turns the reference
-into NULL (the schema's `ON DELETE SET NULL`) and leaves nothing of them here.
+`details` holds arguments and outcomes (counts, job names, broadcast and message ids,
+the kind of a lookup), never message texts, fact contents or anything that identifies
+a person: no user ids, usernames, names or platform ids. People are referenced only by
+`actor_id` and `target_user_id`, so erasing someone turns those into NULL (the
+schema's `ON DELETE SET NULL`) and leaves nothing of them here.
 """
 
 from __future__ import annotations
@@ -11,7 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import asyncpg
+
 from core.storage.database import Connection, Database
+
+_COLUMNS = "id, actor_id, action, target_user_id, details, at"
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +28,12 @@ class AuditEntry:
     target_user_id: int | None
     details: dict[str, Any]
     at: datetime
+
+
+def _entry(row: asyncpg.Record) -> AuditEntry:
+    return AuditEntry(
+        row["id"], row["actor_id"], row["action"], row["target_user_id"], row["details"], row["at"]
+    )
 
 
 class AuditRepository:
@@ -54,13 +66,17 @@ class AuditRepository:
         """The newest `limit` entries, newest first."""
         async with self._db.connection(conn) as c:
             rows = await c.fetch(
-                "SELECT id, actor_id, action, target_user_id, details, at FROM admin_audit"
-                " ORDER BY at DESC, id DESC LIMIT $1",
+                f"SELECT {_COLUMNS} FROM admin_audit ORDER BY at DESC, id DESC LIMIT $1",
                 limit,
             )
-        return [
-            AuditEntry(
-                r["id"], r["actor_id"], r["action"], r["target_user_id"], r["details"], r["at"]
+        return [_entry(r) for r in rows]
+
+    async def about(self, user_id: int, *, conn: Connection | None = None) -> list[AuditEntry]:
+        """Every entry `user_id` is the actor or the target of, oldest first (`/export`)."""
+        async with self._db.connection(conn) as c:
+            rows = await c.fetch(
+                f"SELECT {_COLUMNS} FROM admin_audit WHERE actor_id = $1 OR target_user_id = $1"
+                " ORDER BY at, id",
+                user_id,
             )
-            for r in rows
-        ]
+        return [_entry(r) for r in rows]

@@ -147,6 +147,14 @@ class BroadcastRepository:
             )
         return [_broadcast(r) for r in rows]
 
+    async def sent_by(self, admin_id: int, *, conn: Connection | None = None) -> list[Broadcast]:
+        """Every broadcast `admin_id` queued, oldest first (their `/export`)."""
+        async with self._db.connection(conn) as c:
+            rows = await c.fetch(
+                f"SELECT {_COLUMNS} FROM broadcasts WHERE admin_id = $1 ORDER BY id", admin_id
+            )
+        return [_broadcast(r) for r in rows]
+
     async def cancel(
         self, broadcast_id: int, *, at: datetime, conn: Connection | None = None
     ) -> Broadcast | None:

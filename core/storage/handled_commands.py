@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from core.models import Platform
 from core.storage.database import Connection, Database
 
 KEEP = timedelta(days=7)
+
+
+@dataclass(frozen=True, slots=True)
+class HandledCommand:
+    """A command message that was run: where it was sent, when, and whether it ended."""
+
+    platform: Platform
+    chat_id: str
+    message_id: str
+    handled_at: datetime
+    done_at: datetime | None
 
 
 class HandledCommandRepository:
@@ -61,3 +73,24 @@ class HandledCommandRepository:
                 chat_id,
                 message_id,
             )
+
+    async def of_user(
+        self, user_id: int, *, conn: Connection | None = None
+    ) -> list[HandledCommand]:
+        """The command messages of `user_id` still remembered, oldest first (`/export`)."""
+        async with self._db.connection(conn) as c:
+            rows = await c.fetch(
+                "SELECT platform, chat_id, platform_message_id, handled_at, done_at"
+                " FROM handled_commands WHERE user_id = $1 ORDER BY handled_at",
+                user_id,
+            )
+        return [
+            HandledCommand(
+                Platform(r["platform"]),
+                r["chat_id"],
+                r["platform_message_id"],
+                r["handled_at"],
+                r["done_at"],
+            )
+            for r in rows
+        ]

@@ -1,7 +1,14 @@
-"""A record of every run of a scheduled job: when, how it ended, what it did."""
+"""A record of every run of a scheduled job: when, how it ended, what it did.
+
+Kept for good, so it holds nothing about a person: counts are numbers by name, and an
+error text that names a user the way jobs do ("user 42: LLMError") is stored as
+"a user: LLMError" (`finish`). The job's log line keeps the id for whoever debugs it;
+the summary `/runjob` answers with is not stored.
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -12,6 +19,12 @@ import asyncpg
 from core.storage.database import Connection, Database
 
 _COLUMNS = "id, job, started_at, finished_at, status, counts, error"
+_USER_MENTION = re.compile(r"\buser \d+")
+
+
+def _without_users(error: str) -> str:
+    """`error` with every "user N" written as "a user"."""
+    return _USER_MENTION.sub("a user", error)
 
 
 class JobStatus(StrEnum):
@@ -75,7 +88,8 @@ class JobRunRepository:
         at: datetime | None = None,
         conn: Connection | None = None,
     ) -> None:
-        """Record how a run ended. `error` is a short description, never a payload."""
+        """Record how a run ended. `error` is a short description, never a payload;
+        the users it names are left out (`_without_users`)."""
         if status is JobStatus.RUNNING:
             raise ValueError("a finished run is ok or failed")
         async with self._db.connection(conn) as c:
@@ -85,7 +99,7 @@ class JobRunRepository:
                 run_id,
                 status.value,
                 counts or {},
-                error,
+                None if error is None else _without_users(error),
                 at,
             )
 

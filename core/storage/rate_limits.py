@@ -9,7 +9,9 @@ writes no WAL and waits for no flush; a crash only resets the buckets.
 
 The token is taken inside the statement that admits a message
 (`core.storage.admission`): one round trip per message for who is writing and whether
-they may.
+they may. The same statement keeps `refused` (migration 0012): set by the first
+refusal after a message was let in, cleared by the next token, so the person is told
+once per refused stretch; the refusals in between write nothing.
 """
 
 from __future__ import annotations

@@ -4,8 +4,9 @@ Every admin command is sent by a person who is not in ADMIN_IDS, in every chat t
 (Telegram private and group, Discord DM and server channel, typed and as a slash
 command), with forged addressing: `/ban@onethread_bot`, `@onethread_bot /stats`, a
 `text_mention` of the real admin, a display name and username equal to the admin's, a
-Discord server administrator. Each gets the refusal, and nothing changes: no audit
-row, no ban, no broadcast, no job run.
+Discord server administrator. Each gets the refusal, and nothing changes: no ban, no
+broadcast, no job run, and no audit row but the attempt's own (`refused`, by that
+person, naming only the command).
 """
 
 from __future__ import annotations
@@ -41,14 +42,33 @@ ARGS = {
 }
 
 
+ADMIN_NAMES = {c.name for c in ADMIN_COMMANDS}
+
+
+async def _refusals(pool: Pool, identity: str) -> tuple[int, set[str]]:
+    """How many refusals were audited, and of which commands; every one by `identity`
+    and naming nothing but the command."""
+    platform, _, platform_user_id = identity.partition(":")
+    rows = await pool.fetch(
+        "SELECT a.details, i.platform_user_id IS NOT NULL AS by_them FROM admin_audit a"
+        " LEFT JOIN identities i ON i.user_id = a.actor_id AND i.platform = $1"
+        " AND i.platform_user_id = $2 WHERE a.action = 'refused'",
+        platform,
+        platform_user_id,
+    )
+    assert all(r["by_them"] and r["details"].keys() == {"command"} for r in rows)
+    return len(rows), {r["details"]["command"] for r in rows}
+
+
 def _command_text(name: str, *, addressee: str = "") -> str:
     return f"/{name}{addressee} {ARGS.get(name, '')}".strip()
 
 
 async def _state(pool: Pool) -> dict[str, Any]:
-    """What an admin command could change: audit rows, statuses, job runs, broadcasts."""
+    """What an admin command could change: audit rows (but the refusals'), statuses, job
+    runs, broadcasts."""
     return {
-        "audit": await pool.fetchval("SELECT count(*) FROM admin_audit"),
+        "audit": await pool.fetchval("SELECT count(*) FROM admin_audit WHERE action <> 'refused'"),
         "broadcasts": await pool.fetchval("SELECT count(*) FROM broadcasts"),
         "statuses": [
             tuple(r) for r in await pool.fetch("SELECT id, status, role FROM users ORDER BY id")
@@ -156,6 +176,8 @@ async def test_telegram_non_admins_are_refused_in_every_form(
             sent_before = len(tg.messages)
 
     assert await _state(pooled.pool) == before
+    refused = sum(expected == [ADMINS_ONLY] for _, _, expected in attempts)
+    assert await _refusals(pooled.pool, f"telegram:{MALLORY}") == (refused, ADMIN_NAMES)
     assert tg.texts(VICTIM) == ["echo: hello"]  # no broadcast reached anyone
     assert tg.texts(ADMIN) == ["echo: hello"]
     assert error_log.errors() == []
@@ -220,6 +242,11 @@ async def test_discord_non_admins_are_refused_in_every_form(
                 assert answer["content"] == ADMINS_ONLY, (command.name, in_guild)
         await eventually(lambda: adapter.in_flight == 0)
         assert await _state(pooled.pool) == before
+        # Each command typed twice and run twice as a slash command.
+        assert await _refusals(pooled.pool, f"discord:{MALLORY}") == (
+            4 * len(ADMIN_COMMANDS),
+            ADMIN_NAMES,
+        )
         assert fake_discord.texts_in(fake_discord.dm_channel_id(VICTIM)) == ["echo: hello"]
     finally:
         await adapter.stop()

@@ -6,8 +6,8 @@ import json
 
 from adapters.discord import DiscordAdapter
 from core.commands.base import PRIVATE_ONLY
-from core.commands.personal_data import EXPORT_FILENAME
 from core.commands.registry import ADMINS_ONLY, COMMANDS
+from core.export import EXPORT_FILENAME
 from core.notices import UNKNOWN_COMMAND
 from fakes.discord_gateway import TEXT_CHANNEL_ID, FakeDiscord, user_payload
 from tests.adapters.discord.conftest import StartAdapter, deliver

@@ -75,11 +75,13 @@ async def run(
     admin: bool | None = None,
     private: bool = True,
     platform: Platform = Platform.TELEGRAM,
+    channel: RecordingChannel | None = None,
 ) -> Run:
-    """Send `text` as `user` through `dispatch`, the way the engine will."""
+    """Send `text` as `user` through `dispatch`, the way the engine will (answering
+    into `channel` when given)."""
     parsed = parse_command(text)
     assert parsed is not None, text
-    channel = RecordingChannel()
+    channel = channel or RecordingChannel()
     retried: list[Message] = []
 
     async def answer_again(message: Message) -> None:

@@ -111,7 +111,7 @@ async def test_runjob(services: Services) -> None:
     async with services.db.connection() as conn:
         rows = await conn.fetch("SELECT action, details FROM admin_audit ORDER BY id")
     assert [r["details"] for r in rows if r["action"] == "runjob"] == [
-        {"job": "memory", "available": False},
+        {"available": False},
         {"job": "memory", "ok": True},
         {"job": "archive", "ok": False, "error": "RuntimeError"},
     ]

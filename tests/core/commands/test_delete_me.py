@@ -3,8 +3,10 @@ from __future__ import annotations
 import re
 import uuid
 
+from core.commands.personal_data import EXPORT_CLAIM_TTL
 from core.models import NewFact, Platform
 from core.services import Services
+from core.storage.exports import ExportClaims
 from core.storage.handled_commands import HandledCommandRepository
 from core.storage.turns import NewMessage, ReadLimits, TurnStore
 from fakes.archiving import move_to_archive
@@ -49,6 +51,8 @@ async def test_delete_me_erases_every_trace_after_confirmation(services: Service
     await services.facts.add(user.id, NewFact("likes tea"))
     async with services.db.connection() as conn:  # a rate-limit bucket
         await conn.execute("INSERT INTO rate_limits (user_id, tat) VALUES ($1, now())", user.id)
+    # An export running (on another replica).
+    await ExportClaims(services.db).claim(user.id, now=clock(), ttl=EXPORT_CLAIM_TTL)
     await HandledCommandRepository(services.db).claim(
         user.id, Platform.TELEGRAM, "1", "cmd-1", now=clock()
     )

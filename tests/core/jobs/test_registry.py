@@ -72,14 +72,18 @@ async def test_a_run_is_recorded_with_its_counts(db: Database) -> None:
 
 
 async def test_partial_failures_mark_the_run_failed_with_counts(db: Database) -> None:
-    outcome = JobOutcome(counts={"users": 2, "failed": 1}, errors=["user 7: LLMUnavailable"])
+    outcome = JobOutcome(
+        counts={"users": 2, "failed": 2},
+        errors=["user 7: LLMUnavailable", "user 12: TimeoutError"],
+    )
     registry = _registry(db, Scripted("memory", outcome))
     summary = await registry.run("memory")
-    assert summary == "users 2, failed 1; 1 error: user 7: LLMUnavailable"
+    assert summary == "users 2, failed 2; 2 errors: user 7: LLMUnavailable"
     (run,) = await JobRunRepository(db).recent()
     assert run.status is JobStatus.FAILED
-    assert run.counts == {"users": 2, "failed": 1}
-    assert run.error == "user 7: LLMUnavailable"
+    assert run.counts == {"users": 2, "failed": 2}
+    # Kept for good, so without the users' ids (the summary above and the log have them).
+    assert run.error == "a user: LLMUnavailable; a user: TimeoutError"
 
 
 async def test_an_exception_is_recorded_and_reraised(db: Database) -> None:

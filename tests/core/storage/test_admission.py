@@ -163,3 +163,91 @@ async def test_erasing_a_user_takes_locks_in_the_admissions_order(fresh_dsn: str
     finally:
         await admission.close()
         await pool.close()
+
+
+async def _identity_row(db: Database, who: str) -> tuple[str, str | None, str | None]:
+    """(the physical row's location, username, private chat) of an identity: an
+    UPDATE moves the row, so an unchanged location means nothing was written."""
+    async with db.connection() as conn:
+        row = await conn.fetchrow(
+            "SELECT ctid::text, username, private_chat_id FROM identities"
+            " WHERE platform = 'telegram' AND platform_user_id = $1",
+            who,
+        )
+    assert row is not None
+    return row[0], row[1], row[2]
+
+
+async def test_a_new_username_is_stored_and_an_unchanged_one_writes_nothing(
+    db: Database,
+) -> None:
+    users = UserRepository(db)
+    at = NOW
+
+    async def admit(**options: Any) -> None:
+        nonlocal at
+        at += timedelta(minutes=10)  # a full bucket each time
+        await _admit(db, "f1", now=at, **options)
+
+    await admit(username="old_name", private_chat_id="dm-f1")
+    where, username, _ = await _identity_row(db, "f1")
+    assert username == "old_name"
+    await admit(username="old_name", private_chat_id="dm-f1")
+    assert await _identity_row(db, "f1") == (where, "old_name", "dm-f1")
+
+    await admit(username="New_Name")  # renamed, written from a group (no private chat)
+    moved, username, chat = await _identity_row(db, "f1")
+    assert (username, chat) == ("New_Name", "dm-f1") and moved != where
+    found = await users.find("@new_name")
+    assert found is not None and await users.find("@old_name") is None
+
+    await admit(username=None)  # the platform shows no username any more
+    assert (await _identity_row(db, "f1"))[1] is None
+    assert await users.find("@new_name") is None
+
+    # Refused messages say who is writing just as well.
+    await users.set_status(found.id, UserStatus.BANNED)
+    await admit(username="third_name")
+    assert (await _identity_row(db, "f1"))[1] == "third_name"
+
+
+async def test_a_refused_stretch_is_told_once(db: Database) -> None:
+    """Ten messages at once over a burst of two: two let in, eight refused, and only
+    the first refusal is the one to tell; after the bucket refills and a message is let
+    in, the next stretch is told once more."""
+
+    async def burst(at: datetime, count: int) -> list[tuple[bool, bool]]:
+        return [
+            ((a := await _admit(db, "g1", now=at)).rate_limited, a.first_refusal)
+            for _ in range(count)
+        ]
+
+    first = await burst(NOW, 10)
+    assert first == [(False, False)] * 2 + [(True, True)] + [(True, False)] * 7
+    # Still refused a little later: the same stretch, nothing more to tell.
+    assert await burst(NOW + BUCKET.interval / 2, 3) == [(True, False)] * 3
+
+    later = NOW + BUCKET.window
+    second = await burst(later, 10)
+    assert second == [(False, False)] * 2 + [(True, True)] + [(True, False)] * 7
+
+    # A message refused for being too long, or one of an admin, neither ends the
+    # stretch nor is told as part of it.
+    too_long = await _admit(db, "g1", now=later, admissible=False)
+    as_admin = await _admit(db, "g1", now=later, config_admin=True)
+    assert not (too_long.rate_limited or too_long.first_refusal)
+    assert not (as_admin.rate_limited or as_admin.first_refusal)
+    assert await burst(later, 1) == [(True, False)]
+
+
+async def test_concurrent_refusals_are_told_once(fresh_dsn: str) -> None:
+    pool = await create_pool(fresh_dsn, min_size=8, max_size=8)
+    try:
+        db = Database(pool)
+        for _ in range(BUCKET.burst):
+            assert not (await _admit(db, "h1")).rate_limited
+        refused = await asyncio.gather(*(_admit(db, "h1") for _ in range(24)))
+        assert all(a.rate_limited for a in refused)
+        assert sum(a.first_refusal for a in refused) == 1
+    finally:
+        await pool.close()
