@@ -233,6 +233,8 @@ class Engine:
             return TOO_LONG.format(length=len(text), limit=limit)
         if admission.rate_limited:
             metrics.count_rate_limited()
+            if not admission.first_refusal:
+                return ""  # told once per refused stretch
             wait = await self._rate_limits.retry_after(user.id, self._bucket, now=services.clock())
             return RATE_LIMITED.format(seconds=max(1, round(wait)))
         return _Accepted(user, user.role is Role.ADMIN or config_admin, command)

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import pytest
-
 from core.models import MessageRole
 from core.services import Services
 from fakes.channel import RecordingChannel
@@ -19,9 +17,6 @@ from tests.core.engine_helpers import engine_with, inbound
 RATE_LIMITED_START = "You're writing faster than I can keep up"
 
 
-@pytest.mark.xfail(
-    strict=True, reason="the engine does not read Admission.first_refusal yet (lead's change)"
-)
 async def test_ten_messages_over_the_limit_get_one_notice_per_stretch(
     services: Services,
 ) -> None:
