@@ -145,3 +145,16 @@ async def test_text_commands_work_in_a_dm_and_with_a_mention_in_a_guild(
     dm = fake_discord.dm_channel_id(ALICE_ID)
     assert fake_discord.texts_in(dm) == ["I don't know anything about you yet."]
     assert fake_discord.texts_in(TEXT_CHANNEL_ID) == []  # a bare command may be another bot's
+
+
+async def test_memory_off_and_forget_all_as_slash_commands(
+    adapter: DiscordAdapter, fake_discord: FakeDiscord
+) -> None:
+    answers = []
+    for name, args in (("memory", "off"), ("memory", ""), ("forget", "all confirm")):
+        interaction = fake_discord.command_interaction(ALICE, name, args or None)
+        await deliver(fake_discord, adapter, "INTERACTION_CREATE", interaction)
+        answers.append(str(_original(fake_discord, interaction)["content"]))
+    assert answers[0].startswith("Memory is off.")
+    assert "Memory is off (since" in answers[1]
+    assert answers[2].startswith("Done. I forgot everything")

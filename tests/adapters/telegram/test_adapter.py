@@ -263,3 +263,31 @@ async def test_a_slow_reply_holds_up_neither_other_chats_nor_acknowledgements(
         await wait_until(lambda: tg.confirmed_below > quick)
         assert tg.texts(1201) == []  # still being answered, yet acknowledged: stored
         assert slow < quick
+
+
+async def test_memory_off_and_forget_all_through_telegram(
+    services: Services, tg: FakeTelegram, fake_llm: FakeOpenAI
+) -> None:
+    async with running(make_adapter(engine_with(services), tg)):
+        tg.push_message("my dog is called Biscuit", user_id=901)
+        await wait_until(lambda: len(tg.texts(901)) == 1)
+        tg.push_message("/memory off", user_id=901)
+        await wait_until(lambda: len(tg.texts(901)) == 2)
+        tg.push_message("said while memory is off", user_id=901)
+        await wait_until(lambda: len(tg.texts(901)) == 3)
+        tg.push_message("/forget all confirm", user_id=901)
+        await wait_until(lambda: len(tg.texts(901)) == 4)
+        tg.push_message("/memory on", user_id=901)
+        await wait_until(lambda: len(tg.texts(901)) == 5)
+        tg.push_message("what is my dog called?", user_id=901)
+        await wait_until(lambda: len(tg.texts(901)) == 6)
+    texts = tg.texts(901)
+    assert texts[1].startswith("Memory is off.")
+    assert texts[3].startswith("Done. I forgot everything")
+    assert texts[4].startswith("Memory is on again")
+    prompt = "\n".join(m["content"] for m in fake_llm.chat_requests[-1]["messages"])
+    assert "Biscuit" not in prompt and "memory is off" not in prompt
+    assert await _stored(services, 901) == [
+        "what is my dog called?",
+        "echo: what is my dog called?",
+    ]
