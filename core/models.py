@@ -56,6 +56,9 @@ class Identity:
     platform_user_id: str
     user_id: int
     username: str | None
+    private_chat_id: str | None = None
+    """Where the bot writes to this person privately, once known."""
+    created_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +109,8 @@ class Message:
     archived: bool = False
     shared_chat: bool = False
     """Said in a group or server channel (else in the person's private chat)."""
+    delivered_at: datetime | None = None
+    """For replies: when the platform accepted it (not read by a chat turn)."""
     remembered: bool = True
     """False: never recalled nor learned from (memory was off, or a fact from it was
     forgotten)."""

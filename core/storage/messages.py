@@ -21,7 +21,7 @@ _IDENTITY_COLUMNS = (
     "id, user_id, role, content, platform, chat_id, platform_message_id, reply_to_id, status,"
     " created_at, shared_chat, remembered"
 )
-_USAGE_COLUMNS = "tokens_in, tokens_out, model, response_ms"
+_USAGE_COLUMNS = "tokens_in, tokens_out, model, response_ms, delivered_at"
 MESSAGE_COLUMNS = f"{_IDENTITY_COLUMNS}, context_snapshot, {_USAGE_COLUMNS}"
 
 
@@ -47,6 +47,8 @@ def message_from_row(
         archived=row["archived"] if archived is None else archived,
         shared_chat=row["shared_chat"],
         remembered=row["remembered"],
+        # Read by history, search and export; a turn's reads leave it out.
+        delivered_at=row.get("delivered_at"),
     )
 
 

@@ -149,12 +149,19 @@ class UserRepository:
     async def identities(self, user_id: int, *, conn: Connection | None = None) -> list[Identity]:
         async with self._db.connection(conn) as c:
             rows = await c.fetch(
-                "SELECT platform, platform_user_id, user_id, username FROM identities"
-                " WHERE user_id = $1 ORDER BY created_at",
+                "SELECT platform, platform_user_id, user_id, username, private_chat_id,"
+                " created_at FROM identities WHERE user_id = $1 ORDER BY created_at",
                 user_id,
             )
         return [
-            Identity(Platform(r["platform"]), r["platform_user_id"], r["user_id"], r["username"])
+            Identity(
+                Platform(r["platform"]),
+                r["platform_user_id"],
+                r["user_id"],
+                r["username"],
+                r["private_chat_id"],
+                r["created_at"],
+            )
             for r in rows
         ]
 

@@ -68,6 +68,11 @@ async def test_export_holds_every_row_about_me_and_nothing_of_anyone_else(
             "UPDATE conversations SET memory_off_since = $2 WHERE user_id = $1", me.id, clock()
         )
         await conn.execute("UPDATE messages SET remembered = false WHERE user_id = $1", me.id)
+        await conn.execute(
+            "UPDATE messages SET delivered_at = $2 WHERE user_id = $1 AND role = 'assistant'",
+            me.id,
+            clock(),
+        )
     # What admins did about me, and what I did as an admin myself (about someone else).
     audit = AuditRepository(services.db)
     await audit.record(admin.id, "ban", target_user_id=me.id, details={"previous": "active"})
@@ -94,7 +99,8 @@ async def test_export_holds_every_row_about_me_and_nothing_of_anyone_else(
     document = json.loads(data)
     assert document["export_version"] == 2 and document["user_id"] == me.id
     assert document["profile"]["id"] == me.id
-    assert [i["username"] for i in document["identities"]] == ["ann"]
+    [identity] = document["identities"]
+    assert identity["username"] == "ann" and identity["created_at"] is not None
     assert document["conversation"]["memory_off_since"] == clock().isoformat()
     assert document["conversation_context"]["last_read_message_id"] == 0
     messages = document["messages"]
@@ -111,6 +117,7 @@ async def test_export_holds_every_row_about_me_and_nothing_of_anyone_else(
         (False, False),
     ]
     assert messages[1]["context_snapshot"]["fact_ids"] == [1, 2]
+    assert [m["delivered_at"] for m in messages] == [None, None, None, clock().isoformat()]
     facts = {f["content"]: (f["is_private"], f["invalid_at"]) for f in document["facts"]}
     assert facts.keys() == {"likes tea", "was in Rome"}
     assert facts["likes tea"] == (True, None) and facts["was in Rome"][1] is not None
