@@ -18,15 +18,17 @@ from __future__ import annotations
 import io
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 import discord
 
 from adapters.chunking import STREAMING_CURSOR, split_message
+from adapters.discord.buttons import view_of
 from adapters.text import clean
 from core.errors import DeliveryError
 from core.models import Platform
+from core.ports import Button
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +47,9 @@ Editor = Callable[[str], Awaitable[None]]
 class Outlet(Protocol):
     """Where one reply channel's messages go."""
 
-    async def post(self, text: str, *, first: bool) -> Editor:
-        """Send one message (`first` of an answer: quote the source); how to edit it."""
+    async def post(self, text: str, *, first: bool, view: discord.ui.View | None = None) -> Editor:
+        """Send one message (`first` of an answer: quote the source), with `view`'s
+        buttons under it; how to edit it."""
 
     async def post_file(self, filename: str, data: bytes, caption: str | None) -> None:
         """Send one file."""
@@ -73,20 +76,27 @@ class MessageOutlet:
         self._quote = quote
 
     async def _send(
-        self, text: str | None, *, first: bool, file: discord.File | None = None
+        self,
+        text: str | None,
+        *,
+        first: bool,
+        file: discord.File | None = None,
+        view: discord.ui.View | None = None,
     ) -> discord.Message:
         options: dict[str, Any] = {"allowed_mentions": NO_PINGS}
         if file is not None:
             options["file"] = file
+        if view is not None:
+            options["view"] = view
         if first and self._quote:
             # A deleted source must not cost the answer.
             options["reference"] = self._source.to_reference(fail_if_not_exists=False)
             options["allowed_mentions"] = QUOTE_PINGS
         return await self._source.channel.send(text, **options)
 
-    async def post(self, text: str, *, first: bool) -> Editor:
+    async def post(self, text: str, *, first: bool, view: discord.ui.View | None = None) -> Editor:
         try:
-            sent = await self._send(text, first=first)
+            sent = await self._send(text, first=first, view=view)
         except discord.HTTPException as exc:
             raise _delivery_error(exc, "send a message") from exc
         return _message_editor(sent)
@@ -120,17 +130,21 @@ class InteractionOutlet:
         self._ephemeral = ephemeral
         self._answered = False
 
-    async def post(self, text: str, *, first: bool) -> Editor:
+    async def post(self, text: str, *, first: bool, view: discord.ui.View | None = None) -> Editor:
         interaction = self._interaction
         try:
             if not self._answered:
                 self._answered = True
                 original = await interaction.edit_original_response(
-                    content=text, allowed_mentions=NO_PINGS
+                    content=text, allowed_mentions=NO_PINGS, view=view or discord.utils.MISSING
                 )
                 return _message_editor(original)
             followup = await interaction.followup.send(
-                text, wait=True, ephemeral=self._ephemeral, allowed_mentions=NO_PINGS
+                text,
+                wait=True,
+                ephemeral=self._ephemeral,
+                allowed_mentions=NO_PINGS,
+                view=view or discord.utils.MISSING,
             )
         except discord.HTTPException as exc:
             raise _delivery_error(exc, "answer an interaction") from exc
@@ -216,9 +230,14 @@ class DiscordReplyChannel:
         self._clock = clock
         self._interval = interval
 
-    async def send(self, text: str) -> None:
-        for index, chunk in enumerate(split_for_discord(text)):
-            await self._outlet.post(chunk, first=index == 0)
+    async def send(self, text: str, *, buttons: Sequence[Button] = ()) -> None:
+        """`text`, split; the buttons under its last part."""
+        chunks = split_for_discord(text)
+        for index, chunk in enumerate(chunks, start=1):
+            last = index == len(chunks)
+            await self._outlet.post(
+                chunk, first=index == 1, view=view_of(buttons) if last else None
+            )
 
     async def send_file(self, filename: str, data: bytes, caption: str | None = None) -> None:
         await self._outlet.post_file(filename, data, None if caption is None else clean(caption))

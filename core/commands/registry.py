@@ -20,6 +20,7 @@ from core.commands.base import (
     private_only,
 )
 from core.commands.broadcast import BROADCAST_COMMANDS
+from core.commands.history import HISTORY_COMMANDS
 from core.commands.linking import LINK_COMMANDS
 from core.commands.personal_data import PERSONAL_DATA_COMMANDS
 from core.commands.user import USER_COMMANDS
@@ -46,6 +47,7 @@ def build_commands() -> dict[str, Command]:
         USER_COMMANDS[0],
         help_,
         *USER_COMMANDS[1:],
+        *HISTORY_COMMANDS,
         *PERSONAL_DATA_COMMANDS,
         *LINK_COMMANDS,
         *ADMIN_COMMANDS,

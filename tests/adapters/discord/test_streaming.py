@@ -4,25 +4,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import discord
 import pytest
 
+from adapters.discord.buttons import CUSTOM_ID_PREFIX
 from adapters.discord.channel import DiscordReplyChannel, Editor, StreamingSink
 from core.errors import DeliveryError
+from core.ports import Button
 
 
 @dataclass
 class RecordingOutlet:
     messages: list[str] = field(default_factory=list)
     quoted: list[bool] = field(default_factory=list)
+    views: list[discord.ui.View | None] = field(default_factory=list)
     edits: int = 0
     refuse: bool = False
 
-    async def post(self, text: str, *, first: bool) -> Editor:
+    async def post(self, text: str, *, first: bool, view: discord.ui.View | None = None) -> Editor:
         if self.refuse:
             raise DeliveryError("refused")
         index = len(self.messages)
         self.messages.append(text)
         self.quoted.append(first)
+        self.views.append(view)
 
         async def edit(new: str) -> None:
             self.edits += 1
@@ -107,3 +112,15 @@ async def test_the_channel_splits_plain_sends() -> None:
     assert "".join(outlet.messages[:-1]) == "x" * 4500
     assert outlet.quoted == [True, False, False]
     assert outlet.messages[-1] == "file a.json"
+
+
+async def test_buttons_go_under_the_last_part_and_carry_their_command() -> None:
+    outlet = RecordingOutlet()
+    channel = DiscordReplyChannel(outlet, clock=SteppingClock())
+    await channel.send("y" * 2500, buttons=[Button("Older", "/history 42")])
+    first, last = outlet.views
+    assert first is None and last is not None
+    [button] = last.children
+    assert isinstance(button, discord.ui.DynamicItem)
+    assert button.custom_id == f"{CUSTOM_ID_PREFIX}/history 42"
+    assert last.timeout is None  # a press works for as long as the message is there

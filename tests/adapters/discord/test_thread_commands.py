@@ -1,0 +1,74 @@
+"""The commands that let a person steer their own thread, through real discord.py
+against the fake Discord API: buttons are message components (discord.py's dynamic
+items), a press comes back as a component interaction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from adapters.discord import DiscordAdapter
+from core.commands.base import PRIVATE_ONLY
+from core.commands.history import OLDER
+from core.models import Platform, User
+from core.services import Services
+from fakes.discord_gateway import FakeDiscord, user_payload
+from tests.adapters.discord.conftest import deliver
+from tests.core.commands import add_exchange
+
+BEA_ID = 6161
+BEA = user_payload(BEA_ID, "bea")
+EPHEMERAL = 64
+
+
+async def discord_user(services: Services) -> User:
+    user, _ = await services.users.get_or_create(Platform.DISCORD, str(BEA_ID))
+    return user
+
+
+def original(fake: FakeDiscord, interaction: dict[str, Any]) -> dict[str, Any]:
+    [first, *_] = fake.interaction_messages[str(interaction["token"])]
+    assert first.get("original")
+    return first
+
+
+def who_said_what(text: str) -> list[str]:
+    return [line.split(" ", 2)[2] for line in text.splitlines()[1:]]
+
+
+async def test_history_pages_back_with_a_button(
+    adapter: DiscordAdapter, fake_discord: FakeDiscord, services: Services
+) -> None:
+    user = await discord_user(services)
+    for n in range(6):  # 12 messages: a page of 10, then 2
+        await add_exchange(services, user, f"story part {n}")
+    typed = fake_discord.dm_message(BEA, "/history")
+    await deliver(fake_discord, adapter, "MESSAGE_CREATE", typed)
+    [first] = fake_discord.sent_to(fake_discord.dm_channel_id(BEA_ID))
+    assert "story part 5" in first["content"]
+
+    press = fake_discord.press(BEA, first, OLDER)
+    await deliver(fake_discord, adapter, "INTERACTION_CREATE", press)
+
+    [callback] = fake_discord.interaction_callbacks
+    assert callback["type"] == 5  # deferred, then the page
+    assert not (callback.get("data") or {}).get("flags", 0) & EPHEMERAL
+    older = original(fake_discord, press)
+    assert who_said_what(str(older["content"])) == ["Me: re: story part 0", "You: story part 0"]
+    assert older["components"] == []  # the beginning: no older page
+
+
+async def test_search_by_slash_command_and_history_refused_in_a_server(
+    adapter: DiscordAdapter, fake_discord: FakeDiscord, services: Services
+) -> None:
+    user = await discord_user(services)
+    await add_exchange(services, user, "my sister lives in Lisbon")
+    search = fake_discord.command_interaction(BEA, "search", "Lisbon")
+    await deliver(fake_discord, adapter, "INTERACTION_CREATE", search)
+    in_server = fake_discord.command_interaction(BEA, "history", in_guild=True)
+    await deliver(fake_discord, adapter, "INTERACTION_CREATE", in_server)
+
+    assert sorted(who_said_what(str(original(fake_discord, search)["content"]))) == [
+        "Me: re: my sister lives in Lisbon",
+        "You: my sister lives in Lisbon",
+    ]
+    assert original(fake_discord, in_server)["content"] == PRIVATE_ONLY

@@ -1,0 +1,67 @@
+"""The commands that let a person steer their own thread, through real
+python-telegram-bot against the fake Bot API: buttons are inline keyboards, a press
+comes back as a callback query."""
+
+from __future__ import annotations
+
+from core.commands.base import PRIVATE_ONLY
+from core.commands.history import OLDER
+from core.models import Platform, User
+from core.services import Services
+from fakes.telegram_api import FakeTelegram, wait_until
+from tests.adapters.telegram.helpers import make_adapter, running
+from tests.core.commands import add_exchange
+from tests.core.engine_helpers import engine_with
+
+ANN = 101
+GROUP = -100700
+
+
+async def telegram_user(services: Services, user_id: int = ANN) -> User:
+    user, _ = await services.users.get_or_create(Platform.TELEGRAM, str(user_id))
+    return user
+
+
+async def test_history_pages_back_with_a_button(services: Services, tg: FakeTelegram) -> None:
+    user = await telegram_user(services)
+    for n in range(6):  # 12 messages: a page of 10, then 2
+        await add_exchange(services, user, f"story part {n}")
+    async with running(make_adapter(engine_with(services), tg)):
+        tg.push_message("/history", user_id=ANN)
+        await wait_until(lambda: len(tg.chat(ANN)) == 1)
+        first = tg.chat(ANN)[0]
+        assert [label for label, _ in first.buttons] == [OLDER]
+        update = tg.press(first, OLDER, user_id=ANN)
+        await wait_until(lambda: len(tg.chat(ANN)) == 2)
+        await wait_until(lambda: tg.confirmed_below > update)
+
+    [answered] = tg.calls_to("answerCallbackQuery")
+    assert answered.params["callback_query_id"].startswith("query-")
+    older = tg.chat(ANN)[1]
+    assert older.buttons == []  # the beginning: no older page
+    assert [line.split(" ", 2)[2] for line in older.text.splitlines()[1:]] == [
+        "Me: re: story part 0",
+        "You: story part 0",
+    ]
+    assert "story part 5" in first.text and "story part 0" not in first.text
+
+
+async def test_search_answers_in_private_and_history_is_refused_in_a_group(
+    services: Services, tg: FakeTelegram
+) -> None:
+    user = await telegram_user(services)
+    await add_exchange(services, user, "my sister lives in Lisbon")
+    async with running(make_adapter(engine_with(services), tg)):
+        tg.push_message("/search Lisbon", user_id=ANN)
+        await wait_until(lambda: len(tg.chat(ANN)) == 1)
+        tg.push_message("/history", user_id=ANN, chat_id=GROUP)
+        await wait_until(lambda: len(tg.chat(GROUP)) == 1)
+
+    found = tg.texts(ANN)[0].splitlines()
+    assert found[0].startswith('What I found for "Lisbon"')
+    assert sorted(line.split(" ", 2)[2] for line in found[1:]) == [
+        "Me: re: my sister lives in Lisbon",
+        "You: my sister lives in Lisbon",
+    ]
+    assert tg.texts(GROUP) == [PRIVATE_ONLY]
+    assert "Lisbon" not in tg.texts(GROUP)[0]
