@@ -332,8 +332,10 @@ class Engine:
         if message.status is MessageStatus.ANSWERED:
             undelivered = await self._services.messages.undelivered_reply(user.id, message.id)
             if undelivered is not None:
-                await channel.start_reply().finish(undelivered.content)
-                await self._services.messages.mark_delivered(user.id, undelivered.id)
+                sent_as = await channel.start_reply().finish(undelivered.content)
+                await self._services.messages.mark_delivered(
+                    user.id, undelivered.id, platform_message_id=sent_as
+                )
             return
         if message.status is not MessageStatus.PENDING or self._order.has(user.id, message.id):
             return

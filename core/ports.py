@@ -37,8 +37,10 @@ class ReplySink(Protocol):
     async def update(self, text: str) -> None:
         """The reply so far. May be throttled or ignored; must not raise for delivery."""
 
-    async def finish(self, text: str) -> None:
-        """The complete reply: render it, split it to the platform's limits, send it."""
+    async def finish(self, text: str) -> str | None:
+        """The complete reply: render it, split it to the platform's limits, send it.
+        The platform's id of the reply's (first) message, where it has ids: a person
+        answering that message with `/why` asks about this reply."""
 
 
 class ReplyChannel(Protocol):

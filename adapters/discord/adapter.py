@@ -6,7 +6,9 @@
     await adapter.stop()      # stop taking events, let handlers finish, disconnect
 
 Each gateway event runs in its own task (discord.py dispatches that way); the adapter
-only translates and hands it to `Engine.handle`, which owns every policy. Edited
+only translates and hands it to `Engine.handle`, which owns every policy. Slash
+commands and presses of the buttons under the bot's messages (`buttons.py`) go the same
+way, as commands. Edited
 messages (MESSAGE_UPDATE) are deliberately ignored: the bot already answered the
 original, and answering edits would fork the one conversation.
 

@@ -72,8 +72,9 @@ class TelegramReplySink:
             await self._sender.edit_chunk(self._chat_id, self._message_id, chunk)
         self._shown = chunk
 
-    async def finish(self, text: str) -> None:
-        """The whole reply; raises `DeliveryError` when Telegram would not take it."""
+    async def finish(self, text: str) -> str:
+        """The whole reply; the id of its first message. Raises `DeliveryError` when
+        Telegram would not take it."""
         chunks = split_for_telegram(text) or ["…"]
         try:
             first, rest = chunks[0], chunks[1:]
@@ -91,6 +92,8 @@ class TelegramReplySink:
                 await self._sender.send_chunk(self._chat_id, chunk, markdown=True)
         except TelegramError as exc:
             raise DeliveryError(f"telegram chat {self._chat_id}: {exc}") from exc
+        assert self._message_id is not None
+        return str(self._message_id)
 
 
 class TelegramChannel:

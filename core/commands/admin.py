@@ -246,5 +246,4 @@ ADMIN_COMMANDS = [
     Command("jobs", "/jobs", "Scheduled jobs and their last runs", jobs, admin=True),
     Command("runjob", "/runjob <name>", "Run a job now", runjob, admin=True),
     Command("audit", "/audit [n]", "The last n admin actions", audit_log, admin=True),
-    Command("why", "/why <reply id>", "What a reply was based on", why, admin=True),
 ]

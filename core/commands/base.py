@@ -86,3 +86,10 @@ async def issue_code(ctx: CommandContext, purpose: CodePurpose, ttl: timedelta) 
 def no_arguments(args: str) -> None:
     if args:
         raise UsageError("this command takes no arguments")
+
+
+def one_line(text: str, limit: int) -> str:
+    """`text` on one line (whitespace runs made one space), cut to `limit` characters
+    with "…" when longer."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from core.commands.base import Command, CommandContext, UsageError, private_only
+from core.commands.base import Command, CommandContext, UsageError, one_line, private_only
 from core.models import Message, MessageRole
 from core.ports import Button
 
@@ -79,7 +79,7 @@ def _line(message: Message, text: str) -> str:
     who = "You" if message.role is MessageRole.USER else "Me"
     where = " (in a group)" if message.shared_chat else ""
     head = f"{message.created_at:%Y-%m-%d %H:%M} {who}{where}: "
-    return head + _cut(" ".join(text.split()), LINE_CHARS - len(head))
+    return head + one_line(text, LINE_CHARS - len(head))
 
 
 def _around(text: str, words: str) -> str:
@@ -91,10 +91,6 @@ def _around(text: str, words: str) -> str:
     if found < LINE_CHARS // 2:
         return flat
     return "…" + flat[found - LINE_CHARS // 4 :]
-
-
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 HISTORY_COMMANDS = [

@@ -24,6 +24,7 @@ from core.commands.history import HISTORY_COMMANDS
 from core.commands.linking import LINK_COMMANDS
 from core.commands.personal_data import PERSONAL_DATA_COMMANDS
 from core.commands.user import USER_COMMANDS
+from core.commands.why import WHY_COMMANDS
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ def build_commands() -> dict[str, Command]:
         help_,
         *USER_COMMANDS[1:],
         *HISTORY_COMMANDS,
+        *WHY_COMMANDS,
         *PERSONAL_DATA_COMMANDS,
         *LINK_COMMANDS,
         *ADMIN_COMMANDS,

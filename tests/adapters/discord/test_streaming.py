@@ -8,7 +8,7 @@ import discord
 import pytest
 
 from adapters.discord.buttons import CUSTOM_ID_PREFIX
-from adapters.discord.channel import DiscordReplyChannel, Editor, StreamingSink
+from adapters.discord.channel import DiscordReplyChannel, Posted, StreamingSink
 from core.errors import DeliveryError
 from core.ports import Button
 
@@ -21,7 +21,7 @@ class RecordingOutlet:
     edits: int = 0
     refuse: bool = False
 
-    async def post(self, text: str, *, first: bool, view: discord.ui.View | None = None) -> Editor:
+    async def post(self, text: str, *, first: bool, view: discord.ui.View | None = None) -> Posted:
         if self.refuse:
             raise DeliveryError("refused")
         index = len(self.messages)
@@ -33,7 +33,7 @@ class RecordingOutlet:
             self.edits += 1
             self.messages[index] = new
 
-        return edit
+        return Posted(f"m{index}", edit)
 
     async def post_file(self, filename: str, data: bytes, caption: str | None) -> None:
         self.messages.append(f"file {filename}")
@@ -87,7 +87,7 @@ async def test_a_streamed_reply_growing_past_the_limit_keeps_its_messages() -> N
     await sink.update(text[:1500])
     clock.now += 1
     await sink.update(text[:2500])
-    await sink.finish(text)
+    assert await sink.finish(text) == "m0"  # the reply's first message
     assert "".join(outlet.messages).replace(" ", "") == text.replace(" ", "")
     assert len(outlet.messages) == 2
     assert not any(m.endswith("…") for m in outlet.messages)

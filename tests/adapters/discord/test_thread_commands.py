@@ -11,12 +11,13 @@ from core.commands.base import PRIVATE_ONLY
 from core.commands.history import OLDER
 from core.models import Platform, User
 from core.services import Services
-from fakes.discord_gateway import FakeDiscord, user_payload
+from fakes.discord_gateway import BOT_ID, BOT_NAME, FakeDiscord, user_payload
 from tests.adapters.discord.conftest import deliver
 from tests.core.commands import add_exchange
 
 BEA_ID = 6161
 BEA = user_payload(BEA_ID, "bea")
+BOT = user_payload(BOT_ID, BOT_NAME, bot=True)
 EPHEMERAL = 64
 
 
@@ -72,3 +73,28 @@ async def test_search_by_slash_command_and_history_refused_in_a_server(
         "You: my sister lives in Lisbon",
     ]
     assert original(fake_discord, in_server)["content"] == PRIVATE_ONLY
+
+
+async def test_why_in_answer_to_a_reply_and_by_slash_command_in_a_server(
+    adapter: DiscordAdapter, fake_discord: FakeDiscord
+) -> None:
+    dm = fake_discord.dm_channel_id(BEA_ID)
+    for text in ("I like green tea", "and long walks"):
+        await deliver(fake_discord, adapter, "MESSAGE_CREATE", fake_discord.dm_message(BEA, text))
+    tea_reply, _ = fake_discord.sent_to(dm)
+    asking = fake_discord.dm_message(BEA, "/why", reply_to=tea_reply)
+    await deliver(fake_discord, adapter, "MESSAGE_CREATE", asking)
+    in_server = fake_discord.guild_message(
+        BEA, f"<@{BOT_ID}> the server plays chess", mentions=[BOT]
+    )
+    await deliver(fake_discord, adapter, "MESSAGE_CREATE", in_server)
+    slash = fake_discord.command_interaction(BEA, "why", in_guild=True)
+    await deliver(fake_discord, adapter, "INTERACTION_CREATE", slash)
+
+    private_why = fake_discord.texts_in(dm)[2]
+    assert '("echo: I like green tea")' in private_why  # the reply it answers, not the last
+    server_why = str(original(fake_discord, slash)["content"])
+    assert '("echo: the server plays chess")' in server_why
+    assert "tea" not in server_why and "walks" not in server_why
+    [callback] = fake_discord.interaction_callbacks
+    assert callback["data"]["flags"] & EPHEMERAL  # only the asker sees it

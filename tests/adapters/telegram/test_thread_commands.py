@@ -8,7 +8,7 @@ from core.commands.base import PRIVATE_ONLY
 from core.commands.history import OLDER
 from core.models import Platform, User
 from core.services import Services
-from fakes.telegram_api import FakeTelegram, wait_until
+from fakes.telegram_api import BOT_USERNAME, FakeTelegram, mention, wait_until
 from tests.adapters.telegram.helpers import make_adapter, running
 from tests.core.commands import add_exchange
 from tests.core.engine_helpers import engine_with
@@ -65,3 +65,34 @@ async def test_search_answers_in_private_and_history_is_refused_in_a_group(
     ]
     assert tg.texts(GROUP) == [PRIVATE_ONLY]
     assert "Lisbon" not in tg.texts(GROUP)[0]
+
+
+async def test_why_in_answer_to_a_reply_and_in_a_group(
+    services: Services, tg: FakeTelegram
+) -> None:
+    text = f"@{BOT_USERNAME} the group plays chess"
+    async with running(make_adapter(engine_with(services), tg)):
+        tg.push_message("I like green tea", user_id=ANN)
+        await wait_until(lambda: len(tg.chat(ANN)) == 1)
+        tg.push_message("and long walks", user_id=ANN)
+        await wait_until(lambda: len(tg.chat(ANN)) == 2)
+        tea_reply = tg.chat(ANN)[0]
+        tg.push_message("/why", user_id=ANN, reply_to_bot=tea_reply.message_id)
+        await wait_until(lambda: len(tg.chat(ANN)) == 3)
+        tg.push_message(text, user_id=ANN, chat_id=GROUP, entities=[mention(text)])
+        await wait_until(lambda: len(tg.chat(GROUP)) == 1)
+        tg.push_message("/why", user_id=ANN, chat_id=GROUP)
+        await wait_until(lambda: len(tg.chat(GROUP)) == 2)
+
+    private_why = tg.texts(ANN)[2]
+    assert '("echo: I like green tea")' in private_why  # the reply it answers, not the last
+    assert "What I read, in tokens: who I am" in private_why
+    group_why = tg.texts(GROUP)[1]
+    assert '("echo: the group plays chess")' in group_why
+    assert "in this chat" in group_why
+    assert "tea" not in group_why and "walks" not in group_why
+    user = await services.users.find(f"telegram:{ANN}")
+    assert user is not None
+    newest, *_ = [m for m in await services.messages.history(user.id) if m.chat_id == str(ANN)]
+    assert newest.content == "echo: and long walks"  # recorded with its Telegram message id
+    assert newest.platform_message_id == str(tg.chat(ANN)[1].message_id)

@@ -75,8 +75,10 @@ async def run(
     admin: bool | None = None,
     private: bool = True,
     platform: Platform = Platform.TELEGRAM,
+    reply_to: str | None = None,
 ) -> Run:
-    """Send `text` as `user` through `dispatch`, the way the engine will."""
+    """Send `text` as `user` through `dispatch`, the way the engine will (in answer to
+    the platform's message `reply_to`, when given)."""
     parsed = parse_command(text)
     assert parsed is not None, text
     channel = RecordingChannel()
@@ -93,6 +95,7 @@ async def run(
         message_id=f"m{next(_MESSAGE_IDS)}",
         text=text,
         sent_at=services.clock(),
+        reply_to_message_id=reply_to,
     )
     ctx = CommandContext(
         services=services,

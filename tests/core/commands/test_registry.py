@@ -18,7 +18,6 @@ ADMIN_CALLS = {
     "jobs": "/jobs",
     "runjob": "/runjob memory",
     "audit": "/audit",
-    "why": "/why 1",
 }
 
 
@@ -126,9 +125,8 @@ async def test_admin_commands_answer_only_in_private(services: Services, name: s
         ("/jobs x", "Usage: /jobs"),
         ("/audit ten", "Usage: /audit [n]"),
         ("/audit 0", "Usage: /audit [n]"),
-        ("/why", "Usage: /why <reply id>"),
-        ("/why abc", "Usage: /why <reply id>"),
-        ("/why 99999999999999999999999", "Usage: /why <reply id>"),
+        ("/why abc", "Usage: /why [reply id]"),
+        ("/why 99999999999999999999999", "Usage: /why [reply id]"),
     ],
 )
 async def test_wrong_arguments_get_the_usage_line(
