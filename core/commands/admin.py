@@ -239,7 +239,6 @@ async def why(ctx: CommandContext, args: str) -> None:
 
 
 ADMIN_COMMANDS = [
-    Command("stats", "/stats", "Usage numbers", stats, admin=True),
     Command("user", "/user <id|@name|platform:id>", "One user's profile", user_info, admin=True),
     Command("ban", "/ban <id|@name|platform:id>", "Ban a user", ban, admin=True),
     Command("unban", "/unban <id|@name|platform:id>", "Lift a ban", unban, admin=True),

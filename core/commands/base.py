@@ -93,3 +93,8 @@ def one_line(text: str, limit: int) -> str:
     with "…" when longer."""
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
+def counted(count: int, noun: str) -> str:
+    """`1 fact`, `2 facts`: `count` and `noun`, plural unless one."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

@@ -98,3 +98,15 @@ async def test_why_in_answer_to_a_reply_and_by_slash_command_in_a_server(
     assert "tea" not in server_why and "walks" not in server_why
     [callback] = fake_discord.interaction_callbacks
     assert callback["data"]["flags"] & EPHEMERAL  # only the asker sees it
+
+
+async def test_stats_by_slash_command_are_the_persons_own(
+    adapter: DiscordAdapter, fake_discord: FakeDiscord, services: Services
+) -> None:
+    user = await discord_user(services)
+    await add_exchange(services, user, "hello")
+    slash = fake_discord.command_interaction(BEA, "stats")
+    await deliver(fake_discord, adapter, "INTERACTION_CREATE", slash)
+    content = str(original(fake_discord, slash)["content"])
+    assert content.startswith("Your numbers:")
+    assert "Messages: 2 so far, yours and mine; kept now: 1 of yours and 1 of mine" in content

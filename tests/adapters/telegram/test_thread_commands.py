@@ -96,3 +96,21 @@ async def test_why_in_answer_to_a_reply_and_in_a_group(
     newest, *_ = [m for m in await services.messages.history(user.id) if m.chat_id == str(ANN)]
     assert newest.content == "echo: and long walks"  # recorded with its Telegram message id
     assert newest.platform_message_id == str(tg.chat(ANN)[1].message_id)
+
+
+async def test_stats_are_the_persons_own_and_admins_get_everyones(
+    services: Services, tg: FakeTelegram
+) -> None:
+    user = await telegram_user(services)
+    await add_exchange(services, user, "hello")
+    async with running(make_adapter(engine_with(services, admin_ids="telegram:900"), tg)):
+        tg.push_message("/stats", user_id=ANN)
+        tg.push_message("/stats", user_id=ANN, chat_id=GROUP)
+        tg.push_message("/stats", user_id=900)
+        await wait_until(lambda: len(tg.chat(ANN)) == len(tg.chat(GROUP)) == 1)
+        await wait_until(lambda: len(tg.calls_to("sendDocument")) == 1)
+
+    assert tg.texts(ANN)[0].startswith("Your numbers:\nWe first talked on ")
+    assert "Messages: 2 so far" in tg.texts(ANN)[0]
+    assert tg.texts(GROUP) == [PRIVATE_ONLY]
+    assert tg.texts(900)[0].startswith("Users: 2 (0 banned, 0 admins)")  # ADMIN_IDS: no role
