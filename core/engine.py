@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from config.persona import Persona
 from core import metrics
 from core.commands.base import CommandContext, ParsedCommand, parse_command
 from core.commands.registry import dispatch
@@ -84,10 +85,13 @@ class _Accepted:
 
 
 class Engine:
-    def __init__(self, services: Services, *, persona: str, turns: TurnStore | None = None) -> None:
+    def __init__(
+        self, services: Services, *, persona: Persona, turns: TurnStore | None = None
+    ) -> None:
         """`turns`: this process's turn store (its own holder id); by default a new one.
         Benchmarks pass one that observes the replies it records."""
         self._services = services
+        self._persona = persona
         settings = services.settings
         db = services.db
         self._admissions = Admissions(db)
@@ -269,6 +273,7 @@ class Engine:
         user = accepted.user
         context = CommandContext(
             services=self._services,
+            persona=self._persona,
             inbound=inbound,
             user=user,
             is_admin=accepted.is_admin,

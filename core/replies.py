@@ -75,7 +75,9 @@ class ReplyWriter:
         async with self._model.slot(turn.channel.typing, first_words):
             started = time.perf_counter()
             async for event in services.llm.stream(
-                context.messages, max_tokens=services.settings.context.reply_max_tokens
+                context.messages,
+                max_tokens=services.settings.context.reply_max_tokens,
+                temperature=services.settings.context.reply_temperature,
             ):
                 if isinstance(event, TextDelta):
                     if not text:

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
+from config.persona import Persona
 from core.errors import OnethreadError
 from core.inbound import Inbound
 from core.models import Message, User
@@ -29,6 +30,7 @@ class UsageError(OnethreadError):
 @dataclass(frozen=True, slots=True)
 class CommandContext:
     services: Services
+    persona: Persona
     inbound: Inbound
     user: User
     is_admin: bool

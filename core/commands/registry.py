@@ -22,6 +22,7 @@ from core.commands.base import (
 from core.commands.broadcast import BROADCAST_COMMANDS
 from core.commands.history import HISTORY_COMMANDS
 from core.commands.linking import LINK_COMMANDS
+from core.commands.persona import PERSONA_COMMANDS
 from core.commands.personal_data import PERSONAL_DATA_COMMANDS
 from core.commands.stats import STATS_COMMANDS
 from core.commands.user import USER_COMMANDS
@@ -52,6 +53,7 @@ def build_commands() -> dict[str, Command]:
         *HISTORY_COMMANDS,
         *WHY_COMMANDS,
         *STATS_COMMANDS,
+        *PERSONA_COMMANDS,
         *PERSONAL_DATA_COMMANDS,
         *LINK_COMMANDS,
         *ADMIN_COMMANDS,

@@ -110,3 +110,18 @@ async def test_stats_by_slash_command_are_the_persons_own(
     content = str(original(fake_discord, slash)["content"])
     assert content.startswith("Your numbers:")
     assert "Messages: 2 so far, yours and mine; kept now: 1 of yours and 1 of mine" in content
+
+
+async def test_persona_by_slash_command_in_a_dm_and_refused_in_a_server(
+    adapter: DiscordAdapter, fake_discord: FakeDiscord, services: Services
+) -> None:
+    in_dm = fake_discord.command_interaction(BEA, "persona", "formal")
+    await deliver(fake_discord, adapter, "INTERACTION_CREATE", in_dm)
+    in_server = fake_discord.command_interaction(BEA, "persona", "casual", in_guild=True)
+    await deliver(fake_discord, adapter, "INTERACTION_CREATE", in_server)
+
+    done = str(original(fake_discord, in_dm)["content"])
+    assert done.startswith("Done.\nHow you asked me to talk to you:\n- a formal way of talking")
+    assert original(fake_discord, in_server)["content"] == PRIVATE_ONLY
+    user = await discord_user(services)
+    assert (await services.users.conversation(user.id)).persona_overrides == {"formality": "formal"}

@@ -22,6 +22,13 @@ async def telegram_user(services: Services, user_id: int = ANN) -> User:
     return user
 
 
+async def recorded(services: Services, reply: str) -> bool:
+    user = await services.users.find(f"telegram:{ANN}")
+    return user is not None and reply in [
+        m.content for m in await services.messages.history(user.id)
+    ]
+
+
 async def test_history_pages_back_with_a_button(services: Services, tg: FakeTelegram) -> None:
     user = await telegram_user(services)
     for n in range(6):  # 12 messages: a page of 10, then 2
@@ -80,7 +87,8 @@ async def test_why_in_answer_to_a_reply_and_in_a_group(
         tg.push_message("/why", user_id=ANN, reply_to_bot=tea_reply.message_id)
         await wait_until(lambda: len(tg.chat(ANN)) == 3)
         tg.push_message(text, user_id=ANN, chat_id=GROUP, entities=[mention(text)])
-        await wait_until(lambda: len(tg.chat(GROUP)) == 1)
+        # A reply is recorded right after it is delivered; a person is slower than that.
+        await wait_until(lambda: recorded(services, "echo: the group plays chess"))
         tg.push_message("/why", user_id=ANN, chat_id=GROUP)
         await wait_until(lambda: len(tg.chat(GROUP)) == 2)
 
@@ -114,3 +122,20 @@ async def test_stats_are_the_persons_own_and_admins_get_everyones(
     assert "Messages: 2 so far" in tg.texts(ANN)[0]
     assert tg.texts(GROUP) == [PRIVATE_ONLY]
     assert tg.texts(900)[0].startswith("Users: 2 (0 banned, 0 admins)")  # ADMIN_IDS: no role
+
+
+async def test_persona_shapes_how_the_bot_talks_and_greets(
+    services: Services, tg: FakeTelegram
+) -> None:
+    async with running(make_adapter(engine_with(services), tg)):
+        tg.push_message("/persona nickname Sam", user_id=ANN)
+        await wait_until(lambda: len(tg.chat(ANN)) == 1)
+        tg.push_message("/start", user_id=ANN)
+        await wait_until(lambda: len(tg.chat(ANN)) == 2)
+        tg.push_message("/persona note be brief", user_id=ANN, chat_id=GROUP)
+        await wait_until(lambda: len(tg.chat(GROUP)) == 1)
+
+    done, hello = tg.texts(ANN)
+    assert done.startswith("Done.\nHow you asked me to talk to you:\n- I call you Sam")
+    assert hello.startswith("Hi Sam! ")
+    assert tg.texts(GROUP) == [PRIVATE_ONLY]

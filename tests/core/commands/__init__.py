@@ -8,6 +8,7 @@ import itertools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from config.persona import Persona, read_persona
 from core.commands import CommandContext, dispatch, parse_command
 from core.errors import DeliveryError
 from core.inbound import ChatKind, Inbound
@@ -15,6 +16,8 @@ from core.models import Message, Platform, Role, User
 from core.services import Services
 from core.snapshot import ContextSnapshot, RecalledRef
 from fakes.channel import RecordingChannel
+
+SHIPPED_PERSONA = read_persona(None)
 
 
 @dataclass
@@ -76,6 +79,7 @@ async def run(
     private: bool = True,
     platform: Platform = Platform.TELEGRAM,
     reply_to: str | None = None,
+    persona: Persona = SHIPPED_PERSONA,
 ) -> Run:
     """Send `text` as `user` through `dispatch`, the way the engine will (in answer to
     the platform's message `reply_to`, when given)."""
@@ -99,6 +103,7 @@ async def run(
     )
     ctx = CommandContext(
         services=services,
+        persona=persona,
         inbound=inbound,
         user=user,
         is_admin=user.role is Role.ADMIN if admin is None else admin,
