@@ -144,6 +144,22 @@ class FakeJobs:
         return asyncio.ensure_future(self.run(name))
 
 
+async def add_said_in(
+    services: Services, user: User, text: str, chat: str, *, shared: bool = True
+) -> Message:
+    """A message of `user` in `chat` (a group or server channel unless not `shared`),
+    not answered."""
+    stored = await services.messages.add_user_message(
+        user.id,
+        text,
+        platform=Platform.TELEGRAM,
+        chat_id=chat,
+        platform_message_id=f"{chat}-{text}",
+        shared_chat=shared,
+    )
+    return stored.message
+
+
 async def add_exchange(
     services: Services, user: User, text: str, *, chat: str = "c", answer: bool = True
 ) -> tuple[Message, Message | None]:

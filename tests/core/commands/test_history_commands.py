@@ -15,11 +15,10 @@ from core.commands.history import (
     OLDER,
     OLDER_HEADER,
 )
-from core.models import Platform
 from core.ports import Button
 from core.services import Services
 from fakes.archiving import move_to_archive
-from tests.core.commands import Run, add_exchange, make_user, run
+from tests.core.commands import Run, add_exchange, add_said_in, make_user, run
 
 
 def older_button(result: Run) -> Button | None:
@@ -84,14 +83,7 @@ async def test_search_finds_my_messages_with_dates_archive_included(
     await add_exchange(services, user, "I bought apples today")
     await add_exchange(services, other, "my cat is grumpy")
     await move_to_archive(services.db, [old.id])
-    group = await services.messages.add_user_message(
-        user.id,
-        "the cats of the group",
-        platform=Platform.TELEGRAM,
-        chat_id="group-1",
-        platform_message_id="g1",
-        shared_chat=True,
-    )
+    group = await add_said_in(services, user, "the cats of the group", "group-1")
 
     text = (await run(services, user, "/search  cats ")).text
     header, *lines = text.splitlines()
@@ -103,7 +95,7 @@ async def test_search_finds_my_messages_with_dates_archive_included(
             "You (in a group): the cats of the group",
         ]
     )
-    assert all(line.startswith(f"{group.message.created_at:%Y-%m-%d} ") for line in lines)
+    assert all(line.startswith(f"{group.created_at:%Y-%m-%d} ") for line in lines)
     assert "grumpy" not in text
     nothing = (await run(services, user, "/search zebra")).text
     assert nothing == 'I found nothing for "zebra" in our conversation.'

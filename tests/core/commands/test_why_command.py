@@ -11,7 +11,7 @@ from core.models import Message, NewFact, Platform, User
 from core.services import Services
 from core.snapshot import ContextSnapshot, RecalledRef
 from fakes.archiving import move_to_archive
-from tests.core.commands import add_exchange, make_user, run
+from tests.core.commands import add_exchange, add_said_in, make_user, run
 
 GROUP = "group-1"  # the chat `run` uses for a group
 
@@ -42,18 +42,11 @@ async def reply_in(
 ) -> Message:
     """A message of `user` in `chat` and the bot's reply with `context` as its snapshot
     (delivered as the platform's message `sent_as`)."""
-    asked = await services.messages.add_user_message(
-        user.id,
-        text,
-        platform=Platform.TELEGRAM,
-        chat_id=chat,
-        platform_message_id=f"{chat}-{text}",
-        shared_chat=shared,
-    )
+    asked = await add_said_in(services, user, text, chat, shared=shared)
     reply = await services.messages.add_assistant_message(
         user.id,
         f"my answer to {text}",
-        reply_to_id=asked.message.id,
+        reply_to_id=asked.id,
         platform=Platform.TELEGRAM,
         chat_id=chat,
         context_snapshot=context,
@@ -110,20 +103,13 @@ async def test_why_in_a_group_explains_that_groups_reply_and_nothing_private(
     secret = await services.facts.add(user.id, NewFact("Is seeing a doctor", is_private=True))
     public = await services.facts.add(user.id, NewFact("Plays chess"))
     said, _ = await add_exchange(services, user, "my doctor appointment is on Friday")
-    elsewhere = await services.messages.add_user_message(
-        user.id,
-        "chess in the other group",
-        platform=Platform.TELEGRAM,
-        chat_id="group-2",
-        platform_message_id="o1",
-        shared_chat=True,
-    )
+    elsewhere = await add_said_in(services, user, "chess in the other group", "group-2")
     # A snapshot naming more than a group reply ever holds: none of it may show here.
     leaky = snapshot(
         fact_ids=(secret.id, public.id),
         recalled=(
             RecalledRef("messages", said.id, 0.9, 0.9),
-            RecalledRef("messages", elsewhere.message.id, 0.8, 0.8),
+            RecalledRef("messages", elsewhere.id, 0.8, 0.8),
         ),
         shared_chat=True,
     )
