@@ -3,7 +3,9 @@ in `core.commands.broadcast`).
 
 Every handler here writes one `admin_audit` row (read-only commands too), with ids,
 counts and names in `details` but never anyone's message text. The registry refuses
-non-admins before a handler runs, so a refused call writes nothing.
+non-admins before a handler runs, so a refused call writes nothing. (`stats` and `why`
+are the admin forms of everyone's `/stats` and `/why`, whose handlers check that
+instead: `core.commands.stats`, `core.commands.why`.)
 """
 
 from __future__ import annotations
