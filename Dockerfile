@@ -40,8 +40,9 @@ RUN python -c "\
 import asyncio, importlib.resources as r; \
 from core.embedding.local import LocalEmbedder; \
 from core.tokens import TokenCounter; \
+from config.persona import read_persona; \
 assert any(p.name.endswith('.sql') for p in r.files('migrations').iterdir()), 'no migrations'; \
-assert r.files('config').joinpath('persona.md').is_file(), 'no persona.md'; \
+read_persona(None); \
 TokenCounter.load(); \
 asyncio.run(LocalEmbedder().embed(['ok']))"
 

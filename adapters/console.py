@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +20,7 @@ from adapters.outage import handle_through_outage
 from core.engine import Engine
 from core.inbound import ChatKind, Inbound
 from core.models import Platform
+from core.ports import Button
 
 
 @dataclass
@@ -49,8 +51,10 @@ class ConsoleChannel:
     interactive: bool
     files_dir: Path = field(default_factory=Path.cwd)
 
-    async def send(self, text: str) -> None:
-        self.out.write(("bot> " if self.interactive else "") + text + "\n\n")
+    async def send(self, text: str, *, buttons: Sequence[Button] = ()) -> None:
+        """A terminal has no buttons: each is shown as the command it would send."""
+        shown = "".join(f"\n{button.label}: {button.command}" for button in buttons)
+        self.out.write(("bot> " if self.interactive else "") + text + shown + "\n\n")
         self.out.flush()
 
     async def send_file(self, filename: str, data: bytes, caption: str | None = None) -> None:

@@ -106,7 +106,7 @@ from core.metrics import FailureReason
 from core.models import Message as StoredMessage
 from core.models import Platform
 from core.persona import load_persona
-from core.ports import ReplySink
+from core.ports import Button, ReplySink
 from core.services import Services
 from core.storage.database import Connection, Database, create_pool
 from core.storage.turns import Reply, TurnStore
@@ -215,7 +215,7 @@ class TimedChannel:
         self.notices: list[str] = []
         self.sink: TimedSink | None = None
 
-    async def send(self, text: str) -> None:
+    async def send(self, text: str, *, buttons: Sequence[Button] = ()) -> None:
         self.sent_at = self.sent_at or time.perf_counter()
         self.notices.append(text)
 

@@ -28,6 +28,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from config.errors import SettingsError
+from config.persona import read_persona
 
 ENV_FILE = ".env"
 
@@ -146,7 +147,9 @@ class ContextSettings(_Group):
     model_config = SettingsConfigDict(env_prefix="CONTEXT_")
 
     token_budget: PositiveInt = 6000
+    # A reply's length and temperature (unset: the provider's default).
     reply_max_tokens: PositiveInt = 800
+    reply_temperature: Annotated[float, Field(ge=0, le=2)] | None = None
     recent_messages: PositiveInt = 20
     recall_top_k: PositiveInt = 8
     facts_max: PositiveInt = 30
@@ -154,7 +157,16 @@ class ContextSettings(_Group):
     # job; the largest 100 of them) and are searched through them; everyone else
     # exactly. Chosen by measurement, see docs/benchmarks.md.
     exact_recall_max_rows: PositiveInt = 5000
+    # The persona: TOML, or a text file that is its description (config/persona.py);
+    # unset: the shipped config/persona.toml. Checked here, so a bad one stops start-up.
     persona_file: Path | None = None
+
+    @field_validator("persona_file")
+    @classmethod
+    def _valid_persona(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            read_persona(value)  # a PersonaError is a ValueError: listed as a problem
+        return value
 
 
 class MemorySettings(_Group):

@@ -1,7 +1,8 @@
 """Assemble the model's prompt for one user message, within a token budget.
 
 Sections, in priority order (higher ones are never squeezed out by lower ones):
-1. persona (system prompt, with the user's own overrides), what the memory job learned
+1. persona (system prompt, with what the person asked for that applies in this chat:
+   `core.persona`), what the memory job learned
    about the person (communication style, themes, insights), and the current message;
 2. the rolling summary of older conversation (capped at SUMMARY_SHARE of the budget);
 3. facts still true about the user, most important first (capped at FACTS_SHARE);
@@ -25,8 +26,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from config.persona import Persona
 from core.models import Fact, MemoryContext, Message, MessageRole, MessageStatus
-from core.persona import system_prompt
+from core.persona import Overrides, system_prompt
 from core.recall.hybrid import RecalledItem
 from core.snapshot import ContextSnapshot, RecalledRef
 from core.storage.turns import TurnState
@@ -104,7 +106,7 @@ class ContextAssembler:
     """Builds prompts; reads nothing itself (the engine hands it the turn's state and
     what recall found)."""
 
-    def __init__(self, *, tokens: TokenCounter, persona: str, limits: ContextLimits) -> None:
+    def __init__(self, *, tokens: TokenCounter, persona: Persona, limits: ContextLimits) -> None:
         self._tokens = tokens
         self._persona = persona
         self._limits = limits
@@ -127,7 +129,8 @@ class ContextAssembler:
         else a shared chat or memory off leaves out is left out here."""
         conversation = state.conversation
         budget = self._limits.token_budget
-        persona = system_prompt(self._persona, conversation.persona_overrides)
+        overrides = Overrides.read(conversation.persona_overrides)
+        persona = system_prompt(self._persona, overrides, shared_chat=shared_chat)
         used = {"persona": self._tokens.count(persona)}
         remembering = conversation.memory_off_since is None
         everything = remembering and not shared_chat

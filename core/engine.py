@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from config.persona import Persona
 from core import metrics
 from core.commands.base import CommandContext, ParsedCommand, parse_command
 from core.commands.registry import dispatch
@@ -84,10 +85,13 @@ class _Accepted:
 
 
 class Engine:
-    def __init__(self, services: Services, *, persona: str, turns: TurnStore | None = None) -> None:
+    def __init__(
+        self, services: Services, *, persona: Persona, turns: TurnStore | None = None
+    ) -> None:
         """`turns`: this process's turn store (its own holder id); by default a new one.
         Benchmarks pass one that observes the replies it records."""
         self._services = services
+        self._persona = persona
         settings = services.settings
         db = services.db
         self._admissions = Admissions(db)
@@ -271,6 +275,7 @@ class Engine:
         user = accepted.user
         context = CommandContext(
             services=self._services,
+            persona=self._persona,
             inbound=inbound,
             user=user,
             is_admin=accepted.is_admin,
@@ -334,8 +339,10 @@ class Engine:
         if message.status is MessageStatus.ANSWERED:
             undelivered = await self._services.messages.undelivered_reply(user.id, message.id)
             if undelivered is not None:
-                await channel.start_reply().finish(undelivered.content)
-                await self._services.messages.mark_delivered(user.id, undelivered.id)
+                sent_as = await channel.start_reply().finish(undelivered.content)
+                await self._services.messages.mark_delivered(
+                    user.id, undelivered.id, platform_message_id=sent_as
+                )
             return
         if message.status is not MessageStatus.PENDING or self._order.has(user.id, message.id):
             return

@@ -7,9 +7,28 @@ rendering Markdown safely, throttling edits, waiting out rate limits.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from core.models import Platform
+
+BUTTON_COMMAND_MAX_BYTES = 64
+"""Telegram's limit for what a button carries (`callback_data`); Discord's is 100."""
+
+
+@dataclass(frozen=True, slots=True)
+class Button:
+    """A button under a message: pressing it sends `command` (e.g. `/history 1234`) as the
+    person who pressed it, exactly as if they had typed it, so the engine checks it like
+    any command. Platforms without buttons show the command instead."""
+
+    label: str
+    command: str
+
+    def __post_init__(self) -> None:
+        if len(self.command.encode()) > BUTTON_COMMAND_MAX_BYTES:
+            raise ValueError(f"a button's command is at most {BUTTON_COMMAND_MAX_BYTES} bytes")
 
 
 class ReplySink(Protocol):
@@ -18,15 +37,18 @@ class ReplySink(Protocol):
     async def update(self, text: str) -> None:
         """The reply so far. May be throttled or ignored; must not raise for delivery."""
 
-    async def finish(self, text: str) -> None:
-        """The complete reply: render it, split it to the platform's limits, send it."""
+    async def finish(self, text: str) -> str | None:
+        """The complete reply: render it, split it to the platform's limits, send it.
+        The platform's id of the reply's (first) message, where it has ids: a person
+        answering that message with `/why` asks about this reply."""
 
 
 class ReplyChannel(Protocol):
     """The chat one inbound message came from."""
 
-    async def send(self, text: str) -> None:
-        """Send a complete message (command answers, notices)."""
+    async def send(self, text: str, *, buttons: Sequence[Button] = ()) -> None:
+        """Send a complete message (command answers, notices), with `buttons` under it
+        (under its last part, when it is split)."""
 
     async def send_file(self, filename: str, data: bytes, caption: str | None = None) -> None:
         """Send a document (e.g. `/export`)."""

@@ -75,7 +75,9 @@ class ReplyWriter:
         async with self._model.slot(turn.channel.typing, first_words):
             started = time.perf_counter()
             async for event in services.llm.stream(
-                context.messages, max_tokens=services.settings.context.reply_max_tokens
+                context.messages,
+                max_tokens=services.settings.context.reply_max_tokens,
+                temperature=services.settings.context.reply_temperature,
             ):
                 if isinstance(event, TextDelta):
                     if not text:
@@ -121,6 +123,10 @@ class ReplyWriter:
         metrics.observe_llm(
             completion.latency_ms / 1000, tokens_in=tokens_in, tokens_out=tokens_out
         )
+        embedding = await embed_or_none(services.embedder, text)
+        embedded = time.perf_counter()
+        delivered, platform_message_id = await self._deliver(turn, sink, text)
+        delivery_seconds = time.perf_counter() - embedded
         reply = Reply(
             text=text,
             snapshot=context.snapshot.answered(
@@ -133,12 +139,10 @@ class ReplyWriter:
             tokens_out=tokens_out,
             model=completion.model,
             response_ms=round(completion.latency_ms),
-            embedding=await embed_or_none(services.embedder, text),
+            embedding=embedding,
             answers_also=context.failed_ids,
+            platform_message_id=platform_message_id,
         )
-        embedded = time.perf_counter()
-        delivered = await self._deliver(turn, sink, text)
-        delivery_seconds = time.perf_counter() - embedded
         try:
             await self._close(turn, reply, delivered=delivered)
         except Exception:
@@ -174,11 +178,12 @@ class ReplyWriter:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
 
-    async def _deliver(self, turn: Turn, sink: ReplySink, text: str) -> bool:
-        """Finish the reply on the platform: whether it arrived. One that did not is
-        recorded as undelivered, and a redelivery of its message sends it again."""
+    async def _deliver(self, turn: Turn, sink: ReplySink, text: str) -> tuple[bool, str | None]:
+        """Finish the reply on the platform: whether it arrived, and the platform's id
+        of its message. One that did not arrive is recorded as undelivered, and a
+        redelivery of its message sends it again."""
         try:
-            await sink.finish(text)
+            return True, await sink.finish(text)
         except Exception:
             metrics.count_reply_failed("delivery")
             logger.exception(
@@ -186,8 +191,7 @@ class ReplyWriter:
                 turn.message.id,
                 turn.user.id,
             )
-            return False
-        return True
+            return False, None
 
 
 async def quietly(step: Awaitable[Any]) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+
+from core.ports import Button
 
 
 @dataclass
@@ -26,14 +28,17 @@ class RecordingSink:
 @dataclass
 class RecordingChannel:
     sent: list[str] = field(default_factory=list)
+    buttons: list[tuple[Button, ...]] = field(default_factory=list)
+    """The buttons under each message of `sent`, in the same order."""
     files: list[tuple[str, bytes, str | None]] = field(default_factory=list)
     typing_count: int = 0
     replies: list[RecordingSink] = field(default_factory=list)
     on_finish: Callable[[RecordingSink, str], Awaitable[None]] | None = None
     """Given to every reply started from now on (`RecordingSink.on_finish`)."""
 
-    async def send(self, text: str) -> None:
+    async def send(self, text: str, *, buttons: Sequence[Button] = ()) -> None:
         self.sent.append(text)
+        self.buttons.append(tuple(buttons))
 
     async def send_file(self, filename: str, data: bytes, caption: str | None = None) -> None:
         self.files.append((filename, data, caption))

@@ -8,12 +8,13 @@
 
 REST: what discord.py calls for logging in, syncing commands and answering: users/@me,
 oauth2/applications/@me, gateway/bot, channels (get), channel messages (JSON or
-multipart with files; create, edit, delete, get one, list a page of history), typing,
-opening DMs, bulk overwrite of global commands, interaction callbacks and webhook
-followups (create, edit, @original). Every call is recorded in `calls` (the JSON
-payload, or `payload_json` and the files of a multipart body). `rate_limit(...)` makes
-the next matching call answer 429 the way Discord does (`Via` header, `Retry-After`,
-JSON `retry_after`), so discord.py waits and retries.
+multipart with files, with buttons kept as `components`; create, edit, delete, get one,
+list a page of history), typing, opening DMs, bulk overwrite of global commands,
+interaction callbacks and webhook followups (create, edit, @original). Interactions:
+slash commands (`command_interaction`) and button presses (`press`). Every call is
+recorded in `calls` (the JSON payload, or `payload_json` and the files of a multipart
+body). `rate_limit(...)` makes the next matching call answer 429 the way Discord does
+(`Via` header, `Retry-After`, JSON `retry_after`), so discord.py waits and retries.
 
 History: every channel keeps its messages (`history`): those dispatched as
 MESSAGE_CREATE, those the bot posted in it, and those `sent_while_down` (written while
@@ -255,13 +256,39 @@ class FakeDiscord(LocalServer):
         """An INTERACTION_CREATE payload of slash command `name` (in a DM by default)."""
         command = next((c for c in self.commands if c["name"] == name), None)
         options = [] if args is None else [{"name": "args", "type": 3, "value": args}]
+        data = {
+            "id": command["id"] if command else str(self.new_id()),
+            "name": name,
+            "type": 1,
+            "options": options,
+        }
+        return self._interaction(user, 2, data, in_guild=in_guild, permissions=permissions)
+
+    def press(self, user: JSON, message: JSON, label: str) -> JSON:
+        """An INTERACTION_CREATE payload of `user` pressing the button `label` under the
+        bot's `message` (as the fake keeps it, in a DM or the guild's text channel)."""
+        [custom_id] = [
+            button["custom_id"]
+            for row in message.get("components") or []
+            for button in row["components"]
+            if button.get("label") == label
+        ]
+        data = {"custom_id": custom_id, "component_type": 2}
+        in_guild = message["channel_id"] == str(TEXT_CHANNEL_ID)
+        interaction = self._interaction(user, 3, data, in_guild=in_guild, permissions=0)
+        interaction["message"] = message
+        return interaction
+
+    def _interaction(
+        self, user: JSON, kind: int, data: JSON, *, in_guild: bool, permissions: int
+    ) -> JSON:
         token = f"itoken-{self.new_id()}"
         channel_id = TEXT_CHANNEL_ID if in_guild else self.dm_channel_id(int(user["id"]))
         self._token_channels[token] = channel_id
-        data: JSON = {
-            "id": self.new_id(),
+        interaction: JSON = {
+            "id": str(self.new_id()),
             "application_id": str(APP_ID),
-            "type": 2,
+            "type": kind,
             "token": token,
             "version": 1,
             "locale": "en-US",
@@ -269,19 +296,13 @@ class FakeDiscord(LocalServer):
             "entitlements": [],
             "attachment_size_limit": 10 * 1024 * 1024,
             "authorizing_integration_owners": {"0": str(GUILD_ID)} if in_guild else {},
-            "data": {
-                "id": command["id"] if command else str(self.new_id()),
-                "name": name,
-                "type": 1,
-                "options": options,
-            },
+            "data": data,
         }
-        data["id"] = str(data["id"])
         if in_guild:
             member = self._member_data()
             member["user"] = user
             member["permissions"] = str(permissions)
-            data.update(
+            interaction.update(
                 guild_id=str(GUILD_ID),
                 channel_id=str(TEXT_CHANNEL_ID),
                 channel=self._text_channel(),
@@ -290,13 +311,13 @@ class FakeDiscord(LocalServer):
                 guild_locale="en-US",
             )
         else:
-            data.update(
+            interaction.update(
                 channel_id=str(channel_id),
                 channel={"id": str(channel_id), "type": 1, "recipients": [user]},
                 user=user,
                 context=1,
             )
-        return data
+        return interaction
 
     # -- gateway ----------------------------------------------------------------------
 
@@ -586,6 +607,7 @@ class FakeDiscord(LocalServer):
             None,
         )
         message["id"] = str(message_id)
+        message["components"] = body.get("components") or []
         if "message_reference" in body:
             message["message_reference"] = body["message_reference"]
         message["allowed_mentions"] = body.get("allowed_mentions")
@@ -624,6 +646,8 @@ class FakeDiscord(LocalServer):
         original = sent[0]
         if "content" in body:
             original["content"] = body["content"]
+        if "components" in body:
+            original["components"] = body["components"]
         return original
 
     def _message(

@@ -8,9 +8,11 @@
 Methods: getMe, getUpdates (serves queued updates, forgets those below `offset`, long
 polls up to `timeout` capped at `max_poll`), setWebhook / deleteWebhook (getUpdates
 answers 409 while a webhook is set, like Telegram; meanwhile queued updates are POSTed
-to the webhook, see `webhook_address`), sendMessage, editMessageText,
-sendChatAction, sendDocument (multipart), setMyCommands, deleteMyCommands. Every call
-is recorded in `calls` with its parameters before any fault applies.
+to the webhook, see `webhook_address`), sendMessage (with an inline keyboard, kept as
+`SentMessage.buttons`), editMessageText, answerCallbackQuery, sendChatAction,
+sendDocument (multipart), setMyCommands, deleteMyCommands. Every call is recorded in
+`calls` with its parameters before any fault applies. `press(message, label)` queues
+the `callback_query` update of a person pressing one of the bot's buttons.
 
 Like Telegram, it checks what a bot sends: text over 4096 characters is "message is too
 long", `parse_mode=HTML` must use Telegram's tags, properly nested ("can't parse
@@ -57,6 +59,7 @@ _JSON_FIELDS = {
     "timeout",
     "allowed_updates",
     "reply_parameters",
+    "reply_markup",
     "commands",
     "scope",
     "drop_pending_updates",
@@ -127,6 +130,8 @@ class SentMessage:
     source: str
     parse_mode: str | None
     reply_to: int | None
+    buttons: list[tuple[str, str]] = field(default_factory=list)
+    """The inline keyboard's buttons, (label, callback data), row after row."""
 
 
 class _HtmlCheck(HTMLParser):
@@ -220,6 +225,20 @@ class FakeTelegram(LocalServer):
         """Queue a `message` update built by `message`; returns the update id."""
         return self.push_update({"message": message(text, **kwargs)})
 
+    def press(self, sent: SentMessage, label: str, *, user_id: int = 101) -> int:
+        """Queue the `callback_query` of `user_id` pressing the button `label` under the
+        bot's message `sent`; returns the update id."""
+        [data] = [data for shown, data in sent.buttons if shown == label]
+        sender = {"id": user_id, "is_bot": False, "first_name": "Ann", "username": "ann"}
+        query = {
+            "id": f"query-{next(self._update_ids)}",
+            "from": sender,
+            "message": _message_json(sent),
+            "chat_instance": f"instance-{sent.chat_id}",
+            "data": data,
+        }
+        return self.push_update({"callback_query": query})
+
     def fail(self, method: str, *errors: ApiError) -> None:
         """The next calls of `method` get these errors, one each."""
         self._faults.setdefault(method, deque()).extend(errors)
@@ -278,6 +297,7 @@ class FakeTelegram(LocalServer):
             "deleteWebhook": self._delete_webhook,
             "sendMessage": self._send_message,
             "editMessageText": self._edit_message_text,
+            "answerCallbackQuery": self._true,
             "sendChatAction": self._true,
             "sendDocument": self._send_document,
             "setMyCommands": self._true,
@@ -401,8 +421,15 @@ class FakeTelegram(LocalServer):
         text, parse_mode = str(params.get("text", "")), params.get("parse_mode")
         shown = self._check(text, parse_mode)
         reply = params.get("reply_parameters") or {}
+        keyboard = (params.get("reply_markup") or {}).get("inline_keyboard", [])
         sent = SentMessage(
-            chat_id, next(self._message_ids), shown, text, parse_mode, reply.get("message_id")
+            chat_id,
+            next(self._message_ids),
+            shown,
+            text,
+            parse_mode,
+            reply.get("message_id"),
+            [(button["text"], button["callback_data"]) for row in keyboard for button in row],
         )
         self.messages.append(sent)
         return _message_json(sent)

@@ -6,7 +6,9 @@
     await adapter.stop()      # stop taking events, let handlers finish, disconnect
 
 Each gateway event runs in its own task (discord.py dispatches that way); the adapter
-only translates and hands it to `Engine.handle`, which owns every policy. Edited
+only translates and hands it to `Engine.handle`, which owns every policy. Slash
+commands and presses of the buttons under the bot's messages (`buttons.py`) go the same
+way, as commands. Edited
 messages (MESSAGE_UPDATE) are deliberately ignored: the bot already answered the
 original, and answering edits would fork the one conversation.
 
@@ -31,6 +33,7 @@ from typing import Any
 
 import discord
 
+from adapters.discord.buttons import PressableClient
 from adapters.discord.catch_up import catch_up
 from adapters.discord.channel import (
     EDIT_INTERVAL,
@@ -40,7 +43,7 @@ from adapters.discord.channel import (
     InteractionOutlet,
     MessageOutlet,
 )
-from adapters.discord.slash import build_tree
+from adapters.discord.slash import Runner, build_tree
 from adapters.discord.translate import command_inbound, to_inbound
 from adapters.outage import handle_through_outage
 from adapters.recovery import recover_forever
@@ -62,18 +65,20 @@ class DiscordStartError(OnethreadError):
     """The bot could not log in, sync its commands or connect to the gateway."""
 
 
-class _Client(discord.AutoShardedClient):
-    """discord.py calls `on_<event>` methods; these forward to the adapter."""
+class _Client(PressableClient):
+    """discord.py calls `on_<event>` methods; these forward to the adapter, and so do
+    presses of the buttons under the bot's messages (`on_press`, as slash commands)."""
 
     def __init__(
         self,
         on_message: Callable[[discord.Message], Awaitable[None]],
+        on_press: Runner,
         **options: Any,
     ) -> None:
         # Voice is never used; don't warn about its missing libraries at every start.
         discord.VoiceClient.warn_nacl = False
         discord.VoiceClient.warn_dave = False
-        super().__init__(intents=INTENTS, **options)
+        super().__init__(on_press, intents=INTENTS, **options)
         self._forward_message = on_message
 
     async def on_message(self, message: discord.Message) -> None:
@@ -114,6 +119,7 @@ class DiscordAdapter:
         self._clock = clock
         self._client = _Client(
             self._on_message,
+            self._on_command,
             shard_ids=shard_ids,
             shard_count=shard_count,
             guild_ready_timeout=guild_ready_timeout,

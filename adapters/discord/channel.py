@@ -18,15 +18,18 @@ from __future__ import annotations
 import io
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import discord
 
 from adapters.chunking import STREAMING_CURSOR, split_message
+from adapters.discord.buttons import view_of
 from adapters.text import clean
 from core.errors import DeliveryError
 from core.models import Platform
+from core.ports import Button
 
 logger = logging.getLogger(__name__)
 
@@ -42,11 +45,20 @@ Editor = Callable[[str], Awaitable[None]]
 """Replaces the text of one message already sent."""
 
 
+@dataclass(frozen=True, slots=True)
+class Posted:
+    """One message sent: its id, and how to edit it."""
+
+    id: str
+    edit: Editor
+
+
 class Outlet(Protocol):
     """Where one reply channel's messages go."""
 
-    async def post(self, text: str, *, first: bool) -> Editor:
-        """Send one message (`first` of an answer: quote the source); how to edit it."""
+    async def post(self, text: str, *, first: bool, view: discord.ui.View | None = None) -> Posted:
+        """Send one message (`first` of an answer: quote the source), with `view`'s
+        buttons under it."""
 
     async def post_file(self, filename: str, data: bytes, caption: str | None) -> None:
         """Send one file."""
@@ -73,23 +85,30 @@ class MessageOutlet:
         self._quote = quote
 
     async def _send(
-        self, text: str | None, *, first: bool, file: discord.File | None = None
+        self,
+        text: str | None,
+        *,
+        first: bool,
+        file: discord.File | None = None,
+        view: discord.ui.View | None = None,
     ) -> discord.Message:
         options: dict[str, Any] = {"allowed_mentions": NO_PINGS}
         if file is not None:
             options["file"] = file
+        if view is not None:
+            options["view"] = view
         if first and self._quote:
             # A deleted source must not cost the answer.
             options["reference"] = self._source.to_reference(fail_if_not_exists=False)
             options["allowed_mentions"] = QUOTE_PINGS
         return await self._source.channel.send(text, **options)
 
-    async def post(self, text: str, *, first: bool) -> Editor:
+    async def post(self, text: str, *, first: bool, view: discord.ui.View | None = None) -> Posted:
         try:
-            sent = await self._send(text, first=first)
+            sent = await self._send(text, first=first, view=view)
         except discord.HTTPException as exc:
             raise _delivery_error(exc, "send a message") from exc
-        return _message_editor(sent)
+        return _posted(sent)
 
     async def post_file(self, filename: str, data: bytes, caption: str | None) -> None:
         file = discord.File(io.BytesIO(data), filename=filename)
@@ -102,14 +121,14 @@ class MessageOutlet:
         await self._source.channel.typing()
 
 
-def _message_editor(sent: discord.Message | discord.WebhookMessage) -> Editor:
+def _posted(sent: discord.Message | discord.WebhookMessage) -> Posted:
     async def edit(text: str) -> None:
         try:
             await sent.edit(content=text, allowed_mentions=NO_PINGS)
         except discord.HTTPException as exc:
             raise _delivery_error(exc, "edit a message") from exc
 
-    return edit
+    return Posted(str(sent.id), edit)
 
 
 class InteractionOutlet:
@@ -120,21 +139,25 @@ class InteractionOutlet:
         self._ephemeral = ephemeral
         self._answered = False
 
-    async def post(self, text: str, *, first: bool) -> Editor:
+    async def post(self, text: str, *, first: bool, view: discord.ui.View | None = None) -> Posted:
         interaction = self._interaction
         try:
             if not self._answered:
                 self._answered = True
                 original = await interaction.edit_original_response(
-                    content=text, allowed_mentions=NO_PINGS
+                    content=text, allowed_mentions=NO_PINGS, view=view or discord.utils.MISSING
                 )
-                return _message_editor(original)
+                return _posted(original)
             followup = await interaction.followup.send(
-                text, wait=True, ephemeral=self._ephemeral, allowed_mentions=NO_PINGS
+                text,
+                wait=True,
+                ephemeral=self._ephemeral,
+                allowed_mentions=NO_PINGS,
+                view=view or discord.utils.MISSING,
             )
         except discord.HTTPException as exc:
             raise _delivery_error(exc, "answer an interaction") from exc
-        return _message_editor(followup)
+        return _posted(followup)
 
     async def post_file(self, filename: str, data: bytes, caption: str | None) -> None:
         interaction = self._interaction
@@ -168,7 +191,7 @@ class StreamingSink:
         self._outlet = outlet
         self._clock = clock
         self._interval = interval
-        self._sent: list[Editor] = []
+        self._sent: list[Posted] = []
         self._shown: list[str] = []
         self._last_show: float | None = None
         self._finished = False
@@ -186,20 +209,22 @@ class StreamingSink:
             # Progress is best effort; `finish` tries again with the whole text.
             return
 
-    async def finish(self, text: str) -> None:
+    async def finish(self, text: str) -> str:
+        """The whole reply; the id of its first message."""
         self._finished = True
         # Text can clean to nothing (only control characters); the reply still shows.
         chunks = split_for_discord(text) or ["…"]
         await self._show(chunks)
         for stale in self._sent[len(chunks) :]:
             # Streamed text that the final text dropped (e.g. trailing whitespace).
-            await stale("…")
+            await stale.edit("…")
+        return self._sent[0].id
 
     async def _show(self, chunks: list[str]) -> None:
         for index, chunk in enumerate(chunks):
             if index < len(self._sent):
                 if self._shown[index] != chunk:
-                    await self._sent[index](chunk)
+                    await self._sent[index].edit(chunk)
                     self._shown[index] = chunk
             else:
                 self._sent.append(await self._outlet.post(chunk, first=index == 0))
@@ -216,9 +241,14 @@ class DiscordReplyChannel:
         self._clock = clock
         self._interval = interval
 
-    async def send(self, text: str) -> None:
-        for index, chunk in enumerate(split_for_discord(text)):
-            await self._outlet.post(chunk, first=index == 0)
+    async def send(self, text: str, *, buttons: Sequence[Button] = ()) -> None:
+        """`text`, split; the buttons under its last part."""
+        chunks = split_for_discord(text)
+        for index, chunk in enumerate(chunks, start=1):
+            last = index == len(chunks)
+            await self._outlet.post(
+                chunk, first=index == 1, view=view_of(buttons) if last else None
+            )
 
     async def send_file(self, filename: str, data: bytes, caption: str | None = None) -> None:
         await self._outlet.post_file(filename, data, None if caption is None else clean(caption))

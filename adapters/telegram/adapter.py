@@ -6,7 +6,8 @@
     await adapter.stop()      # stop fetching, let running handlers finish, close
 
 Updates are translated (`translate.py`) and handed to `Engine.handle`, which owns every
-policy decision. Only `message` and `my_chat_member` updates are requested: edited
+policy decision. Only `message`, `callback_query` (a press of a button under one of our
+messages: the command it carries) and `my_chat_member` updates are requested: edited
 messages are not, because the conversation already answered the original text.
 """
 
@@ -20,7 +21,7 @@ from contextlib import asynccontextmanager, suppress
 from typing import Literal
 from urllib.parse import urlsplit
 
-from telegram import BotCommand, BotCommandScopeChat, Update
+from telegram import BotCommand, BotCommandScopeChat, CallbackQuery, Update
 from telegram.constants import ChatMemberStatus
 from telegram.error import TelegramError
 from telegram.ext import AIORateLimiter, ExtBot
@@ -30,7 +31,7 @@ from adapters.telegram.channel import Clock, TelegramChannel, TelegramMessenger
 from adapters.telegram.dispatch import Dispatcher, OnStored
 from adapters.telegram.polling import Poller
 from adapters.telegram.sender import Sender
-from adapters.telegram.translate import BotIdentity, to_inbound
+from adapters.telegram.translate import BotIdentity, callback_inbound, to_inbound
 from adapters.telegram.webhook import WebhookServer
 from core.commands.base import Command
 from core.engine import Engine
@@ -40,7 +41,7 @@ from core.ports import ReplyChannel
 
 logger = logging.getLogger(__name__)
 
-ALLOWED_UPDATES = ("message", "my_chat_member")
+ALLOWED_UPDATES = ("message", "callback_query", "my_chat_member")
 
 Mode = Literal["polling", "webhook"]
 
@@ -226,6 +227,9 @@ class TelegramAdapter:
             else:
                 logger.info("telegram bot is %s in chat %s", status, change.chat.id)
             return
+        if update.callback_query is not None:
+            await self._pressed(update.callback_query, on_stored)
+            return
         message = update.message
         if message is None:
             return  # edited messages, channel posts: not asked for, ignored if they come
@@ -239,6 +243,26 @@ class TelegramAdapter:
             self._sender,
             message.chat.id,
             reply_to=None if inbound.chat_kind is ChatKind.PRIVATE else message.message_id,
+            clock=self._clock,
+            edit_interval=self._edit_interval,
+        )
+        await self._engine.handle(inbound, channel, on_stored=on_stored)
+
+    async def _pressed(self, query: CallbackQuery, on_stored: OnStored) -> None:
+        """A button pressed: stop the client's spinner at once, then run the command the
+        button carries, answered in the chat with a new message."""
+        try:
+            await self._bot.answer_callback_query(query.id)
+        except TelegramError as exc:
+            # Typically "query is too old": the press still counts.
+            logger.info("could not answer telegram callback query %s: %s", query.id, exc)
+        inbound = callback_inbound(query)
+        if inbound is None or query.message is None:
+            return
+        channel = TelegramChannel(
+            self._sender,
+            query.message.chat.id,
+            reply_to=None,
             clock=self._clock,
             edit_interval=self._edit_interval,
         )

@@ -9,7 +9,7 @@ further messages. In groups, the first message of an answer quotes the question.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from telegram.error import BadRequest, TelegramError
 
@@ -17,6 +17,7 @@ from adapters.chunking import STREAMING_CURSOR
 from adapters.telegram.sender import Sender, split_for_telegram
 from core.errors import DeliveryError
 from core.models import Platform
+from core.ports import Button
 
 logger = logging.getLogger(__name__)
 
@@ -71,8 +72,9 @@ class TelegramReplySink:
             await self._sender.edit_chunk(self._chat_id, self._message_id, chunk)
         self._shown = chunk
 
-    async def finish(self, text: str) -> None:
-        """The whole reply; raises `DeliveryError` when Telegram would not take it."""
+    async def finish(self, text: str) -> str:
+        """The whole reply; the id of its first message. Raises `DeliveryError` when
+        Telegram would not take it."""
         chunks = split_for_telegram(text) or ["…"]
         try:
             first, rest = chunks[0], chunks[1:]
@@ -90,6 +92,8 @@ class TelegramReplySink:
                 await self._sender.send_chunk(self._chat_id, chunk, markdown=True)
         except TelegramError as exc:
             raise DeliveryError(f"telegram chat {self._chat_id}: {exc}") from exc
+        assert self._message_id is not None
+        return str(self._message_id)
 
 
 class TelegramChannel:
@@ -110,11 +114,12 @@ class TelegramChannel:
         self._clock = clock
         self._edit_interval = edit_interval
 
-    async def send(self, text: str) -> None:
-        """Command answers and notices: plain text (they are not Markdown), split."""
+    async def send(self, text: str, *, buttons: Sequence[Button] = ()) -> None:
+        """Command answers and notices: plain text (they are not Markdown), split; the
+        buttons as an inline keyboard under the last part."""
         try:
             await self._sender.send_text(
-                self._chat_id, text, markdown=False, reply_to=self._reply_to
+                self._chat_id, text, markdown=False, reply_to=self._reply_to, buttons=buttons
             )
         except TelegramError as exc:
             raise DeliveryError(f"telegram chat {self._chat_id}: {exc}") from exc

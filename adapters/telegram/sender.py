@@ -15,16 +15,24 @@ Logs never contain message text (only chat and message ids) or the token.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
-from telegram import Bot, InputFile, Message, ReplyParameters
+from telegram import (
+    Bot,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    InputFile,
+    Message,
+    ReplyParameters,
+)
 from telegram.constants import ChatAction, ParseMode
 from telegram.error import BadRequest, ChatMigrated
 
 from adapters.chunking import split_message
 from adapters.telegram.render import markdown_to_html
 from adapters.text import clean
+from core.ports import Button
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +56,16 @@ def split_for_telegram(text: str) -> list[str]:
         else:
             chunks += split_message(chunk, max(64, MESSAGE_LIMIT * len(chunk) // units - 64))
     return chunks
+
+
+def keyboard(buttons: Sequence[Button]) -> InlineKeyboardMarkup | None:
+    """Buttons as an inline keyboard, in one row; a press comes back as a callback query
+    carrying the button's command (`callback_data`)."""
+    if not buttons:
+        return None
+    return InlineKeyboardMarkup(
+        [[InlineKeyboardButton(b.label, callback_data=b.command) for b in buttons]]
+    )
 
 
 def _cannot_parse(exc: BadRequest) -> bool:
@@ -82,9 +100,17 @@ class Sender:
             return await call(exc.new_chat_id)
 
     async def send_chunk(
-        self, chat_id: int, chunk: str, *, markdown: bool, reply_to: int | None = None
+        self,
+        chat_id: int,
+        chunk: str,
+        *,
+        markdown: bool,
+        reply_to: int | None = None,
+        buttons: Sequence[Button] = (),
     ) -> Message:
-        """One message of at most `MESSAGE_LIMIT` characters, quoting `reply_to`."""
+        """One message of at most `MESSAGE_LIMIT` characters, quoting `reply_to`, with
+        `buttons` under it."""
+        markup = keyboard(buttons)
         quote = (
             ReplyParameters(reply_to, allow_sending_without_reply=True)
             if reply_to is not None
@@ -95,25 +121,43 @@ class Sender:
             if markdown:
                 try:
                     return await self.bot.send_message(
-                        target, markdown_to_html(chunk), ParseMode.HTML, reply_parameters=quote
+                        target,
+                        markdown_to_html(chunk),
+                        ParseMode.HTML,
+                        reply_parameters=quote,
+                        reply_markup=markup,
                     )
                 except BadRequest as exc:
                     if not _cannot_parse(exc):
                         raise
                     logger.warning("telegram rejected our HTML in chat %s; sending plain", target)
-            return await self.bot.send_message(target, chunk, reply_parameters=quote)
+            return await self.bot.send_message(
+                target, chunk, reply_parameters=quote, reply_markup=markup
+            )
 
         return await self._in_chat(chat_id, send)
 
     async def send_text(
-        self, chat_id: int, text: str, *, markdown: bool, reply_to: int | None = None
+        self,
+        chat_id: int,
+        text: str,
+        *,
+        markdown: bool,
+        reply_to: int | None = None,
+        buttons: Sequence[Button] = (),
     ) -> list[Message]:
-        """All of `text`, split to the limit; only the first message quotes `reply_to`."""
+        """All of `text`, split to the limit; only the first message quotes `reply_to`,
+        only the last one has the `buttons`."""
+        chunks = split_for_telegram(text)
         sent: list[Message] = []
-        for chunk in split_for_telegram(text):
+        for index, chunk in enumerate(chunks, start=1):
             sent.append(
                 await self.send_chunk(
-                    chat_id, chunk, markdown=markdown, reply_to=None if sent else reply_to
+                    chat_id,
+                    chunk,
+                    markdown=markdown,
+                    reply_to=None if sent else reply_to,
+                    buttons=buttons if index == len(chunks) else (),
                 )
             )
         return sent

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from telegram import Bot, Message, MessageEntity, Update
+from telegram import Bot, CallbackQuery, Message, MessageEntity, Update
 from telegram.constants import ChatType
 
 from core.commands.base import parse_command
@@ -89,6 +90,34 @@ def to_inbound(message: Message, me: BotIdentity) -> Inbound | None:
         or mentioned
         or _replies_to_me(message, me)
         or _is_command_to_me(text, me),
+    )
+
+
+def callback_inbound(query: CallbackQuery) -> Inbound | None:
+    """A press of one of our buttons (`adapters.telegram.sender.keyboard`) as the command
+    it carries, from whoever pressed it, in the chat of the message it is under; None
+    when it carries no command (the data is the client's to forge: it is only ever
+    what the presser could have typed)."""
+    data = query.data
+    message = query.message
+    sender = query.from_user
+    if data is None or message is None or sender.is_bot or parse_command(data) is None:
+        return None
+    kind = _CHAT_KINDS.get(message.chat.type)
+    if kind is None:
+        return None
+    return Inbound(
+        platform=Platform.TELEGRAM,
+        platform_user_id=str(sender.id),
+        chat_id=str(message.chat.id),
+        chat_kind=kind,
+        # Unique per press: the engine runs a command once per message id.
+        message_id=f"callback:{query.id}",
+        text=data,
+        sent_at=datetime.now(UTC),
+        username=sender.username,
+        display_name=sender.full_name or None,
+        addressed=True,
     )
 
 

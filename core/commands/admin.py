@@ -7,6 +7,8 @@ identifies a person (the target is `target_user_id`, which erasure turns into NU
 lookup that found no one keeps only its kind, not the name or id looked for, which
 could be someone who arrives, and erases themselves, later. The registry records a
 non-admin's attempt itself (`refused`) before any handler runs.
+(`stats` and `why` are the admin forms of everyone's `/stats` and `/why`, whose
+handlers decide which form runs: `core.commands.stats`, `core.commands.why`.)
 """
 
 from __future__ import annotations
@@ -250,12 +252,10 @@ async def why(ctx: CommandContext, args: str) -> None:
 
 
 ADMIN_COMMANDS = [
-    Command("stats", "/stats", "Usage numbers", stats, admin=True),
     Command("user", "/user <id|@name|platform:id>", "One user's profile", user_info, admin=True),
     Command("ban", "/ban <id|@name|platform:id>", "Ban a user", ban, admin=True),
     Command("unban", "/unban <id|@name|platform:id>", "Lift a ban", unban, admin=True),
     Command("jobs", "/jobs", "Scheduled jobs and their last runs", jobs, admin=True),
     Command("runjob", "/runjob <name>", "Run a job now", runjob, admin=True),
     Command("audit", "/audit [n]", "The last n admin actions", audit_log, admin=True),
-    Command("why", "/why <reply id>", "What a reply was based on", why, admin=True),
 ]

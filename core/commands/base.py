@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
+from config.persona import Persona
 from core.errors import OnethreadError
 from core.inbound import Inbound
 from core.models import Message, User
@@ -29,6 +30,7 @@ class UsageError(OnethreadError):
 @dataclass(frozen=True, slots=True)
 class CommandContext:
     services: Services
+    persona: Persona
     inbound: Inbound
     user: User
     is_admin: bool
@@ -86,3 +88,15 @@ async def issue_code(ctx: CommandContext, purpose: CodePurpose, ttl: timedelta) 
 def no_arguments(args: str) -> None:
     if args:
         raise UsageError("this command takes no arguments")
+
+
+def one_line(text: str, limit: int) -> str:
+    """`text` on one line (whitespace runs made one space), cut to `limit` characters
+    with "…" when longer."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
+def counted(count: int, noun: str) -> str:
+    """`1 fact`, `2 facts`: `count` and `noun`, plural unless one."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

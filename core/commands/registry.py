@@ -21,9 +21,13 @@ from core.commands.base import (
     private_only,
 )
 from core.commands.broadcast import BROADCAST_COMMANDS
+from core.commands.history import HISTORY_COMMANDS
 from core.commands.linking import LINK_COMMANDS
+from core.commands.persona import PERSONA_COMMANDS
 from core.commands.personal_data import PERSONAL_DATA_COMMANDS
+from core.commands.stats import STATS_COMMANDS
 from core.commands.user import USER_COMMANDS
+from core.commands.why import WHY_COMMANDS
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +51,10 @@ def build_commands() -> dict[str, Command]:
         USER_COMMANDS[0],
         help_,
         *USER_COMMANDS[1:],
+        *HISTORY_COMMANDS,
+        *WHY_COMMANDS,
+        *STATS_COMMANDS,
+        *PERSONA_COMMANDS,
         *PERSONAL_DATA_COMMANDS,
         *LINK_COMMANDS,
         *ADMIN_COMMANDS,

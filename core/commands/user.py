@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 from core.commands.base import Command, CommandContext, UsageError, no_arguments, private_only
 from core.models import MemoryContext, MessageStatus
+from core.persona import Overrides, greeting
 from core.storage.chat_messages import ChatMessageRepository
 from core.storage.memory_store import MemoryStore
 
@@ -23,7 +24,9 @@ RETRY_PENDING_AFTER = timedelta(minutes=1)
 # what the run wrote too).
 FORGET_WAIT = timedelta(seconds=15)
 
+START_HINT = "Send /help to see what else I can do, /memory to see what I know about you."
 NOTHING_KNOWN = "I don't know anything about you yet."
+PERSONA_HINT = "How you asked me to talk to you (/persona changes it, /persona reset undoes it):"
 FORGET_HINT = "Send /forget <number> to make me forget one fact, /forget all for everything."
 MEMORY_ON = "Memory is on: I learn from what you say. Send /memory off to stop that."
 MEMORY_OFF_SINCE = (
@@ -50,26 +53,26 @@ SOURCES_SET_ASIDE = (
 )
 FORGET_ALL_WARNING = (
     "This makes me forget everything I learned about you ({facts}, the summary of our "
-    "conversation and what I noted about how you like to talk) and deletes our "
+    "conversation, what I noted about how you like to talk and how you asked me to talk "
+    "to you) and deletes our "
     "conversation up to now, so that nothing said before it is remembered or recalled. "
     "It cannot be undone: send /export first if you want a copy.\n"
     "To go ahead, send /forget all confirm"
 )
 FORGOT_ALL = (
-    "Done. I forgot everything I had learned about you ({facts}, the summary and what I "
-    "noted about how you talk) and deleted our conversation up to now ({messages}). "
+    "Done. I forgot everything I had learned about you ({facts}, the summary, what I "
+    "noted about how you talk and how you asked me to talk to you) and deleted our "
+    "conversation up to now ({messages}). "
     "Nothing said before this is remembered or recalled."
 )
 
 
 async def start(ctx: CommandContext, args: str) -> None:
+    """The persona's greeting (with the name the person asked for, if any)."""
+    conversation = await ctx.services.users.conversation(ctx.user.id)
+    overrides = Overrides.read(conversation.persona_overrides)
     name = ctx.user.display_name or ctx.inbound.display_name
-    hello = f"Hi {name}!" if name else "Hi!"
-    await ctx.channel.send(
-        f"{hello} I keep one conversation with you, wherever you write to me, and I remember "
-        "what matters to you between chats. Just talk to me.\n"
-        "Send /help to see what else I can do, /memory to see what I know about you."
-    )
+    await ctx.channel.send(f"{greeting(ctx.persona, overrides, name)}\n{START_HINT}")
 
 
 async def memory(ctx: CommandContext, args: str) -> None:
@@ -86,8 +89,8 @@ async def memory(ctx: CommandContext, args: str) -> None:
 
 
 async def _memory_report(ctx: CommandContext) -> str:
-    """The facts (numbered as `/forget` counts them), the summary, the profile and
-    whether memory is on."""
+    """The facts (numbered as `/forget` counts them), the summary, the profile, how the
+    person asked the bot to talk (`/persona`) and whether memory is on."""
     services, user_id = ctx.services, ctx.user.id
     facts = await services.facts.valid(user_id)
     conversation = await services.users.conversation(user_id)
@@ -100,6 +103,8 @@ async def _memory_report(ctx: CommandContext) -> str:
         sections.append("Our conversation so far, in short:\n" + conversation.summary)
     if profile is not None and (lines := _profile_lines(profile)):
         sections.append("\n".join(lines))
+    if wishes := Overrides.read(conversation.persona_overrides).described():
+        sections.append("\n".join([PERSONA_HINT, *(f"- {wish}" for wish in wishes)]))
     off_since = conversation.memory_off_since
     if not sections and off_since is None:
         return NOTHING_KNOWN

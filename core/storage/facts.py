@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -181,6 +181,27 @@ class FactRepository:
         async with self._db.connection(conn) as c:
             rows = await c.fetch(
                 f"SELECT {_COLUMNS} FROM facts WHERE user_id = $1 ORDER BY id", user_id
+            )
+        return [_fact(r) for r in rows]
+
+    async def by_ids(
+        self,
+        user_id: int,
+        fact_ids: Sequence[int],
+        *,
+        include_private: bool = True,
+        conn: Connection | None = None,
+    ) -> list[Fact]:
+        """Those of `fact_ids` that are the user's and still kept (invalidated ones
+        too), in the order given; without private ones unless `include_private`."""
+        async with self._db.connection(conn) as c:
+            rows = await c.fetch(
+                f"SELECT {_COLUMNS} FROM facts"
+                " WHERE user_id = $1 AND id = ANY($2::bigint[]) AND ($3 OR NOT is_private)"
+                " ORDER BY array_position($2::bigint[], id)",
+                user_id,
+                list(fact_ids),
+                include_private,
             )
         return [_fact(r) for r in rows]
 

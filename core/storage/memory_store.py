@@ -102,7 +102,8 @@ WITH position AS (
     DELETE FROM facts WHERE user_id = $1 RETURNING 1
 ), summary AS (
     UPDATE conversations SET summary = '', summary_version = summary_version + 1,
-        summary_through_message_id = nullif((SELECT id FROM position), 0)
+        summary_through_message_id = nullif((SELECT id FROM position), 0),
+        persona_overrides = '{}'::jsonb
     WHERE user_id = $1
 ), profile AS (
     UPDATE conversation_context SET insights = '[]'::jsonb, communication_style = '',
@@ -299,9 +300,10 @@ class MemoryStore:
 
     async def forget_all(self, user_id: int, *, at: datetime, conn: Connection) -> Forgotten:
         """Forget everything learned about the user and delete their conversation so far:
-        every fact, the summary (its version bumped), insights, style and themes, and
-        every live and archived message but user messages still pending (being answered
-        now; they are kept, set aside as not `remembered`). Counters stay.
+        every fact, the summary (its version bumped), insights, style and themes, what
+        the person asked of the persona (`/persona`), and every live and archived message
+        but user messages still pending (being answered now; they are kept, set aside as
+        not `remembered`). Counters stay.
 
         Call inside a transaction that `hold`s the user. The person's rows are locked
         first, in the order a memory run's apply step locks them (memory position, then

@@ -91,11 +91,17 @@ WITH reply AS (
 SELECT *, false AS archived FROM reply
 """
 
-_MARK_DELIVERED = "UPDATE messages SET delivered_at = now() WHERE id = $1 AND user_id = $2"
+# $3: the platform's id of the reply's message, when it has one.
+_MARK_DELIVERED = (
+    "UPDATE messages SET delivered_at = now(),"
+    " platform_message_id = coalesce($3, platform_message_id) WHERE id = $1 AND user_id = $2"
+)
 # set_config(..., true) lasts to the end of the statement's own transaction: this commit.
 _MARK_DELIVERED_ASYNCHRONOUSLY = (
     "WITH quiet AS (SELECT set_config('synchronous_commit', 'off', true))"
-    " UPDATE messages SET delivered_at = now() FROM quiet WHERE id = $1 AND user_id = $2"
+    " UPDATE messages SET delivered_at = now(),"
+    " platform_message_id = coalesce($3, platform_message_id)"
+    " FROM quiet WHERE id = $1 AND user_id = $2"
 )
 
 
@@ -283,9 +289,15 @@ class MessageRepository:
         return None if row is None else message_from_row(row)
 
     async def mark_delivered(
-        self, user_id: int, message_id: int, *, conn: Connection | None = None
+        self,
+        user_id: int,
+        message_id: int,
+        *,
+        platform_message_id: str | None = None,
+        conn: Connection | None = None,
     ) -> None:
-        """Record that the platform accepted a reply.
+        """Record that the platform accepted a reply (as its message
+        `platform_message_id`, when the platform said).
 
         Outside a transaction the mark commits asynchronously (no wait for its WAL
         flush): losing it in a server crash at worst sends the reply once more, and only
@@ -297,6 +309,7 @@ class MessageRepository:
                 _MARK_DELIVERED if c.is_in_transaction() else _MARK_DELIVERED_ASYNCHRONOUSLY,
                 message_id,
                 user_id,
+                platform_message_id,
             )
 
     async def set_embedding(
@@ -338,6 +351,23 @@ class MessageRepository:
                 message_id,
             )
         return None if row is None else message_from_row(row)
+
+    async def by_ids(
+        self, user_id: int, message_ids: Sequence[int], *, conn: Connection | None = None
+    ) -> list[Message]:
+        """Those of `message_ids` that are the user's, live or archived, in the order
+        given."""
+        async with self._db.connection(conn) as c:
+            rows = await c.fetch(
+                f"SELECT * FROM (SELECT {MESSAGE_COLUMNS}, false AS archived FROM messages"
+                "  WHERE user_id = $1 AND id = ANY($2::bigint[])"
+                f" UNION ALL SELECT {MESSAGE_COLUMNS}, true FROM messages_archive"
+                "  WHERE user_id = $1 AND id = ANY($2::bigint[])) found"
+                " ORDER BY array_position($2::bigint[], id)",
+                user_id,
+                list(message_ids),
+            )
+        return [message_from_row(r) for r in rows]
 
     async def latest_from_user(
         self, user_id: int, *, conn: Connection | None = None

@@ -195,7 +195,8 @@ def _close_sql(answering: str) -> str:
     tokens in/out, $9 model, $10 response ms, $11 embedding, $12 whether the platform
     has it already, $13 holder, $14/$15 the answered message's `shared_chat` and
     `remembered` as the turn read them (the reply's too; `remembered` as it is now, in
-    case `/forget all` set the message aside while it was answered); `answering` picks
+    case `/forget all` set the message aside while it was answered), $16 the platform's
+    id of the reply's message (NULL: none, or not delivered); `answering` picks
     the user messages it answers. The status update finds them by primary key; `status`
     is in no index, so the update stays HOT and never touches the vector or text
     indexes."""
@@ -203,10 +204,12 @@ def _close_sql(answering: str) -> str:
 WITH reply AS (
     INSERT INTO messages (user_id, role, content, platform, chat_id, reply_to_id,
                           context_snapshot, tokens_in, tokens_out, model, response_ms,
-                          embedding, delivered_at, shared_chat, remembered)
+                          embedding, delivered_at, shared_chat, remembered,
+                          platform_message_id)
     VALUES ($1, 'assistant', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
             CASE WHEN $12::boolean THEN now() END, $14,
-            coalesce((SELECT remembered FROM messages WHERE id = $5 AND user_id = $1), $15))
+            coalesce((SELECT remembered FROM messages WHERE id = $5 AND user_id = $1), $15),
+            $16)
     RETURNING {_MESSAGE_FIELDS}
 ), answered AS (
     UPDATE messages SET status = 'answered'
@@ -228,9 +231,9 @@ SELECT ROW(r.*) AS reply FROM reply r
 # Answering one message, the common case, compares with `$5` alone. With an array of
 # ids PostgreSQL's plan cache priced its generic plan for ten of them, so it planned the
 # statement anew at every execution (docs/pipeline.md). Earlier failed messages that the
-# reply answers too come as $16.
+# reply answers too come as $17.
 _CLOSE = _close_sql("= $5")
-_CLOSE_ANSWERING_MORE = _close_sql("= ANY($16::bigint[])")
+_CLOSE_ANSWERING_MORE = _close_sql("= ANY($17::bigint[])")
 
 # $1 user, $2 message id, $3 holder, $4 the status to leave the message in (NULL: as it
 # is). Ends a turn without a reply.
@@ -330,6 +333,9 @@ class Reply:
     embedding: np.ndarray[Any, Any] | None
     answers_also: tuple[int, ...] = ()
     """Earlier failed messages of the prompt's window that this reply answers too."""
+    platform_message_id: str | None = None
+    """The platform's id of the reply's (first) message, once delivered: `/why` sent in
+    answer to it finds the reply."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -444,6 +450,7 @@ class TurnStore:
                 self.holder,
                 message.shared_chat,
                 message.remembered,
+                reply.platform_message_id,
                 *more,
             )
         assert row is not None

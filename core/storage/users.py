@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 import asyncpg
 
@@ -186,6 +188,27 @@ class UserRepository:
                 at,
             )
         return result.endswith(" 1")
+
+    async def change_persona_overrides(
+        self,
+        user_id: int,
+        changes: Mapping[str, str],
+        *,
+        remove: Sequence[str] | None = (),
+        conn: Connection | None = None,
+    ) -> dict[str, Any]:
+        """Set `changes` in the person's persona overrides and drop the keys in `remove`
+        (None: every key), in one statement; the overrides as they are now."""
+        async with self._db.connection(conn) as c:
+            overrides: dict[str, Any] = await c.fetchval(
+                "UPDATE conversations SET persona_overrides ="
+                " coalesce(persona_overrides - $3::text[], '{}'::jsonb) || $2::jsonb"
+                " WHERE user_id = $1 RETURNING persona_overrides",
+                user_id,
+                dict(changes),
+                None if remove is None else list(remove),
+            )
+        return overrides
 
     async def set_status(
         self, user_id: int, status: UserStatus, *, conn: Connection | None = None

@@ -7,13 +7,14 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from config.persona import Persona
 from core.engine import Engine
 from core.inbound import Attachment, ChatKind, Inbound
 from core.models import Platform
 from core.services import Services
 from tests.conftest import make_settings
 
-PERSONA = "You are the test persona."
+PERSONA = Persona(description="You are the test persona.")
 _ids = itertools.count(1)
 
 

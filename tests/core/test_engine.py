@@ -41,7 +41,7 @@ async def test_a_conversation_over_several_turns(services: Services, fake_llm: F
     ]
     last = fake_llm.chat_requests[-1]["messages"]
     assert last[0]["role"] == "system"
-    assert last[0]["content"].startswith(PERSONA)
+    assert last[0]["content"].startswith(PERSONA.description)
     assert [m["content"] for m in last[1:]] == [
         "Hi, I'm Ann",
         "echo: Hi, I'm Ann",

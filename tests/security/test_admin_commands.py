@@ -2,7 +2,7 @@
 
 Every admin command is sent by a person who is not in ADMIN_IDS, in every chat type
 (Telegram private and group, Discord DM and server channel, typed and as a slash
-command), with forged addressing: `/ban@onethread_bot`, `@onethread_bot /stats`, a
+command), with forged addressing: `/ban@onethread_bot`, `@onethread_bot /jobs`, a
 `text_mention` of the real admin, a display name and username equal to the admin's, a
 Discord server administrator. Each gets the refusal, and nothing changes: no ban, no
 broadcast, no job run, and no audit row but the attempt's own (`refused`, by that
@@ -38,7 +38,6 @@ ARGS = {
     "broadcast": "free crypto at evil.example",
     "runjob": "memory",
     "audit": "5",
-    "why": "1",
 }
 
 

@@ -53,7 +53,7 @@ async def test_a_slash_command_in_a_dm_is_deferred_then_answered(
     assert not (callback.get("data") or {}).get("flags", 0) & EPHEMERAL
     content = str(_original(fake_discord, interaction)["content"])
     assert content.startswith("Just write to me to talk. Commands:")
-    assert "/stats" not in content
+    assert "/ban" not in content
 
 
 async def test_a_slash_command_with_arguments_reaches_the_engine(
@@ -92,8 +92,8 @@ async def test_a_slash_command_in_a_guild_answers_only_the_caller(
 async def test_a_forged_admin_command_from_a_non_admin_is_refused(
     adapter: DiscordAdapter, fake_discord: FakeDiscord
 ) -> None:
-    # Discord hides /stats from non-admins, but a client can still send it.
-    interaction = fake_discord.command_interaction(ALICE, "stats", in_guild=False)
+    # Discord hides /jobs from non-admins, but a client can still send it.
+    interaction = fake_discord.command_interaction(ALICE, "jobs", in_guild=False)
     await deliver(fake_discord, adapter, "INTERACTION_CREATE", interaction)
 
     assert _original(fake_discord, interaction)["content"] == ADMINS_ONLY

@@ -4,31 +4,36 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import discord
 import pytest
 
-from adapters.discord.channel import DiscordReplyChannel, Editor, StreamingSink
+from adapters.discord.buttons import CUSTOM_ID_PREFIX
+from adapters.discord.channel import DiscordReplyChannel, Posted, StreamingSink
 from core.errors import DeliveryError
+from core.ports import Button
 
 
 @dataclass
 class RecordingOutlet:
     messages: list[str] = field(default_factory=list)
     quoted: list[bool] = field(default_factory=list)
+    views: list[discord.ui.View | None] = field(default_factory=list)
     edits: int = 0
     refuse: bool = False
 
-    async def post(self, text: str, *, first: bool) -> Editor:
+    async def post(self, text: str, *, first: bool, view: discord.ui.View | None = None) -> Posted:
         if self.refuse:
             raise DeliveryError("refused")
         index = len(self.messages)
         self.messages.append(text)
         self.quoted.append(first)
+        self.views.append(view)
 
         async def edit(new: str) -> None:
             self.edits += 1
             self.messages[index] = new
 
-        return edit
+        return Posted(f"m{index}", edit)
 
     async def post_file(self, filename: str, data: bytes, caption: str | None) -> None:
         self.messages.append(f"file {filename}")
@@ -82,7 +87,7 @@ async def test_a_streamed_reply_growing_past_the_limit_keeps_its_messages() -> N
     await sink.update(text[:1500])
     clock.now += 1
     await sink.update(text[:2500])
-    await sink.finish(text)
+    assert await sink.finish(text) == "m0"  # the reply's first message
     assert "".join(outlet.messages).replace(" ", "") == text.replace(" ", "")
     assert len(outlet.messages) == 2
     assert not any(m.endswith("…") for m in outlet.messages)
@@ -107,3 +112,15 @@ async def test_the_channel_splits_plain_sends() -> None:
     assert "".join(outlet.messages[:-1]) == "x" * 4500
     assert outlet.quoted == [True, False, False]
     assert outlet.messages[-1] == "file a.json"
+
+
+async def test_buttons_go_under_the_last_part_and_carry_their_command() -> None:
+    outlet = RecordingOutlet()
+    channel = DiscordReplyChannel(outlet, clock=SteppingClock())
+    await channel.send("y" * 2500, buttons=[Button("Older", "/history 42")])
+    first, last = outlet.views
+    assert first is None and last is not None
+    [button] = last.children
+    assert isinstance(button, discord.ui.DynamicItem)
+    assert button.custom_id == f"{CUSTOM_ID_PREFIX}/history 42"
+    assert last.timeout is None  # a press works for as long as the message is there

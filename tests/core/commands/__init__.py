@@ -8,6 +8,7 @@ import itertools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from config.persona import Persona, read_persona
 from core.commands import CommandContext, dispatch, parse_command
 from core.errors import DeliveryError
 from core.inbound import ChatKind, Inbound
@@ -15,6 +16,8 @@ from core.models import Message, Platform, Role, User
 from core.services import Services
 from core.snapshot import ContextSnapshot, RecalledRef
 from fakes.channel import RecordingChannel
+
+SHIPPED_PERSONA = read_persona(None)
 
 
 @dataclass
@@ -76,9 +79,12 @@ async def run(
     private: bool = True,
     platform: Platform = Platform.TELEGRAM,
     channel: RecordingChannel | None = None,
+    reply_to: str | None = None,
+    persona: Persona = SHIPPED_PERSONA,
 ) -> Run:
     """Send `text` as `user` through `dispatch`, the way the engine will (answering
-    into `channel` when given)."""
+    into `channel` when given, in answer to the platform's message `reply_to`, when
+    given)."""
     parsed = parse_command(text)
     assert parsed is not None, text
     channel = channel or RecordingChannel()
@@ -95,9 +101,11 @@ async def run(
         message_id=f"m{next(_MESSAGE_IDS)}",
         text=text,
         sent_at=services.clock(),
+        reply_to_message_id=reply_to,
     )
     ctx = CommandContext(
         services=services,
+        persona=persona,
         inbound=inbound,
         user=user,
         is_admin=user.role is Role.ADMIN if admin is None else admin,
@@ -136,6 +144,22 @@ class FakeJobs:
 
     def start(self, name: str) -> asyncio.Task[str]:
         return asyncio.ensure_future(self.run(name))
+
+
+async def add_said_in(
+    services: Services, user: User, text: str, chat: str, *, shared: bool = True
+) -> Message:
+    """A message of `user` in `chat` (a group or server channel unless not `shared`),
+    not answered."""
+    stored = await services.messages.add_user_message(
+        user.id,
+        text,
+        platform=Platform.TELEGRAM,
+        chat_id=chat,
+        platform_message_id=f"{chat}-{text}",
+        shared_chat=shared,
+    )
+    return stored.message
 
 
 async def add_exchange(

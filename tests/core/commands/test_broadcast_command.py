@@ -23,6 +23,7 @@ from core.storage.job_runs import JobRunRepository
 from fakes.channel import RecordingChannel
 from tests.core.broadcast_helpers import reachable
 from tests.core.commands import FakeJobs, FakeMessenger, run
+from tests.core.engine_helpers import PERSONA
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -262,6 +263,7 @@ async def test_the_same_command_delivered_again_queues_nothing_more(services: Se
         channel = RecordingChannel()
         context = CommandContext(
             services=services,
+            persona=PERSONA,
             inbound=inbound,
             user=admin,
             is_admin=True,

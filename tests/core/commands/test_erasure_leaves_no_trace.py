@@ -172,7 +172,7 @@ async def test_delete_me_leaves_no_trace_of_the_person_anywhere(
     await admin.says(f"/why {reply.id}")
     await admin.says("/ban @zq_ann_new")
     await admin.says(f"/unban telegram:{TELEGRAM_ID}")
-    await ann.says("/stats")
+    await ann.says("/audit")
 
     # A memory-job run that fails for her (and the others).
     fake_llm.responder = lambda body: "no JSON here"

@@ -1,0 +1,174 @@
+"""`/why`: what one of the bot's replies was based on, in plain words.
+
+A person asks about the bot's last reply to them in this chat, or about the reply their
+`/why` answers (a Telegram reply, a Discord message reference). Only the person's own
+replies in this chat are ever explained, so in a group `/why` tells nothing said
+anywhere else: the snapshot of a group reply only names what that group may see
+(docs/security.md, "Between chats"), and what it names is read back under the same
+rule (facts that are not private, that chat's own messages). The summary and the
+profile are only ever said to have been used, never shown (`/memory` shows them).
+
+Admins keep `/why ID` about any reply (`core.commands.admin.why`: audited, in a
+private chat only).
+"""
+
+from __future__ import annotations
+
+import re
+
+from core.commands import admin
+from core.commands.base import Command, CommandContext, UsageError, one_line, private_only
+from core.models import Fact, Message, MessageRole
+from core.snapshot import ContextSnapshot
+from core.storage.chat_messages import ChatMessageRepository
+
+NO_REPLY_YET = "I haven't replied to you in this chat yet."
+NOT_YOURS = (
+    "That message is not one of my replies to you in this chat, so I can't tell you "
+    "what it was based on."
+)
+NO_RECORD = "I kept no record of what that reply was based on."
+ID_FOR_ADMINS = (
+    "Asking about a reply by its number is for admins. Send /why to ask about my last "
+    "reply here, or send /why in answer to one of my replies."
+)
+NOTHING_KEPT = (
+    "Nothing I know about you or recalled went into it: only who I am and our recent messages."
+)
+# Prompt sections as `ContextSnapshot.tokens` names them, in plain words, in prompt order.
+SECTIONS = {
+    "persona": "who I am",
+    "profile": "how you like to talk",
+    "facts": "what I know about you",
+    "summary": "the summary",
+    "recall": "what I recalled",
+    "recent": "our recent messages",
+}
+QUOTE_CHARS = 60
+LINE_CHARS = 120
+
+_REPLY_ID = re.compile(r"^[0-9]{1,18}$")
+
+
+async def why(ctx: CommandContext, args: str) -> None:
+    if args and not _REPLY_ID.match(args):
+        raise UsageError("no arguments (admins: a reply id)")
+    if args:
+        if not ctx.is_admin:
+            await ctx.channel.send(ID_FOR_ADMINS)
+        elif not await private_only(ctx):
+            await admin.why(ctx, args)
+        return
+    inbound = ctx.inbound
+    chat = ChatMessageRepository(ctx.services.db)
+    if inbound.reply_to_message_id is not None:
+        reply = await chat.reply(
+            ctx.user.id,
+            platform=inbound.platform,
+            chat_id=inbound.chat_id,
+            platform_message_id=inbound.reply_to_message_id,
+        )
+        missing = NOT_YOURS
+    else:
+        reply = await chat.latest_reply(
+            ctx.user.id,
+            platform=inbound.platform,
+            chat_id=inbound.chat_id,
+            shared_chat=not inbound.is_private,
+        )
+        missing = NO_REPLY_YET
+    if reply is None:
+        await ctx.channel.send(missing)
+    elif not reply.context_snapshot:
+        await ctx.channel.send(NO_RECORD)
+    else:
+        await ctx.channel.send(await _explain(ctx, reply))
+
+
+async def _explain(ctx: CommandContext, reply: Message) -> str:
+    snapshot = ContextSnapshot.from_json(reply.context_snapshot or {})
+    private = ctx.inbound.is_private
+    quote = one_line(reply.content, QUOTE_CHARS)
+    lines = [f'About my reply of {reply.created_at:%Y-%m-%d %H:%M} UTC ("{quote}"):']
+    used = [
+        *await _facts(ctx, snapshot),
+        *(["The summary of our earlier conversation."] if snapshot.tokens.get("summary") else []),
+        *(["What I noted about how you like to talk."] if snapshot.tokens.get("profile") else []),
+        *await _recalled(ctx, snapshot),
+    ]
+    lines += used or [NOTHING_KEPT]
+    if snapshot.window_ids:
+        where = "" if private else " in this chat"
+        lines.append(f"Our last {len(snapshot.window_ids)} messages{where}, yours included.")
+    lines.append(_tokens(snapshot))
+    return "\n".join(lines)
+
+
+async def _facts(ctx: CommandContext, snapshot: ContextSnapshot) -> list[str]:
+    if not snapshot.fact_ids:
+        return []
+    facts = await ctx.services.facts.by_ids(
+        ctx.user.id, snapshot.fact_ids, include_private=ctx.inbound.is_private
+    )
+    lines = ["What I know about you that I used:", *(f"- {_fact(f)}" for f in facts)]
+    return lines + _gone(ctx, len(snapshot.fact_ids) - len(facts))
+
+
+async def _recalled(ctx: CommandContext, snapshot: ContextSnapshot) -> list[str]:
+    """The recalled items the snapshot names, as far as they are still kept (and, in a
+    shared chat, said in this chat)."""
+    if not snapshot.recalled:
+        return []
+    services, user_id, inbound = ctx.services, ctx.user.id, ctx.inbound
+    fact_ids = [r.id for r in snapshot.recalled if r.source == "facts"]
+    message_ids = [r.id for r in snapshot.recalled if r.source != "facts"]
+    facts = await services.facts.by_ids(user_id, fact_ids, include_private=inbound.is_private)
+    messages = [
+        m
+        for m in await services.messages.by_ids(user_id, message_ids)
+        if inbound.is_private
+        or (m.shared_chat and m.platform is inbound.platform and m.chat_id == inbound.chat_id)
+    ]
+    lines = ["What I recalled from earlier:"]
+    lines += [f"- noted {f.created_at:%Y-%m-%d}: {_fact(f)}" for f in facts]
+    for m in messages:
+        who = "You" if m.role is MessageRole.USER else "Me"
+        lines.append(f"- {m.created_at:%Y-%m-%d} {who}: {one_line(m.content, LINE_CHARS)}")
+    return lines + _gone(ctx, len(snapshot.recalled) - len(facts) - len(messages))
+
+
+def _gone(ctx: CommandContext, count: int) -> list[str]:
+    """Items the snapshot names that are no longer there (forgotten, deleted): said in
+    the private chat only, where nothing else can be the reason."""
+    if count <= 0 or not ctx.inbound.is_private:
+        return []
+    return [f"(and {count} more that I no longer keep)"]
+
+
+def _tokens(snapshot: ContextSnapshot) -> str:
+    tokens = snapshot.tokens
+    parts = ", ".join(f"{label} {tokens[key]}" for key, label in SECTIONS.items() if key in tokens)
+    line = f"What I read, in tokens: {parts}"
+    if "prompt" in tokens:
+        line += f"; {tokens['prompt']} in all"
+        if "budget" in tokens:
+            line += f", of the {tokens['budget']} I may read"
+    line += "."
+    if snapshot.tokens_out is not None:
+        line += f" My answer: {snapshot.tokens_out} tokens."
+    return line
+
+
+def _fact(fact: Fact) -> str:
+    text = one_line(fact.content, LINE_CHARS)
+    return text if fact.invalid_at is None else f"{text} (no longer true, I learned since)"
+
+
+WHY_COMMANDS = [
+    Command(
+        "why",
+        "/why [reply id]",
+        "What my last reply to you here was based on (or send it in answer to a reply)",
+        why,
+    ),
+]
