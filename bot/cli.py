@@ -14,7 +14,9 @@ import asyncpg
 import uvloop
 
 from adapters.console import run_console
-from bot.database import open_database, stop_embedded
+from bot.database import open_database
+from bot.db_cli import COMMANDS as DB_COMMANDS
+from bot.db_cli import add_db_commands
 from bot.jobs import COMMANDS as JOB_COMMANDS
 from bot.jobs import add_job_commands, build_registry
 from bot.logs import configure_logging
@@ -38,9 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("--status", action="store_true", help="list migrations, apply nothing")
     chat = commands.add_parser("chat", help="chat in the terminal through the full pipeline")
     chat.add_argument("--user", default=None, help="who you are (default: your login name)")
+    add_db_commands(commands)
     add_job_commands(commands)
-    db = commands.add_parser("db", help="show where the database is (connection string for psql)")
-    db.add_argument("--stop", action="store_true", help="stop an embedded server left running")
     return parser
 
 
@@ -53,8 +54,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     configure_logging(settings)
     try:
-        if args.command == "db" and args.stop:
-            return _stop_db(settings)
         return uvloop.run(_COMMANDS[args.command](settings, args))
     except OnethreadError as exc:
         print(f"onethread: {exc}", file=sys.stderr)
@@ -76,7 +75,7 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
 async def _chat(settings: Settings, args: argparse.Namespace) -> int:
     user = args.user or getpass.getuser()
     async with open_database(settings) as location, build_services(settings, location) as services:
-        services.jobs = build_registry(services)
+        services.jobs = build_registry(services, location)
         engine = Engine(services, persona=load_persona(settings.context.persona_file))
         await engine.start()
         try:
@@ -103,29 +102,4 @@ async def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _db(settings: Settings, args: argparse.Namespace) -> int:
-    async with open_database(settings) as location:
-        if location.embedded:
-            print(f"embedded PostgreSQL, data in {location.data_dir}")
-            print("it stops when the last onethread process using it exits")
-        else:
-            print("external PostgreSQL (DATABASE_URL)")
-        print(f"connection string: {location.dsn}")
-        print(f"psql: psql '{location.dsn}'")
-    return 0
-
-
-def _stop_db(settings: Settings) -> int:
-    if settings.database_url is not None:
-        print(
-            "onethread: DATABASE_URL is set; there is no embedded server to stop", file=sys.stderr
-        )
-        return EXIT_CONFIG
-    if stop_embedded(settings.embedded_database_dir):
-        print(f"stopped the embedded server in {settings.embedded_database_dir}")
-    else:
-        print(f"no embedded server is running in {settings.embedded_database_dir}")
-    return 0
-
-
-_COMMANDS = {"run": _run, "migrate": _migrate, "db": _db, "chat": _chat, **JOB_COMMANDS}
+_COMMANDS = {"run": _run, "migrate": _migrate, "chat": _chat, **DB_COMMANDS, **JOB_COMMANDS}

@@ -58,7 +58,16 @@ async def outage(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Obse
         FakeTelegram() as telegram,
         SlowLLM(embedding_dimensions=384, first_byte_delay=1.0) as llm,
     ):
-        env = service_env(tmp_path, telegram, llm, http_port=free_port(), database_url=None)
+        env = service_env(
+            tmp_path,
+            telegram,
+            llm,
+            http_port=free_port(),
+            database_url=None,
+            # The outage lasts until the test ends it: the service must not end it first
+            # by starting the server again (that is test_embedded_restart.py).
+            extra={"DB_EMBEDDED_RESTART_ATTEMPTS": "0"},
+        )
         service = Service(env, tmp_path / "service.log")
         database = EmbeddedDatabase(tmp_path / "postgres")
         ledger = Ledger(telegram)
