@@ -74,6 +74,7 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _chat(settings: Settings, args: argparse.Namespace) -> int:
     user = args.user or getpass.getuser()
+    settings = unlimited(settings)
     async with open_database(settings) as location, build_services(settings, location) as services:
         services.jobs = build_registry(services, location)
         engine = Engine(services, persona=load_persona(settings.context.persona_file))
@@ -83,6 +84,26 @@ async def _chat(settings: Settings, args: argparse.Namespace) -> int:
         finally:
             await engine.stop()
     return 0
+
+
+# The console's bucket: a token every microsecond, a billion at once.
+_CONSOLE_RATE_PER_MINUTE = 60_000_000.0
+_CONSOLE_BURST = 1_000_000_000
+
+
+def unlimited(settings: Settings) -> Settings:
+    """`settings` without the per-user rate limit, for the console.
+
+    The console is the operator's own terminal, not a public chat: there is nobody to
+    protect the model bill from, and a piped file is read one line at a time, each
+    answered before the next, so it is never a flood. Rate-limited, a file of 72 lines
+    got 7 answers and 65 refusals; waiting for tokens instead would make it take
+    minutes. The same person's messages on other platforms keep their limit.
+    """
+    limits = settings.limits.model_copy(
+        update={"rate_per_minute": _CONSOLE_RATE_PER_MINUTE, "rate_burst": _CONSOLE_BURST}
+    )
+    return settings.model_copy(update={"limits": limits})
 
 
 async def _migrate(settings: Settings, args: argparse.Namespace) -> int:
