@@ -257,14 +257,7 @@ async def _run(
     program: str, args: list[str], env: dict[str, str], on_line: Progress | None
 ) -> None:
     """Run a packaged PostgreSQL program; raise `BackupError` with its error lines."""
-    process = await asyncio.create_subprocess_exec(
-        tool(program),
-        *args,
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    process = await _start(program, args, env, stdout=asyncio.subprocess.DEVNULL)
     assert process.stderr is not None
     errors: list[str] = []
     try:
@@ -285,14 +278,8 @@ async def _run(
 
 
 async def _output(program: str, args: list[str], env: dict[str, str], path: Path) -> str:
-    process = await asyncio.create_subprocess_exec(
-        tool(program),
-        *args,
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    """What a packaged program reading the backup at `path` printed."""
+    process = await _start(program, args, env, stdout=asyncio.subprocess.PIPE)
     out, err = await process.communicate()
     if process.returncode != 0:
         said = err.decode(errors="replace").strip().splitlines()
@@ -300,3 +287,16 @@ async def _output(program: str, args: list[str], env: dict[str, str], path: Path
             f"{path} is not a pg_dump custom-format backup ({said[-1] if said else program})"
         )
     return out.decode(errors="replace")
+
+
+async def _start(
+    program: str, args: list[str], env: dict[str, str], *, stdout: int
+) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        tool(program),
+        *args,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=asyncio.subprocess.PIPE,
+    )

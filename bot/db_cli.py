@@ -108,12 +108,13 @@ async def shell(settings: Settings, psql_args: list[str]) -> int:
     async with open_database(settings, migrate=False) as location:
         target = libpq_target(location.dsn, application_name="onethread shell")
         loop = asyncio.get_running_loop()
-        process = await asyncio.create_subprocess_exec(
-            psql(), target.conninfo, *extra, env=target.env
-        )
+        # Caught here, default again in psql (exec resets caught signals).
         loop.add_signal_handler(signal.SIGINT, lambda: None)
-        loop.add_signal_handler(signal.SIGTERM, process.terminate)
         try:
+            process = await asyncio.create_subprocess_exec(
+                psql(), target.conninfo, *extra, env=target.env
+            )
+            loop.add_signal_handler(signal.SIGTERM, process.terminate)
             return await process.wait()
         finally:
             loop.remove_signal_handler(signal.SIGINT)

@@ -138,6 +138,7 @@ class EmbeddedSupervisor:
         `attempts` starts in a row failed."""
         delay = self._first_delay
         began = time.monotonic()
+        problem = "no attempt allowed (DB_EMBEDDED_RESTART_ATTEMPTS=0)"
         for attempt in range(1, self._attempts + 1):
             outcome, problem = await self.restart_once()
             if outcome != "failed":

@@ -241,6 +241,14 @@ class Service:
         except (aiohttp.ClientError, TimeoutError):
             return 0, ""
 
+    def answers(self, path: str, status: int) -> Callable[[], Awaitable[bool]]:
+        """A condition for `eventually`: `path` answers with `status`."""
+
+        async def check() -> bool:
+            return await self.status(path) == status
+
+        return check
+
     def tail(self, lines: int = 40) -> str:
         if not self.log.exists():
             return ""

@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import re
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -59,7 +59,9 @@ async def _say(engine: Engine, user: str, text: str, **kwargs: Any) -> Recording
 async def _fill(services: Services, fake_llm: FakeOpenAI) -> Engine:
     """People (one linked on two platforms), messages with embeddings, facts, archive."""
     fake_llm.responder = ScriptedModel(extraction=lambda prompt: update(fact("Likes examples")))
-    engine = Engine(services, persona=PERSONA)
+    # People write faster here than the default rate limit lets them.
+    limits = {"rate_burst": 10_000, "rate_per_minute": 100_000}
+    engine = Engine(replace(services, settings=make_settings(limits=limits)), persona=PERSONA)
     await engine.start()
     for user, texts in PEOPLE.items():
         for text in texts:

@@ -12,8 +12,8 @@ counted, and a backup taken meanwhile by `python -m bot backup` next to the serv
 from __future__ import annotations
 
 import asyncio
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+import subprocess
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +32,7 @@ from fakes.service import (
     stored_user_messages,
 )
 from fakes.telegram_api import FakeTelegram
+from tests.bot.test_cli import _bot
 
 CHATS = (501, 502, 503)
 
@@ -48,7 +49,7 @@ class Observed:
     pid_after: int | None
     metrics: str
     log: str
-    backup: tuple[int, str, str]
+    backup: subprocess.CompletedProcess[str]
     backup_file: Path
     exit_code: int
     server_stopped_at_exit: bool
@@ -67,14 +68,16 @@ async def killed(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Obse
         ledger = Ledger(telegram)
         try:
             await service.start()
-            await eventually(_ready(service, 200), within=30, what="ready")
+            await eventually(service.answers("/readyz", 200), within=30, what="ready")
             for chat in CHATS:
                 ledger.push(chat, f"chat {chat} before")
             await eventually(lambda: llm.in_flight > 0, what="a reply in flight")
             stored_before = await stored_user_messages(database.dsn())
             with database.start_lock():
                 killed_pid = database.kill()
-                await eventually(_ready(service, 503), what="/readyz reporting the outage")
+                await eventually(
+                    service.answers("/readyz", 503), what="/readyz reporting the outage"
+                )
                 ready_during = await service.get("/readyz")
                 for chat in CHATS:
                     ledger.push(chat, f"chat {chat} during")
@@ -84,12 +87,14 @@ async def killed(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Obse
                 )
                 told_during = {chat: telegram.texts(chat) for chat in CHATS}
             # The lock is free: the service starts the server again by itself.
-            await eventually(_ready(service, 200), within=60, what="ready again")
+            await eventually(service.answers("/readyz", 200), within=60, what="ready again")
             ready_after = await service.status("/readyz")
             for chat in CHATS:
                 ledger.push(chat, f"chat {chat} after")
             backup_file = tmp_path / "while-running.dump"
-            backup = await _cli(env, "backup", str(backup_file))
+            backup = await asyncio.to_thread(
+                _bot, "backup", str(backup_file), env={**env, "LOG_LEVEL": "WARNING"}
+            )
             await eventually(ledger.all_answered, within=60, what="every message answered")
             last = max(ledger.update_ids)
             await eventually(lambda: telegram.confirmed_below > last, what="all acknowledged")
@@ -117,25 +122,6 @@ async def killed(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Obse
             exit_code=code,
             server_stopped_at_exit=stopped,
         )
-
-
-def _ready(service: Service, status: int) -> Callable[[], Awaitable[bool]]:
-    async def check() -> bool:
-        return await service.status("/readyz") == status
-
-    return check
-
-
-async def _cli(env: dict[str, str], *args: str) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", *args,
-        env={**env, "LOG_LEVEL": "WARNING"},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(process.communicate(), timeout=120)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
 
 
 def test_the_service_starts_the_server_again_by_itself(killed: Observed) -> None:
@@ -170,9 +156,8 @@ def test_nothing_committed_before_the_kill_is_lost(killed: Observed) -> None:
 
 
 def test_a_backup_works_next_to_the_running_service(killed: Observed) -> None:
-    code, out, err = killed.backup
-    assert code == 0, err
-    assert f"backup written to {killed.backup_file}" in out
+    assert killed.backup.returncode == 0, killed.backup.stderr
+    assert f"backup written to {killed.backup_file}" in killed.backup.stdout
     assert killed.backup_file.stat().st_size > 0
 
 
