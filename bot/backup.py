@@ -220,12 +220,12 @@ async def restore(
     conn = await _connect(dsn)
     try:
         overview = await StatsRepository(Database(conn)).overview(now=datetime.now(UTC))
-        version = int(await conn.fetchval("SELECT max(version) FROM schema_migrations"))
+        applied = [s.migration.version for s in await migrations.status(conn) if s.applied_at]
     finally:
         await conn.close()
     return Restored(
         backup_version=archive.version,
-        version=version,
+        version=max(applied),
         people=overview.users,
         messages=overview.messages,
         archived_messages=overview.archived_messages,
