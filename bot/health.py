@@ -75,6 +75,11 @@ class HealthServer:
         except (StorageUnavailable, TimeoutError, asyncpg.PostgresError) as exc:
             cause = exc.__cause__ if isinstance(exc, StorageUnavailable) else exc
             found.append(f"database unreachable ({type(cause or exc).__name__})")
+        except Exception as exc:
+            # A pooled connection whose server was killed can fail in the driver's own
+            # way (asyncpg: "cannot switch to state ..."): not ready, never a 500.
+            logger.warning("readiness check of the database failed: %s", type(exc).__name__)
+            found.append(f"database unreachable ({type(exc).__name__})")
         return found
 
     async def _healthz(self, request: web.Request) -> web.Response:

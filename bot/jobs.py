@@ -22,7 +22,8 @@ from typing import Any
 
 from tqdm import tqdm  # type: ignore[import-untyped]
 
-from bot.database import open_database
+from bot.backup_job import BackupJob
+from bot.database import DatabaseLocation, open_database
 from bot.scheduler import JobScheduler
 from bot.services import build_services
 from config import Settings
@@ -40,7 +41,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 RECENT_RUNS = 10
 
-JOB_NAMES = ("memory", "archive", "retention", "reembed", "user_indexes", "broadcast")
+JOB_NAMES = ("memory", "archive", "retention", "reembed", "user_indexes", "broadcast", "backup")
 
 
 def schedule_from_settings(settings: Settings) -> dict[str, int | None]:
@@ -52,24 +53,35 @@ def schedule_from_settings(settings: Settings) -> dict[str, int | None]:
         "reembed": None,
         "user_indexes": settings.archive.interval_seconds,
         "broadcast": BROADCAST_INTERVAL_SECONDS,
+        "backup": settings.backup_interval_seconds,
     }
 
 
-def build_registry(services: Services, *, reembedder: Reembedder | None = None) -> JobRegistry:
+def build_registry(
+    services: Services, location: DatabaseLocation, *, reembedder: Reembedder | None = None
+) -> JobRegistry:
     """Every job, with its schedule from the settings. Set `services.jobs` to the result
     to make the jobs available to `/jobs` and `/runjob`."""
-    schedule = schedule_from_settings(services.settings)
+    settings = services.settings
+    schedule = schedule_from_settings(settings)
     jobs: list[Job] = [
         MemoryJob(services),
-        ArchiveJob(services.db, services.settings.archive, clock=services.clock),
-        RetentionJob(services.db, services.settings.archive, clock=services.clock),
+        ArchiveJob(services.db, settings.archive, clock=services.clock),
+        RetentionJob(services.db, settings.archive, clock=services.clock),
         reembedder or Reembedder(services),
         UserIndexJob(
             services.db,
-            dimensions=services.settings.embedding_dimensions,
-            min_messages=services.settings.context.exact_recall_max_rows,
+            dimensions=settings.embedding_dimensions,
+            min_messages=settings.context.exact_recall_max_rows,
         ),
         BroadcastJob(services),
+        BackupJob(
+            location.dsn,
+            settings.backup_dir,
+            keep=settings.backup.keep,
+            interval_seconds=settings.backup_interval_seconds,
+            clock=services.clock,
+        ),
     ]
     specs = [
         JobSpec(job, schedule[job.name], keep_idle_runs=job.name != "broadcast") for job in jobs
@@ -150,7 +162,7 @@ def _describe_run(run: JobRun) -> str:
 async def run_job(settings: Settings, args: argparse.Namespace) -> int:
     """Run one job now; exit 1 if it failed (entirely or for some users)."""
     async with open_database(settings) as location, build_services(settings, location) as services:
-        registry = build_registry(services)
+        registry = build_registry(services, location)
         services.jobs = registry
         try:
             outcome = await registry.run_outcome(args.name)
@@ -166,12 +178,12 @@ async def serve_jobs(
     settings: Settings, args: argparse.Namespace, *, stop: asyncio.Event | None = None
 ) -> int:
     """Run the scheduler (no platform adapters) until Ctrl-C / SIGTERM, or `stop` is set."""
-    stop = stop or _stop_on_signals()
+    stop = stop or stop_on_signals()
     async with (
         open_database(settings) as location,
         build_services(settings, location) as services,
     ):
-        registry = build_registry(services)
+        registry = build_registry(services, location)
         services.jobs = registry
         async with JobScheduler(registry) as scheduler:
             jobs = ", ".join(f"{n} every {s} s" for n, s in scheduler.scheduled().items())
@@ -180,7 +192,8 @@ async def serve_jobs(
     return EXIT_OK
 
 
-def _stop_on_signals() -> asyncio.Event:
+def stop_on_signals() -> asyncio.Event:
+    """An event set by the first SIGINT or SIGTERM."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

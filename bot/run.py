@@ -1,7 +1,8 @@
 """`python -m bot run`: the whole service, built in one exit stack and closed in reverse.
 
 (database, opened by the caller) -> services -> jobs -> engine -> adapters -> scheduler ->
-health server; then wait for SIGTERM or Ctrl-C. On the way out, adapters stop fetching
+health server; then wait for SIGTERM or Ctrl-C (or for the embedded server to be given up,
+bot/supervisor.py). On the way out, adapters stop fetching
 first and let in-flight replies finish (or be recorded as failed), then the pool and
 the database close.
 """
@@ -12,19 +13,22 @@ import asyncio
 import logging
 import os
 import signal
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, suppress
 
 from pydantic import SecretStr
 
+from bot.backup_job import backup_age_seconds
 from bot.database import DatabaseLocation
 from bot.health import HealthServer, ReadinessProbe
 from bot.jobs import build_registry
 from bot.scheduler import JobScheduler
 from bot.services import build_services
+from bot.supervisor import EmbeddedSupervisor
 from config import Settings
 from core import metrics
 from core.commands.registry import COMMANDS
 from core.engine import Engine
+from core.errors import DatabaseSetupError
 from core.models import Platform
 from core.persona import load_persona
 from core.services import Services
@@ -44,17 +48,26 @@ def missing_platform_settings(settings: Settings) -> str | None:
 async def run_service(
     settings: Settings, location: DatabaseLocation, *, stop: asyncio.Event | None = None
 ) -> None:
-    """Run on a prepared database until `stop` is set (or SIGTERM / SIGINT arrives)."""
+    """Run on a prepared database until `stop` is set (or SIGTERM / SIGINT arrives).
+
+    Raises `DatabaseSetupError` after stopping when the embedded server died and could
+    not be started again (`bot.supervisor`), so that the process exits with status 1.
+    """
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    supervisor = location.supervisor
     try:
         async with AsyncExitStack() as stack:
+            if supervisor is not None:
+                stack.push_async_callback(_cancel, asyncio.create_task(_stop_on(supervisor, stop)))
             services = await stack.enter_async_context(build_services(settings, location))
             metrics.register_pool(services.db.pool)
             stack.callback(metrics.register_pool, None)
-            services.jobs = build_registry(services)
+            backups = settings.backup_dir
+            metrics.watch_backup_age(lambda: backup_age_seconds(backups, services.clock()))
+            services.jobs = build_registry(services, location)
             engine = Engine(services, persona=load_persona(settings.context.persona_file))
             await engine.start()
             stack.push_async_callback(engine.stop)
@@ -76,6 +89,24 @@ async def run_service(
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
+    if supervisor is not None and supervisor.gave_up.is_set():
+        raise DatabaseSetupError(
+            f"the embedded PostgreSQL server in {supervisor.pgdata} died and could not be "
+            f"started again; its log is {supervisor.pgdata / 'log'}"
+        )
+
+
+async def _stop_on(supervisor: EmbeddedSupervisor, stop: asyncio.Event) -> None:
+    """Stop the service once the embedded server is given up (bot/supervisor.py)."""
+    await supervisor.gave_up.wait()
+    logger.error("stopping: the embedded database cannot be started again")
+    stop.set()
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with suppress(asyncio.CancelledError):
+        await task
 
 
 async def _start_adapters(

@@ -107,6 +107,11 @@ class DatabaseSettings(_Group):
     # the archive of 1M messages tripled chat's p99, with 8GB it stayed within 1.4x).
     # It is also about the most disk the WAL takes during such a burst.
     embedded_max_wal_size: str = "8GB"
+    # How many times in a row a process tries to start the embedded server again after
+    # it died (bot/supervisor.py), with backoff from 0.5 s doubling to 30 s (about two
+    # and a half minutes for 10); then `run` gives up and exits with status 1, for the
+    # container's restart policy. 0: never restart it.
+    embedded_restart_attempts: NonNegativeInt = 10
 
     @field_validator("embedded_shared_buffers", "embedded_max_wal_size")
     @classmethod
@@ -193,6 +198,24 @@ class ArchiveSettings(_Group):
     retention_days: NonNegativeInt = 0
 
 
+class BackupSettings(_Group):
+    """Scheduled backups (`BACKUP_*`, bot/backup.py): pg_dump custom-format files."""
+
+    model_config = SettingsConfigDict(env_prefix="BACKUP_")
+
+    # Where scheduled backups (and `python -m bot backup` without a file) are written;
+    # unset: ONETHREAD_DATA_DIR/backups.
+    dir: Path | None = None
+    # Seconds between scheduled backups; 0: none. Unset: daily with the embedded
+    # database, none with DATABASE_URL (back that server up with its own tools).
+    interval_seconds: NonNegativeInt | None = None
+    # Scheduled backups kept in the folder; older ones are deleted after a good one.
+    keep: PositiveInt = 7
+
+
+DAILY_SECONDS = 86400
+
+
 class Settings(BaseSettings):
     """Every setting of the service. Unknown environment variables are ignored."""
 
@@ -252,6 +275,7 @@ class Settings(BaseSettings):
     context: ContextSettings = Field(default_factory=ContextSettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)
     archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
+    backup: BackupSettings = Field(default_factory=BackupSettings)
 
     _admin_ids = field_validator("admin_ids", mode="before")(_parse_admin_ids)
 
@@ -299,6 +323,18 @@ class Settings(BaseSettings):
     def embedded_database_dir(self) -> Path:
         return self.onethread_data_dir / "postgres"
 
+    @property
+    def backup_dir(self) -> Path:
+        return self.backup.dir or self.onethread_data_dir / "backups"
+
+    @property
+    def backup_interval_seconds(self) -> int | None:
+        """Seconds between scheduled backups; None: not scheduled (see BackupSettings)."""
+        interval = self.backup.interval_seconds
+        if interval is None:
+            return DAILY_SECONDS if self.database_url is None else None
+        return interval or None
+
     def is_admin(self, platform: str, platform_user_id: str) -> bool:
         return AdminId(platform=platform, platform_user_id=platform_user_id) in self.admin_ids
 
@@ -309,6 +345,7 @@ _GROUP_PREFIXES = {
     "context": "CONTEXT_",
     "memory": "MEMORY_",
     "archive": "ARCHIVE_",
+    "backup": "BACKUP_",
 }
 
 
@@ -344,6 +381,7 @@ def load_settings(**overrides: Any) -> Settings:
         "context": ContextSettings,
         "memory": MemorySettings,
         "archive": ArchiveSettings,
+        "backup": BackupSettings,
     }
     for name, group_type in group_types.items():
         if name in overrides:

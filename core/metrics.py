@@ -256,3 +256,32 @@ REGISTRY.register(_POOL_COLLECTOR)
 def register_pool(pool: PoolStats | None) -> None:
     """Report `pool` in the pool gauges (replacing any earlier one); None stops reporting."""
     _POOL_COLLECTOR.pool = pool
+
+
+# The embedded database and backups (bot/supervisor.py, bot/backup.py). ----------------
+
+RestartOutcome = Literal["restarted", "failed"]
+
+EMBEDDED_RESTARTS = Counter(
+    "onethread_embedded_restarts",
+    "Attempts of this process to start the embedded PostgreSQL server again after it"
+    " died, by outcome (restarted, failed).",
+    ["outcome"],
+)
+for _outcome in get_args(RestartOutcome):
+    EMBEDDED_RESTARTS.labels(outcome=_outcome)
+BACKUP_AGE = Gauge(
+    "onethread_backup_age_seconds",
+    "Seconds since the newest good backup in BACKUP_DIR was taken (+Inf: none there).",
+)
+BACKUP_AGE.set(float("inf"))
+
+
+def count_embedded_restart(outcome: RestartOutcome) -> None:
+    EMBEDDED_RESTARTS.labels(outcome=outcome).inc()
+
+
+def watch_backup_age(seconds: Callable[[], float]) -> None:
+    """Read the backup age at every scrape (the folder is shared by every process that
+    writes backups there, so it is the truth, not what this process did)."""
+    BACKUP_AGE.set_function(seconds)

@@ -9,7 +9,9 @@ Shared by `tests/faults/` and `benchmarks/faults.py`:
   waits for `/healthz`, `kill` is kill -9, `terminate` is SIGTERM.
 - `EmbeddedDatabase`: stop (`pg_ctl stop -m immediate`, a crash as far as the service
   can tell) and start again the embedded server that a service process started,
-  without touching its handle list (so the service still stops it when it exits).
+  without touching its handle list (so the service still stops it when it exits); kill
+  its postmaster (kill -9), and hold its start lock (so that the service cannot start
+  it again until the test lets it).
 - `Ledger`: what the fake Telegram delivered per chat, and how each message ended up
   answered: the final reply text (`echo: <message>`, the default responder) present
   exactly once, twice or more (duplicated), or never (lost).
@@ -21,13 +23,15 @@ elapsed time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import json
 import os
 import signal
 import socket
 import sys
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -237,6 +241,14 @@ class Service:
         except (aiohttp.ClientError, TimeoutError):
             return 0, ""
 
+    def answers(self, path: str, status: int) -> Callable[[], Awaitable[bool]]:
+        """A condition for `eventually`: `path` answers with `status`."""
+
+        async def check() -> bool:
+            return await self.status(path) == status
+
+        return check
+
     def tail(self, lines: int = 40) -> str:
         if not self.log.exists():
             return ""
@@ -391,6 +403,32 @@ class EmbeddedDatabase:
             user=_pg_user(),
             timeout=60,
         )
+
+    def pid(self) -> int | None:
+        """The postmaster's pid, from `postmaster.pid` (whether it runs or not)."""
+        path = self.pgdata / "postmaster.pid"
+        return int(path.read_text().splitlines()[0]) if path.exists() else None
+
+    def kill(self) -> int:
+        """kill -9 of the postmaster (its backends then exit by themselves); its pid."""
+        pid = self.pid()
+        assert pid is not None
+        assert self.running()
+        os.kill(pid, signal.SIGKILL)
+        return pid
+
+    @contextlib.contextmanager
+    def start_lock(self) -> Iterator[None]:
+        """Hold the data folder's start lock, as a process starting the server would:
+        nobody starts (or restarts) it meanwhile."""
+        fd = os.open(
+            self.pgdata.with_name(self.pgdata.name + ".start.lock"), os.O_RDWR | os.O_CREAT
+        )
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            yield
+        finally:
+            os.close(fd)
 
     def stop(self) -> None:
         """`pg_ctl stop -m fast` (cleanup after a test that left it running)."""

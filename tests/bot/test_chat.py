@@ -67,3 +67,17 @@ async def test_console_chat_reads_lines_and_prints_replies(
     prompt = "\n".join(m["content"] for m in fake_llm.chat_requests[-1]["messages"])
     assert "My cat is called Miso" in prompt
     assert "sk-console-test" not in err
+
+
+async def test_a_piped_file_of_72_lines_gets_72_answers(
+    tmp_path: Path, fake_llm: FakeOpenAI, fresh_dsn: str
+) -> None:
+    # The console is the operator's own terminal: the per-user rate limit (8 at once,
+    # then 20 a minute by default) does not apply there.
+    lines = [f"line {number}" for number in range(72)]
+    code, out, err = await _chat(
+        lines, env=_env(tmp_path, fake_llm, fresh_dsn), args=("--user", "piped")
+    )
+    assert code == 0, err
+    replies = [block for block in out.split("\n\n") if block.strip()]
+    assert replies == [f"echo: {line}" for line in lines]

@@ -57,15 +57,6 @@ def test_run_without_tokens_migrates_then_names_missing_settings(data_dir: Path)
     assert _server_pid(data_dir) is None
 
 
-def test_db_prints_a_connection_string_psql_can_use(data_dir: Path) -> None:
-    result = _bot("db", env=_env(data_dir))
-    assert result.returncode == 0, result.stderr
-    assert "embedded PostgreSQL" in result.stdout
-    dsn_line = next(line for line in result.stdout.splitlines() if line.startswith("connection"))
-    assert "/onethread?host=" in dsn_line
-    assert str(data_dir / "postgres") in dsn_line
-
-
 def test_processes_share_one_server_and_a_killed_one_does_not_keep_it_alive(
     data_dir: Path,
 ) -> None:

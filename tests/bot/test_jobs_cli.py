@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
+from bot.database import DatabaseLocation
 from bot.jobs import (
     COMMANDS,
     add_job_commands,
@@ -181,7 +182,8 @@ async def test_serve_runs_until_stopped(settings: Settings) -> None:
 
 
 def test_the_registry_has_every_job_on_its_schedule(services: Services) -> None:
-    registry = build_registry(services)
+    location = DatabaseLocation("postgresql://nowhere/onethread", True, None)
+    registry = build_registry(services, location)
     assert registry.schedule() == {
         "memory": 300,
         "archive": 3600,
@@ -189,4 +191,5 @@ def test_the_registry_has_every_job_on_its_schedule(services: Services) -> None:
         "reembed": None,
         "user_indexes": 3600,
         "broadcast": 30,
+        "backup": 86400,  # daily with the embedded database (the test settings have no URL)
     }

@@ -121,3 +121,26 @@ def test_discord_shards(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DISCORD_SHARD_IDS", "zero")
     with pytest.raises(SettingsError, match="DISCORD_SHARD_IDS"):
         load_settings()
+
+
+def test_backups_are_daily_with_the_embedded_database_and_off_with_database_url(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("ONETHREAD_DATA_DIR", str(tmp_path))
+    embedded = load_settings()
+    assert embedded.backup_interval_seconds == 86400
+    assert embedded.backup_dir == tmp_path / "backups"
+    assert embedded.backup.keep == 7
+    assert embedded.db.embedded_restart_attempts == 10
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u@h/db")
+    assert load_settings().backup_interval_seconds is None
+    monkeypatch.setenv("BACKUP_INTERVAL_SECONDS", "3600")
+    monkeypatch.setenv("BACKUP_DIR", str(tmp_path / "elsewhere"))
+    external = load_settings()
+    assert (external.backup_interval_seconds, external.backup_dir) == (3600, tmp_path / "elsewhere")
+    monkeypatch.delenv("DATABASE_URL")
+    monkeypatch.setenv("BACKUP_INTERVAL_SECONDS", "0")
+    assert load_settings().backup_interval_seconds is None
+    monkeypatch.setenv("BACKUP_KEEP", "0")
+    with pytest.raises(SettingsError, match="BACKUP_KEEP"):
+        load_settings()

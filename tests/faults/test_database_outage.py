@@ -11,7 +11,7 @@ acknowledged message is stored and answered", which the service does not keep ye
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
@@ -58,13 +58,22 @@ async def outage(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Obse
         FakeTelegram() as telegram,
         SlowLLM(embedding_dimensions=384, first_byte_delay=1.0) as llm,
     ):
-        env = service_env(tmp_path, telegram, llm, http_port=free_port(), database_url=None)
+        env = service_env(
+            tmp_path,
+            telegram,
+            llm,
+            http_port=free_port(),
+            database_url=None,
+            # The outage lasts until the test ends it: the service must not end it first
+            # by starting the server again (that is test_embedded_restart.py).
+            extra={"DB_EMBEDDED_RESTART_ATTEMPTS": "0"},
+        )
         service = Service(env, tmp_path / "service.log")
         database = EmbeddedDatabase(tmp_path / "postgres")
         ledger = Ledger(telegram)
         try:
             await service.start()
-            await eventually(_ready(service, 200), within=30, what="ready")
+            await eventually(service.answers("/readyz", 200), within=30, what="ready")
             ledger.push(*BEFORE)
             await eventually(ledger.all_answered, what="answer before the outage")
             ledger.push(*IN_FLIGHT)
@@ -72,7 +81,7 @@ async def outage(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Obse
             stored_before = await stored_user_messages(database.dsn())
             await asyncio.to_thread(database.crash)
 
-            await eventually(_ready(service, 503), what="/readyz reporting the outage")
+            await eventually(service.answers("/readyz", 503), what="/readyz reporting the outage")
             ready_during = await service.get("/readyz")
             for chat, text in DURING:
                 ledger.push(chat, text)
@@ -85,7 +94,7 @@ async def outage(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Obse
             alive = service.running
 
             await asyncio.to_thread(database.start)
-            await eventually(_ready(service, 200), within=30, what="ready again")
+            await eventually(service.answers("/readyz", 200), within=30, what="ready again")
             ready_after = await service.status("/readyz")
             for chat, text in AFTER:
                 ledger.push(chat, text)
@@ -117,13 +126,6 @@ async def outage(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Obse
             exit_code=code,
             server_stopped_at_exit=stopped,
         )
-
-
-def _ready(service: Service, status: int) -> Callable[[], Awaitable[bool]]:
-    async def check() -> bool:
-        return await service.status("/readyz") == status
-
-    return check
 
 
 def test_the_service_stays_up_and_reports_not_ready(outage: Observed) -> None:

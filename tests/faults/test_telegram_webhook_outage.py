@@ -35,8 +35,9 @@ DURING = 6002
 
 @pytest.fixture
 async def database(data_dir: Path) -> AsyncIterator[tuple[str, EmbeddedDatabase]]:
-    """A migrated embedded server that the test may crash and start again."""
-    settings = make_settings(onethread_data_dir=data_dir)
+    """A migrated embedded server that the test may crash and start again (itself: the
+    process does not restart it, see test_embedded_restart.py for that)."""
+    settings = make_settings(onethread_data_dir=data_dir, db={"embedded_restart_attempts": 0})
     async with open_database(settings) as location:
         yield location.dsn, EmbeddedDatabase(settings.embedded_database_dir)
 
