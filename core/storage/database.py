@@ -130,6 +130,9 @@ def is_outage(exc: BaseException) -> bool:
         asyncpg.exceptions.PostgresConnectionError,
         asyncpg.exceptions.CannotConnectNowError,
         asyncpg.exceptions.OperatorInterventionError,
+        # A pooled connection whose server died in the middle of an operation ("cannot
+        # switch to state ...", seen after the postmaster was killed).
+        asyncpg.exceptions.InternalClientError,
     )
     cause: BaseException | None = exc
     for _ in range(5):  # the error itself and a few links of its `raise ... from` chain

@@ -498,6 +498,7 @@ async def test_style_and_themes_from_the_memory_job_shape_the_prompt(
 def test_what_counts_as_a_database_outage() -> None:
     assert is_outage(ConnectionRefusedError())
     assert is_outage(asyncpg.InterfaceError("pool is closed"))
+    assert is_outage(asyncpg.exceptions.InternalClientError("cannot switch to state 11"))
     wrapped = RuntimeError("wrapper")
     wrapped.__cause__ = OSError("socket gone")
     assert is_outage(wrapped)
