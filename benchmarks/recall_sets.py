@@ -8,9 +8,11 @@
 
 Each conversation is one user: messages (older half moved to `messages_archive`, the
 newest `RECENT_WINDOW` excluded as the prompt's recent window) and facts, embedded with
-the real `LocalEmbedder`. `fmt` decides what is embedded for a message: its text
-(`plain`, what the engine stores today) or `[YYYY-MM-DD] Name: text` (`named`); the
-stored `content` (and so the keyword side) is the text in both.
+the real `LocalEmbedder`. `fmt` decides what is stored for a message, to measure what
+should be (docs/recall.md): `plain` (what the engine stores today) embeds and stores
+the text; `named` embeds `[YYYY-MM-DD] Name: text` and stores the text; `speaker`
+embeds the text and stores `Name: text`, so the keyword side (the `search` column,
+generated from `content`) holds the speaker's name.
 
 An item is a key `("m", id)` for a message (live or archived: same ids) or `("f", id)`
 for a fact. A question's evidence is a tuple of message keys; its `facts` answer it too:
@@ -36,7 +38,7 @@ from core.storage.database import Connection, Database
 from fakes.archiving import move_to_archive
 
 RECENT_WINDOW = 20
-FORMATS = ("plain", "named")
+FORMATS = ("plain", "named", "speaker")
 Key = tuple[str, int]
 
 
@@ -72,9 +74,16 @@ class _Row:
 
 def embedded_text(fmt: str, row: _Row) -> str:
     """What gets embedded for a stored message: the text, or `[date] Name: text`."""
-    if fmt == "plain":
-        return row.text
-    return f"[{row.at:%Y-%m-%d}] {row.speaker}: {row.text}"
+    if fmt == "named":
+        return f"[{row.at:%Y-%m-%d}] {row.speaker}: {row.text}"
+    return row.text
+
+
+def stored_text(fmt: str, row: _Row) -> str:
+    """What gets stored (and so searched by keyword): the text, or `Name: text`."""
+    if fmt == "speaker":
+        return f"{row.speaker}: {row.text}"
+    return row.text
 
 
 async def _store(
@@ -102,7 +111,7 @@ async def _store(
                 (
                     user_id,
                     r.role,
-                    r.text,
+                    stored_text(fmt, r),
                     chat,
                     str(i),
                     "answered" if r.role == "user" else None,

@@ -29,18 +29,20 @@ of the previous one: a question's answer is often told over a few turns, of whic
 list finds the setup ("we adopted a dog!") and neither the answer ("Biscuit, a beagle
 mix"); the session term lifts the whole exchange. The `k` kept are the best by score,
 except that each list's first `protected` candidates are always among them (so the
-fused top `k` never loses what either list is surest of), then sorted by score. Higher
+fused top `k` never loses what either list is surest of; the keyword list's only when
+c_text > 0), then sorted by score. Higher
 is better; equal scores go to the newer item.
 
 A keyword list whose best hit does not stand out (a question sharing only common words
 with the history) gets no weight; one with a clear best hit (a rare name, the question's
 own words) weighs up to `w_text * confidence_cap` against the vector list's 1. Scores
-are relative to the query's candidates: the top item always scores about 1 or more, so
-whether anything fits at all is in `similarity` (cosine), not in `score`.
+are relative to the query's candidates: the top item scores about 1 or more even when
+nothing fits, so whether anything does is in `similarity` (cosine), not in `score`.
 
-Defaults (`RecallWeights`) tuned on the synthetic benchmark (benchmarks/recall_dataset.py),
-reported on the dialogue benchmark (benchmarks/recall_dialogues.py), which tuning never
-saw (docs/recall.md, benchmarks/recall_quality.py).
+The weights of `RecallWeights` are tuned on the synthetic benchmark
+(benchmarks/recall_dataset.py) and reported on the dialogue benchmark
+(benchmarks/recall_dialogues.py), which their tuning never saw; docs/recall.md has the
+numbers and how the form of the formula was chosen.
 """
 
 from __future__ import annotations
@@ -72,8 +74,8 @@ class RecallWeights:
     #: w_text: the keyword list's weight per unit of confidence (the vector list's is 1).
     text: float = 0.5
     #: c_text = clip(z_top - confidence_floor, 0, confidence_cap).
-    confidence_floor: float = 1.0
-    confidence_cap: float = 2.0
+    confidence_floor: float = 0.5
+    confidence_cap: float = 1.0
     #: z_top of a keyword list with fewer than 3 hits (no spread to measure).
     few_hits_confidence: float = 1.5
     session_share: float = 1.0

@@ -8,6 +8,7 @@ stored text holds no date, and a month's name matches only the rows that say it.
 Only explicit expressions are read, relative to `now` (the time of the question), in
 UTC, in English:
 
+- a day: "2025-05-08", "on 8 May 2025", "May 8th" (the latest up to now without a year);
 - a month, with or without a year: "in July 2025", "May" (the latest May up to now);
 - a season, with or without a year: "in the summer of 2025", "last spring", "this
   winter" (northern seasons; "winter of 2025" is both winters that touch 2025);
@@ -39,6 +40,11 @@ _UNIT_DAYS = {"day": 1, "week": 7, "month": 30, "year": 365}
 _MONTH = r"(?P<month>jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?" \
     r"|aug(?:ust)?|sept?(?:ember)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)"  # fmt: skip
 _PATTERNS = (
+    ("iso", re.compile(r"\b(?P<year>(?:19|20)\d\d)-(?P<m>\d\d)-(?P<d>\d\d)\b")),
+    ("date", re.compile(rf"\b(?P<d>\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTH}\b"
+                        r"(?:,?\s+(?P<year>(?:19|20)\d\d))?")),
+    ("date", re.compile(rf"\b{_MONTH}\s+(?P<d>\d{{1,2}})(?:st|nd|rd|th)?\b(?!:)"
+                        r"(?:,?\s+(?P<year>(?:19|20)\d\d))?")),
     ("month", re.compile(rf"\b(?:in|during|around|of|since|last|this)\s+{_MONTH}\b"
                          r"(?:,?\s+(?:of\s+)?(?P<year>(?:19|20)\d\d))?")),
     ("month", re.compile(rf"\b{_MONTH}\s+(?P<year>(?:19|20)\d\d)\b")),
@@ -83,6 +89,9 @@ def periods(question: str, now: datetime) -> list[Period]:
 def _read(kind: str, m: re.Match[str], now: datetime) -> list[Period]:
     groups = m.groupdict()
     year = int(groups["year"]) if groups.get("year") else None
+    if kind in ("iso", "date"):
+        month = int(groups["m"]) if kind == "iso" else _MONTH_ABBREVIATIONS[groups["month"][:3]]
+        return _day(year, month, int(groups["d"]), now)
     if kind == "month":
         month = _MONTH_ABBREVIATIONS[groups["month"][:3]]
         if year is None:  # the latest such month up to now
@@ -103,6 +112,17 @@ def _read(kind: str, m: re.Match[str], now: datetime) -> list[Period]:
         unit = timedelta(days=_UNIT_DAYS[groups["unit"]])
         return [Period(now - (n + 1) * unit, now - (n - 1) * unit + timedelta(days=1))]
     return []
+
+
+def _day(year: int | None, month: int, day: int, now: datetime) -> list[Period]:
+    """That day (the latest up to now without a year); none if there is no such day."""
+    try:
+        start = datetime(year or now.year, month, day, tzinfo=UTC)
+        if year is None and start > now:
+            start = start.replace(year=now.year - 1)
+    except ValueError:  # "2025-13-40", "February 30"
+        return []
+    return [Period(start, start + timedelta(days=1))]
 
 
 def _months(year: int, first: int, count: int) -> Period:

@@ -8,7 +8,7 @@ from core.embedding.base import Vector
 from core.embedding.local import LocalEmbedder
 from core.models import NewFact, Platform, SharedChat
 from core.recall.candidates import RecallCandidates
-from core.recall.hybrid import DEFAULT_WEIGHTS, HybridRecall, RecallWeights, fuse, text_confidence
+from core.recall.hybrid import HybridRecall, RecallWeights, fuse, text_confidence
 from core.recall.keywords import TextHit, TextSearchRepository
 from core.recall.vectors import RecallHit, RecallRepository, Source
 from core.recall.when import Period
@@ -312,7 +312,8 @@ def test_a_keyword_list_that_does_not_stand_out_leaves_the_vector_order() -> Non
     # Common words only: no keyword hit stands out (z_top = 1, the confidence floor).
     text = [_text_hit(100 + i, 2.0 + i % 2 / 10, days_ago=200 + i) for i in range(30)]
 
-    items = fuse(vector, text, now=NOW, weights=replace(DEFAULT_WEIGHTS, protected=0), limit=10)
+    weights = replace(PLAIN, text=0.5, confidence_floor=1.0)
+    items = fuse(vector, text, now=NOW, weights=weights, limit=10)
 
     assert [i.id for i in items] == list(range(1, 11))
 
@@ -323,7 +324,7 @@ def test_a_keyword_hit_that_stands_out_goes_first() -> None:
     text = [_text_hit(6, 12.0, days_ago=6)] + [
         _text_hit(200 + i, 1.0, days_ago=400 + i) for i in range(20)
     ]
-    weights = replace(DEFAULT_WEIGHTS, session_share=0.0)
+    weights = replace(PLAIN, text=0.5, confidence_floor=1.0, confidence_cap=2.0)
     flat = [_text_hit(6, 1.0, days_ago=6), *text[1:]]
 
     items = fuse(vector, text, now=NOW, weights=weights, limit=5)

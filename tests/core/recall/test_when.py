@@ -31,6 +31,11 @@ def _days(question: str) -> list[tuple[date, date]]:
         ("last week", [("2026-04-27", "2026-05-04")]),
         ("yesterday", [("2026-05-09", "2026-05-10")]),
         ("two weeks ago", [("2026-04-19", "2026-05-04")]),
+        ("what did I say on 2025-05-08?", [("2025-05-08", "2025-05-09")]),
+        ("on 8 May 2025", [("2025-05-08", "2025-05-09")]),
+        ("the 3rd of March", [("2026-03-03", "2026-03-04")]),
+        ("on June 12th", [("2025-06-12", "2025-06-13")]),  # the latest June 12
+        ("on 2025-02-30", []),
         ("What is the name of my dog?", []),
         ("I may come by, market day", []),
     ],
