@@ -37,17 +37,10 @@ import random
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from benchmarks.recall_dataset import DatasetMessage as Turn
+
 START = datetime(2025, 1, 6, tzinfo=UTC)
 SESSIONS = 190
-
-
-@dataclass(frozen=True, slots=True)
-class Turn:
-    index: int
-    session: int
-    at: datetime
-    role: str  # "user" | "assistant"
-    text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +54,7 @@ class PlantedFact:
 @dataclass(frozen=True, slots=True)
 class DialogueQuestion:
     text: str
-    evidence: tuple[int, ...]  # Turn.index values
+    evidence: tuple[int, ...]  # Turn (DatasetMessage) index values
     facts: tuple[int, ...]  # PlantedFact.index values that answer it too
     kind: str  # single | assistant | when | dated | multihop | none
 
