@@ -227,6 +227,7 @@ class Engine:
             ban_exempt=command is not None and command.name in BANNED_MAY_RUN,
             username=inbound.username,
             display_name=inbound.display_name,
+            language=inbound.language,
             private_chat_id=inbound.chat_id if inbound.is_private else None,
         )
         user = admission.user

@@ -45,6 +45,10 @@ class Inbound:
     reply_to_message_id: str | None = None
     attachments: tuple[Attachment, ...] = field(default_factory=tuple)
     addressed: bool = True
+    language: str | None = None
+    """The person's language as the platform tells it (an IETF tag such as "de" or
+    "pt-BR": Telegram's `language_code`, Discord's interaction locale); None when the
+    platform does not say."""
 
     @property
     def is_private(self) -> bool:

@@ -544,6 +544,7 @@ def message(
     entities: list[JSONObject] | None = None,
     reply_to_bot: int | None = None,
     is_bot: bool = False,
+    language_code: str | None = None,
     **extra: Any,
 ) -> JSONObject:
     """A Telegram `Message` object from a person; a private chat unless `chat_id` < 0."""
@@ -552,6 +553,8 @@ def message(
     sender: JSONObject = {"id": user_id, "is_bot": is_bot, "first_name": first_name}
     if username is not None:
         sender["username"] = username
+    if language_code is not None:
+        sender["language_code"] = language_code
     body: JSONObject = {
         "message_id": message_id if message_id is not None else next(_incoming_ids),
         "date": int(time.time()),

@@ -131,4 +131,5 @@ def command_inbound(interaction: discord.Interaction, name: str, args: str) -> I
         username=user.name,
         display_name=user.display_name,
         addressed=True,
+        language=str(interaction.locale),
     )

@@ -84,6 +84,7 @@ def to_inbound(message: Message, me: BotIdentity) -> Inbound | None:
         sent_at=message.date,
         username=sender.username,
         display_name=sender.full_name or None,
+        language=sender.language_code,
         reply_to_message_id=str(reply_to.message_id) if reply_to is not None else None,
         attachments=attachments,
         addressed=kind is ChatKind.PRIVATE
@@ -117,6 +118,7 @@ def callback_inbound(query: CallbackQuery) -> Inbound | None:
         sent_at=datetime.now(UTC),
         username=sender.username,
         display_name=sender.full_name or None,
+        language=sender.language_code,
         addressed=True,
     )
 

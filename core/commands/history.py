@@ -65,7 +65,10 @@ async def search(ctx: CommandContext, args: str) -> None:
         raise UsageError(f"some words, at most {SEARCH_MAX_CHARS} characters")
     if await private_only(ctx):
         return
-    hits = await ctx.services.messages.search(ctx.user.id, words, limit=SEARCH_RESULTS)
+    language = ctx.inbound.language or ctx.user.locale
+    hits = await ctx.services.messages.search(
+        ctx.user.id, words, limit=SEARCH_RESULTS, language=language
+    )
     if not hits:
         await ctx.channel.send(NOTHING_FOUND.format(words=words))
         return

@@ -22,7 +22,8 @@ from core.storage.users import LAST_SEEN_RESOLUTION, UserRepository, user_from_r
 # name (or NULL), $5 whether the message itself is admissible (not too long), $6 whether
 # the configuration makes this identity an admin, $7 whether a banned user may pass (the
 # command lets them), $8 now, $9 and $10 the token bucket's interval and window, $11 the
-# identity's username as the platform shows it now (NULL: it has none).
+# identity's username as the platform shows it now (NULL: it has none), $12 the person's
+# language as the platform tells it (NULL: it does not say).
 # - `remembered`: the identity's private chat and username, written only when changed;
 # - `known`: the identity's user; `banned_out`: banned, neither an admin nor exempt;
 # - `bucket`: for an admissible message of anyone but an admin or a refused user, either
@@ -30,7 +31,7 @@ from core.storage.users import LAST_SEEN_RESOLUTION, UserRepository, user_from_r
 #   within the window; the row lock serialises one user's messages), which ends a
 #   refused stretch, or the first refusal of a stretch, which starts one (`refused`);
 #   a later refusal of the same stretch writes nothing and returns no row;
-# - a message let in stamps "last seen" when the stamp is stale or the name new (the
+# - a message let in stamps "last seen" when the stamp is stale or the name or language new (the
 #   row returned is the user as before that stamp).
 _ADMIT = f"""
 WITH remembered AS (
@@ -61,14 +62,16 @@ WITH remembered AS (
     SELECT id FROM known WHERE $5 AND NOT banned_out
       AND (admin OR EXISTS (SELECT FROM bucket WHERE NOT refused))
 ), stamped AS (
-    UPDATE users s SET last_seen_at = now(), display_name = coalesce($4, s.display_name)
+    UPDATE users s SET last_seen_at = now(), display_name = coalesce($4, s.display_name),
+        locale = coalesce($12, s.locale)
     FROM let_in l WHERE s.id = l.id
       AND (s.last_seen_at IS NULL
            OR NOT (s.last_seen_at > $8::timestamptz - interval
                    '{LAST_SEEN_RESOLUTION.total_seconds():g} seconds'
                    AND s.last_seen_at < $8 + interval
                    '{LAST_SEEN_RESOLUTION.total_seconds():g} seconds')
-           OR ($4::text IS NOT NULL AND s.display_name IS DISTINCT FROM $4))
+           OR ($4::text IS NOT NULL AND s.display_name IS DISTINCT FROM $4)
+           OR ($12::text IS NOT NULL AND s.locale IS DISTINCT FROM $12))
 )
 SELECT k.*,
        CASE WHEN $5 AND NOT k.admin AND NOT k.banned_out
@@ -113,6 +116,7 @@ class Admissions:
         username: str | None = None,
         display_name: str | None = None,
         private_chat_id: str | None = None,
+        language: str | None = None,
         conn: Connection | None = None,
     ) -> Admission:
         """Resolve the identity (created on first sight, as `get_or_create`) and decide
@@ -120,11 +124,12 @@ class Admissions:
         user is refused unless an admin (role or `config_admin`) or `ban_exempt`; an
         admissible message (the caller's own checks passed) of anyone else but an admin
         takes a rate-limit token; a message let in stamps "last seen" (at most once per
-        `LAST_SEEN_RESOLUTION`, or on a new `display_name`).
+        `LAST_SEEN_RESOLUTION`, or on a new `display_name` or language).
 
         `username` is the identity's username as the platform shows it with this
         message (None: it has none now), stored when it differs from the stored one, so
-        that `/ban @name` finds the person who has that name today. Nothing is written
+        that `/ban @name` finds the person who has that name today; `language` (None:
+        not told) is kept as the person's `locale` when it changed. Nothing is written
         when nothing changed."""
 
         def args() -> tuple[Any, ...]:
@@ -143,6 +148,7 @@ class Admissions:
                 bucket.interval,
                 bucket.window,
                 username,
+                language,
             )
 
         created = False

@@ -141,6 +141,35 @@ class StoredUserMessage:
     duplicate: bool
 
 
+# A row's text search vector in the language of the search ($4): the stored one for
+# English, else made from the content.
+_SEARCHED = (
+    "LATERAL (SELECT CASE WHEN $4::regconfig = 'english'::regconfig THEN search"
+    " ELSE to_tsvector($4::regconfig, content) END AS v) AS searched"
+)
+
+# PostgreSQL's text search configurations by language subtag (`\dF`); another language
+# is searched word for word (`simple`: no stemming, no stop words).
+_TEXT_SEARCH_CONFIGS = {
+    "ar": "arabic", "ca": "catalan", "da": "danish", "de": "german", "el": "greek",
+    "en": "english", "es": "spanish", "eu": "basque", "fi": "finnish", "fr": "french",
+    "ga": "irish", "hi": "hindi", "hu": "hungarian", "hy": "armenian", "id": "indonesian",
+    "it": "italian", "lt": "lithuanian", "nb": "norwegian", "ne": "nepali", "nl": "dutch",
+    "nn": "norwegian", "no": "norwegian", "pt": "portuguese", "ro": "romanian",
+    "ru": "russian", "sr": "serbian", "sv": "swedish", "ta": "tamil", "tr": "turkish",
+    "yi": "yiddish",
+}  # fmt: skip
+
+
+def text_search_config(language: str | None) -> str:
+    """The text search configuration for a language tag ("de", "pt-BR", "en_US"):
+    English when the language is unknown, as the stored `search` column is."""
+    if not language:
+        return "english"
+    subtag = language.replace("_", "-").split("-")[0].lower()
+    return _TEXT_SEARCH_CONFIGS.get(subtag, "simple")
+
+
 @dataclass(frozen=True, slots=True)
 class SearchHit:
     message: Message
@@ -408,23 +437,34 @@ class MessageRepository:
         return [message_from_row(r) for r in rows]
 
     async def search(
-        self, user_id: int, query: str, *, limit: int = 20, conn: Connection | None = None
+        self,
+        user_id: int,
+        query: str,
+        *,
+        limit: int = 20,
+        language: str | None = None,
+        conn: Connection | None = None,
     ) -> list[SearchHit]:
-        """Full-text search in one user's conversation, archive included, best first."""
+        """Full-text search in one user's conversation, archive included, best first, in
+        the person's `language` (`text_search_config`): its stemming and stop words, so
+        "Katzen" finds "Katze" for a German speaker. English reads the stored `search`
+        column; another language's vectors are made from each of the person's rows as
+        the search reads them (no index: a search only ever reads one person's rows)."""
         async with self._db.connection(conn) as c:
             rows = await c.fetch(
-                "WITH q AS (SELECT websearch_to_tsquery('english', $2) AS q)"
-                f" (SELECT {MESSAGE_COLUMNS}, false AS archived, ts_rank_cd(search, q.q) AS rank"
-                "   FROM messages, q WHERE user_id = $1 AND search @@ q.q"
+                "WITH q AS (SELECT websearch_to_tsquery($4::regconfig, $2) AS q)"
+                f" (SELECT {MESSAGE_COLUMNS}, false AS archived, ts_rank_cd(v, q.q) AS rank"
+                f"   FROM messages, q, {_SEARCHED} WHERE user_id = $1 AND v @@ q.q"
                 "   ORDER BY rank DESC, id DESC LIMIT $3)"
                 " UNION ALL"
-                f" (SELECT {MESSAGE_COLUMNS}, true, ts_rank_cd(search, q.q) AS rank"
-                "   FROM messages_archive, q WHERE user_id = $1 AND search @@ q.q"
+                f" (SELECT {MESSAGE_COLUMNS}, true, ts_rank_cd(v, q.q) AS rank"
+                f"   FROM messages_archive, q, {_SEARCHED} WHERE user_id = $1 AND v @@ q.q"
                 "   ORDER BY rank DESC, id DESC LIMIT $3)"
                 " ORDER BY rank DESC, id DESC LIMIT $3",
                 user_id,
                 query,
                 limit,
+                text_search_config(language),
             )
         return [SearchHit(message_from_row(r), float(r["rank"])) for r in rows]
 

@@ -139,3 +139,16 @@ async def test_persona_shapes_how_the_bot_talks_and_greets(
     assert done.startswith("Done.\nHow you asked me to talk to you:\n- I call you Sam")
     assert hello.startswith("Hi Sam! ")
     assert tg.texts(GROUP) == [PRIVATE_ONLY]
+
+
+async def test_search_follows_the_language_telegram_gives(
+    services: Services, tg: FakeTelegram
+) -> None:
+    async with running(make_adapter(engine_with(services), tg)):
+        tg.push_message("Ich habe zwei Katzen", user_id=ANN, language_code="de")
+        await wait_until(lambda: len(tg.texts(ANN)) == 1)
+        tg.push_message("/search Katze", user_id=ANN, language_code="de")
+        await wait_until(lambda: len(tg.texts(ANN)) == 2)
+    user = await services.users.find(f"telegram:{ANN}")
+    assert user is not None and user.locale == "de"
+    assert "Ich habe zwei Katzen" in tg.texts(ANN)[1]

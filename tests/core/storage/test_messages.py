@@ -6,7 +6,12 @@ from datetime import timedelta
 
 from core.models import MessageRole, MessageStatus, Platform
 from core.storage.database import Database, create_pool
-from core.storage.messages import MessageRepository, PrivateChat
+from core.storage.messages import (
+    _TEXT_SEARCH_CONFIGS,
+    MessageRepository,
+    PrivateChat,
+    text_search_config,
+)
 from core.storage.users import UserRepository
 from fakes.archiving import move_to_archive
 from tests.core.storage.turn_reads import turn_state
@@ -183,6 +188,33 @@ async def test_full_text_search_finds_words_and_ranks(db: Database) -> None:
     assert [h.message.content for h in await messages.search(user_id, "hike")] == [texts[1]]
     # User input is a query, never SQL.
     assert await messages.search(user_id, "'; DROP TABLE messages; --") == []
+
+
+async def test_full_text_search_follows_the_persons_language(db: Database) -> None:
+    user_id = await _user(db)
+    messages = MessageRepository(db)
+    said = "Ich habe zwei Katzen und einen alten Hund"
+    await messages.add_user_message(
+        user_id, said, platform=Platform.TELEGRAM, chat_id="c", platform_message_id="1"
+    )
+    await move_to_archive(db, [(await messages.history(user_id))[0].id])
+    # German stemming: "Katze" finds "Katzen", "Hunde" finds "Hund"; English's does not.
+    for language in ("de", "de-AT", "de_DE"):
+        found = await messages.search(user_id, "Katze Hunde", language=language)
+        assert [h.message.content for h in found] == [said]
+        assert found[0].message.archived
+    assert await messages.search(user_id, "Katze", language="en") == []
+    assert await messages.search(user_id, "Katze") == []
+    # A language PostgreSQL has no stemmer for is searched word for word.
+    assert text_search_config("ja") == "simple"
+    assert [h.message.content for h in await messages.search(user_id, "Katzen", language="ja")]
+
+
+async def test_every_language_maps_to_a_configuration_postgresql_has(db: Database) -> None:
+    async with db.connection() as conn:
+        known = {r["cfgname"] for r in await conn.fetch("SELECT cfgname FROM pg_ts_config")}
+    tags = [*_TEXT_SEARCH_CONFIGS, "pt-BR", "zz", None]
+    assert {text_search_config(tag) for tag in tags} <= known
 
 
 async def test_counters_stay_consistent_under_concurrency(fresh_dsn: str) -> None:
