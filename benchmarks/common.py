@@ -425,3 +425,26 @@ class ContextLoad:
             user_id, message_id, ReadLimits(self.RECENT, self.FACTS, shared_chat=False)
         )
         await self._turns.release(user_id, message_id)
+
+
+@asynccontextmanager
+async def fake_llm_child(
+    reply: str, *options: str, limit: int = 2**16
+) -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
+    """`benchmarks.fake_llm REPLY OPTIONS...` in a child process, so that its CPU is not
+    counted as the engine's: (its base URL, the process). `limit` bounds a line it
+    writes back."""
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "benchmarks.fake_llm", reply, *options,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=limit,
+    )  # fmt: skip
+    assert child.stdin is not None
+    assert child.stdout is not None
+    try:
+        base_url = (await child.stdout.readline()).decode().strip()
+        if not base_url:
+            raise RuntimeError("the fake LLM process did not start")
+        yield base_url, child
+    finally:
+        child.stdin.close()
+        await child.wait()

@@ -67,7 +67,6 @@ import gc
 import json
 import math
 import os
-import sys
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -88,6 +87,7 @@ from benchmarks.common import (
     RESULTS_DIR,
     Stats,
     database,
+    fake_llm_child,
     print_table,
     redact,
     replica_processes,
@@ -624,23 +624,12 @@ def latency_settings(pool_size: int | None, llm_max_concurrency: int | None) -> 
 @asynccontextmanager
 async def fake_llm_process(seed: int, tokens_per_chunk: int) -> AsyncIterator[FakeLLM]:
     """`benchmarks.fake_llm --latency` in a child process."""
-    child = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "benchmarks.fake_llm", REPLY, "--latency",
-        "--seed", str(seed), "--tokens-per-chunk", str(tokens_per_chunk),
+    async with fake_llm_child(
+        REPLY, "--latency", "--seed", str(seed), "--tokens-per-chunk", str(tokens_per_chunk),
         "--in-flight-every", str(SAMPLE_EVERY),
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         limit=2**26,  # the in-flight samples come as one long JSON line
-    )  # fmt: skip
-    assert child.stdin is not None
-    assert child.stdout is not None
-    try:
-        base_url = (await child.stdout.readline()).decode().strip()
-        if not base_url:
-            raise RuntimeError("the fake LLM process did not start")
+    ) as (base_url, child):  # fmt: skip
         yield FakeLLM(base_url, child)
-    finally:
-        child.stdin.close()
-        await child.wait()
 
 
 @dataclass(frozen=True, slots=True)

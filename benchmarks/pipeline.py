@@ -40,13 +40,11 @@ import cProfile
 import io
 import os
 import pstats
-import sys
 import time
 import uuid
 import zlib
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,6 +57,7 @@ from benchmarks.common import (
     RESULTS_DIR,
     Stats,
     database,
+    fake_llm_child,
     prewarm,
     print_table,
     redact,
@@ -299,29 +298,6 @@ class CpuMeter:
                 # when it reaped them (cutime, cstime); without it the sum could shrink.
                 ticks += int(fields[13]) + int(fields[14])
         return ticks / self._tick
-
-
-@asynccontextmanager
-async def fake_llm_process(reply: str) -> AsyncIterator[tuple[str, int]]:
-    """`benchmarks.fake_llm` in a child process: (its base URL, its pid)."""
-    child = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "benchmarks.fake_llm",
-        reply,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    assert child.stdin is not None
-    assert child.stdout is not None
-    try:
-        base_url = (await child.stdout.readline()).decode().strip()
-        if not base_url:
-            raise RuntimeError("the fake LLM process did not start")
-        yield base_url, child.pid
-    finally:
-        child.stdin.close()
-        await child.wait()
 
 
 def process_cpu_s(pid: int) -> float:
@@ -573,7 +549,7 @@ async def measure_all(dsn: str, spec: FillSpec, opts: Options) -> dict[str, Any]
     pool = await create_pool(dsn, min_size=opts.pool_size, max_size=opts.pool_size)
     try:
         async with (
-            fake_llm_process(REPLY) as (fake_url, fake_pid),
+            fake_llm_child(REPLY) as (fake_url, fake),
             bench_client(fake_url) as llm,
         ):
             db = Database(pool)
@@ -584,7 +560,7 @@ async def measure_all(dsn: str, spec: FillSpec, opts: Options) -> dict[str, Any]
                 await c.execute("VACUUM (ANALYZE) messages, conversations, users, rate_limits")
             tokens = await asyncio.to_thread(TokenCounter.load)
             bench = make_bench(db, llm, tokens, opts.pool_size, spec.seed)
-            meter = CpuMeter(await postmaster_pid(db), fake_pid)
+            meter = CpuMeter(await postmaster_pid(db), fake.pid)
             ids, weights = await writers(db, spec)
             rng = np.random.default_rng(spec.seed + 2)
             work = ReplicaWork(

@@ -129,6 +129,19 @@ class FakeMessenger:
 
 
 @dataclass
+class HeldMessenger(FakeMessenger):
+    """A messenger whose sends wait for `gate`; `entered` is set once one has begun."""
+
+    entered: asyncio.Event = field(default_factory=asyncio.Event)
+    gate: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def send_private(self, chat_id: str, text: str) -> None:
+        self.entered.set()
+        await self.gate.wait()
+        await super().send_private(chat_id, text)
+
+
+@dataclass
 class FakeJobs:
     ran: list[str] = field(default_factory=list)
     fail: bool = False

@@ -22,7 +22,7 @@ from core.storage.broadcasts import BroadcastRepository, BroadcastStatus
 from core.storage.job_runs import JobRunRepository
 from fakes.channel import RecordingChannel
 from tests.core.broadcast_helpers import reachable
-from tests.core.commands import FakeJobs, FakeMessenger, run
+from tests.core.commands import FakeJobs, FakeMessenger, HeldMessenger, run
 from tests.core.engine_helpers import PERSONA
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -82,15 +82,8 @@ class StartedRegistry(JobRegistry):
 
 
 async def test_the_job_starts_in_the_background_and_audits_the_end(pooled: Services) -> None:
-    entered, gate = asyncio.Event(), asyncio.Event()
-
-    class Held(FakeMessenger):
-        async def send_private(self, chat_id: str, text: str) -> None:
-            entered.set()
-            await gate.wait()
-            await super().send_private(chat_id, text)
-
-    telegram = Held(Platform.TELEGRAM)
+    telegram = HeldMessenger(Platform.TELEGRAM)
+    entered, gate = telegram.entered, telegram.gate
     services = with_telegram(pooled, telegram)
 
     async def no_pause(seconds: float) -> None:

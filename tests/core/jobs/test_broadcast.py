@@ -15,7 +15,7 @@ from core.models import Platform, User, UserStatus
 from core.services import Services
 from core.storage.broadcasts import Broadcast, BroadcastRepository, BroadcastStatus
 from tests.core.broadcast_helpers import add_chat, reachable
-from tests.core.commands import FakeMessenger
+from tests.core.commands import FakeMessenger, HeldMessenger
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -183,15 +183,8 @@ async def test_a_process_without_platforms_sends_nothing(services: Services) -> 
 
 
 async def test_a_second_runner_leaves_a_claimed_broadcast_alone(pooled: Services) -> None:
-    entered, gate = asyncio.Event(), asyncio.Event()
-
-    class Held(FakeMessenger):
-        async def send_private(self, chat_id: str, text: str) -> None:
-            entered.set()
-            await gate.wait()
-            await super().send_private(chat_id, text)
-
-    telegram = Held(Platform.TELEGRAM)
+    telegram = HeldMessenger(Platform.TELEGRAM)
+    entered, gate = telegram.entered, telegram.gate
     services = with_messengers(pooled, telegram)
     admin, chats = await crowd(services, 4)
     broadcast = await queue(services, admin)
