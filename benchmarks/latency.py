@@ -97,7 +97,9 @@ from benchmarks.common import (
     server_info,
 )
 from benchmarks.foundation import _sentences
+from benchmarks.pauses import PauseWatch, gc_summary
 from benchmarks.pipeline import CpuMeter, HashEmbedder, postmaster_pid
+from bot.heap import settle as settle_heap
 from config import Settings
 from core.engine import LEASE_SECONDS, Engine
 from core.inbound import ChatKind, Inbound
@@ -467,6 +469,8 @@ class ReplicaWork:
     pool_size: int
     llm_max_concurrency: int | None
     load: Load
+    settle_heap: bool = True
+    """As the service does once started (`bot.heap.settle`); off to measure without."""
 
     @classmethod
     def from_order(cls, order: dict[str, Any]) -> ReplicaWork:
@@ -514,12 +518,15 @@ async def replica(work: ReplicaWork) -> None:
             failed_before = failures_counted()
             await warm_up(crowd, load.warmup)
             gc.collect()
+            if work.settle_heap:
+                settle_heap()
             idle_rss = psutil.Process().memory_info().rss
             start = _monotonic(float(await replica_ready()))
             sampler = Sampler(crowd)
             sampling = asyncio.create_task(sampler.run())
+            pauses = PauseWatch()
             try:
-                cpu_s = await drive(crowd, work, Window.of(load, start))
+                cpu_s = await drive(crowd, work, Window.of(load, start), pauses)
             finally:
                 sampling.cancel()
             failed_after = failures_counted()
@@ -535,6 +542,7 @@ async def replica(work: ReplicaWork) -> None:
                     "samples": [(round(t - start, 3), *counts) for t, *counts in sampler.samples],
                     "idle_rss": idle_rss,
                     "cpu_s": cpu_s,
+                    "pauses": pauses.as_dict(),
                     "errors": {**engine_failures, **crowd.errors},
                 }
             )
@@ -547,9 +555,9 @@ def _monotonic(wall: float) -> float:
     return time.monotonic() + (wall - time.time())
 
 
-async def drive(crowd: Crowd, work: ReplicaWork, window: Window) -> float:
+async def drive(crowd: Crowd, work: ReplicaWork, window: Window, pauses: PauseWatch) -> float:
     """This replica's people and `/help` senders, from the ramp to the drain; returns the
-    CPU seconds this process used over the loaded window."""
+    CPU seconds this process used over the loaded window, and has `pauses` watch it."""
     load = work.load
     # Every replica draws every person's start: a person starts when they would in one
     # process, whichever replica they are in.
@@ -574,7 +582,9 @@ async def drive(crowd: Crowd, work: ReplicaWork, window: Window) -> float:
     await _sleep_until(window.loaded)
     crowd.seen = Seen()
     cpu = time.process_time()
+    pauses.start()
     await _sleep_until(window.stop)
+    await pauses.stop()
     cpu_s = time.process_time() - cpu
     _, pending = await asyncio.wait(tasks, timeout=load.drain_s)
     for task in pending:
@@ -649,7 +659,13 @@ class FakeLLM:
 
 
 async def measure(
-    dsn: str, load: Load, settings: Settings, tokens_per_chunk: int, replicas: int
+    dsn: str,
+    load: Load,
+    settings: Settings,
+    tokens_per_chunk: int,
+    replicas: int,
+    *,
+    settle_heap: bool = True,
 ) -> dict[str, Any]:
     """The crowd over `replicas` engine processes sharing the database and the fake model,
     from one start moment; what they measured, merged."""
@@ -670,6 +686,7 @@ async def measure(
                         pool_size=max(1, settings.db.pool_max_size // replicas),
                         llm_max_concurrency=getattr(settings, CONCURRENCY_SETTING, None),
                         load=load,
+                        settle_heap=settle_heap,
                     )
                 )
                 for i in range(replicas)
@@ -842,6 +859,10 @@ def summarise(
         },
         "timeline": _timeline(window, samples, fake_samples),
         "engine_overhead_excl_model": Stats.of(seen.overhead_ms).as_dict(),
+        "event_loop_lag": Stats.of(
+            [ms for r in replicas for ms in r["pauses"]["lag_ms"]]
+        ).as_dict(),
+        "gc_pauses": gc_summary([r["pauses"]["gc_ms"] for r in replicas]),
         "model_stream": Stats.of(seen.model_ms).as_dict(),
         "typing_seen": Stats.of(seen.typing_ms).as_dict(),
         "first_text_seen": Stats.of(seen.first_text_ms).as_dict(),
@@ -926,6 +947,7 @@ def report(results: dict[str, Any]) -> None:
         ("first text seen, from sending", results["first_text_seen"]),
         *((f"stage {stage}", stats) for stage, stats in results["stages"].items()),
         ("/help answered, from sending", results["command_help"]),
+        ("event loop lag (a 5 ms sleep's delay)", results["event_loop_lag"]),
     ]
     print_table(
         "Latency (ms)",
@@ -947,6 +969,11 @@ def report(results: dict[str, Any]) -> None:
                 for k, v in results["cpu_percent_of_a_core_loaded"].items()
             ),
         ],
+    )
+    print_table(
+        "Garbage collections while loaded (all engine processes)",
+        ["generation", "count", "total ms", "longest ms"],
+        [[g, p["count"], p["total_ms"], p["max_ms"]] for g, p in results["gc_pauses"].items()],
     )
     errors = [[k, v] for k, v in results["errors"].items()] or [["none", 0]]
     print_table("Errors by kind", ["kind", "count"], errors)
@@ -984,6 +1011,12 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         help="engine processes sharing the database, the fake model and the pool size;"
         " each runs every N-th person and /help sender",
     )
+    parser.add_argument(
+        "--unsettled-heap",
+        action="store_true",
+        help="leave the garbage collector as Python starts it (the service settles it,"
+        " bot/heap.py)",
+    )
     parser.add_argument("--json", type=Path, default=RESULTS_DIR / "latency.json")
     args = parser.parse_args(argv)
     if not 1 <= args.replicas <= args.users:
@@ -1010,7 +1043,14 @@ async def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
             machine = await server_info(conn)
         finally:
             await conn.close()
-        results = await measure(dsn, load, settings, args.tokens_per_chunk, args.replicas)
+        results = await measure(
+            dsn,
+            load,
+            settings,
+            args.tokens_per_chunk,
+            args.replicas,
+            settle_heap=not args.unsettled_heap,
+        )
     machine["load_average_1_5_15_after"] = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     results["bars"] = bars(results)
     return {
@@ -1026,6 +1066,7 @@ async def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
             "pool_max_size_per_replica": max(1, settings.db.pool_max_size // args.replicas),
             "llm_max_concurrency": getattr(settings, CONCURRENCY_SETTING, None),
             "tokens_per_chunk": args.tokens_per_chunk,
+            "heap_settled": not args.unsettled_heap,
         },
         "results": results,
     }

@@ -20,6 +20,7 @@ from pydantic import SecretStr
 from bot.backup_job import backup_age_seconds
 from bot.database import DatabaseLocation
 from bot.health import HealthServer, ReadinessProbe
+from bot.heap import settle as settle_heap
 from bot.jobs import build_registry
 from bot.scheduler import JobScheduler
 from bot.services import build_services
@@ -83,7 +84,8 @@ async def run_service(
             )
             await health.start()
             stack.push_async_callback(health.stop)
-            logger.info("onethread is running")
+            frozen = settle_heap()
+            logger.info("onethread is running (start-up heap settled: %d objects)", frozen)
             await stop.wait()
             logger.info("shutting down")
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import socket
 import sys
@@ -82,6 +83,9 @@ async def test_run_serves_telegram_and_stops_cleanly_on_sigterm(
     assert process.returncode == 0, stderr.decode()
     log = stderr.decode()
     assert "shutting down" in log
+    # The long-lived heap is exempt from garbage collection once started (bot/heap.py).
+    settled = re.search(r"start-up heap settled: (\d+) objects", log)
+    assert settled is not None and int(settled.group(1)) > 100_000
     assert "Traceback" not in log
     assert TOKEN not in log
     assert "Hello from Telegram" not in log
