@@ -57,4 +57,4 @@ async def test_slash_command_descriptions_are_localised(
         localised = command.get("description_localizations") or {}
         assert set(localised) <= DISCORD_LOCALES
         if not COMMANDS[command["name"]].admin:
-            assert {"de", "es-ES", "fr", "pt-BR", "ru"} <= set(localised), command["name"]
+            assert {"de", "es-ES", "fr", "pt-BR", "ru", "uk"} <= set(localised), command["name"]
