@@ -30,6 +30,7 @@ from core.commands.registry import dispatch
 from core.context import AssembledContext, ContextAssembler, ContextLimits
 from core.embedding.base import embed_or_none
 from core.errors import StorageBusy, StorageUnavailable
+from core.i18n import Texts, texts_for
 from core.inbound import Inbound
 from core.model_slots import ModelSlots
 from core.models import Message, MessageStatus, Platform, Role, SharedChat, User
@@ -161,7 +162,7 @@ class Engine:
                 "failed to handle a message from %s:%s", inbound.platform, inbound.platform_user_id
             )
             with suppress(Exception):
-                await channel.send(INTERNAL_ERROR)
+                await channel.send(texts_for(inbound.language).gettext(INTERNAL_ERROR))
         stored()
 
     async def recover(self, platform: Platform, channel_for: ChannelFor) -> int:
@@ -198,7 +199,7 @@ class Engine:
         text = inbound.text.strip()
         if not text:
             if inbound.attachments:
-                await channel.send(UNSUPPORTED)
+                await channel.send(texts_for(inbound.language).gettext(UNSUPPORTED))
             return
         accepted = await self._accept(inbound, text)
         if isinstance(accepted, str):
@@ -230,18 +231,20 @@ class Engine:
             language=inbound.language,
             private_chat_id=inbound.chat_id if inbound.is_private else None,
         )
-        user = admission.user
+        # The statement kept the platform's language tag as the person's locale.
+        user = dataclasses.replace(admission.user, locale=inbound.language or admission.user.locale)
+        t = _texts(user)
         if admission.banned:
             metrics.count_banned()
-            return BANNED if await services.users.mark_ban_notified(user.id) else ""
+            return t.gettext(BANNED) if await services.users.mark_ban_notified(user.id) else ""
         if len(text) > limit:
-            return TOO_LONG.format(length=len(text), limit=limit)
+            return t.gettext(TOO_LONG, length=len(text), limit=limit)
         if admission.rate_limited:
             metrics.count_rate_limited()
             if not admission.first_refusal:
                 return ""  # told once per refused stretch
             wait = await self._rate_limits.retry_after(user.id, self._bucket, now=services.clock())
-            return RATE_LIMITED.format(seconds=max(1, round(wait)))
+            return t.gettext(RATE_LIMITED, seconds=max(1, round(wait)))
         return _Accepted(user, user.role is Role.ADMIN or config_admin, command)
 
     # 2 route --------------------------------------------------------------------------
@@ -286,7 +289,8 @@ class Engine:
             ),
         )
         if not await dispatch(context, accepted.command):
-            await channel.send(UNKNOWN_COMMAND.format(name=accepted.command.name))
+            notice = context.texts.gettext(UNKNOWN_COMMAND, name=accepted.command.name)
+            await channel.send(notice)
 
     # 3 remember -----------------------------------------------------------------------
 
@@ -359,7 +363,7 @@ class Engine:
         """`/retry`: answer a stored message again, in its turn; unless it is being
         answered, or was answered meanwhile (checked again once its turn has come)."""
         if self._order.has(user.id, message.id):
-            await channel.send(STILL_WORKING)
+            await channel.send(_texts(user).gettext(STILL_WORKING))
             return
         async with self._order.person(user.id) as slot:
             slot.join(message.id)
@@ -367,7 +371,7 @@ class Engine:
             turn = Turn(user, message, channel, shared_chat, None, {})
             notice = await self._take_turn(turn, None, retry=True)
             if notice is not None:
-                await channel.send(notice)
+                await channel.send(_texts(user).gettext(notice))
 
     async def _recover(
         self, message: Message, private: bool, channel_for: ChannelFor, now: datetime
@@ -379,7 +383,10 @@ class Engine:
                 return
             if now - message.created_at > ANSWER_ORPHANS_WITHIN:
                 await self._turns.fail(message.user_id, message.id)
-                await quietly(channel.send(LOST_WHILE_DOWN.format(when=f"{message.created_at:%c}")))
+                notice = _texts(user).gettext(
+                    LOST_WHILE_DOWN, when=f"{message.created_at:%Y-%m-%d %H:%M} UTC"
+                )
+                await quietly(channel.send(notice))
                 return
             async with self._order.person(user.id) as slot:
                 slot.join(message.id)
@@ -392,8 +399,8 @@ class Engine:
         self, turn: Turn, opened: Opened | None, *, retry: bool = False
     ) -> str | None:
         """Answer `turn.message` once its turn has come (`opened` without a state: wait
-        for it). Else why not, as told to someone retrying it: another process is
-        answering it, or it was answered meanwhile (or is gone)."""
+        for it). Else why not (a text to translate), as told to someone retrying it:
+        another process is answering it, or it was answered meanwhile (or is gone)."""
         message = turn.message
         if opened is None or opened.state is None:
             opened = await self._order.until_running(
@@ -434,7 +441,7 @@ class Engine:
         with suppress(Exception):
             async with asyncio.timeout(5):
                 await self._turns.fail(turn.user.id, turn.message.id)
-                await turn.channel.send(INTERRUPTED)
+                await turn.channel.send(_texts(turn.user).gettext(INTERRUPTED))
 
     async def _answer(self, turn: Turn, opened: Opened) -> None:
         assert opened.state is not None
@@ -500,7 +507,15 @@ class Engine:
             key,
         )
         with suppress(Exception):
-            await channel.send(STORAGE_BUSY if busy else STORAGE_DOWN)
+            t = texts_for(inbound.language)
+            await channel.send(t.gettext(STORAGE_BUSY if busy else STORAGE_DOWN))
+
+
+def _texts(user: User) -> Texts:
+    """The bot's texts in `user`'s language: the one they chose, else their platform's.
+    (Where the person is not known yet, or the database is out of reach, the message's
+    own language tag is used: `texts_for(inbound.language)`.)"""
+    return texts_for(user.language, user.locale)
 
 
 def _storable(inbound: Inbound) -> Inbound:

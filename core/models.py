@@ -48,6 +48,9 @@ class User:
     ban_notified: bool
     created_at: datetime
     last_seen_at: datetime | None
+    language: str | None = None
+    """The language the person chose for the bot's own texts (`/language`); None: the
+    platform's (`locale`)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ from config.persona import (
 )
 from config.persona import PersonaError as PersonaFileError
 from core.errors import OnethreadError
+from core.i18n import N_, Texts
 
 NICKNAME_MAX = 32
 NOTE_MAX = 300
@@ -59,6 +60,15 @@ FORMALITY_SENTENCES = {
     Formality.FORMAL: "Speak formally with this person: polite, and without slang.",
     Formality.CASUAL: "Speak casually with this person, as with a friend.",
 }
+# How `/persona` and `/memory` tell a person their wishes.
+_LENGTH_WISHES = {
+    Length.SHORTER: N_("replies shorter than usual"),
+    Length.LONGER: N_("replies longer than usual"),
+}
+_FORMALITY_WISHES = {
+    Formality.FORMAL: N_("a formal way of talking"),
+    Formality.CASUAL: N_("a casual way of talking"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,17 +98,18 @@ class Overrides:
             note=text("instructions", NOTE_MAX),
         )
 
-    def described(self) -> list[str]:
-        """What the person asked for, in plain words (for `/persona` and `/memory`)."""
+    def described(self, t: Texts) -> list[str]:
+        """What the person asked for, in plain words in their language (for `/persona`
+        and `/memory`)."""
         lines = []
         if self.length is not None:
-            lines.append(f"replies {self.length} than usual")
+            lines.append(t.gettext(_LENGTH_WISHES[self.length]))
         if self.formality is not None:
-            lines.append(f"a {self.formality} way of talking")
+            lines.append(t.gettext(_FORMALITY_WISHES[self.formality]))
         if self.nickname is not None:
-            lines.append(f"I call you {self.nickname}")
+            lines.append(t.gettext("I call you {nickname}", nickname=self.nickname))
         if self.note is not None:
-            lines.append(f'your note (in private only): "{self.note}"')
+            lines.append(t.gettext('your note (in private only): "{note}"', note=self.note))
         return lines
 
 

@@ -16,6 +16,7 @@ from core import metrics
 from core.context import AssembledContext
 from core.embedding.base import embed_or_none
 from core.errors import StorageUnavailable
+from core.i18n import texts_for
 from core.llm.client import Completion, TextDelta
 from core.llm.errors import LLMError, LLMRateLimited
 from core.model_slots import ModelSlots
@@ -61,7 +62,8 @@ class ReplyWriter:
                 completion = await self._complete(turn, context, sink)
         except (LLMError, TimeoutError) as exc:
             await self._turns.fail(turn.user.id, turn.message.id)
-            await quietly(sink.finish(self._failure_notice(turn, exc)))
+            t = texts_for(turn.user.language, turn.user.locale)
+            await quietly(sink.finish(t.gettext(self._failure_notice(turn, exc))))
             return
         await self._record(turn, context, completion, sink)
 
@@ -92,6 +94,7 @@ class ReplyWriter:
         return completion
 
     def _failure_notice(self, turn: Turn, exc: BaseException) -> str:
+        """The notice for the person (in English: translated by the caller)."""
         if isinstance(exc, TimeoutError):
             metrics.count_reply_failed("deadline")
             logger.warning(

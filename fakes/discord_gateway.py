@@ -9,9 +9,12 @@
 REST: what discord.py calls for logging in, syncing commands and answering: users/@me,
 oauth2/applications/@me, gateway/bot, channels (get), channel messages (JSON or
 multipart with files, with buttons kept as `components`; create, edit, delete, get one,
-list a page of history), typing, opening DMs, bulk overwrite of global commands,
+list a page of history), typing, opening DMs, bulk overwrite of global commands (checked
+like Discord: descriptions and their localisations 1-100 characters, localisations
+only for Discord's locales; `description_in` reads them back),
 interaction callbacks and webhook followups (create, edit, @original). Interactions:
-slash commands (`command_interaction`) and button presses (`press`). Every call is
+slash commands (`command_interaction`, in the client locale given) and button presses
+(`press`). Every call is
 recorded in `calls` (the JSON payload, or `payload_json` and the files of a multipart
 body). `rate_limit(...)` makes the next matching call answer 429 the way Discord does
 (`Via` header, `Retry-After`, JSON `retry_after`), so discord.py waits and retries.
@@ -53,6 +56,44 @@ THREAD_ID = 1_200_000_000_000_000_005
 BOT_ROLE_ID = 1_200_000_000_000_000_006
 OWNER_ID = 1_200_000_000_000_000_007
 BOT_NAME = "onethread"
+# The locales Discord accepts in `name_localizations` / `description_localizations`.
+DISCORD_LOCALES = frozenset(
+    [
+        "id",
+        "da",
+        "de",
+        "en-GB",
+        "en-US",
+        "es-ES",
+        "es-419",
+        "fr",
+        "hr",
+        "it",
+        "lt",
+        "hu",
+        "nl",
+        "no",
+        "pl",
+        "pt-BR",
+        "ro",
+        "fi",
+        "sv-SE",
+        "vi",
+        "tr",
+        "cs",
+        "el",
+        "bg",
+        "ru",
+        "uk",
+        "hi",
+        "th",
+        "zh-CN",
+        "ja",
+        "zh-TW",
+        "ko",
+    ]
+)
+COMMAND_DESCRIPTION_MAX = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,8 +293,10 @@ class FakeDiscord(LocalServer):
         *,
         in_guild: bool = False,
         permissions: int = 0,
+        locale: str = "en-US",
     ) -> JSON:
-        """An INTERACTION_CREATE payload of slash command `name` (in a DM by default)."""
+        """An INTERACTION_CREATE payload of slash command `name` (in a DM by default),
+        from a client in `locale`."""
         command = next((c for c in self.commands if c["name"] == name), None)
         options = [] if args is None else [{"name": "args", "type": 3, "value": args}]
         data = {
@@ -262,7 +305,9 @@ class FakeDiscord(LocalServer):
             "type": 1,
             "options": options,
         }
-        return self._interaction(user, 2, data, in_guild=in_guild, permissions=permissions)
+        return self._interaction(
+            user, 2, data, in_guild=in_guild, permissions=permissions, locale=locale
+        )
 
     def press(self, user: JSON, message: JSON, label: str) -> JSON:
         """An INTERACTION_CREATE payload of `user` pressing the button `label` under the
@@ -279,8 +324,21 @@ class FakeDiscord(LocalServer):
         interaction["message"] = message
         return interaction
 
+    def description_in(self, name: str, locale: str) -> str:
+        """The description a client in `locale` shows for the synced command `name`."""
+        [command] = [c for c in self.commands if c["name"] == name]
+        localised = command.get("description_localizations") or {}
+        return str(localised.get(locale, command["description"]))
+
     def _interaction(
-        self, user: JSON, kind: int, data: JSON, *, in_guild: bool, permissions: int
+        self,
+        user: JSON,
+        kind: int,
+        data: JSON,
+        *,
+        in_guild: bool,
+        permissions: int,
+        locale: str = "en-US",
     ) -> JSON:
         token = f"itoken-{self.new_id()}"
         channel_id = TEXT_CHANNEL_ID if in_guild else self.dm_channel_id(int(user["id"]))
@@ -291,7 +349,7 @@ class FakeDiscord(LocalServer):
             "type": kind,
             "token": token,
             "version": 1,
-            "locale": "en-US",
+            "locale": locale,
             "app_permissions": "2248473465835073",
             "entitlements": [],
             "attachment_size_limit": 10 * 1024 * 1024,
@@ -516,6 +574,8 @@ class FakeDiscord(LocalServer):
             case ("GET", ["gateway"]):
                 return _json({"url": self.gateway_url})
             case ("PUT", ["applications", _, "commands"]):
+                if not all(_valid_command(c) for c in body):
+                    return _json({"message": "Invalid Form Body", "code": 50035}, status=400)
                 self.commands = [
                     {**c, "id": str(self.new_id()), "application_id": str(APP_ID), "version": "1"}
                     for c in body
@@ -739,6 +799,18 @@ _ERRORS = {
     403: (50007, "Cannot send messages to this user"),
     404: (10003, "Unknown Channel"),
 }
+
+
+def _valid_command(command: JSON) -> bool:
+    """Discord's checks of a command's description and its localisations."""
+    texts = [command.get("description", "")]
+    for key in ("name_localizations", "description_localizations"):
+        localised = command.get(key) or {}
+        if not set(localised) <= DISCORD_LOCALES:
+            return False
+        if key == "description_localizations":
+            texts += localised.values()
+    return all(1 <= len(text) <= COMMAND_DESCRIPTION_MAX for text in texts)
 
 
 def _json(data: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:

@@ -10,7 +10,8 @@ polls up to `timeout` capped at `max_poll`), setWebhook / deleteWebhook (getUpda
 answers 409 while a webhook is set, like Telegram; meanwhile queued updates are POSTed
 to the webhook, see `webhook_address`), sendMessage (with an inline keyboard, kept as
 `SentMessage.buttons`), editMessageText, answerCallbackQuery, sendChatAction,
-sendDocument (multipart), setMyCommands, deleteMyCommands. Every call is recorded in
+sendDocument (multipart), setMyCommands / getMyCommands / deleteMyCommands (menus kept
+per scope and `language_code`, see `menu`). Every call is recorded in
 `calls` with its parameters before any fault applies. `press(message, label)` queues
 the `callback_query` update of a person pressing one of the bot's buttons.
 
@@ -31,6 +32,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import re
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -49,6 +51,11 @@ BOT_ID = 4242
 BOT_USERNAME = "onethread_bot"
 TOKEN = "4242:TEST-token-never-logged"
 MESSAGE_LIMIT = 4096
+# setMyCommands' limits: at most 100 commands, names of 1-32 lower-case letters, digits
+# and underscores, descriptions of 1-256 characters.
+MENU_MAX = 100
+MENU_DESCRIPTION_MAX = 256
+_COMMAND_NAME = re.compile(r"^[a-z0-9_]{1,32}$")
 
 # PTB sends non-string parameters JSON-encoded; these are decoded for the tests.
 _JSON_FIELDS = {
@@ -193,6 +200,8 @@ class FakeTelegram(LocalServer):
         self.calls: list[Call] = []
         self.messages: list[SentMessage] = []
         self.webhook: JSONObject | None = None
+        self.menus: dict[tuple[str, str], list[JSONObject]] = {}
+        """Command menus by (scope as JSON, language code or ""), as setMyCommands left them."""
         self.confirmed_below = 0
         self._updates: list[JSONObject] = []
         self._update_ids = itertools.count(1)
@@ -247,6 +256,13 @@ class FakeTelegram(LocalServer):
         """The answers to each delivery of one update to the webhook, in order."""
         return [status for uid, status in self.webhook_answers if uid == update_id]
 
+    def menu(
+        self, language_code: str = "", scope: JSONObject | None = None
+    ) -> list[tuple[str, str]]:
+        """The (command, description) pairs set for exactly this scope and language."""
+        commands = self.menus.get((_scope_key(scope), language_code), [])
+        return [(c["command"], c["description"]) for c in commands]
+
     def calls_to(self, method: str) -> list[Call]:
         return [c for c in self.calls if c.method == method]
 
@@ -300,11 +316,42 @@ class FakeTelegram(LocalServer):
             "answerCallbackQuery": self._true,
             "sendChatAction": self._true,
             "sendDocument": self._send_document,
-            "setMyCommands": self._true,
-            "deleteMyCommands": self._true,
+            "setMyCommands": self._set_my_commands,
+            "getMyCommands": self._get_my_commands,
+            "deleteMyCommands": self._delete_my_commands,
         }
 
     async def _true(self, params: JSONObject, files: dict[str, Any]) -> bool:
+        return True
+
+    def _menu_key(self, params: JSONObject) -> tuple[str, str]:
+        """Like Telegram: a language is "" or a two-letter ISO 639-1 code."""
+        language = params.get("language_code") or ""
+        if not (
+            language == "" or (len(language) == 2 and language.isalpha() and language.islower())
+        ):
+            raise _RefusedError(ApiError(400, "Bad Request: invalid language code specified"))
+        scope = params.get("scope")
+        return _scope_key(scope if isinstance(scope, dict) else None), language
+
+    async def _set_my_commands(self, params: JSONObject, files: dict[str, Any]) -> bool:
+        key = self._menu_key(params)
+        commands = params.get("commands")
+        if not isinstance(commands, list) or len(commands) > MENU_MAX:
+            raise _RefusedError(ApiError(400, "Bad Request: too many commands"))
+        for command in commands:
+            if not _COMMAND_NAME.match(str(command.get("command", ""))):
+                raise _RefusedError(ApiError(400, "Bad Request: BOT_COMMAND_INVALID"))
+            if not 1 <= len(str(command.get("description", ""))) <= MENU_DESCRIPTION_MAX:
+                raise _RefusedError(ApiError(400, "Bad Request: command description is invalid"))
+        self.menus[key] = list(commands)
+        return True
+
+    async def _get_my_commands(self, params: JSONObject, files: dict[str, Any]) -> list[JSONObject]:
+        return self.menus.get(self._menu_key(params), [])
+
+    async def _delete_my_commands(self, params: JSONObject, files: dict[str, Any]) -> bool:
+        self.menus.pop(self._menu_key(params), None)
         return True
 
     async def _get_me(self, params: JSONObject, files: dict[str, Any]) -> JSONObject:
@@ -476,6 +523,10 @@ class _RefusedError(Exception):
     def __init__(self, error: ApiError) -> None:
         super().__init__(error.description)
         self.error = error
+
+
+def _scope_key(scope: JSONObject | None) -> str:
+    return json.dumps(scope or {"type": "default"}, sort_keys=True)
 
 
 async def _read_params(request: web.Request) -> tuple[JSONObject, dict[str, tuple[str, bytes]]]:

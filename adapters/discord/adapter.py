@@ -43,7 +43,7 @@ from adapters.discord.channel import (
     InteractionOutlet,
     MessageOutlet,
 )
-from adapters.discord.slash import Runner, build_tree
+from adapters.discord.slash import CatalogTranslator, Runner, build_tree
 from adapters.discord.translate import command_inbound, to_inbound
 from adapters.outage import handle_through_outage
 from adapters.recovery import recover_forever
@@ -170,6 +170,7 @@ class DiscordAdapter:
         try:
             self._logged_in = True
             await client.login(self._token)
+            await self._tree.set_translator(CatalogTranslator())
             synced = await self._tree.sync()
             logger.info("discord slash commands synced: %s", len(synced))
             self._accepting = True

@@ -12,6 +12,11 @@ Commands are global, usable in guilds and in the bot's DMs, installed with the b
 people, where the bot cannot answer). A command this version does not have (Discord
 clients keep showing removed commands for a while after a sync) is run like any other,
 so the engine gives its usual "unknown command" answer instead of a failed interaction.
+
+Descriptions are localised (`CatalogTranslator`, installed with `tree.set_translator`):
+each Discord locale gets the description from the catalog of its language (core/i18n),
+so a person's client shows the menu in its own language; names stay as they are (they
+are what people type).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import discord
 from discord import app_commands
 
 from core.commands.base import Command
+from core.i18n import DEFAULT_LANGUAGE, supported, texts
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +43,26 @@ _DESCRIPTION_MAX = 100
 def arguments_of(usage: str) -> str:
     """`/forget <number|all>` -> `<number|all>`; empty when the command takes none."""
     return usage.partition(" ")[2].strip()
+
+
+class CatalogTranslator(app_commands.Translator):
+    """Command descriptions in every Discord locale that has a catalog; None (Discord
+    shows the English text) for names, English locales and texts not translated."""
+
+    async def translate(
+        self,
+        string: app_commands.locale_str,
+        locale: discord.Locale,
+        context: app_commands.TranslationContextTypes,
+    ) -> str | None:
+        if context.location is not app_commands.TranslationContextLocation.command_description:
+            return None
+        language = supported(locale.value)
+        if language is None or language == DEFAULT_LANGUAGE:
+            return None
+        english = string.extras.get("msgid", string.message)
+        translated = texts(language).gettext(english)
+        return translated[:_DESCRIPTION_MAX] if translated != english else None
 
 
 def build_tree(
@@ -70,7 +96,9 @@ def slash_command(command: Command, run: Runner) -> app_commands.Command[Any, ..
     )
     slash: app_commands.Command[Any, ..., None] = app_commands.Command(
         name=command.name,
-        description=command.description[:_DESCRIPTION_MAX],
+        description=app_commands.locale_str(
+            command.description[:_DESCRIPTION_MAX], msgid=command.description
+        ),
         callback=callback,
     )
     if command.admin:

@@ -35,6 +35,7 @@ from adapters.telegram.translate import BotIdentity, callback_inbound, to_inboun
 from adapters.telegram.webhook import WebhookServer
 from core.commands.base import Command
 from core.engine import Engine
+from core.i18n import DEFAULT_LANGUAGE, languages, texts
 from core.inbound import ChatKind
 from core.models import Message, Platform
 from core.ports import ReplyChannel
@@ -199,14 +200,22 @@ class TelegramAdapter:
         )
 
     async def _publish_commands(self) -> None:
-        """The command menu: user commands for all, every command in admins' private chats."""
-        users = [BotCommand(c.name, c.description) for c in self._commands if not c.admin]
+        """The command menus: user commands for all, in English by default and in each
+        language with a catalog for people whose app is in it (`language_code`); every
+        command, in English, in admins' private chats (operators: the admin commands
+        and their answers are English)."""
         everyone = [BotCommand(c.name, c.description) for c in self._commands]
-        try:
-            await self._bot.set_my_commands(users)
-        except TelegramError as exc:
-            logger.warning("could not set the telegram command menu: %s", exc)
-        if len(everyone) == len(users):
+        for language in languages():
+            t = texts(language)
+            users = [
+                BotCommand(c.name, t.gettext(c.description)) for c in self._commands if not c.admin
+            ]
+            code = None if language == DEFAULT_LANGUAGE else language
+            try:
+                await self._bot.set_my_commands(users, language_code=code)
+            except TelegramError as exc:
+                logger.warning("could not set the telegram command menu (%s): %s", language, exc)
+        if not any(c.admin for c in self._commands):
             return
         for chat_id in self._admin_chat_ids:
             try:

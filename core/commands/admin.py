@@ -9,6 +9,8 @@ could be someone who arrives, and erases themselves, later. The registry records
 non-admin's attempt itself (`refused`) before any handler runs.
 (`stats` and `why` are the admin forms of everyone's `/stats` and `/why`, whose
 handlers decide which form runs: `core.commands.stats`, `core.commands.why`.)
+Answers here are in English, whatever the admin's language: they are for the
+deployment's operators (docs/i18n.md).
 """
 
 from __future__ import annotations

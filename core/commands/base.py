@@ -1,8 +1,10 @@
 """The command interface: what a command receives and how it is declared.
 
 Commands are platform-neutral: they read and write through `Services` and answer
-through `ctx.channel`. Adapters expose them natively (Telegram's command menu, Discord
-slash commands) from `Command.name`, `.description` and `.admin`.
+through `ctx.channel`, in the person's language (`ctx.texts`, core/i18n). Adapters
+expose them natively (Telegram's command menu, Discord slash commands) from
+`Command.name`, `.description` (marked for the catalogs, translated per language by the
+adapters) and `.admin`.
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ from datetime import timedelta
 
 from config.persona import Persona
 from core.errors import OnethreadError
+from core.i18n import N_, Texts, texts_for
 from core.inbound import Inbound
 from core.models import Message, User
 from core.ports import ReplyChannel
 from core.services import Services
 from core.storage.codes import CodePurpose, CodeRepository
 
-PRIVATE_ONLY = "Please send this command in a private chat with me."
+PRIVATE_ONLY = N_("Please send this command in a private chat with me.")
 
 
 class UsageError(OnethreadError):
@@ -38,6 +41,12 @@ class CommandContext:
     # Answer one stored user message again through the full pipeline (`/retry`).
     answer_again: Callable[[Message], Awaitable[None]]
 
+    @property
+    def texts(self) -> Texts:
+        """The bot's texts in the person's language: the one they chose, else their
+        platform's."""
+        return texts_for(self.user.language, self.inbound.language, self.user.locale)
+
 
 Handler = Callable[[CommandContext, str], Awaitable[None]]
 
@@ -46,7 +55,9 @@ Handler = Callable[[CommandContext, str], Awaitable[None]]
 class Command:
     name: str
     usage: str
+    """The command's syntax (`/forget <number|all>`), shown as it is in every language."""
     description: str
+    """In English, marked with `N_` (the menus and `/help` translate it)."""
     handler: Handler
     admin: bool = False
 
@@ -73,7 +84,7 @@ async def private_only(ctx: CommandContext) -> bool:
     """True (after telling the user) when the command must not run in this chat."""
     if ctx.inbound.is_private:
         return False
-    await ctx.channel.send(PRIVATE_ONLY)
+    await ctx.channel.send(ctx.texts.gettext(PRIVATE_ONLY))
     return True
 
 
@@ -95,8 +106,3 @@ def one_line(text: str, limit: int) -> str:
     with "…" when longer."""
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
-
-
-def counted(count: int, noun: str) -> str:
-    """`1 fact`, `2 facts`: `count` and `noun`, plural unless one."""
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

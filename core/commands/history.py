@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 
 from core.commands.base import Command, CommandContext, UsageError, one_line, private_only
+from core.i18n import N_, Texts
 from core.models import Message, MessageRole
 from core.ports import Button
 
@@ -21,14 +22,14 @@ SEARCH_RESULTS = 10
 # fits one Discord message (2000 characters).
 LINE_CHARS = 160
 SEARCH_MAX_CHARS = 200
-OLDER = "Older messages"
+OLDER = N_("Older messages")
 
-NO_HISTORY = "We haven't talked yet."
-NOTHING_OLDER = "There is nothing older: that was the beginning of our conversation."
-HISTORY_HEADER = "Our conversation, newest first (times in UTC):"
-OLDER_HEADER = "Earlier in our conversation, newest first (times in UTC):"
-SEARCH_HEADER = 'What I found for "{words}", best match first (times in UTC):'
-NOTHING_FOUND = 'I found nothing for "{words}" in our conversation.'
+NO_HISTORY = N_("We haven't talked yet.")
+NOTHING_OLDER = N_("There is nothing older: that was the beginning of our conversation.")
+HISTORY_HEADER = N_("Our conversation, newest first (times in UTC):")
+OLDER_HEADER = N_("Earlier in our conversation, newest first (times in UTC):")
+SEARCH_HEADER = N_('What I found for "{words}", best match first (times in UTC):')
+NOTHING_FOUND = N_('I found nothing for "{words}" in our conversation.')
 
 _CURSOR = re.compile(r"^[0-9]{1,18}$")
 _WORD = re.compile(r"\w+")
@@ -47,13 +48,15 @@ async def history(ctx: CommandContext, args: str) -> None:
     page = await ctx.services.messages.history(
         ctx.user.id, before_id=before, limit=HISTORY_PAGE + 1
     )
+    t = ctx.texts
     if not page:
-        await ctx.channel.send(NOTHING_OLDER if before is not None else NO_HISTORY)
+        await ctx.channel.send(t.gettext(NOTHING_OLDER if before is not None else NO_HISTORY))
         return
     shown = page[:HISTORY_PAGE]
-    header = HISTORY_HEADER if before is None else OLDER_HEADER
-    buttons = [Button(OLDER, f"/history {shown[-1].id}")] if len(page) > HISTORY_PAGE else []
-    lines = [header, *(_line(message, message.content) for message in shown)]
+    header = t.gettext(HISTORY_HEADER if before is None else OLDER_HEADER)
+    older = [Button(t.gettext(OLDER), f"/history {shown[-1].id}")]
+    buttons = older if len(page) > HISTORY_PAGE else []
+    lines = [header, *(_line(t, message, message.content) for message in shown)]
     await ctx.channel.send("\n".join(lines), buttons=buttons)
 
 
@@ -69,18 +72,19 @@ async def search(ctx: CommandContext, args: str) -> None:
     hits = await ctx.services.messages.search(
         ctx.user.id, words, limit=SEARCH_RESULTS, language=language
     )
+    t = ctx.texts
     if not hits:
-        await ctx.channel.send(NOTHING_FOUND.format(words=words))
+        await ctx.channel.send(t.gettext(NOTHING_FOUND, words=words))
         return
-    lines = [SEARCH_HEADER.format(words=words)]
-    lines += [_line(hit.message, _around(hit.message.content, words)) for hit in hits]
+    lines = [t.gettext(SEARCH_HEADER, words=words)]
+    lines += [_line(t, hit.message, _around(hit.message.content, words)) for hit in hits]
     await ctx.channel.send("\n".join(lines))
 
 
-def _line(message: Message, text: str) -> str:
+def _line(t: Texts, message: Message, text: str) -> str:
     """`2024-05-01 14:03 You: text`, on one line, cut to `LINE_CHARS`."""
-    who = "You" if message.role is MessageRole.USER else "Me"
-    where = " (in a group)" if message.shared_chat else ""
+    who = t.gettext("You") if message.role is MessageRole.USER else t.gettext("Me")
+    where = " " + t.gettext("(in a group)") if message.shared_chat else ""
     head = f"{message.created_at:%Y-%m-%d %H:%M} {who}{where}: "
     return head + one_line(text, LINE_CHARS - len(head))
 
@@ -100,8 +104,8 @@ HISTORY_COMMANDS = [
     Command(
         "history",
         "/history [older than id]",
-        "Page back through our conversation",
+        N_("Page back through our conversation"),
         history,
     ),
-    Command("search", "/search <words>", "Find things we said, with their dates", search),
+    Command("search", "/search <words>", N_("Find things we said, with their dates"), search),
 ]

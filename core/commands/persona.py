@@ -17,11 +17,12 @@ from __future__ import annotations
 import re
 
 from core.commands.base import Command, CommandContext, UsageError, one_line, private_only
+from core.i18n import N_, Texts
 from core.persona import NICKNAME_MAX, NOTE_MAX, Formality, Length, Overrides
 
-NOTHING_ASKED = "You haven't asked me for anything yet: I talk to you as I talk to everyone."
-ASKED = "How you asked me to talk to you:"
-HOW_TO = (
+NOTHING_ASKED = N_("You haven't asked me for anything yet: I talk to you as I talk to everyone.")
+ASKED = N_("How you asked me to talk to you:")
+HOW_TO = N_(
     "Change it with /persona shorter, longer, formal, casual, nickname <name>, note <text>, "
     "or reset. How long and how formal my replies are and what I call you count in groups "
     "too; your note only in our private chat."
@@ -46,10 +47,14 @@ async def persona(ctx: CommandContext, args: str) -> None:
         stored = await users.change_persona_overrides(ctx.user.id, changes, remove=remove)
     else:
         stored = (await users.conversation(ctx.user.id)).persona_overrides
-    wishes = Overrides.read(stored).described()
-    lines = ["Done." if change is not None else _who(ctx)]
-    lines += [ASKED, *(f"- {wish}" for wish in wishes)] if wishes else [NOTHING_ASKED]
-    await ctx.channel.send("\n".join([*lines, HOW_TO]))
+    t = ctx.texts
+    wishes = Overrides.read(stored).described(t)
+    lines = [t.gettext("Done.") if change is not None else _who(t, ctx)]
+    if wishes:
+        lines += [t.gettext(ASKED), *(f"- {wish}" for wish in wishes)]
+    else:
+        lines.append(t.gettext(NOTHING_ASKED))
+    await ctx.channel.send("\n".join([*lines, t.gettext(HOW_TO)]))
 
 
 def _change(args: str) -> tuple[dict[str, str], list[str] | None] | None:
@@ -72,17 +77,20 @@ def _change(args: str) -> tuple[dict[str, str], list[str] | None] | None:
     return None
 
 
-def _who(ctx: CommandContext) -> str:
+def _who(t: Texts, ctx: CommandContext) -> str:
+    """Who the bot is: the persona file's own words (in the operator's language)."""
     persona = ctx.persona
     description = one_line(persona.description, DESCRIPTION_CHARS)
-    return f"I'm {persona.name}. {description}" if persona.name else description
+    if not persona.name:
+        return description
+    return t.gettext("I'm {name}.", name=persona.name) + " " + description
 
 
 PERSONA_COMMANDS = [
     Command(
         "persona",
         "/persona [shorter|longer|formal|casual|nickname <name>|note <text>|reset]",
-        "How I talk to you: shorter, longer, formal, casual, a nickname, a note",
+        N_("How I talk to you: shorter, longer, formal, casual, a nickname, a note"),
         persona,
     ),
 ]

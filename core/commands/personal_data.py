@@ -19,6 +19,7 @@ from core.commands.base import (
     private_only,
 )
 from core.export import ExportFile, ExportTooLargeError, export_files
+from core.i18n import N_, Texts
 from core.recall.user_indexes import UserIndexRepository
 from core.storage.codes import CodePurpose, CodeRepository, looks_like_code
 from core.storage.exports import ExportClaims
@@ -30,8 +31,8 @@ DELETE_CODE_TTL = timedelta(minutes=5)
 # How long a running export keeps others of the same person out when its process dies
 # before it ends (a living one ends its claim itself).
 EXPORT_CLAIM_TTL = timedelta(minutes=10)
-EXPORT_RUNNING = "Your export is already being prepared; it will arrive here shortly."
-EXPORT_TOO_LARGE = (
+EXPORT_RUNNING = N_("Your export is already being prepared; it will arrive here shortly.")
+EXPORT_TOO_LARGE = N_(
     "I couldn't export your data: one item in it is larger than the {mb} MB a file may be "
     "here, so I sent nothing. Please ask the bot's operator for your export."
 )
@@ -46,7 +47,7 @@ async def export(ctx: CommandContext, args: str) -> None:
     claims = ExportClaims(services.db)
     holder = await claims.claim(ctx.user.id, now=services.clock(), ttl=EXPORT_CLAIM_TTL)
     if holder is None:
-        await ctx.channel.send(EXPORT_RUNNING)
+        await ctx.channel.send(ctx.texts.gettext(EXPORT_RUNNING))
         return
     try:
         await _send_export(ctx)
@@ -55,14 +56,14 @@ async def export(ctx: CommandContext, args: str) -> None:
 
 
 async def _send_export(ctx: CommandContext) -> None:
-    max_bytes = ctx.services.settings.export_max_bytes
+    max_bytes, t = ctx.services.settings.export_max_bytes, ctx.texts
     try:
         files = await export_files(
             ctx.services, ctx.user.id, now=ctx.services.clock(), max_bytes=max_bytes
         )
     except ExportTooLargeError as exc:
         logger.warning("user %s: export not sent: %s", ctx.user.id, exc)
-        await ctx.channel.send(EXPORT_TOO_LARGE.format(mb=_megabytes(max_bytes)))
+        await ctx.channel.send(t.gettext(EXPORT_TOO_LARGE, mb=_megabytes(max_bytes)))
         return
     logger.info(
         "user %s exported %s bytes in %s files",
@@ -72,20 +73,25 @@ async def _send_export(ctx: CommandContext) -> None:
     )
     if len(files) > 1:
         await ctx.channel.send(
-            f"Your data is more than one file of {_megabytes(max_bytes)} MB can hold here, "
-            f"so it comes in {len(files)} parts (JSON, gzip-compressed): the first holds "
-            "everything but our messages, the others the messages, oldest first."
+            t.gettext(
+                "Your data is more than one file of {mb} MB can hold here, so it comes in "
+                "{parts} parts (JSON, gzip-compressed): the first holds everything but our "
+                "messages, the others the messages, oldest first.",
+                mb=_megabytes(max_bytes),
+                parts=len(files),
+            )
         )
     for number, file in enumerate(files, start=1):
-        await ctx.channel.send_file(file.filename, file.data, _caption(file, number, len(files)))
+        caption = _caption(t, file, number, len(files))
+        await ctx.channel.send_file(file.filename, file.data, caption)
 
 
-def _caption(file: ExportFile, number: int, parts: int) -> str:
+def _caption(t: Texts, file: ExportFile, number: int, parts: int) -> str:
     if parts > 1:
-        return f"Your data, part {number} of {parts}."
+        return t.gettext("Your data, part {number} of {parts}.", number=number, parts=parts)
     if file.filename.endswith(".gz"):
-        return "Everything I have stored about you, as JSON (gzip-compressed)."
-    return "Everything I have stored about you, as JSON."
+        return t.gettext("Everything I have stored about you, as JSON (gzip-compressed).")
+    return t.gettext("Everything I have stored about you, as JSON.")
 
 
 def _megabytes(size: int) -> str:
@@ -96,14 +102,22 @@ async def delete_me(ctx: CommandContext, args: str) -> None:
     """Two steps: a code first, so that erasure is never one mistyped command away."""
     if await private_only(ctx):
         return
-    services = ctx.services
+    services, t = ctx.services, ctx.texts
     codes = CodeRepository(services.db)
     if not args:
         code, minutes = await issue_code(ctx, CodePurpose.DELETE, DELETE_CODE_TTL)
         await ctx.channel.send(
-            "This erases everything I have about you: our conversation, what I remember and "
-            "your linked accounts. It cannot be undone.\n"
-            f"To confirm, send /delete_me {code} within {minutes} minutes."
+            t.gettext(
+                "This erases everything I have about you: our conversation, what I remember "
+                "and your linked accounts. It cannot be undone."
+            )
+            + "\n"
+            + t.ngettext(
+                "To confirm, send /delete_me {code} within {n} minute.",
+                "To confirm, send /delete_me {code} within {n} minutes.",
+                minutes,
+                code=code,
+            )
         )
         return
     if " " in args or not looks_like_code(args):
@@ -117,11 +131,11 @@ async def delete_me(ctx: CommandContext, args: str) -> None:
             await services.users.delete(ctx.user.id, conn=conn)
     if owner is None:
         await ctx.channel.send(
-            "That code is wrong or has expired. Send /delete_me to get a new one."
+            t.gettext("That code is wrong or has expired. Send /delete_me to get a new one.")
         )
         return
     logger.info("user %s erased themselves", ctx.user.id)
-    await ctx.channel.send("Done. Everything about you is erased. Goodbye!")
+    await ctx.channel.send(t.gettext("Done. Everything about you is erased. Goodbye!"))
     await _drop_own_indexes(ctx, ctx.user.id)
 
 
@@ -141,6 +155,6 @@ async def _drop_own_indexes(ctx: CommandContext, user_id: int) -> None:
 
 
 PERSONAL_DATA_COMMANDS = [
-    Command("export", "/export", "Download all your data as JSON", export),
-    Command("delete_me", "/delete_me [code]", "Erase everything about you", delete_me),
+    Command("export", "/export", N_("Download all your data as JSON"), export),
+    Command("delete_me", "/delete_me [code]", N_("Erase everything about you"), delete_me),
 ]

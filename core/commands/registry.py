@@ -22,31 +22,36 @@ from core.commands.base import (
 )
 from core.commands.broadcast import BROADCAST_COMMANDS
 from core.commands.history import HISTORY_COMMANDS
+from core.commands.language import LANGUAGE_COMMANDS
 from core.commands.linking import LINK_COMMANDS
 from core.commands.persona import PERSONA_COMMANDS
 from core.commands.personal_data import PERSONAL_DATA_COMMANDS
 from core.commands.stats import STATS_COMMANDS
 from core.commands.user import USER_COMMANDS
 from core.commands.why import WHY_COMMANDS
+from core.i18n import N_
 
 logger = logging.getLogger(__name__)
 
-ADMINS_ONLY = "This command is for admins."
+ADMINS_ONLY = N_("This command is for admins.")
 
 
 async def help_command(ctx: CommandContext, args: str) -> None:
+    """The commands in the person's language; admin commands stay in English (they are
+    for the deployment's operators, as their answers are)."""
     no_arguments(args)
-    lines = ["Just write to me to talk. Commands:"]
-    lines += [f"{c.usage} - {c.description}" for c in COMMANDS.values() if not c.admin]
+    t = ctx.texts
+    lines = [t.gettext("Just write to me to talk. Commands:")]
+    lines += [f"{c.usage} - {t.gettext(c.description)}" for c in COMMANDS.values() if not c.admin]
     if ctx.is_admin:
-        lines.append("Admin commands:")
+        lines.append(t.gettext("Admin commands:"))
         lines += [f"{c.usage} - {c.description}" for c in COMMANDS.values() if c.admin]
     await ctx.channel.send("\n".join(lines))
 
 
 def build_commands() -> dict[str, Command]:
     """Name -> command, in the order `/help` and the platforms' menus show them."""
-    help_ = Command("help", "/help", "This list", help_command)
+    help_ = Command("help", "/help", N_("This list"), help_command)
     ordered = [
         USER_COMMANDS[0],
         help_,
@@ -55,6 +60,7 @@ def build_commands() -> dict[str, Command]:
         *WHY_COMMANDS,
         *STATS_COMMANDS,
         *PERSONA_COMMANDS,
+        *LANGUAGE_COMMANDS,
         *PERSONAL_DATA_COMMANDS,
         *LINK_COMMANDS,
         *ADMIN_COMMANDS,
@@ -80,7 +86,7 @@ async def dispatch(ctx: CommandContext, parsed: ParsedCommand) -> bool:
         if not ctx.is_admin:
             logger.info("user %s refused admin command /%s", ctx.user.id, command.name)
             await audit(ctx, "refused", command=command.name)
-            await ctx.channel.send(ADMINS_ONLY)
+            await ctx.channel.send(ctx.texts.gettext(ADMINS_ONLY))
             return True
         if await private_only(ctx):
             return True
@@ -88,5 +94,5 @@ async def dispatch(ctx: CommandContext, parsed: ParsedCommand) -> bool:
     try:
         await command.handler(ctx, parsed.args)
     except UsageError:
-        await ctx.channel.send(f"Usage: {command.usage}")
+        await ctx.channel.send(ctx.texts.gettext("Usage: {usage}", usage=command.usage))
     return True

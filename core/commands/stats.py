@@ -7,7 +7,8 @@ Both show one person's data or everyone's, so both answer only in a private chat
 from __future__ import annotations
 
 from core.commands import admin
-from core.commands.base import Command, CommandContext, counted, no_arguments, private_only
+from core.commands.base import Command, CommandContext, no_arguments, private_only
+from core.i18n import N_
 from core.storage.person_stats import PersonStatsRepository
 
 
@@ -19,21 +20,36 @@ async def stats(ctx: CommandContext, args: str) -> None:
         await admin.stats(ctx, args)
         return
     numbers = await PersonStatsRepository(ctx.services.db).of(ctx.user.id)
-    await ctx.channel.send(
-        "Your numbers:\n"
-        f"We first talked on {numbers.since:%Y-%m-%d} (UTC).\n"
-        f"Messages: {numbers.messages} so far, yours and mine; kept now: "
-        f"{numbers.kept_yours} of yours and {numbers.kept_mine} of mine (/history).\n"
-        f"What I know about you: {counted(numbers.facts, 'fact')} (/memory).\n"
-        f"Tokens: {numbers.tokens_in} read to answer you, {numbers.tokens_out} written to you."
-    )
+    t = ctx.texts
+    lines = [
+        t.gettext("Your numbers:"),
+        t.gettext("We first talked on {date} (UTC).", date=f"{numbers.since:%Y-%m-%d}"),
+        t.gettext(
+            "Messages: {messages} so far, yours and mine; kept now: {yours} of yours and "
+            "{mine} of mine (/history).",
+            messages=numbers.messages,
+            yours=numbers.kept_yours,
+            mine=numbers.kept_mine,
+        ),
+        t.ngettext(
+            "What I know about you: {n} fact (/memory).",
+            "What I know about you: {n} facts (/memory).",
+            numbers.facts,
+        ),
+        t.gettext(
+            "Tokens: {read} read to answer you, {written} written to you.",
+            read=numbers.tokens_in,
+            written=numbers.tokens_out,
+        ),
+    ]
+    await ctx.channel.send("\n".join(lines))
 
 
 STATS_COMMANDS = [
     Command(
         "stats",
         "/stats",
-        "Your numbers: messages, since when, facts, tokens (admins: everyone's)",
+        N_("Your numbers: messages, since when, facts, tokens (admins: everyone's)"),
         stats,
     ),
 ]

@@ -11,6 +11,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 from core.commands.base import Command, CommandContext, UsageError, no_arguments, private_only
+from core.i18n import N_, Texts
 from core.models import MemoryContext, MessageStatus
 from core.persona import Overrides, greeting
 from core.storage.chat_messages import ChatMessageRepository
@@ -24,34 +25,40 @@ RETRY_PENDING_AFTER = timedelta(minutes=1)
 # what the run wrote too).
 FORGET_WAIT = timedelta(seconds=15)
 
-START_HINT = "Send /help to see what else I can do, /memory to see what I know about you."
-NOTHING_KNOWN = "I don't know anything about you yet."
-PERSONA_HINT = "How you asked me to talk to you (/persona changes it, /persona reset undoes it):"
-FORGET_HINT = "Send /forget <number> to make me forget one fact, /forget all for everything."
-MEMORY_ON = "Memory is on: I learn from what you say. Send /memory off to stop that."
-MEMORY_OFF_SINCE = (
+START_HINT = N_("Send /help to see what else I can do, /memory to see what I know about you.")
+NOTHING_KNOWN = N_("I don't know anything about you yet.")
+PERSONA_HINT = N_(
+    "How you asked me to talk to you (/persona changes it, /persona reset undoes it):"
+)
+FORGET_HINT = N_("Send /forget <number> to make me forget one fact, /forget all for everything.")
+MEMORY_ON = N_("Memory is on: I learn from what you say. Send /memory off to stop that.")
+MEMORY_OFF_SINCE = N_(
     "Memory is off (since {since}): I learn nothing from what you say, and I answer "
     "without what I know about you. Send /memory on to switch it back on."
 )
-MEMORY_SWITCHED_OFF = (
+MEMORY_SWITCHED_OFF = N_(
     "Memory is off. From now on I learn nothing from what you say, and I answer without "
     "what I know about you or recall from earlier (I still see our last few messages, so "
     "that the chat makes sense). What you say while it is off is never remembered, not "
     "even after you switch it back on. What I already know stays: /memory shows it, "
     "/forget removes it. Send /memory on to switch it back on."
 )
-MEMORY_SWITCHED_ON = (
+MEMORY_SWITCHED_ON = N_(
     "Memory is on again: I learn from what you say from now on. What you said while it "
     "was off stays forgotten."
 )
-MEMORY_ALREADY_ON = "Memory is already on. Send /memory off to stop me learning from what you say."
-MEMORY_ALREADY_OFF = "Memory is already off (since {since}). Send /memory on to switch it back on."
-MEMORY_BUSY = "I'm updating my memory of you right now. Please send that again in a minute."
-SOURCES_SET_ASIDE = (
+MEMORY_ALREADY_ON = N_(
+    "Memory is already on. Send /memory off to stop me learning from what you say."
+)
+MEMORY_ALREADY_OFF = N_(
+    "Memory is already off (since {since}). Send /memory on to switch it back on."
+)
+MEMORY_BUSY = N_("I'm updating my memory of you right now. Please send that again in a minute.")
+SOURCES_SET_ASIDE = N_(
     "I also set aside the {messages} I learned it from: I won't recall them or learn "
     "from them again"
 )
-FORGET_ALL_WARNING = (
+FORGET_ALL_WARNING = N_(
     "This makes me forget everything I learned about you ({facts}, the summary of our "
     "conversation, what I noted about how you like to talk and how you asked me to talk "
     "to you) and deletes our "
@@ -59,7 +66,7 @@ FORGET_ALL_WARNING = (
     "It cannot be undone: send /export first if you want a copy.\n"
     "To go ahead, send /forget all confirm"
 )
-FORGOT_ALL = (
+FORGOT_ALL = N_(
     "Done. I forgot everything I had learned about you ({facts}, the summary, what I "
     "noted about how you talk and how you asked me to talk to you) and deleted our "
     "conversation up to now ({messages}). "
@@ -72,7 +79,8 @@ async def start(ctx: CommandContext, args: str) -> None:
     conversation = await ctx.services.users.conversation(ctx.user.id)
     overrides = Overrides.read(conversation.persona_overrides)
     name = ctx.user.display_name or ctx.inbound.display_name
-    await ctx.channel.send(f"{greeting(ctx.persona, overrides, name)}\n{START_HINT}")
+    hint = ctx.texts.gettext(START_HINT)
+    await ctx.channel.send(f"{greeting(ctx.persona, overrides, name)}\n{hint}")
 
 
 async def memory(ctx: CommandContext, args: str) -> None:
@@ -91,57 +99,62 @@ async def memory(ctx: CommandContext, args: str) -> None:
 async def _memory_report(ctx: CommandContext) -> str:
     """The facts (numbered as `/forget` counts them), the summary, the profile, how the
     person asked the bot to talk (`/persona`) and whether memory is on."""
-    services, user_id = ctx.services, ctx.user.id
+    services, user_id, t = ctx.services, ctx.user.id, ctx.texts
     facts = await services.facts.valid(user_id)
     conversation = await services.users.conversation(user_id)
     profile = await MemoryStore(services.db).context(user_id)
     sections = []
     if facts:
         lines = [f"{n}. {fact.content}" for n, fact in enumerate(facts, start=1)]
-        sections.append("What I know about you:\n" + "\n".join(lines))
+        sections.append(t.gettext("What I know about you:") + "\n" + "\n".join(lines))
     if conversation.summary:
-        sections.append("Our conversation so far, in short:\n" + conversation.summary)
-    if profile is not None and (lines := _profile_lines(profile)):
+        sections.append(
+            t.gettext("Our conversation so far, in short:") + "\n" + conversation.summary
+        )
+    if profile is not None and (lines := _profile_lines(t, profile)):
         sections.append("\n".join(lines))
-    if wishes := Overrides.read(conversation.persona_overrides).described():
-        sections.append("\n".join([PERSONA_HINT, *(f"- {wish}" for wish in wishes)]))
+    if wishes := Overrides.read(conversation.persona_overrides).described(t):
+        sections.append("\n".join([t.gettext(PERSONA_HINT), *(f"- {wish}" for wish in wishes)]))
     off_since = conversation.memory_off_since
     if not sections and off_since is None:
-        return NOTHING_KNOWN
+        return t.gettext(NOTHING_KNOWN)
     if not sections:
-        sections.append("I don't know anything about you.")
+        sections.append(t.gettext("I don't know anything about you."))
     else:
-        sections.append(FORGET_HINT)
+        sections.append(t.gettext(FORGET_HINT))
     sections.append(
-        MEMORY_ON if off_since is None else MEMORY_OFF_SINCE.format(since=_when(off_since))
+        t.gettext(MEMORY_ON)
+        if off_since is None
+        else t.gettext(MEMORY_OFF_SINCE, since=_when(off_since))
     )
     return "\n\n".join(sections)
 
 
-def _profile_lines(profile: MemoryContext) -> list[str]:
+def _profile_lines(t: Texts, profile: MemoryContext) -> list[str]:
     lines = []
     if profile.communication_style:
-        lines.append("How you like to talk: " + profile.communication_style)
+        lines.append(t.gettext("How you like to talk:") + " " + profile.communication_style)
     if profile.themes:
-        lines.append("What we often talk about: " + ", ".join(map(str, profile.themes)))
+        themes = ", ".join(map(str, profile.themes))
+        lines.append(t.gettext("What we often talk about:") + " " + themes)
     if profile.insights:
         notes = "\n".join(f"- {insight}" for insight in profile.insights)
-        lines.append("What helps me talk with you:\n" + notes)
+        lines.append(t.gettext("What helps me talk with you:") + "\n" + notes)
     return lines
 
 
 async def _switch_memory(ctx: CommandContext, *, off: bool) -> None:
-    services = ctx.services
+    services, t = ctx.services, ctx.texts
     switched = await services.users.switch_memory(ctx.user.id, off=off, at=services.clock())
     if switched:
         logger.info("user %s switched memory %s", ctx.user.id, "off" if off else "on")
-        await ctx.channel.send(MEMORY_SWITCHED_OFF if off else MEMORY_SWITCHED_ON)
+        await ctx.channel.send(t.gettext(MEMORY_SWITCHED_OFF if off else MEMORY_SWITCHED_ON))
         return
     if not off:
-        await ctx.channel.send(MEMORY_ALREADY_ON)
+        await ctx.channel.send(t.gettext(MEMORY_ALREADY_ON))
         return
     since = (await services.users.conversation(ctx.user.id)).memory_off_since
-    await ctx.channel.send(MEMORY_ALREADY_OFF.format(since=_when(since)))
+    await ctx.channel.send(t.gettext(MEMORY_ALREADY_OFF, since=_when(since)))
 
 
 def _when(moment: datetime | None) -> str:
@@ -162,7 +175,8 @@ async def forget(ctx: CommandContext, args: str) -> None:
         return
     if words == ["all"]:
         valid, invalid = await ctx.services.facts.counts(ctx.user.id)
-        await ctx.channel.send(FORGET_ALL_WARNING.format(facts=_facts(valid + invalid)))
+        facts = _facts(ctx.texts, valid + invalid)
+        await ctx.channel.send(ctx.texts.gettext(FORGET_ALL_WARNING, facts=facts))
     elif words == ["all", "confirm"]:
         await _forget_all(ctx)
     else:
@@ -170,13 +184,15 @@ async def forget(ctx: CommandContext, args: str) -> None:
 
 
 async def _forget_one(ctx: CommandContext, number: int) -> None:
-    services = ctx.services
+    services, t = ctx.services, ctx.texts
     facts = await services.facts.valid(ctx.user.id)
     if not 1 <= number <= len(facts):
         await ctx.channel.send(
-            f"There is no fact {number}; /memory lists {len(facts)}."
+            t.gettext(
+                "There is no fact {number}; /memory lists {count}.", number=number, count=len(facts)
+            )
             if facts
-            else "I don't know anything about you, so there is nothing to forget."
+            else t.gettext("I don't know anything about you, so there is nothing to forget.")
         )
         return
     fact = facts[number - 1]
@@ -184,15 +200,17 @@ async def _forget_one(ctx: CommandContext, number: int) -> None:
         held = await MemoryStore(services.db).hold(ctx.user.id, wait=FORGET_WAIT, conn=tx)
         set_aside = await services.facts.forget(ctx.user.id, fact.id, conn=tx) if held else None
     if not held:
-        await ctx.channel.send(MEMORY_BUSY)
+        await ctx.channel.send(t.gettext(MEMORY_BUSY))
         return
     if set_aside is None:
-        await ctx.channel.send("That fact is gone already; send /memory to see what I know now.")
+        await ctx.channel.send(
+            t.gettext("That fact is gone already; send /memory to see what I know now.")
+        )
         return
     logger.info("user %s forgot fact %s (%s messages set aside)", ctx.user.id, fact.id, set_aside)
-    forgotten = f'Forgotten: "{fact.content}"'
+    forgotten = t.gettext('Forgotten: "{fact}"', fact=fact.content)
     if set_aside:
-        forgotten += f". {SOURCES_SET_ASIDE.format(messages=_messages(set_aside))}"
+        forgotten += ". " + t.gettext(SOURCES_SET_ASIDE, messages=_messages(t, set_aside))
     await ctx.channel.send(forgotten)
 
 
@@ -204,8 +222,9 @@ async def _forget_all(ctx: CommandContext) -> None:
         forgotten = (
             await store.forget_all(ctx.user.id, at=services.clock(), conn=tx) if held else None
         )
+    t = ctx.texts
     if forgotten is None:
-        await ctx.channel.send(MEMORY_BUSY)
+        await ctx.channel.send(t.gettext(MEMORY_BUSY))
         return
     logger.info(
         "user %s forgot everything: %s facts, %s messages",
@@ -213,17 +232,16 @@ async def _forget_all(ctx: CommandContext) -> None:
         forgotten.facts,
         forgotten.messages,
     )
-    await ctx.channel.send(
-        FORGOT_ALL.format(facts=_facts(forgotten.facts), messages=_messages(forgotten.messages))
-    )
+    facts, messages = _facts(t, forgotten.facts), _messages(t, forgotten.messages)
+    await ctx.channel.send(t.gettext(FORGOT_ALL, facts=facts, messages=messages))
 
 
-def _facts(count: int) -> str:
-    return "1 fact" if count == 1 else f"{count} facts"
+def _facts(t: Texts, count: int) -> str:
+    return t.ngettext("{n} fact", "{n} facts", count)
 
 
-def _messages(count: int) -> str:
-    return "1 message" if count == 1 else f"{count} messages"
+def _messages(t: Texts, count: int) -> str:
+    return t.ngettext("{n} message", "{n} messages", count)
 
 
 async def retry(ctx: CommandContext, args: str) -> None:
@@ -238,24 +256,24 @@ async def retry(ctx: CommandContext, args: str) -> None:
         shared_chat=not inbound.is_private,
     )
     if message is None or message.status is MessageStatus.ANSWERED:
-        await ctx.channel.send("There is nothing to retry.")
+        await ctx.channel.send(ctx.texts.gettext("There is nothing to retry."))
         return
     stuck = ctx.services.clock() - message.created_at >= RETRY_PENDING_AFTER
     if message.status is MessageStatus.PENDING and not stuck:
-        await ctx.channel.send("I'm still working on your last message.")
+        await ctx.channel.send(ctx.texts.gettext("I'm still working on your last message."))
         return
     logger.info("user %s retries message %s", ctx.user.id, message.id)
     await ctx.answer_again(message)
 
 
 USER_COMMANDS = [
-    Command("start", "/start", "Say hello and see what I do", start),
+    Command("start", "/start", N_("Say hello and see what I do"), start),
     Command(
         "memory",
         "/memory [on|off]",
-        "See what I remember about you, or switch memory on/off",
+        N_("See what I remember about you, or switch memory on/off"),
         memory,
     ),
-    Command("forget", "/forget <number|all>", "Forget one thing (see /memory) or all", forget),
-    Command("retry", "/retry", "Answer your last message again if it failed", retry),
+    Command("forget", "/forget <number|all>", N_("Forget one thing (see /memory) or all"), forget),
+    Command("retry", "/retry", N_("Answer your last message again if it failed"), retry),
 ]

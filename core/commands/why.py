@@ -18,31 +18,32 @@ import re
 
 from core.commands import admin
 from core.commands.base import Command, CommandContext, UsageError, one_line, private_only
+from core.i18n import N_, Texts
 from core.models import Fact, Message, MessageRole
 from core.snapshot import ContextSnapshot
 from core.storage.chat_messages import ChatMessageRepository
 
-NO_REPLY_YET = "I haven't replied to you in this chat yet."
-NOT_YOURS = (
+NO_REPLY_YET = N_("I haven't replied to you in this chat yet.")
+NOT_YOURS = N_(
     "That message is not one of my replies to you in this chat, so I can't tell you "
     "what it was based on."
 )
-NO_RECORD = "I kept no record of what that reply was based on."
-ID_FOR_ADMINS = (
+NO_RECORD = N_("I kept no record of what that reply was based on.")
+ID_FOR_ADMINS = N_(
     "Asking about a reply by its number is for admins. Send /why to ask about my last "
     "reply here, or send /why in answer to one of my replies."
 )
-NOTHING_KEPT = (
+NOTHING_KEPT = N_(
     "Nothing I know about you or recalled went into it: only who I am and our recent messages."
 )
 # Prompt sections as `ContextSnapshot.tokens` names them, in plain words, in prompt order.
 SECTIONS = {
-    "persona": "who I am",
-    "profile": "how you like to talk",
-    "facts": "what I know about you",
-    "summary": "the summary",
-    "recall": "what I recalled",
-    "recent": "our recent messages",
+    "persona": N_("who I am"),
+    "profile": N_("how you like to talk"),
+    "facts": N_("what I know about you"),
+    "summary": N_("the summary"),
+    "recall": N_("what I recalled"),
+    "recent": N_("our recent messages"),
 }
 QUOTE_CHARS = 60
 LINE_CHARS = 120
@@ -55,7 +56,7 @@ async def why(ctx: CommandContext, args: str) -> None:
         raise UsageError("no arguments (admins: a reply id)")
     if args:
         if not ctx.is_admin:
-            await ctx.channel.send(ID_FOR_ADMINS)
+            await ctx.channel.send(ctx.texts.gettext(ID_FOR_ADMINS))
         elif not await private_only(ctx):
             await admin.why(ctx, args)
         return
@@ -78,29 +79,43 @@ async def why(ctx: CommandContext, args: str) -> None:
         )
         missing = NO_REPLY_YET
     if reply is None:
-        await ctx.channel.send(missing)
+        await ctx.channel.send(ctx.texts.gettext(missing))
     elif not reply.context_snapshot:
-        await ctx.channel.send(NO_RECORD)
+        await ctx.channel.send(ctx.texts.gettext(NO_RECORD))
     else:
         await ctx.channel.send(await _explain(ctx, reply))
 
 
 async def _explain(ctx: CommandContext, reply: Message) -> str:
     snapshot = ContextSnapshot.from_json(reply.context_snapshot or {})
-    private = ctx.inbound.is_private
+    private, t = ctx.inbound.is_private, ctx.texts
     quote = one_line(reply.content, QUOTE_CHARS)
-    lines = [f'About my reply of {reply.created_at:%Y-%m-%d %H:%M} UTC ("{quote}"):']
+    when = f"{reply.created_at:%Y-%m-%d %H:%M}"
+    lines = [t.gettext('About my reply of {when} UTC ("{quote}"):', when=when, quote=quote)]
+    summary = t.gettext("The summary of our earlier conversation.")
+    profile = t.gettext("What I noted about how you like to talk.")
     used = [
         *await _facts(ctx, snapshot),
-        *(["The summary of our earlier conversation."] if snapshot.tokens.get("summary") else []),
-        *(["What I noted about how you like to talk."] if snapshot.tokens.get("profile") else []),
+        *([summary] if snapshot.tokens.get("summary") else []),
+        *([profile] if snapshot.tokens.get("profile") else []),
         *await _recalled(ctx, snapshot),
     ]
-    lines += used or [NOTHING_KEPT]
-    if snapshot.window_ids:
-        where = "" if private else " in this chat"
-        lines.append(f"Our last {len(snapshot.window_ids)} messages{where}, yours included.")
-    lines.append(_tokens(snapshot))
+    lines += used or [t.gettext(NOTHING_KEPT)]
+    if window := len(snapshot.window_ids):
+        lines.append(
+            t.ngettext(
+                "Our last {n} message, yours included.",
+                "Our last {n} messages, yours included.",
+                window,
+            )
+            if private
+            else t.ngettext(
+                "Our last {n} message in this chat, yours included.",
+                "Our last {n} messages in this chat, yours included.",
+                window,
+            )
+        )
+    lines.append(_tokens(t, snapshot))
     return "\n".join(lines)
 
 
@@ -110,7 +125,8 @@ async def _facts(ctx: CommandContext, snapshot: ContextSnapshot) -> list[str]:
     facts = await ctx.services.facts.by_ids(
         ctx.user.id, snapshot.fact_ids, include_private=ctx.inbound.is_private
     )
-    lines = ["What I know about you that I used:", *(f"- {_fact(f)}" for f in facts)]
+    t = ctx.texts
+    lines = [t.gettext("What I know about you that I used:"), *(f"- {_fact(t, f)}" for f in facts)]
     return lines + _gone(ctx, len(snapshot.fact_ids) - len(facts))
 
 
@@ -129,10 +145,14 @@ async def _recalled(ctx: CommandContext, snapshot: ContextSnapshot) -> list[str]
         if inbound.is_private
         or (m.shared_chat and m.platform is inbound.platform and m.chat_id == inbound.chat_id)
     ]
-    lines = ["What I recalled from earlier:"]
-    lines += [f"- noted {f.created_at:%Y-%m-%d}: {_fact(f)}" for f in facts]
+    t = ctx.texts
+    lines = [t.gettext("What I recalled from earlier:")]
+    lines += [
+        "- " + t.gettext("noted {date}:", date=f"{f.created_at:%Y-%m-%d}") + " " + _fact(t, f)
+        for f in facts
+    ]
     for m in messages:
-        who = "You" if m.role is MessageRole.USER else "Me"
+        who = t.gettext("You") if m.role is MessageRole.USER else t.gettext("Me")
         lines.append(f"- {m.created_at:%Y-%m-%d} {who}: {one_line(m.content, LINE_CHARS)}")
     return lines + _gone(ctx, len(snapshot.recalled) - len(facts) - len(messages))
 
@@ -142,33 +162,43 @@ def _gone(ctx: CommandContext, count: int) -> list[str]:
     the private chat only, where nothing else can be the reason."""
     if count <= 0 or not ctx.inbound.is_private:
         return []
-    return [f"(and {count} more that I no longer keep)"]
+    return [
+        ctx.texts.ngettext(
+            "(and {n} more that I no longer keep)", "(and {n} more that I no longer keep)", count
+        )
+    ]
 
 
-def _tokens(snapshot: ContextSnapshot) -> str:
+def _tokens(t: Texts, snapshot: ContextSnapshot) -> str:
     tokens = snapshot.tokens
-    parts = ", ".join(f"{label} {tokens[key]}" for key, label in SECTIONS.items() if key in tokens)
-    line = f"What I read, in tokens: {parts}"
+    parts = ", ".join(
+        f"{t.gettext(label)} {tokens[key]}" for key, label in SECTIONS.items() if key in tokens
+    )
+    line = t.gettext("What I read, in tokens: {parts}", parts=parts)
     if "prompt" in tokens:
-        line += f"; {tokens['prompt']} in all"
+        line += "; " + t.gettext("{total} in all", total=tokens["prompt"])
         if "budget" in tokens:
-            line += f", of the {tokens['budget']} I may read"
+            line += ", " + t.gettext("of the {budget} I may read", budget=tokens["budget"])
     line += "."
     if snapshot.tokens_out is not None:
-        line += f" My answer: {snapshot.tokens_out} tokens."
+        line += " " + t.ngettext(
+            "My answer: {n} token.", "My answer: {n} tokens.", snapshot.tokens_out
+        )
     return line
 
 
-def _fact(fact: Fact) -> str:
+def _fact(t: Texts, fact: Fact) -> str:
     text = one_line(fact.content, LINE_CHARS)
-    return text if fact.invalid_at is None else f"{text} (no longer true, I learned since)"
+    if fact.invalid_at is None:
+        return text
+    return text + " " + t.gettext("(no longer true, I learned since)")
 
 
 WHY_COMMANDS = [
     Command(
         "why",
         "/why [reply id]",
-        "What my last reply to you here was based on (or send it in answer to a reply)",
+        N_("What my last reply to you here was based on (or send it in answer to a reply)"),
         why,
     ),
 ]

@@ -42,7 +42,7 @@ WITH remembered AS (
            OR username IS DISTINCT FROM $11)
 ), known AS (
     SELECT u.id, u.role, u.status, u.display_name, u.locale, u.settings, u.ban_notified,
-           u.created_at, u.last_seen_at,
+           u.created_at, u.last_seen_at, u.language,
            (u.role = 'admin' OR $6::boolean) AS admin,
            (u.status = 'banned' AND u.role <> 'admin' AND NOT $6 AND NOT $7::boolean)
                AS banned_out

@@ -14,7 +14,7 @@ The rules (also in docs/commands.md):
   again, and a fresh identity with no messages does not force re-reading everything
   (when neither side has unread messages, the higher position is kept);
 - insights and themes are concatenated; communication style and persona overrides
-  prefer the kept user's, profile fields (display name, locale) too where set;
+  prefer the kept user's, profile fields (display name, locale, chosen language) too where set;
 - the higher role wins (admin), and so does a ban: linking must not lift a ban.
 
 Everything happens in one transaction with both users locked in id order: first their
@@ -144,6 +144,7 @@ class MergeRepository:
                 "   ELSE m.ban_notified END,"
                 " display_name = coalesce(k.display_name, m.display_name),"
                 " locale = coalesce(k.locale, m.locale),"
+                " language = coalesce(k.language, m.language),"
                 " settings = m.settings || k.settings,"
                 " created_at = least(k.created_at, m.created_at),"
                 " last_seen_at = greatest(k.last_seen_at, m.last_seen_at),"

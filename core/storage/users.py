@@ -18,7 +18,7 @@ LAST_SEEN_RESOLUTION = timedelta(minutes=1)
 
 _USER_COLUMNS = (
     "u.id, u.role, u.status, u.display_name, u.locale, u.settings, u.ban_notified,"
-    " u.created_at, u.last_seen_at"
+    " u.created_at, u.last_seen_at, u.language"
 )
 
 _BY_IDENTITY = (
@@ -47,6 +47,7 @@ def user_from_row(row: asyncpg.Record) -> User:
         ban_notified=row["ban_notified"],
         created_at=row["created_at"],
         last_seen_at=row["last_seen_at"],
+        language=row["language"],
     )
 
 
@@ -226,6 +227,17 @@ class UserRepository:
         async with self._db.connection(conn) as c:
             await c.execute(
                 "UPDATE users SET role = $2, updated_at = now() WHERE id = $1", user_id, role.value
+            )
+
+    async def set_language(
+        self, user_id: int, language: str | None, *, conn: Connection | None = None
+    ) -> None:
+        """The language the person chose for the bot's texts; None: the platform's."""
+        async with self._db.connection(conn) as c:
+            await c.execute(
+                "UPDATE users SET language = $2, updated_at = now() WHERE id = $1",
+                user_id,
+                language,
             )
 
     async def mark_ban_notified(self, user_id: int, *, conn: Connection | None = None) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from config.persona import Example, Persona, ReplyLength
+from core.i18n import DEFAULT_LANGUAGE, texts
 from core.inbound import ChatKind
 from core.persona import (
     FORMALITY_SENTENCES,
@@ -94,7 +95,7 @@ def test_stored_wishes_are_read_leniently_and_said_in_plain_words() -> None:
         "unknown": "x",
     }
     assert Overrides.read(stored) == Overrides(length=Length.SHORTER, nickname="Sam")
-    assert WISHES.described() == [
+    assert WISHES.described(texts(DEFAULT_LANGUAGE)) == [
         "replies longer than usual",
         "a formal way of talking",
         "I call you Sam",

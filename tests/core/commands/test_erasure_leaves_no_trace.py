@@ -157,6 +157,7 @@ async def test_delete_me_leaves_no_trace_of_the_person_anywhere(
     await discord.says("hi from discord")
     link = await ann.says("/link")
     assert "Linked!" in (await discord.says(f"/link {_code(link.last)}")).last
+    await ann.says("/language fr")  # kept as users.language, erased with her
     for identity in (f"telegram:{TELEGRAM_ID}", f"discord:{DISCORD_ID}"):
         found = await services.users.find(identity)
         assert found is not None and found.id == HER_ID
@@ -210,7 +211,10 @@ async def test_delete_me_leaves_no_trace_of_the_person_anywhere(
     assert expected <= before, expected - before
 
     confirm = (await ann.says("/delete_me")).last
-    assert "erased" in (await ann.says(f"/delete_me {_code(confirm)}")).last
+    assert (
+        "Tout ce qui te concerne est effacé"
+        in (await ann.says(f"/delete_me {_code(confirm)}")).last
+    )
     assert await traces(services, HER_ID) == set()
     assert await services.users.find(f"discord:{DISCORD_ID}") is None
     # The others are still there, and so is what the admin did (without her).

@@ -63,6 +63,7 @@ async def test_export_holds_every_row_about_me_and_nothing_of_anyone_else(
     old = await services.facts.add(me.id, NewFact("was in Rome"))
     await services.facts.invalidate(me.id, old.id)
     await services.facts.add(other.id, NewFact("bob's fact"))
+    await services.users.set_language(me.id, "de")
     async with services.db.connection() as conn:
         await conn.execute(
             "UPDATE conversations SET memory_off_since = $2 WHERE user_id = $1", me.id, clock()
@@ -99,6 +100,7 @@ async def test_export_holds_every_row_about_me_and_nothing_of_anyone_else(
     document = json.loads(data)
     assert document["export_version"] == 2 and document["user_id"] == me.id
     assert document["profile"]["id"] == me.id
+    assert document["profile"]["language"] == "de"  # chosen with /language
     [identity] = document["identities"]
     assert identity["username"] == "ann" and identity["created_at"] is not None
     assert document["conversation"]["memory_off_since"] == clock().isoformat()
