@@ -3,6 +3,7 @@ engine on the test database, the real openai SDK against the fake LLM."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from core.notices import INTERRUPTED, UNSUPPORTED
@@ -33,6 +34,14 @@ async def _stored(services: Services, user_id: int) -> list[str]:
     if user is None:
         return []
     return [m.content for m in reversed(await services.messages.history(user.id))]
+
+
+async def _until_stored(services: Services, user_id: int, *, count: int) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while len(await _stored(services, user_id)) < count:
+        assert loop.time() < deadline, "messages not stored in time"
+        await asyncio.sleep(0.02)
 
 
 async def test_private_conversation_and_the_offset_waits_for_the_message_to_be_stored(
@@ -272,6 +281,9 @@ async def test_memory_off_and_forget_all_through_telegram(
         await wait_until(lambda: len(tg.texts(901)) == 2)
         tg.push_message("said while memory is off", user_id=901)
         await wait_until(lambda: len(tg.texts(901)) == 3)
+        # The reply is recorded just after it is delivered: wait for it, or /forget all
+        # would find the message still being answered and keep it (set aside).
+        await _until_stored(services, 901, count=4)
         tg.push_message("/forget all confirm", user_id=901)
         await wait_until(lambda: len(tg.texts(901)) == 4)
         tg.push_message("/memory on", user_id=901)
