@@ -1,10 +1,6 @@
 """What the bot says on its own, outside the model's replies: refusals, failures,
 and what happens to a message while things go wrong."""
 
-UNSUPPORTED = (
-    "I can only read text for now: photos, voice messages, stickers and files are not "
-    "supported yet. Please write it out in a message."
-)
 BANNED = "You have been banned from using this bot."
 TOO_LONG = (
     "That message is too long ({length} characters; the limit is {limit}). "

@@ -145,6 +145,9 @@ def _reset_fake_llm(request: pytest.FixtureRequest) -> Iterator[None]:
         fake.responder = echo_responder
         fake.supports_json_schema = True
         fake.report_usage = True
+        fake.vision = True
+        fake.supports_verbose_json = True
+        fake.transcription_requests.clear()
         fake.clear()
 
 
