@@ -312,14 +312,14 @@ class Engine:
         embedded = time.perf_counter()
         shared_chat = not inbound.is_private
         new = NewMessage(
-            text,
+            text if media is None else media.content(text),
             inbound.platform,
             inbound.chat_id,
             inbound.message_id,
             embedding,
             shared_chat=shared_chat,
             message_type=MessageType.TEXT if media is None else media.message_type,
-            attachments=() if media is None else media.stored(),
+            attachments=() if media is None else media.stored(text),
         )
         async with self._order.person(user.id) as slot:
             async with slot.storing() as first:

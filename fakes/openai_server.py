@@ -335,6 +335,7 @@ class FakeOpenAI(LocalServer):
         if not isinstance(upload, web.FileField):
             return _error(400, "file is required")
         data = upload.file.read()
+        upload.file.close()
         fields.update(
             filename=upload.filename, content_type=upload.content_type, size=len(data), data=data
         )

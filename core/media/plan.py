@@ -21,6 +21,14 @@ VOICE_KINDS = {
 IMAGE_KINDS = frozenset({"photo", "image"})
 """Telegram's photos, Discord's image attachments."""
 DOCUMENT_KINDS = frozenset({"document", "file"})
+PLACEHOLDERS = {
+    MessageType.VOICE: "[Voice message]",
+    MessageType.AUDIO: "[Audio]",
+    MessageType.VIDEO_NOTE: "[Video message]",
+    MessageType.PHOTO: "[Photo]",
+}
+"""A media message's text until it is made into words (and for good, when that
+fails): what the prompt's window shows for it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,12 +55,17 @@ class MediaPlan:
     caption_only: bool = False
     """Nothing to download: the caption is the whole message (the model has no vision)."""
 
-    def stored(self) -> tuple[dict[str, Any], ...]:
-        """The attachment's metadata as the message keeps it (`Message.attachments`)."""
+    def stored(self, caption: str) -> tuple[dict[str, Any], ...]:
+        """The attachment's metadata as the message keeps it (`Message.attachments`),
+        with the caption it came with."""
         a = self.attachment
         fields = {"kind": a.kind, "name": a.name, "mime_type": a.mime_type, "size": a.size}
-        fields["ref"] = a.ref
+        fields.update(ref=a.ref, caption=caption or None)
         return ({k: v for k, v in fields.items() if v is not None},)
+
+    def content(self, caption: str) -> str:
+        """The message's text as stored: the caption, else a placeholder."""
+        return caption or PLACEHOLDERS[self.message_type]
 
 
 def plan(

@@ -151,7 +151,7 @@ class MediaPreparer:
             ) from exc
         if not transcript.text:
             raise MediaFailed(texts.NOTHING_HEARD)
-        caption = message.content.strip()
+        caption = str(attachment.get("caption", ""))
         content = f"{caption}\n\n{transcript.text}" if caption else transcript.text
         limit = self._services.settings.limits.max_message_chars
         if len(content) > limit:
@@ -175,7 +175,7 @@ class MediaPreparer:
         use = (AttachmentUse(message.id, MessageType.PHOTO.value, "image"),)
         if "description" in attachment:  # made before: a /retry
             return Prepared(message, None, image_url, use)
-        caption = message.content.strip()
+        caption = str(attachment.get("caption", ""))
         description = await self._describe(message, image_url, caption)
         content = f"[{PHOTO_TAG}: {description}]" + (f"\n{caption}" if caption else "")
         attachment["description"] = description
@@ -196,9 +196,9 @@ class MediaPreparer:
         try:
             described = await self._services.llm.complete(prompt, max_tokens=DESCRIPTION_MAX_TOKENS)
         except LLMError as exc:
+            # The file was checked to be an image: a refusal is the model's, not the file's.
             logger.warning("describing the photo of message %s failed: %s", message.id, exc)
-            corrupt = type(exc) is LLMError and exc.status_code in _CORRUPT_STATUSES
-            raise MediaFailed(texts.CORRUPT_IMAGE if corrupt else texts.VISION_FAILED) from exc
+            raise MediaFailed(texts.VISION_FAILED) from exc
         description = " ".join(described.text.split())[:DESCRIPTION_MAX_CHARS]
         if not description:
             raise MediaFailed(texts.VISION_FAILED)
