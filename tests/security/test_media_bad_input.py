@@ -156,7 +156,7 @@ def _telegram_update(tg: FakeTelegram, case: TelegramCase, user: int) -> dict[st
     fields: dict[str, Any] = {"file_id": file_id, "file_unique_id": f"u{file_id}"}
     if case.declared is not None:
         fields["file_size"] = case.declared
-    media: dict[str, Any] = {
+    by_kind: dict[str, dict[str, Any]] = {
         "voice": {"voice": {**fields, "duration": 2, "mime_type": "audio/ogg"}},
         "audio": {"audio": {**fields, "duration": 2, "mime_type": "audio/mpeg"}},
         "video_note": {"video_note": {**fields, "length": 240, "duration": 2}},
@@ -169,7 +169,8 @@ def _telegram_update(tg: FakeTelegram, case: TelegramCase, user: int) -> dict[st
                 "type": "regular",
             }
         },
-    }[case.kind]
+    }
+    media = by_kind[case.kind]
     if case.caption is not None:
         media["caption"] = case.caption
     return {"message": message(None, user_id=user, **media)}
