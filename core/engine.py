@@ -460,7 +460,8 @@ class Engine:
             made = await self._made_from_media(turn)
             if made is None:
                 return
-            turn = dataclasses.replace(turn, message=made.message, embedding=made.embedding)
+            embedding = turn.embedding if made.embedding is None else made.embedding
+            turn = dataclasses.replace(turn, message=made.message, embedding=embedding)
             opened = dataclasses.replace(opened, state=made.reread(opened.state))
         embedding = turn.embedding
         if embedding is None:
