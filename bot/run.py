@@ -127,6 +127,7 @@ async def _start_adapters(
             engine,
             token=settings.telegram_bot_token.get_secret_value(),
             base_url=str(settings.telegram_base_url),
+            base_file_url=_optional_str(settings.telegram_base_file_url),
             mode=settings.telegram_mode.value,
             webhook_url=_optional_str(settings.telegram_webhook_url),
             webhook_secret=_optional_secret(settings.telegram_webhook_secret),
@@ -139,6 +140,7 @@ async def _start_adapters(
             ],
             commands=commands,
         )
+        services.files[Platform.TELEGRAM] = telegram.files
         await telegram.start()
         stack.push_async_callback(telegram.stop)
         services.messengers[Platform.TELEGRAM] = telegram.messenger
@@ -155,6 +157,7 @@ async def _start_adapters(
             shard_ids=settings.discord_shard_ids,
             shard_count=settings.discord_shard_count,
         )
+        services.files[Platform.DISCORD] = discord.files
         await discord.start()
         stack.push_async_callback(discord.stop)
         services.messengers[Platform.DISCORD] = discord.messenger

@@ -14,6 +14,7 @@ from core.embedding.base import Embedder
 from core.embedding.local import LocalEmbedder
 from core.embedding.openai_embedder import OpenAIEmbedder
 from core.llm.client import ChatClient
+from core.llm.transcription import Transcriber
 from core.services import Services
 from core.storage.database import Database, create_pool
 from core.tokens import TokenCounter
@@ -67,6 +68,32 @@ async def build_services(settings: Settings, location: DatabaseLocation) -> Asyn
             max_retries=settings.llm_max_retries,
         )
         stack.push_async_callback(llm.aclose)
+        transcriber = _transcriber(settings)
+        if transcriber is not None:
+            stack.push_async_callback(transcriber.aclose)
         tokens = await asyncio.to_thread(TokenCounter.load)
         db = Database(pool, acquire_timeout=settings.db.pool_acquire_timeout_seconds)
-        yield Services(settings=settings, db=db, embedder=embedder, llm=llm, tokens=tokens)
+        yield Services(
+            settings=settings,
+            db=db,
+            embedder=embedder,
+            llm=llm,
+            tokens=tokens,
+            transcriber=transcriber,
+        )
+
+
+def _transcriber(settings: Settings) -> Transcriber | None:
+    """The transcription model (TRANSCRIPTION_*), at the chat endpoint unless its own
+    base URL and key are set; None without TRANSCRIPTION_MODEL."""
+    if settings.transcription_model is None:
+        return None
+    base_url = settings.transcription_base_url or settings.openai_base_url
+    key = settings.transcription_api_key or settings.openai_api_key
+    return Transcriber(
+        base_url=None if base_url is None else str(base_url),
+        api_key=None if key is None else key.get_secret_value(),
+        model=settings.transcription_model,
+        timeout=settings.llm_timeout_seconds,
+        max_retries=settings.llm_max_retries,
+    )

@@ -242,8 +242,24 @@ class Settings(BaseSettings):
     embedding_model: str = "all-MiniLM-L6-v2"
     embedding_dimensions: Annotated[int, Field(ge=1, le=4000)] = 384
 
+    # Voice notes and photos (docs/media.md). Voice is transcribed through an
+    # OpenAI-compatible /audio/transcriptions endpoint: the chat endpoint's unless these
+    # say otherwise; unset TRANSCRIPTION_MODEL: voice notes are answered that they cannot
+    # be listened to.
+    transcription_model: str | None = None
+    transcription_base_url: AnyHttpUrl | None = None
+    transcription_api_key: SecretStr | None = None
+    # Whether LLM_MODEL reads images: photos are then sent to it (and described once, for
+    # recall); otherwise only their caption is read, and the person told.
+    llm_vision: bool = False
+    # The largest voice note or photo downloaded (Telegram's Bot API serves at most 20 MB).
+    media_max_bytes: Annotated[int, Field(ge=1024)] = 20 * 1024 * 1024
+
     telegram_bot_token: SecretStr | None = None
     telegram_base_url: AnyHttpUrl = AnyHttpUrl("https://api.telegram.org/bot")
+    # Where files are downloaded from; unset: derived from TELEGRAM_BASE_URL (".../bot"
+    # -> ".../file/bot"), as a self-hosted Bot API server serves them.
+    telegram_base_file_url: AnyHttpUrl | None = None
     telegram_mode: TelegramMode = TelegramMode.POLLING
     telegram_webhook_url: AnyHttpUrl | None = None
     telegram_webhook_secret: SecretStr | None = None

@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from config.persona import Persona
 from core.models import Fact, MemoryContext, Message, MessageRole, MessageStatus
@@ -52,7 +53,7 @@ FACT_PREFIX = "- "
 
 @dataclass(frozen=True, slots=True)
 class AssembledContext:
-    messages: list[dict[str, str]]
+    messages: list[dict[str, Any]]
     snapshot: ContextSnapshot
     prompt_tokens: int
     failed_ids: tuple[int, ...] = field(default_factory=tuple)

@@ -32,8 +32,11 @@ from core.embedding.base import embed_or_none
 from core.errors import StorageBusy, StorageUnavailable
 from core.i18n import Texts, texts_for
 from core.inbound import Inbound
+from core.media.plan import Abilities, MediaPlan, plan
+from core.media.prepare import MediaFailed, MediaPreparer, Prepared
+from core.media.texts import HEARD
 from core.model_slots import ModelSlots
-from core.models import Message, MessageStatus, Platform, Role, SharedChat, User
+from core.models import Message, MessageStatus, MessageType, Platform, Role, SharedChat, User
 from core.notices import (
     ALREADY_ANSWERED,
     BANNED,
@@ -46,7 +49,6 @@ from core.notices import (
     STORAGE_DOWN,
     TOO_LONG,
     UNKNOWN_COMMAND,
-    UNSUPPORTED,
 )
 from core.ports import ReplyChannel
 from core.recall.candidates import RecallCandidates
@@ -116,6 +118,7 @@ class Engine:
         )
         self._outage_told: set[tuple[str, str, str]] = set()
         self._keep_alive: asyncio.Task[None] | None = None
+        self._media = MediaPreparer(services)
 
     async def start(self) -> None:
         """Keep this process's turns alive in the database (`TurnOrder.keep_alive`)."""
@@ -197,18 +200,20 @@ class Engine:
         inbound = _storable(inbound)
         metrics.count_message_in(inbound.platform)
         text = inbound.text.strip()
-        if not text:
-            if inbound.attachments:
-                await channel.send(texts_for(inbound.language).gettext(UNSUPPORTED))
+        media = plan(inbound.attachments, text, self._abilities(inbound.platform))
+        if isinstance(media, str):
+            await channel.send(media)
+            return
+        if not text and media is None:
             return
         accepted = await self._accept(inbound, text)
         if isinstance(accepted, str):
             if accepted:
                 await channel.send(accepted)
-        elif accepted.command is not None:
+        elif accepted.command is not None and media is None:
             await self._run_command(accepted, inbound, channel)
         else:
-            await self._converse(accepted.user, inbound, text, channel, stored)
+            await self._converse(accepted.user, inbound, text, channel, stored, media)
 
     async def _accept(self, inbound: Inbound, text: str) -> _Accepted | str:
         """Who is writing and whether they may: the accepted message, or a notice to send
@@ -295,20 +300,30 @@ class Engine:
     # 3 remember -----------------------------------------------------------------------
 
     async def _converse(
-        self, user: User, inbound: Inbound, text: str, channel: ReplyChannel, stored: _Once
+        self,
+        user: User,
+        inbound: Inbound,
+        text: str,
+        channel: ReplyChannel,
+        stored: _Once,
+        media: MediaPlan | None = None,
     ) -> None:
         """Store the message (and acknowledge it), then answer it when its turn comes."""
         started = time.perf_counter()
-        embedding = await self._embed(text)
+        # A voice note or photo is embedded once it is made into text, in its turn.
+        final = media is None or media.caption_only
+        embedding = await self._embed(text) if final else None
         embedded = time.perf_counter()
         shared_chat = not inbound.is_private
         new = NewMessage(
-            text,
+            text if media is None else media.content(text),
             inbound.platform,
             inbound.chat_id,
             inbound.message_id,
             embedding,
             shared_chat=shared_chat,
+            message_type=MessageType.TEXT if media is None else media.message_type,
+            attachments=() if media is None else media.stored(text),
         )
         async with self._order.person(user.id) as slot:
             async with slot.storing() as first:
@@ -321,6 +336,8 @@ class Engine:
             if opened.message is None:
                 await self._redelivered(user, inbound, channel, slot)
                 return
+            if media is not None and media.note is not None:
+                await quietly(channel.send(media.note))
             timings = {
                 "embed_ms": ms(started, embedded),
                 "store_ms": ms(embedded, time.perf_counter()),
@@ -445,13 +462,38 @@ class Engine:
 
     async def _answer(self, turn: Turn, opened: Opened) -> None:
         assert opened.state is not None
+        made: Prepared | None = None
+        if turn.message.message_type is not MessageType.TEXT and turn.message.attachments:
+            made = await self._made_from_media(turn)
+            if made is None:
+                return
+            embedding = turn.embedding if made.embedding is None else made.embedding
+            turn = dataclasses.replace(turn, message=made.message, embedding=embedding)
+            opened = dataclasses.replace(opened, state=made.reread(opened.state))
         embedding = turn.embedding
         if embedding is None:
             embedding = await self._embed(turn.message.content)
         started = time.perf_counter()
         context = await self._assemble(turn, opened, embedding)
+        if made is not None:
+            context = made.into(context)
         turn.timings["assemble_ms"] = ms(started, time.perf_counter())
         await self._replies.write(turn, context)
+
+    async def _made_from_media(self, turn: Turn) -> Prepared | None:
+        """The voice note or photo of `turn` made into text (`core.media.prepare`); None
+        when that failed: the message is left failed (for `/retry`), the person told."""
+        started = time.perf_counter()
+        try:
+            made = await self._media.prepare(turn.message)
+        except MediaFailed as failed:
+            await self._turns.fail(turn.user.id, turn.message.id)
+            await quietly(turn.channel.send(failed.notice))
+            return None
+        turn.timings["media_ms"] = ms(started, time.perf_counter())
+        if made.heard is not None:
+            await quietly(turn.channel.send(HEARD.format(text=made.heard)))
+        return made
 
     async def _assemble(
         self, turn: Turn, opened: Opened, embedding: np.ndarray[Any, Any] | None
@@ -477,6 +519,15 @@ class Engine:
         )
 
     # helpers ----------------------------------------------------------------------------
+
+    def _abilities(self, platform: Platform) -> Abilities:
+        services = self._services
+        return Abilities(
+            transcription=services.transcriber is not None,
+            vision=services.settings.llm_vision,
+            downloads=platform in services.files,
+            max_bytes=services.settings.media_max_bytes,
+        )
 
     def _read_limits(self, shared_chat: bool) -> ReadLimits:
         limits = self._assembler.limits

@@ -22,6 +22,9 @@ class Attachment:
     name: str | None = None
     mime_type: str | None = None
     size: int | None = None
+    ref: str | None = None
+    """The platform's handle to download it (`core.media.files.FileSource`): Telegram's
+    file_id, Discord's attachment URL; None for what has no file."""
 
 
 @dataclass(frozen=True, slots=True)

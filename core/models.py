@@ -37,6 +37,17 @@ class MessageStatus(StrEnum):
     FAILED = "failed"
 
 
+class MessageType(StrEnum):
+    """What a person sent: text, or what a message was made from (migration 0014)."""
+
+    TEXT = "text"
+    VOICE = "voice"
+    AUDIO = "audio"
+    VIDEO_NOTE = "video_note"
+    PHOTO = "photo"
+    DOCUMENT = "document"
+
+
 @dataclass(frozen=True, slots=True)
 class User:
     id: int
@@ -117,6 +128,10 @@ class Message:
     remembered: bool = True
     """False: never recalled nor learned from (memory was off, or a fact from it was
     forgotten)."""
+    message_type: MessageType = MessageType.TEXT
+    attachments: tuple[dict[str, Any], ...] = ()
+    """What the message was made from (`core.media.stored`): kind, name, MIME type,
+    size, the platform's handle (`ref`) and what was made of it; never the bytes."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,10 +4,6 @@ and what happens to a message while things go wrong. Marked for the catalogs
 
 from core.i18n import N_
 
-UNSUPPORTED = N_(
-    "I can only read text for now: photos, voice messages, stickers and files are not "
-    "supported yet. Please write it out in a message."
-)
 BANNED = N_("You have been banned from using this bot.")
 TOO_LONG = N_(
     "That message is too long ({length} characters; the limit is {limit}). "

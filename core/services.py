@@ -11,6 +11,8 @@ from typing import Any, Protocol
 from config import Settings
 from core.embedding.base import Embedder
 from core.llm.client import ChatClient
+from core.llm.transcription import Transcriber
+from core.media.files import FileSource
 from core.models import Platform
 from core.ports import Messenger
 from core.recall.vectors import RecallRepository
@@ -49,6 +51,10 @@ class Services:
     tokens: TokenCounter
     clock: Clock = utc_now
     messengers: dict[Platform, Messenger] = field(default_factory=dict)
+    files: dict[Platform, FileSource] = field(default_factory=dict)
+    """How each platform's attachments are downloaded (registered by its adapter)."""
+    transcriber: Transcriber | None = None
+    """None: no transcription model configured (voice notes are refused)."""
     jobs: JobControl | None = None
 
     def __post_init__(self) -> None:

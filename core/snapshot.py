@@ -26,6 +26,18 @@ class RecalledRef:
 
 
 @dataclass(frozen=True, slots=True)
+class AttachmentUse:
+    """An attachment of the answered message, and how the prompt used it."""
+
+    message_id: int
+    kind: str
+    """"voice", "photo", ... (`core.models.MessageType`)."""
+    used_as: str
+    """"transcript" (a voice note's text), "image" (sent to a vision model) or
+    "caption" (only the photo's caption: the model has no vision)."""
+
+
+@dataclass(frozen=True, slots=True)
 class ContextSnapshot:
     summary_version: int
     fact_ids: tuple[int, ...]
@@ -39,6 +51,8 @@ class ContextSnapshot:
     tokens_out: int | None = None
     timings_ms: Mapping[str, int] = field(default_factory=dict)
     """How long each stage of the turn took (embed, store, assemble, llm, record...)."""
+    attachments: tuple[AttachmentUse, ...] = ()
+    """The attachments of the answered message that the prompt holds, and how."""
 
     def answered(
         self, *, model: str, tokens_in: int, tokens_out: int, timings_ms: Mapping[str, int]
@@ -73,6 +87,10 @@ class ContextSnapshot:
             "tokens_in": self.tokens_in,
             "tokens_out": self.tokens_out,
             "timings_ms": dict(self.timings_ms),
+            "attachments": [
+                {"message_id": a.message_id, "kind": a.kind, "used_as": a.used_as}
+                for a in self.attachments
+            ],
         }
 
     @classmethod
@@ -98,4 +116,13 @@ class ContextSnapshot:
             tokens_in=data.get("tokens_in"),
             tokens_out=data.get("tokens_out"),
             timings_ms={str(k): int(v) for k, v in dict(data.get("timings_ms", {})).items()},
+            attachments=tuple(
+                AttachmentUse(
+                    message_id=int(a.get("message_id", 0)),
+                    kind=str(a.get("kind", "")),
+                    used_as=str(a.get("used_as", "")),
+                )
+                for a in data.get("attachments", ())
+                if isinstance(a, Mapping)
+            ),
         )

@@ -6,6 +6,9 @@
         await fake.dispatch("MESSAGE_CREATE", fake.dm_message(user, "hello"))
         fake.texts_in(fake.dm_channel_id(user))   # what the user sees now
 
+Attachments: `attachment(..., data=...)` makes a payload whose URL serves `data` on
+127.0.0.1 (discord.py's `Attachment.read()`, `HTTPClient.get_from_cdn`).
+
 REST: what discord.py calls for logging in, syncing commands and answering: users/@me,
 oauth2/applications/@me, gateway/bot, channels (get), channel messages (JSON or
 multipart with files, with buttons kept as `components`; create, edit, delete, get one,
@@ -157,6 +160,9 @@ class FakeDiscord(LocalServer):
         self._faults: list[_Fault] = []
         self._token_channels: dict[str, int] = {}
         self._sockets: dict[int, _Socket] = {}
+        self._attachments: dict[str, bytes] = {}
+        self.downloads: list[str] = []
+        """The attachment ids downloaded, in order."""
         super().__init__()
 
     # -- lifecycle --------------------------------------------------------------------
@@ -183,6 +189,7 @@ class FakeDiscord(LocalServer):
         app = web.Application()
         app.router.add_get("/gateway", self._gateway)
         app.router.add_route("*", "/api/v10/{path:.*}", self._rest)
+        app.router.add_get("/attachments/{id}/{filename}", self._attachment_content)
         app.on_shutdown.append(self._close_sockets)
         return app
 
@@ -273,17 +280,32 @@ class FakeDiscord(LocalServer):
         data["mention_roles"] = [str(r) for r in mention_roles or []]
         return data
 
-    def attachment(self, filename: str, content_type: str, size: int = 1234) -> JSON:
+    def attachment(
+        self, filename: str, content_type: str, size: int | None = None, data: bytes | None = None
+    ) -> JSON:
+        """An attachment payload; with `data`, its URL serves that content (like
+        Discord's CDN; 404 otherwise). `size`: what the metadata says (default: the
+        data's length, or 1234)."""
         attachment_id = self.new_id()
         url = f"{self._origin}/attachments/{attachment_id}/{filename}"
+        if data is not None:
+            self._attachments[str(attachment_id)] = data
         return {
             "id": str(attachment_id),
             "filename": filename,
-            "size": size,
+            "size": size if size is not None else len(data) if data is not None else 1234,
             "url": url,
             "proxy_url": url,
             "content_type": content_type,
         }
+
+    async def _attachment_content(self, request: web.Request) -> web.StreamResponse:
+        attachment_id = request.match_info["id"]
+        self.downloads.append(attachment_id)
+        data = self._attachments.get(attachment_id)
+        if data is None:
+            return web.Response(status=404, text="Not Found")
+        return web.Response(body=data, content_type="application/octet-stream")
 
     def command_interaction(
         self,

@@ -6,8 +6,12 @@
         fake.push_fault(HttpError(429, retry_after=0.01))
 
 Endpoints: ``POST /v1/chat/completions`` (JSON or SSE when ``stream`` is true, with a
-final usage chunk when ``stream_options.include_usage`` is set), ``POST /v1/embeddings``
-and ``GET /v1/models``. Every chat and embedding request body is recorded before any
+final usage chunk when ``stream_options.include_usage`` is set), ``POST /v1/embeddings``,
+``POST /v1/audio/transcriptions`` (multipart form: ``file``, ``model``,
+``response_format`` json or verbose_json; see `Transcription`) and ``GET /v1/models``.
+Chat messages may hold image content parts (``image_url`` with a base64 data URL): with
+``vision`` off they are refused (400) like a text-only model does, and a data URL that
+is not base64 is "invalid image" (400). Every chat and embedding request body is recorded before any
 fault applies, so tests can count attempts and assert on the prompt.
 
 Reply text comes from the queue filled by `push_reply`, else from `responder`
@@ -78,6 +82,21 @@ class BreakStream:
 
 
 Fault = HttpError | Delay | MalformedJson | BreakStream
+
+
+@dataclass(frozen=True, slots=True)
+class Transcription:
+    """What ``/audio/transcriptions`` answers for one request: the text, and how sure
+    Whisper was (reported in ``verbose_json`` segments)."""
+
+    text: str
+    avg_logprob: float = -0.2
+    no_speech_prob: float = 0.01
+
+
+# The first bytes of audio formats Whisper reads (ogg, wav, mp3 with ID3 or a frame
+# sync, flac, webm, mp4 / m4a); anything else is "Invalid file format", as from OpenAI.
+_AUDIO_MAGIC = (b"OggS", b"RIFF", b"ID3", b"\xff\xfb", b"fLaC", b"\x1aE\xdf\xa3")
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +188,15 @@ class FakeOpenAI(LocalServer):
         self.embedding_requests: list[JSONObject] = []
         self.chat_in_flight = 0
         """Chat requests being answered now."""
+        self.vision = True
+        """When false, chat requests with image content parts get a 400."""
+        self.supports_verbose_json = True
+        """When false, transcription requests for ``verbose_json`` get a 400."""
+        self.transcription_requests: list[JSONObject] = []
+        """Each transcription request's form fields, with the file's ``filename``,
+        ``content_type`` and ``size`` (its bytes in ``data``)."""
+        self._transcripts: deque[Transcription] = deque()
+        self._transcription_faults: deque[Fault] = deque()
         self._latency = latency
         self._pace_rng = np.random.default_rng(latency.seed if latency is not None else 0)
         self._replies: deque[str] = deque()
@@ -186,10 +214,21 @@ class FakeOpenAI(LocalServer):
         """Queue reply texts; each is used once, before `responder` is asked."""
         self._replies.extend(texts)
 
+    def push_transcript(self, *transcripts: Transcription | str) -> None:
+        """Queue what the next transcription requests hear (default: "hello from a
+        recording of N bytes")."""
+        self._transcripts.extend(Transcription(t) if isinstance(t, str) else t for t in transcripts)
+
+    def push_transcription_fault(self, *faults: HttpError | Delay) -> None:
+        """Queue faults for transcription requests only, one per request."""
+        self._transcription_faults.extend(faults)
+
     def clear(self) -> None:
-        """Drop scripted replies and faults that a test left unused."""
+        """Drop scripted replies, transcripts and faults that a test left unused."""
         self._replies.clear()
         self._faults.clear()
+        self._transcripts.clear()
+        self._transcription_faults.clear()
 
     def push_fault(self, *faults: Fault) -> None:
         """Queue faults; each chat or embedding request consumes one."""
@@ -203,6 +242,7 @@ class FakeOpenAI(LocalServer):
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/embeddings", self._embeddings)
+        app.router.add_post("/v1/audio/transcriptions", self._transcriptions)
         app.router.add_get("/v1/models", self._models)
         return app
 
@@ -227,6 +267,9 @@ class FakeOpenAI(LocalServer):
             return _error(fault.status, fault.message, retry_after=fault.retry_after)
         if isinstance(fault, MalformedJson):
             return _malformed()
+        refused = self._image_refusal(body)
+        if refused is not None:
+            return _error(400, refused)
         response_format = body.get("response_format")
         if (
             isinstance(response_format, dict)
@@ -282,6 +325,81 @@ class FakeOpenAI(LocalServer):
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
             }
         )
+
+    async def _transcriptions(self, request: web.Request) -> web.StreamResponse:
+        if not request.content_type.startswith("multipart/form-data"):
+            return _error(400, "expected a multipart/form-data body")
+        form = await request.post()
+        fields: JSONObject = {k: v for k, v in form.items() if isinstance(v, str)}
+        upload = form.get("file")
+        if not isinstance(upload, web.FileField):
+            return _error(400, "file is required")
+        data = upload.file.read()
+        upload.file.close()
+        fields.update(
+            filename=upload.filename, content_type=upload.content_type, size=len(data), data=data
+        )
+        self.transcription_requests.append(fields)
+        fault = self._transcription_faults.popleft() if self._transcription_faults else None
+        if isinstance(fault, Delay):
+            await self._wait(fault.seconds)
+        elif isinstance(fault, HttpError):
+            return _error(fault.status, fault.message, retry_after=fault.retry_after)
+        if "model" not in fields:
+            return _error(400, "model is required")
+        response_format = fields.get("response_format", "json")
+        if response_format == "verbose_json" and not self.supports_verbose_json:
+            return _error(400, "response_format 'verbose_json' is not compatible with this model")
+        if not data.startswith(_AUDIO_MAGIC) and data[4:8] != b"ftyp":
+            return _error(400, "Invalid file format. Supported formats: flac, mp3, mp4, ogg, wav")
+        heard = (
+            self._transcripts.popleft()
+            if self._transcripts
+            else Transcription(f"hello from a recording of {len(data)} bytes")
+        )
+        if response_format != "verbose_json":
+            return web.json_response({"text": heard.text})
+        segment = {
+            "id": 0,
+            "seek": 0,
+            "start": 0.0,
+            "end": 1.0,
+            "text": heard.text,
+            "tokens": [],
+            "temperature": 0.0,
+            "avg_logprob": heard.avg_logprob,
+            "compression_ratio": 1.0,
+            "no_speech_prob": heard.no_speech_prob,
+        }
+        return web.json_response(
+            {
+                "task": "transcribe",
+                "language": "english",
+                "duration": 1.0,
+                "text": heard.text,
+                "segments": [segment] if heard.text else [],
+            }
+        )
+
+    def _image_refusal(self, body: JSONObject) -> str | None:
+        """Why a chat request's image parts are refused, as OpenAI says it; None when
+        they are fine (or there are none)."""
+        for message in body.get("messages", []):
+            content = message.get("content") if isinstance(message, dict) else None
+            for part in content if isinstance(content, list) else ():
+                if not isinstance(part, dict) or part.get("type") != "image_url":
+                    continue
+                if not self.vision:
+                    return "Invalid content type. image_url is only supported by certain models."
+                url = str((part.get("image_url") or {}).get("url", ""))
+                head, _, encoded = url.partition(";base64,")
+                try:
+                    base64.b64decode(encoded, validate=True)
+                except ValueError:
+                    return "Invalid image."
+                if not head.startswith("data:image/") or not encoded:
+                    return "Invalid image."
+        return None
 
     async def _models(self, request: web.Request) -> web.StreamResponse:
         model = {"id": self.model, "object": "model", "created": 0, "owned_by": "fake"}

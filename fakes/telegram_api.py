@@ -11,7 +11,9 @@ answers 409 while a webhook is set, like Telegram; meanwhile queued updates are 
 to the webhook, see `webhook_address`), sendMessage (with an inline keyboard, kept as
 `SentMessage.buttons`), editMessageText, answerCallbackQuery, sendChatAction,
 sendDocument (multipart), setMyCommands / getMyCommands / deleteMyCommands (menus kept
-per scope and `language_code`, see `menu`). Every call is recorded in
+per scope and `language_code`, see `menu`), getFile (with the file download under
+`base_file_url`, like Telegram: files a test added with `add_file`; "file is too big"
+above `FILE_LIMIT`, "invalid file_id" for others). Every call is recorded in
 `calls` with its parameters before any fault applies. `press(message, label)` queues
 the `callback_query` update of a person pressing one of the bot's buttons.
 
@@ -56,6 +58,8 @@ MESSAGE_LIMIT = 4096
 MENU_MAX = 100
 MENU_DESCRIPTION_MAX = 256
 _COMMAND_NAME = re.compile(r"^[a-z0-9_]{1,32}$")
+FILE_LIMIT = 20 * 1024 * 1024
+"""The largest file the Bot API hands out through getFile."""
 
 # PTB sends non-string parameters JSON-encoded; these are decoded for the tests.
 _JSON_FIELDS = {
@@ -208,6 +212,9 @@ class FakeTelegram(LocalServer):
         self._message_ids = itertools.count(9000)
         self._faults: dict[str, deque[ApiError]] = {}
         self._changed = asyncio.Event()
+        self._files: dict[str, _StoredFile] = {}
+        self.downloads: list[str] = []
+        """The file paths downloaded, in order."""
         super().__init__()
 
     # -- what tests use -----------------------------------------------------------------
@@ -248,6 +255,21 @@ class FakeTelegram(LocalServer):
         }
         return self.push_update({"callback_query": query})
 
+    def add_file(self, data: bytes, *, folder: str = "voice", size: int | None = None) -> str:
+        """Keep `data` as a file the bot may download; its file_id. `size`: the size
+        getFile reports (default: the data's), to stand for a file too large to keep."""
+        number = len(self._files) + 1
+        file_id = f"file-{number}"
+        self._files[file_id] = _StoredFile(
+            data, f"{folder}/file_{number}", len(data) if size is None else size
+        )
+        return file_id
+
+    def file_json(self, file_id: str) -> JSONObject:
+        """The fields a message's voice, audio, photo size or document has for `file_id`."""
+        stored = self._files[file_id]
+        return {"file_id": file_id, "file_unique_id": f"u{file_id}", "file_size": stored.size}
+
     def fail(self, method: str, *errors: ApiError) -> None:
         """The next calls of `method` get these errors, one each."""
         self._faults.setdefault(method, deque()).extend(errors)
@@ -278,6 +300,7 @@ class FakeTelegram(LocalServer):
     def build_app(self) -> web.Application:
         app = web.Application()
         app.router.add_route("*", "/bot{token}/{method}", self._dispatch)
+        app.router.add_get("/file/bot{token}/{path:.+}", self._download)
         return app
 
     async def aclose(self) -> None:
@@ -319,6 +342,7 @@ class FakeTelegram(LocalServer):
             "setMyCommands": self._set_my_commands,
             "getMyCommands": self._get_my_commands,
             "deleteMyCommands": self._delete_my_commands,
+            "getFile": self._get_file,
         }
 
     async def _true(self, params: JSONObject, files: dict[str, Any]) -> bool:
@@ -517,6 +541,32 @@ class FakeTelegram(LocalServer):
             },
             "caption": params.get("caption"),
         }
+
+    async def _get_file(self, params: JSONObject, files: dict[str, Any]) -> JSONObject:
+        file_id = str(params.get("file_id"))
+        stored = self._files.get(file_id)
+        if stored is None:
+            raise _RefusedError(ApiError(400, "Bad Request: invalid file_id"))
+        if stored.size > FILE_LIMIT:
+            raise _RefusedError(ApiError(400, "Bad Request: file is too big"))
+        return {**self.file_json(file_id), "file_path": stored.path}
+
+    async def _download(self, request: web.Request) -> web.StreamResponse:
+        if request.match_info["token"] != self.token:
+            return web.Response(status=401)
+        path = request.match_info["path"]
+        self.downloads.append(path)
+        for stored in self._files.values():
+            if stored.path == path:
+                return web.Response(body=stored.data, content_type="application/octet-stream")
+        return web.Response(status=404)
+
+
+@dataclass(frozen=True, slots=True)
+class _StoredFile:
+    data: bytes
+    path: str
+    size: int
 
 
 class _RefusedError(Exception):

@@ -26,6 +26,7 @@ from bot.database import EmbeddedServer, prepare
 from config import Settings
 from core.embedding.local import LocalEmbedder
 from core.llm.client import ChatClient
+from core.llm.transcription import Transcriber
 from core.services import Services
 from core.storage.database import Database, connect, create_pool
 from core.tokens import TokenCounter
@@ -145,6 +146,9 @@ def _reset_fake_llm(request: pytest.FixtureRequest) -> Iterator[None]:
         fake.responder = echo_responder
         fake.supports_json_schema = True
         fake.report_usage = True
+        fake.vision = True
+        fake.supports_verbose_json = True
+        fake.transcription_requests.clear()
         fake.clear()
 
 
@@ -178,6 +182,16 @@ async def llm_client(fake_llm: FakeOpenAI) -> AsyncIterator[ChatClient]:
         stream_retry_delay=0.01,
     ) as client:
         yield client
+
+
+@pytest.fixture
+async def transcriber(fake_llm: FakeOpenAI) -> AsyncIterator[Transcriber]:
+    """A transcription client against the fake server, without retries."""
+    client = Transcriber(
+        base_url=fake_llm.base_url, api_key="sk-test-secret", model="whisper-1", max_retries=0
+    )
+    yield client
+    await client.aclose()
 
 
 @pytest.fixture

@@ -43,6 +43,7 @@ from adapters.discord.channel import (
     InteractionOutlet,
     MessageOutlet,
 )
+from adapters.discord.files import DiscordFiles
 from adapters.discord.slash import CatalogTranslator, Runner, build_tree
 from adapters.discord.translate import command_inbound, to_inbound
 from adapters.outage import handle_through_outage
@@ -127,6 +128,7 @@ class DiscordAdapter:
         )
         self._tree = build_tree(self._client, commands, self._on_command)
         self.messenger = DiscordMessenger(self._client)
+        self.files = DiscordFiles(self._client)
         self._gateway: asyncio.Task[None] | None = None
         self._logged_in = False
         self._started = False

@@ -68,7 +68,8 @@ def message_text(message: discord.Message, me: discord.ClientUser) -> str:
 
 
 def attachments_of(message: discord.Message) -> tuple[Attachment, ...]:
-    """Metadata of files and stickers; the engine never sees their bytes."""
+    """Metadata of files (with the URL to download each by) and stickers; the engine
+    never sees their bytes."""
     found = [_attachment(item) for item in message.attachments]
     found += [Attachment("sticker", name=sticker.name) for sticker in message.stickers]
     return tuple(found)
@@ -82,7 +83,7 @@ def _attachment(item: discord.Attachment) -> Attachment:
         kind = mime.split("/", 1)[0]
     else:
         kind = "file"
-    return Attachment(kind, name=item.filename, mime_type=mime, size=item.size)
+    return Attachment(kind, name=item.filename, mime_type=mime, size=item.size, ref=item.url)
 
 
 def to_inbound(message: discord.Message, me: discord.ClientUser) -> Inbound | None:

@@ -29,6 +29,7 @@ from telegram.ext import AIORateLimiter, ExtBot
 from adapters.recovery import recover_forever
 from adapters.telegram.channel import Clock, TelegramChannel, TelegramMessenger
 from adapters.telegram.dispatch import Dispatcher, OnStored
+from adapters.telegram.files import TelegramFiles
 from adapters.telegram.polling import Poller
 from adapters.telegram.sender import Sender
 from adapters.telegram.translate import BotIdentity, callback_inbound, to_inbound
@@ -101,6 +102,7 @@ class TelegramAdapter:
         self._sender = Sender(self._bot)
         self._dispatcher = Dispatcher(self._handle_update, handler_timeout=handler_timeout)
         self.messenger = TelegramMessenger(self._sender)
+        self.files = TelegramFiles(self._bot)
         self._me: BotIdentity | None = None
         self._poller: Poller | None = None
         self._webhook: WebhookServer | None = None

@@ -164,17 +164,20 @@ def _strip_mentions(
 
 
 def _attachments(message: Message) -> tuple[Attachment, ...]:
-    """Metadata of every non-text part (never the file itself)."""
+    """Metadata of every non-text part, with its file_id to download it by (never the
+    file itself)."""
     found: list[Attachment] = []
     if message.photo:
         largest = max(message.photo, key=lambda p: p.width * p.height)
-        found.append(Attachment("photo", size=largest.file_size, mime_type="image/jpeg"))
+        found.append(
+            Attachment("photo", size=largest.file_size, mime_type="image/jpeg", ref=largest.file_id)
+        )
     if message.animation is not None:
         a = message.animation
-        found.append(Attachment("animation", a.file_name, a.mime_type, a.file_size))
+        found.append(Attachment("animation", a.file_name, a.mime_type, a.file_size, a.file_id))
     elif message.document is not None:
         d = message.document
-        found.append(Attachment("document", d.file_name, d.mime_type, d.file_size))
+        found.append(Attachment("document", d.file_name, d.mime_type, d.file_size, d.file_id))
     if message.sticker is not None:
         found.append(Attachment("sticker", size=message.sticker.file_size))
     for kind, media in (
@@ -186,7 +189,7 @@ def _attachments(message: Message) -> tuple[Attachment, ...]:
         if media is not None:
             name = getattr(media, "file_name", None)
             mime = getattr(media, "mime_type", None)
-            found.append(Attachment(kind, name, mime, media.file_size))
+            found.append(Attachment(kind, name, mime, media.file_size, media.file_id))
     for kind, present in (
         ("location", message.location is not None),
         ("contact", message.contact is not None),

@@ -46,8 +46,10 @@ from core.llm.errors import (
 
 logger = logging.getLogger(__name__)
 
-Message = Mapping[str, str]
-"""One chat message: ``{"role": "system" | "user" | "assistant", "content": "..."}``."""
+Message = Mapping[str, Any]
+"""One chat message: ``{"role": "system" | "user" | "assistant", "content": ...}``; the
+content is text, or a list of content parts (``{"type": "text", "text": ...}``,
+``{"type": "image_url", "image_url": {"url": ...}}``) for a model with vision."""
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 MAX_STREAM_RETRY_DELAY = 8.0

@@ -47,8 +47,10 @@ async def _init_connection(conn: Connection) -> None:
             decoder=vector_type.from_binary,
             format="binary",
         )
+    # Binary, so that jsonb inside a record (`ROW(...)`, as a turn reads its messages)
+    # decodes too: asyncpg reads records in the binary format.
     await conn.set_type_codec(
-        "jsonb", encoder=_json_dumps, decoder=_json_loads, schema="pg_catalog"
+        "jsonb", encoder=_json_dumps, decoder=_json_loads, schema="pg_catalog", format="binary"
     )
 
 
@@ -69,12 +71,15 @@ def _vector_encoder(
     return encode
 
 
-def _json_dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+_JSONB_VERSION = b"\x01"  # the first byte of jsonb's binary format
 
 
-def _json_loads(value: str) -> Any:
-    return json.loads(value)
+def _json_dumps(value: Any) -> bytes:
+    return _JSONB_VERSION + json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _json_loads(value: bytes) -> Any:
+    return json.loads(value[1:])
 
 
 async def create_pool(

@@ -14,14 +14,16 @@ from typing import Any
 import asyncpg
 import numpy as np
 
-from core.models import Message, MessageRole, MessageStatus, Platform
+from core.models import Message, MessageRole, MessageStatus, MessageType, Platform
 from core.storage.database import Connection, Database
 
 _IDENTITY_COLUMNS = (
     "id, user_id, role, content, platform, chat_id, platform_message_id, reply_to_id, status,"
     " created_at, shared_chat, remembered"
 )
-_USAGE_COLUMNS = "tokens_in, tokens_out, model, response_ms, delivered_at"
+_USAGE_COLUMNS = (
+    "tokens_in, tokens_out, model, response_ms, delivered_at, message_type, attachments"
+)
 MESSAGE_COLUMNS = f"{_IDENTITY_COLUMNS}, context_snapshot, {_USAGE_COLUMNS}"
 
 
@@ -49,6 +51,8 @@ def message_from_row(
         remembered=row["remembered"],
         # Read by history, search and export; a turn's reads leave it out.
         delivered_at=row.get("delivered_at"),
+        message_type=MessageType(row.get("message_type") or MessageType.TEXT),
+        attachments=tuple(row.get("attachments") or ()),
     )
 
 
@@ -356,6 +360,31 @@ class MessageRepository:
                 user_id,
                 embedding,
             )
+
+    async def record_made_from(
+        self,
+        user_id: int,
+        message_id: int,
+        *,
+        content: str,
+        attachments: Sequence[Mapping[str, Any]],
+        embedding: np.ndarray[Any, Any] | None,
+        conn: Connection | None = None,
+    ) -> bool:
+        """Keep what a voice note or photo was made into (`core.media`): the message's
+        text (a transcript, a photo's description and caption), its attachments'
+        metadata with it, and the text's embedding. False when the message is gone."""
+        async with self._db.connection(conn) as c:
+            status = await c.execute(
+                "UPDATE messages SET content = $3, attachments = $4, embedding = $5"
+                " WHERE id = $1 AND user_id = $2 AND role = 'user'",
+                message_id,
+                user_id,
+                content,
+                list(attachments),
+                embedding,
+            )
+        return status != "UPDATE 0"
 
     async def get(
         self, user_id: int, message_id: int, *, conn: Connection | None = None

@@ -37,6 +37,7 @@ from core.models import (
     Message,
     MessageRole,
     MessageStatus,
+    MessageType,
     Platform,
 )
 from core.snapshot import ContextSnapshot
@@ -48,7 +49,8 @@ from core.storage.users import conversation_from_row
 # exports read it back, and decoding ten of them was a measurable share of a turn).
 _MESSAGE_FIELDS = (
     "id, user_id, role, content, platform, chat_id, platform_message_id, reply_to_id, status,"
-    " created_at, tokens_in, tokens_out, model, response_ms, shared_chat, remembered"
+    " created_at, tokens_in, tokens_out, model, response_ms, shared_chat, remembered,"
+    " message_type, attachments"
 )
 # The window is read this many messages deeper than asked: user messages stored after
 # the one being answered (queued behind it) are left out of its window.
@@ -68,7 +70,8 @@ _THE_MESSAGES_SHARED_CHAT = (
 def _open_sql(window: str) -> str:
     """$1 user, $2 content, $3 platform, $4 chat, $5 platform message id, $6 embedding,
     $7 holder, $8 lease seconds, $9 whether to try the lease, $10 window, $11 facts,
-    $12 whether the chat is shared; `window` picks the messages of the window.
+    $12 whether the chat is shared, $13 message type, $14 attachments (JSON); `window`
+    picks the messages of the window.
 
     - `locked` takes the person's conversation row first, so message ids follow the order
       in which the person's stores commit, and it reads that row as it is now (the rest
@@ -88,8 +91,9 @@ WITH locked AS (
     FROM conversations WHERE user_id = $1 FOR UPDATE
 ), stored AS (
     INSERT INTO messages (user_id, role, content, platform, chat_id, platform_message_id,
-                          status, embedding, shared_chat, remembered)
-    SELECT $1, 'user', $2, $3, $4, $5, 'pending', $6, $12, memory_off_since IS NULL
+                          status, embedding, shared_chat, remembered, message_type,
+                          attachments)
+    SELECT $1, 'user', $2, $3, $4, $5, 'pending', $6, $12, memory_off_since IS NULL, $13, $14
     FROM locked
     ON CONFLICT ON CONSTRAINT messages_platform_message_unique DO NOTHING
     RETURNING {_MESSAGE_FIELDS}
@@ -291,6 +295,9 @@ class NewMessage:
     embedding: np.ndarray[Any, Any] | None
     shared_chat: bool = False
     """Said in a group or server channel, not in the person's private chat."""
+    message_type: MessageType = MessageType.TEXT
+    attachments: tuple[dict[str, Any], ...] = ()
+    """What the message is made from (`Message.attachments`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,6 +400,8 @@ class TurnStore:
                 max(limits.window - 1, 0),
                 limits.facts,
                 message.shared_chat,
+                message.message_type.value,
+                list(message.attachments) or None,
             )
         return _opened(user_id, row, limits, new=True)
 
@@ -567,6 +576,8 @@ def _message(r: tuple[Any, ...]) -> Message:
         r[13],
         shared_chat=r[14],
         remembered=r[15],
+        message_type=_TYPES[r[16]],
+        attachments=tuple(r[17] or ()),
     )
 
 
@@ -591,3 +602,4 @@ def _fact(user_id: int, r: tuple[Any, ...]) -> Fact:
 _ROLES = {role.value: role for role in MessageRole}
 _PLATFORMS = {platform.value: platform for platform in Platform}
 _STATUSES = {status.value: status for status in MessageStatus}
+_TYPES = {kind.value: kind for kind in MessageType}

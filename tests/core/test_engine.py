@@ -14,8 +14,9 @@ from prometheus_client import REGISTRY
 
 from core.errors import StorageUnavailable
 from core.inbound import Attachment, ChatKind
+from core.media.texts import UNSUPPORTED_KIND
 from core.models import Message, MessageRole, MessageStatus, NewFact, Platform, UserStatus
-from core.notices import BANNED, LLM_BUSY, LLM_FAILED, STORAGE_DOWN, TOO_LONG, UNSUPPORTED
+from core.notices import BANNED, LLM_BUSY, LLM_FAILED, STORAGE_DOWN, TOO_LONG
 from core.services import Services
 from core.storage.database import Database, create_pool, is_outage
 from fakes.channel import RecordingChannel, RecordingSink
@@ -351,8 +352,8 @@ async def test_unaddressed_and_non_text_messages(services: Services) -> None:
     )
     assert channel.texts == []
     assert await services.users.find("telegram:u1") is None
-    await engine.handle(inbound("", attachments=(Attachment("photo"),)), channel)
-    assert channel.sent == [UNSUPPORTED]
+    await engine.handle(inbound("", attachments=(Attachment("sticker"),)), channel)
+    assert channel.sent == [UNSUPPORTED_KIND]
 
 
 async def test_messages_of_one_user_are_answered_in_order(

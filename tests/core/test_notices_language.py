@@ -6,9 +6,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from core.i18n import texts
-from core.inbound import Attachment
 from core.models import Platform, UserStatus
-from core.notices import BANNED, LLM_FAILED, UNSUPPORTED
+from core.notices import BANNED, LLM_FAILED
 from core.services import Services
 from core.storage.merge import MergeRepository
 from fakes.channel import RecordingChannel
@@ -37,9 +36,6 @@ async def test_notices_before_and_after_admission_follow_the_platforms_language(
     services: Services,
 ) -> None:
     engine, channel = engine_with(services), RecordingChannel()
-    photo = replace(inbound("", attachments=(Attachment("photo"),)), language="es-419")
-    await engine.handle(photo, channel)
-    assert channel.last == texts("es").gettext(UNSUPPORTED) != UNSUPPORTED
     await engine.handle(replace(inbound("hi"), language="es-419"), channel)
     await services.users.set_status(await _user_id(services, "u1"), UserStatus.BANNED)
     await engine.handle(replace(inbound("still here"), language="fr"), channel)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.snapshot import ContextSnapshot, RecalledRef
+from core.snapshot import AttachmentUse, ContextSnapshot, RecalledRef
 
 
 def test_a_snapshot_survives_its_json_and_gains_the_answer() -> None:
@@ -16,6 +16,7 @@ def test_a_snapshot_survives_its_json_and_gains_the_answer() -> None:
         window_ids=(10, 11),
         shared_chat=True,
         tokens={"persona": 12, "prompt": 80, "budget": 6000},
+        attachments=(AttachmentUse(11, "voice", "transcript"),),
     )
     answered = built.answered(model="m", tokens_in=80, tokens_out=5, timings_ms={"llm_ms": 900})
     assert built.model is None and answered.model == "m"
@@ -28,9 +29,11 @@ def test_a_snapshot_survives_its_json_and_gains_the_answer() -> None:
     assert (read.model, read.tokens_in, read.tokens_out) == ("m", 80, 5)
     assert dict(read.tokens) == {"persona": 12, "prompt": 80, "budget": 6000}
     assert dict(read.timings_ms) == {"llm_ms": 900}
+    assert read.attachments == (AttachmentUse(11, "voice", "transcript"),)
 
 
 def test_an_older_or_partial_snapshot_reads_as_empty_where_it_says_nothing() -> None:
     read = ContextSnapshot.from_json({"fact_ids": [1], "query": "never read"})
     assert read.fact_ids == (1,)
     assert (read.recalled, read.window_ids, read.model, dict(read.timings_ms)) == ((), (), None, {})
+    assert read.attachments == ()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from adapters.discord import DiscordAdapter
-from core.notices import UNSUPPORTED
+from core.media.texts import NO_VISION
 from core.services import Services
 from fakes.discord_gateway import (
     BOT_ID,
@@ -99,14 +99,14 @@ async def test_unaddressed_guild_messages_and_bots_are_ignored(
     assert await services.users.find("discord:999") is None
 
 
-async def test_non_text_input_gets_the_not_supported_answer(
+async def test_a_photo_without_vision_is_refused_plainly(
     adapter: DiscordAdapter, fake_discord: FakeDiscord, fake_llm: FakeOpenAI
 ) -> None:
     photo = fake_discord.attachment("cat.png", "image/png")
     message = fake_discord.dm_message(ALICE, "", attachments=[photo])
     await deliver(fake_discord, adapter, "MESSAGE_CREATE", message)
 
-    assert fake_discord.texts_in(fake_discord.dm_channel_id(ALICE_ID)) == [UNSUPPORTED]
+    assert fake_discord.texts_in(fake_discord.dm_channel_id(ALICE_ID)) == [NO_VISION]
     assert fake_llm.chat_requests == []
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 
-from core.notices import INTERRUPTED, UNSUPPORTED
+from core.media.texts import NO_TRANSCRIPTION, NO_VISION
+from core.notices import INTERRUPTED
 from core.services import Services
 from fakes.openai_server import Delay, FakeOpenAI
 from fakes.telegram_api import (
@@ -203,7 +204,7 @@ async def test_the_same_message_delivered_twice_is_answered_once(
     assert await _stored(services, 901) == ["only once", "echo: only once"]
 
 
-async def test_non_text_input_gets_the_not_supported_answer(
+async def test_photos_and_voice_are_refused_plainly_without_vision_or_transcription(
     services: Services, tg: FakeTelegram
 ) -> None:
     photo = [
@@ -215,7 +216,7 @@ async def test_non_text_input_gets_the_not_supported_answer(
         tg.push_message(user_id=1001, photo=photo)
         tg.push_message(user_id=1001, voice=voice)
         await wait_until(lambda: len(tg.texts(1001)) == 2)
-    assert tg.texts(1001) == [UNSUPPORTED, UNSUPPORTED]
+    assert tg.texts(1001) == [NO_VISION, NO_TRANSCRIPTION]
     assert await _stored(services, 1001) == []
 
 

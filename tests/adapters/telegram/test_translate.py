@@ -99,14 +99,23 @@ def test_attachments_with_and_without_caption() -> None:
     found = _inbound(None, document=document)
     assert found is not None
     assert found.text == ""
-    assert [(a.kind, a.name, a.mime_type, a.size) for a in found.attachments] == [
-        ("document", "a.pdf", "application/pdf", 5)
+    assert [(a.kind, a.name, a.mime_type, a.size, a.ref) for a in found.attachments] == [
+        ("document", "a.pdf", "application/pdf", 5, "d")
     ]
-    photo = [{"file_id": "p", "file_unique_id": "up", "width": 10, "height": 10}]
+    photo = [
+        {"file_id": "small", "file_unique_id": "us", "width": 90, "height": 60},
+        {"file_id": "large", "file_unique_id": "ul", "width": 1280, "height": 853},
+    ]
     captioned = _inbound(None, photo=photo, caption="look at this")
     assert captioned is not None
     assert captioned.text == "look at this"
-    assert [a.kind for a in captioned.attachments] == ["photo"]
+    assert [(a.kind, a.ref) for a in captioned.attachments] == [("photo", "large")]
+    voice = {"file_id": "v", "file_unique_id": "uv", "duration": 3, "mime_type": "audio/ogg"}
+    spoken = _inbound(None, voice=voice)
+    assert spoken is not None
+    assert [(a.kind, a.mime_type, a.ref) for a in spoken.attachments] == [
+        ("voice", "audio/ogg", "v")
+    ]
     sticker = {
         "file_id": "s",
         "file_unique_id": "us",

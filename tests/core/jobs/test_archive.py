@@ -4,17 +4,19 @@ injected clock: "40 days later" is a clock, not a wait."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from config.settings import ArchiveSettings
 from core.export import collect
 from core.jobs.archive import ArchiveJob, RetentionJob
-from core.models import MessageStatus, NewFact
+from core.models import MessageStatus, MessageType, NewFact, Platform
 from core.recall.vectors import Source
 from core.services import Services
 from core.storage.archive_store import ARCHIVE_LOCK_CLASS
 from core.storage.memory_store import lock_key
+from core.storage.turns import NewMessage, ReadLimits, TurnStore
 from tests.core.jobs.memory.helpers import conversation, say, set_read_position
 
 LATER = timedelta(days=40)
@@ -205,3 +207,33 @@ async def test_asynchronous_commit_ends_with_the_run(services: Services) -> None
 
         assert outcome.counts["messages"] == 4
         assert await conn.fetchval("SHOW synchronous_commit") == before == "on"
+
+
+async def test_a_voice_note_keeps_its_type_and_attachments_in_the_archive_and_export(
+    services: Services,
+) -> None:
+    user_id, _ = await conversation(services, "ae", ["hello"])
+    store = TurnStore(services.db, holder=uuid.uuid4(), lease_seconds=30)
+    voice = {"kind": "voice", "mime_type": "audio/ogg", "ref": "f1", "transcript": "hi there"}
+    new = NewMessage(
+        "hi there", Platform.TELEGRAM, "c", "v1", None,
+        message_type=MessageType.VOICE, attachments=(voice,),
+    )  # fmt: skip
+    opened = await store.open(user_id, new, ReadLimits(10, 5, False), take_lease=True)
+    assert opened.message is not None
+    await store.fail(user_id, opened.message.id)
+    newer = await say(services, user_id, ["after the voice note"])
+    await set_read_position(services, user_id, newer[-1])
+
+    await _archive(services, keep_recent_messages=1).run()
+
+    archived = await _rows(services, "messages_archive", user_id)
+    assert archived[opened.message.id]["message_type"] == "voice"
+    assert archived[opened.message.id]["attachments"] == [voice]
+    exported = await collect(services, user_id, now=datetime.now(UTC))
+    [entry] = [m for m in exported["messages"] if m["id"] == opened.message.id]
+    assert (entry["message_type"], entry["attachments"], entry["archived"]) == (
+        "voice",
+        [voice],
+        True,
+    )

@@ -7,9 +7,10 @@ import asyncio
 import uuid
 from datetime import UTC, datetime
 
-from core.models import Message, MessageRole, MessageStatus, Platform
+from core.models import Message, MessageRole, MessageStatus, MessageType, Platform
 from core.snapshot import ContextSnapshot
 from core.storage.database import Database, create_pool
+from core.storage.messages import MessageRepository
 from core.storage.turns import NewMessage, ReadLimits, Reply, TurnStore, conversation_window
 from core.storage.users import UserRepository
 
@@ -275,3 +276,36 @@ async def test_a_shared_chats_turn_reads_that_chats_window_and_no_private_fact(
     everything = await store.resume(user_id, waiting.message.id, LIMITS)
     assert everything.state is not None
     assert "in private" in [m.content for m in everything.state.recent]
+
+
+async def test_a_voice_note_keeps_its_type_and_attachments_through_the_turn(
+    db: Database,
+) -> None:
+    user_id = await _user(db)
+    store = _store(db)
+    voice = {"kind": "voice", "mime_type": "audio/ogg", "size": 2048, "ref": "file-1"}
+    new = NewMessage(
+        "", Platform.TELEGRAM, "chat", "1", None,
+        message_type=MessageType.VOICE, attachments=(voice,),
+    )  # fmt: skip
+    opened = await store.open(user_id, new, LIMITS, take_lease=True)
+    assert opened.message is not None and opened.state is not None
+    assert opened.message.message_type is MessageType.VOICE
+    assert opened.message.attachments == (voice,)
+    heard = {**voice, "transcript": "water the tomatoes"}
+    messages = MessageRepository(db)
+    assert await messages.record_made_from(
+        user_id, opened.message.id, content="water the tomatoes", attachments=[heard],
+        embedding=None,
+    )  # fmt: skip
+    resumed = await _store(db).resume(user_id, opened.message.id, LIMITS)
+    assert resumed.message is not None
+    assert (resumed.message.content, resumed.message.attachments) == (
+        "water the tomatoes",
+        (heard,),
+    )
+    [hit] = await messages.search(user_id, "tomatoes")
+    assert hit.message.message_type is MessageType.VOICE
+    assert not await messages.record_made_from(
+        user_id + 1, opened.message.id, content="x", attachments=[], embedding=None
+    )

@@ -1,0 +1,265 @@
+"""A stored voice note or photo made into what the model reads, in the message's turn.
+
+Voice: downloaded through its platform's `FileSource`, transcribed (`core.llm.transcription`);
+the transcript (after the caption, if any) becomes the message's text. Photo, for a
+model with vision: downloaded and described once by the model (one short, non-streamed
+call), "[Photo: description]" and the caption become the message's text; the image
+itself goes into the prompt of this turn only. The description is a call of its own,
+not the reply: a reply need not say what the picture shows, and the description is kept
+even when the reply fails. Either way the text is embedded and kept with the message
+(`MessageRepository.record_made_from`), so recall finds it later ("the picture of my
+garden") like anything written; the attachments' metadata records what was made, so a
+`/retry` does not transcribe or describe again. The file's bytes are never stored.
+
+A failure raises `MediaFailed` with what to tell the person; the message stays stored
+(the engine marks it failed, and `/retry` tries again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from core.context import AssembledContext
+from core.embedding.base import embed_or_none
+from core.llm.errors import LLMError
+from core.media import texts
+from core.media.files import FileTooLarge, FileUnavailable
+from core.media.plan import readable_size
+from core.models import Message, MessageType
+from core.services import Services
+from core.snapshot import AttachmentUse
+from core.storage.turns import TurnState
+
+logger = logging.getLogger(__name__)
+
+PHOTO_TAG = "Photo"
+"""How a photo's description starts in the message's text: "[Photo: ...]"."""
+DESCRIBE_PROMPT = (
+    "Describe this image in one or two plain sentences, so that the person who sent it "
+    "could find it again by searching for what it shows. Mention any visible text."
+)
+DESCRIPTION_MAX_TOKENS = 120
+DESCRIPTION_MAX_CHARS = 500
+# Whisper-compatible endpoints tell the format by the file name's extension.
+_AUDIO_EXTENSIONS = {
+    "audio/ogg": "ogg",
+    "audio/opus": "ogg",
+    "audio/mpeg": "mp3",
+    "audio/mp3": "mp3",
+    "audio/mp4": "m4a",
+    "audio/x-m4a": "m4a",
+    "audio/m4a": "m4a",
+    "audio/wav": "wav",
+    "audio/x-wav": "wav",
+    "audio/webm": "webm",
+    "audio/flac": "flac",
+    "video/mp4": "mp4",
+}
+_DEFAULT_MIME = {"voice": "audio/ogg", "video_note": "video/mp4", "audio": "audio/mpeg"}
+_CORRUPT_STATUSES = frozenset({400, 415, 422})
+# The first bytes of the image formats vision models take (JPEG, PNG, GIF, WebP).
+_IMAGE_MAGIC = {
+    b"\xff\xd8\xff": "image/jpeg",
+    b"\x89PNG\r\n\x1a\n": "image/png",
+    b"GIF8": "image/gif",
+}
+
+
+class MediaFailed(Exception):  # noqa: N818 - a condition, with the answer to give
+    """The attachment could not be made into text; `notice` says so to the person."""
+
+    def __init__(self, notice: str) -> None:
+        super().__init__(notice)
+        self.notice = notice
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """The message as made (its text and attachments as now stored), and what this
+    turn's prompt adds: the image, and which attachments it used."""
+
+    message: Message
+    embedding: np.ndarray[Any, Any] | None
+    image_url: str | None
+    """The photo as a data URL, for a model with vision."""
+    uses: tuple[AttachmentUse, ...]
+    heard: str | None = None
+    """A transcript the model was unsure of: shown to the person before the answer."""
+
+    def reread(self, state: TurnState) -> TurnState:
+        """The turn's state with the message as made (the window read it before)."""
+        recent = [self.message if m.id == self.message.id else m for m in state.recent]
+        return dataclasses.replace(state, recent=recent)
+
+    def into(self, context: AssembledContext) -> AssembledContext:
+        """The prompt with the image beside the message's text, and the snapshot
+        naming the attachments used."""
+        messages: list[dict[str, Any]] = list(context.messages)
+        if self.image_url is not None and messages and messages[-1]["role"] == "user":
+            messages[-1] = {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": messages[-1]["content"]},
+                    {"type": "image_url", "image_url": {"url": self.image_url}},
+                ],
+            }
+        snapshot = dataclasses.replace(context.snapshot, attachments=self.uses)
+        return dataclasses.replace(context, messages=messages, snapshot=snapshot)
+
+
+class MediaPreparer:
+    def __init__(self, services: Services) -> None:
+        self._services = services
+
+    async def prepare(self, message: Message) -> Prepared:
+        """`message` (a voice note or photo, `message_type` not text) made into text;
+        raises `MediaFailed`. Bounded by REPLY_DEADLINE_SECONDS."""
+        what = texts.PHOTO if message.message_type is MessageType.PHOTO else texts.VOICE_MESSAGE
+        try:
+            async with asyncio.timeout(self._services.settings.reply_deadline_seconds):
+                if message.message_type is MessageType.PHOTO:
+                    return await self._photo(message)
+                return await self._voice(message)
+        except TimeoutError:
+            logger.warning("preparing the %s of message %s timed out", what, message.id)
+            raise MediaFailed(texts.MEDIA_TOO_SLOW.format(what=what)) from None
+
+    async def _voice(self, message: Message) -> Prepared:
+        attachment = dict(message.attachments[0])
+        use = (AttachmentUse(message.id, message.message_type.value, "transcript"),)
+        if "transcript" in attachment:  # made before: a /retry
+            return Prepared(message, None, None, use)
+        transcriber = self._services.transcriber
+        if transcriber is None:
+            raise MediaFailed(texts.NO_TRANSCRIPTION)
+        audio = await self._fetch(message, attachment, texts.VOICE_MESSAGE)
+        filename, mime = audio_file(attachment)
+        try:
+            transcript = await transcriber.transcribe(audio, filename=filename, mime_type=mime)
+        except LLMError as exc:
+            logger.warning("transcribing message %s failed: %s", message.id, exc)
+            corrupt = type(exc) is LLMError and exc.status_code in _CORRUPT_STATUSES
+            raise MediaFailed(
+                texts.CORRUPT_AUDIO if corrupt else texts.TRANSCRIPTION_FAILED
+            ) from exc
+        if not transcript.text:
+            raise MediaFailed(texts.NOTHING_HEARD)
+        caption = str(attachment.get("caption", ""))
+        content = f"{caption}\n\n{transcript.text}" if caption else transcript.text
+        limit = self._services.settings.limits.max_message_chars
+        if len(content) > limit:
+            raise MediaFailed(texts.TRANSCRIPT_TOO_LONG.format(length=len(content), limit=limit))
+        attachment["transcript"] = transcript.text
+        made = await self._keep(message, content, attachment)
+        return Prepared(
+            made.message, made.embedding, None, use, transcript.text if transcript.unclear else None
+        )
+
+    async def _photo(self, message: Message) -> Prepared:
+        attachment = dict(message.attachments[0])
+        if not self._services.settings.llm_vision:
+            use = (AttachmentUse(message.id, MessageType.PHOTO.value, "caption"),)
+            return Prepared(message, None, None, use)
+        image = await self._fetch(message, attachment, texts.PHOTO)
+        mime = image_type(image)
+        if mime is None:
+            raise MediaFailed(texts.CORRUPT_IMAGE)
+        image_url = f"data:{mime};base64,{base64.b64encode(image).decode()}"
+        use = (AttachmentUse(message.id, MessageType.PHOTO.value, "image"),)
+        if "description" in attachment:  # made before: a /retry
+            return Prepared(message, None, image_url, use)
+        caption = str(attachment.get("caption", ""))
+        description = await self._describe(message, image_url, caption)
+        content = f"[{PHOTO_TAG}: {description}]" + (f"\n{caption}" if caption else "")
+        attachment["description"] = description
+        made = await self._keep(message, content, attachment)
+        return Prepared(made.message, made.embedding, image_url, use)
+
+    async def _describe(self, message: Message, image_url: str, caption: str) -> str:
+        prompt: list[dict[str, Any]] = [
+            {"role": "system", "content": DESCRIBE_PROMPT},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": caption or "(no caption)"},
+                    {"type": "image_url", "image_url": {"url": image_url}},
+                ],
+            },
+        ]
+        try:
+            described = await self._services.llm.complete(prompt, max_tokens=DESCRIPTION_MAX_TOKENS)
+        except LLMError as exc:
+            # The file was checked to be an image: a refusal is the model's, not the file's.
+            logger.warning("describing the photo of message %s failed: %s", message.id, exc)
+            raise MediaFailed(texts.VISION_FAILED) from exc
+        description = " ".join(described.text.split())[:DESCRIPTION_MAX_CHARS]
+        if not description:
+            raise MediaFailed(texts.VISION_FAILED)
+        return description
+
+    async def _fetch(self, message: Message, attachment: dict[str, Any], what: str) -> bytes:
+        source = self._services.files.get(message.platform)
+        ref = attachment.get("ref")
+        if source is None or not isinstance(ref, str):
+            raise MediaFailed(texts.DOWNLOAD_FAILED.format(what=what))
+        limit = self._services.settings.media_max_bytes
+        try:
+            return await source.fetch(ref, max_bytes=limit)
+        except FileTooLarge as exc:
+            size = readable_size(exc.size) if exc.size is not None else "over the limit"
+            raise MediaFailed(
+                texts.TOO_LARGE.format(size=size, limit=readable_size(limit))
+            ) from exc
+        except FileUnavailable as exc:
+            logger.warning("downloading the %s of message %s failed: %s", what, message.id, exc)
+            raise MediaFailed(texts.DOWNLOAD_FAILED.format(what=what)) from exc
+
+    async def _keep(self, message: Message, content: str, attachment: dict[str, Any]) -> _Made:
+        embedding = await embed_or_none(self._services.embedder, content)
+        await self._services.messages.record_made_from(
+            message.user_id,
+            message.id,
+            content=content,
+            attachments=[attachment],
+            embedding=embedding,
+        )
+        made = dataclasses.replace(message, content=content, attachments=(attachment,))
+        return _Made(made, embedding)
+
+
+@dataclass(frozen=True, slots=True)
+class _Made:
+    message: Message
+    embedding: np.ndarray[Any, Any] | None
+
+
+def audio_file(attachment: dict[str, Any]) -> tuple[str, str]:
+    """The file name (with the extension the endpoint reads the format from) and MIME
+    type to send a recording as."""
+    kind = str(attachment.get("kind", "voice"))
+    raw = attachment.get("mime_type")
+    mime = (raw if isinstance(raw, str) else "").split(";")[0].strip().lower()
+    mime = mime or _DEFAULT_MIME.get(kind, "audio/ogg")
+    extension = _AUDIO_EXTENSIONS.get(mime)
+    if extension is None:
+        name = attachment.get("name")
+        extension = str(name).rpartition(".")[2].lower() if name and "." in str(name) else "ogg"
+    return f"{kind}.{extension}", mime
+
+
+def image_type(data: bytes) -> str | None:
+    """The MIME type of an image in a format vision models read, from its first bytes;
+    None for anything else (a damaged or unknown file)."""
+    for magic, mime in _IMAGE_MAGIC.items():
+        if data.startswith(magic):
+            return mime
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None

@@ -1,0 +1,141 @@
+"""Voice messages and images through real discord.py: attachment URLs served by the fake
+Discord on 127.0.0.1, the real engine, transcription and vision on the fake model."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from adapters.discord import DiscordAdapter
+from core.commands.registry import COMMANDS
+from core.engine import Engine
+from core.llm.transcription import Transcriber
+from core.media import texts
+from core.models import Message, MessageStatus, MessageType, Platform
+from core.services import Services
+from fakes.discord_gateway import FakeDiscord, user_payload
+from fakes.openai_server import FakeOpenAI
+from tests.adapters.discord.conftest import deliver
+from tests.adapters.telegram.media_helpers import JPEG, OGG
+from tests.conftest import make_settings
+from tests.core.engine_helpers import PERSONA
+
+ALICE_ID = 5151
+ALICE = user_payload(ALICE_ID, "alice")
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(200)
+
+StartMedia = Callable[..., Awaitable[DiscordAdapter]]
+
+
+@pytest.fixture
+async def start_media(
+    services: Services, fake_discord: FakeDiscord, transcriber: Transcriber
+) -> AsyncIterator[StartMedia]:
+    """Start an adapter whose engine transcribes and has `settings`, its file source
+    registered as `bot` does."""
+    async with AsyncExitStack() as stack:
+
+        async def start(**settings: Any) -> DiscordAdapter:
+            media = replace(
+                services, settings=make_settings(**settings), transcriber=transcriber, files={}
+            )
+            adapter = DiscordAdapter(
+                Engine(media, persona=PERSONA),
+                token="test-token",
+                commands=list(COMMANDS.values()),
+                messages=services.messages,
+                guild_ready_timeout=0.01,
+                ready_timeout=10.0,
+                clock=lambda: 0.0,
+            )
+            media.files[Platform.DISCORD] = adapter.files
+            await adapter.start()
+            stack.push_async_callback(adapter.stop)
+            return adapter
+
+        yield start
+
+
+async def _conversation(services: Services) -> list[Message]:
+    user = await services.users.find(f"discord:{ALICE_ID}")
+    assert user is not None
+    return list(reversed(await services.messages.history(user.id)))
+
+
+async def test_a_voice_message_is_fetched_from_its_url_transcribed_and_answered(
+    start_media: StartMedia, fake_discord: FakeDiscord, fake_llm: FakeOpenAI, services: Services
+) -> None:
+    adapter = await start_media()
+    voice = fake_discord.attachment("voice-message.ogg", "audio/ogg", data=OGG)
+    fake_llm.push_transcript("remind me about the dentist")
+    await deliver(
+        fake_discord,
+        adapter,
+        "MESSAGE_CREATE",
+        fake_discord.dm_message(ALICE, "", attachments=[voice]),
+    )
+
+    dm = fake_discord.dm_channel_id(ALICE_ID)
+    assert fake_discord.texts_in(dm) == ["echo: remind me about the dentist"]
+    assert fake_discord.downloads == [voice["id"]]
+    [sent] = fake_llm.transcription_requests
+    assert (sent["filename"], sent["data"]) == ("audio.ogg", OGG)
+    message, _reply = await _conversation(services)
+    assert (message.message_type, message.content) == (
+        MessageType.AUDIO,
+        "remind me about the dentist",
+    )
+    assert message.attachments[0]["ref"] == voice["url"]
+
+
+async def test_an_image_goes_to_a_vision_model_with_its_caption(
+    start_media: StartMedia, fake_discord: FakeDiscord, fake_llm: FakeOpenAI, services: Services
+) -> None:
+    adapter = await start_media(llm_vision=True)
+    image = fake_discord.attachment("cake.png", "image/png", data=PNG)
+    fake_llm.push_reply("A chocolate birthday cake with candles.", "Happy birthday!")
+    message = fake_discord.dm_message(ALICE, "baked this today", attachments=[image])
+    await deliver(fake_discord, adapter, "MESSAGE_CREATE", message)
+
+    assert fake_discord.texts_in(fake_discord.dm_channel_id(ALICE_ID)) == ["Happy birthday!"]
+    _describe, answer = fake_llm.chat_requests
+    parts = answer["messages"][-1]["content"]
+    assert parts[0] == {
+        "type": "text",
+        "text": "[Photo: A chocolate birthday cake with candles.]\nbaked this today",
+    }
+    assert parts[1]["image_url"]["url"].startswith("data:image/png;base64,")
+    stored, _reply = await _conversation(services)
+    assert stored.message_type is MessageType.PHOTO
+
+
+async def test_an_attachment_gone_or_too_large_gets_a_clear_answer(
+    start_media: StartMedia, fake_discord: FakeDiscord, fake_llm: FakeOpenAI, services: Services
+) -> None:
+    adapter = await start_media(llm_vision=True)
+    dm = fake_discord.dm_channel_id(ALICE_ID)
+    huge = fake_discord.attachment("long.ogg", "audio/ogg", size=26 * 1024 * 1024, data=OGG)
+    await deliver(
+        fake_discord,
+        adapter,
+        "MESSAGE_CREATE",
+        fake_discord.dm_message(ALICE, "", attachments=[huge]),
+    )
+    assert fake_discord.texts_in(dm) == [texts.TOO_LARGE.format(size="26.0 MB", limit="20.0 MB")]
+    assert fake_discord.downloads == []  # refused from the metadata alone
+
+    gone = fake_discord.attachment("photo.jpg", "image/jpeg", size=len(JPEG))  # no content: 404
+    await deliver(
+        fake_discord,
+        adapter,
+        "MESSAGE_CREATE",
+        fake_discord.dm_message(ALICE, "", attachments=[gone]),
+    )
+    assert fake_discord.texts_in(dm)[1] == texts.DOWNLOAD_FAILED.format(what=texts.PHOTO)
+    [stored] = await _conversation(services)
+    assert (stored.status, stored.content) == (MessageStatus.FAILED, "[Photo]")
+    assert fake_llm.chat_requests == []
