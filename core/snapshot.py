@@ -26,6 +26,15 @@ class RecalledRef:
 
 
 @dataclass(frozen=True, slots=True)
+class DocumentRef:
+    """One passage (chunk) of the person's documents that made it into the prompt."""
+
+    chunk_id: int
+    document_id: int
+    similarity: float
+
+
+@dataclass(frozen=True, slots=True)
 class ContextSnapshot:
     summary_version: int
     fact_ids: tuple[int, ...]
@@ -39,6 +48,7 @@ class ContextSnapshot:
     tokens_out: int | None = None
     timings_ms: Mapping[str, int] = field(default_factory=dict)
     """How long each stage of the turn took (embed, store, assemble, llm, record...)."""
+    documents: tuple[DocumentRef, ...] = ()
 
     def answered(
         self, *, model: str, tokens_in: int, tokens_out: int, timings_ms: Mapping[str, int]
@@ -73,6 +83,14 @@ class ContextSnapshot:
             "tokens_in": self.tokens_in,
             "tokens_out": self.tokens_out,
             "timings_ms": dict(self.timings_ms),
+            "documents": [
+                {
+                    "chunk_id": d.chunk_id,
+                    "document_id": d.document_id,
+                    "similarity": round(d.similarity, 4),
+                }
+                for d in self.documents
+            ],
         }
 
     @classmethod
@@ -98,4 +116,13 @@ class ContextSnapshot:
             tokens_in=data.get("tokens_in"),
             tokens_out=data.get("tokens_out"),
             timings_ms={str(k): int(v) for k, v in dict(data.get("timings_ms", {})).items()},
+            documents=tuple(
+                DocumentRef(
+                    chunk_id=int(d.get("chunk_id", 0)),
+                    document_id=int(d.get("document_id", 0)),
+                    similarity=float(d.get("similarity", 0.0)),
+                )
+                for d in data.get("documents", ())
+                if isinstance(d, Mapping)
+            ),
         )
