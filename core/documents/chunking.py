@@ -6,7 +6,7 @@ tokenizer (shipped in core/embedding/assets), not guessed from characters: at mo
 `max_tokens` each (200 by default, room for the two special tokens and to spare),
 consecutive chunks of a section overlapping by about `overlap` tokens, so that a
 sentence cut at one chunk's end is whole in the next one. A chunk ends, by preference,
-at a paragraph break, else at a sentence end, else between words, in its last quarter.
+at a paragraph break, else at a sentence end, else between words, in its second half.
 Another embedder (an OpenAI model reads 8191 tokens) gets the same, smaller than it
 could take, which suits recall: a chunk should be about one thing.
 
@@ -100,10 +100,10 @@ class Chunker:
     def _break_before(
         self, text: str, offsets: Sequence[tuple[int, int]], start: int, end: int
     ) -> int:
-        """The best token index in the last quarter of `start..end` to end a chunk
+        """The best token index in the second half of `start..end` to end a chunk
         before: after a paragraph break, else a sentence end, else between words; `end`
         when there is none (a very long word, or a script without spaces)."""
-        lowest = max(start + 1, end - self._max // 4)
+        lowest = max(start + 1, end - self._max // 2)
         best: dict[int, int] = {}
         for index in range(end, lowest - 1, -1):
             gap = text[offsets[index - 1][1] : offsets[index][0]]
