@@ -10,6 +10,8 @@ import logging
 from core.commands.base import Command, CommandContext, no_arguments, private_only
 from core.documents import texts
 from core.documents.service import day, describe_parts, file_size
+from core.models import SharedChat
+from core.snapshot import ContextSnapshot
 from core.storage.documents import DocumentRepository
 
 logger = logging.getLogger(__name__)
@@ -65,6 +67,32 @@ async def forget_document(ctx: CommandContext, number: int) -> None:
         return
     logger.info("user %s forgot document %s", ctx.user.id, deleted.id)
     await ctx.channel.send(texts.FORGOT_DOCUMENT.format(filename=deleted.filename))
+
+
+async def why_lines(ctx: CommandContext, snapshot: ContextSnapshot) -> tuple[list[str], int]:
+    """For `/why`: the passages of the person's documents a reply used, by document and
+    page (or section), as far as they are still kept and may be named in this chat; and
+    how many are no longer kept (or not to be named here)."""
+    if not snapshot.documents:
+        return [], 0
+    inbound = ctx.inbound
+    chat = None if inbound.is_private else SharedChat(inbound.platform, inbound.chat_id)
+    sources = await _repository(ctx).sources(
+        ctx.user.id, [d.chunk_id for d in snapshot.documents], shared_chat=chat
+    )
+    lines = []
+    for source in sources:
+        if source.page is not None:
+            where = texts.WHY_PAGE.format(page=source.page)
+        elif source.heading:
+            where = texts.WHY_SECTION.format(heading=source.heading)
+        else:
+            where = ""
+        line = texts.WHY_SOURCE.format(filename=source.filename, where=where)
+        if line not in lines:
+            lines.append(line)
+    gone = len(snapshot.documents) - len(sources)
+    return ([texts.WHY_HEADER, *lines] if lines else []), gone
 
 
 DOCUMENT_COMMANDS = [

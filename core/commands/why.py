@@ -18,6 +18,8 @@ import re
 
 from core.commands import admin
 from core.commands.base import Command, CommandContext, UsageError, one_line, private_only
+from core.commands.documents import why_lines
+from core.documents.texts import WHY_SECTION_TOKENS
 from core.models import Fact, Message, MessageRole
 from core.snapshot import ContextSnapshot
 from core.storage.chat_messages import ChatMessageRepository
@@ -42,6 +44,7 @@ SECTIONS = {
     "facts": "what I know about you",
     "summary": "the summary",
     "recall": "what I recalled",
+    "documents": WHY_SECTION_TOKENS,
     "recent": "our recent messages",
 }
 QUOTE_CHARS = 60
@@ -95,6 +98,7 @@ async def _explain(ctx: CommandContext, reply: Message) -> str:
         *(["The summary of our earlier conversation."] if snapshot.tokens.get("summary") else []),
         *(["What I noted about how you like to talk."] if snapshot.tokens.get("profile") else []),
         *await _recalled(ctx, snapshot),
+        *await _documents(ctx, snapshot),
     ]
     lines += used or [NOTHING_KEPT]
     if snapshot.window_ids:
@@ -135,6 +139,11 @@ async def _recalled(ctx: CommandContext, snapshot: ContextSnapshot) -> list[str]
         who = "You" if m.role is MessageRole.USER else "Me"
         lines.append(f"- {m.created_at:%Y-%m-%d} {who}: {one_line(m.content, LINE_CHARS)}")
     return lines + _gone(ctx, len(snapshot.recalled) - len(facts) - len(messages))
+
+
+async def _documents(ctx: CommandContext, snapshot: ContextSnapshot) -> list[str]:
+    lines, gone = await why_lines(ctx, snapshot)
+    return lines + _gone(ctx, gone)
 
 
 def _gone(ctx: CommandContext, count: int) -> list[str]:

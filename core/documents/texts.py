@@ -63,9 +63,16 @@ NO_DOCUMENTS = (
     "remember what it says."
 )
 LIST_HEADER = "Your documents ({count} of at most {limit}):"
-LIST_LINE = "{number}. {filename}: {size}, {pages}{parts}, sent {date}{where}"
+LIST_LINE = "{number}. {filename}: {size}, {parts}, sent {date}{where}"
 LIST_IN_GROUP = " in a group"
 LIST_FOOTER = "Send /forget document <number> to make me forget one."
+
+# /why
+WHY_HEADER = "From your documents:"
+WHY_SOURCE = "- {filename}{where}"
+WHY_PAGE = ", page {page}"
+WHY_SECTION = ', section "{heading}"'
+WHY_SECTION_TOKENS = "your documents"
 
 # /forget document N, /forget all confirm
 FORGOT_DOCUMENT = 'Forgotten: the document "{filename}" and all I read in it.'

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -26,7 +27,7 @@ def test_long_text_is_cut_into_overlapping_chunks_at_sentence_ends() -> None:
         assert text[chunk.offset - 100 :].startswith(chunk.text)
         assert chunk.text.endswith(".") or chunk is chunks[-1]
     # Consecutive chunks overlap: the next starts before the previous one ends.
-    for before, after in zip(chunks, chunks[1:], strict=False):
+    for before, after in itertools.pairwise(chunks):
         assert after.offset < before.offset + len(before.text)
         assert after.offset > before.offset
 

@@ -11,6 +11,7 @@ from core.documents.service import DocumentAdded, DocumentRefused, Documents
 from core.models import Platform, SharedChat
 from core.services import Services
 from core.storage.documents import DocumentRepository, MediaType
+from core.storage.merge import MergeRepository
 from tests.conftest import make_settings
 from tests.core.commands import make_user
 from tests.core.documents import keep
@@ -207,3 +208,26 @@ async def test_a_document_is_recalled_where_it_may_be(services: Services) -> Non
     assert await names(SharedChat(Platform.TELEGRAM, "g1")) == {"group.txt"}
     assert await names(SharedChat(Platform.TELEGRAM, "g2")) == set()
     assert await names(SharedChat(Platform.DISCORD, "g1")) == set()
+
+
+async def test_linking_moves_the_documents_and_keeps_a_shared_one_once(
+    services: Services,
+) -> None:
+    kept_user = await make_user(services, "1")
+    merged_user = await make_user(services, "2", platform=Platform.DISCORD)
+    await keep(services, kept_user.id, GARDEN, filename="garden.txt")
+    await keep(services, merged_user.id, GARDEN, filename="garden copy.txt")
+    await keep(services, merged_user.id, TAXES, filename="taxes.txt")
+
+    await MergeRepository(services.db).merge(kept_user.id, merged_user.id)
+
+    repository = DocumentRepository(services.db, dimensions=384)
+    assert [d.filename for d in await repository.of_user(kept_user.id)] == [
+        "garden.txt",
+        "taxes.txt",
+    ]
+    chunks = await repository.chunks_of_user(kept_user.id)
+    assert [c.content for c in chunks] == [GARDEN, TAXES]
+    query = await _query(services, "when is the income tax return due?")
+    [hit] = await Documents(services).recall(kept_user.id, query, shared_chat=None)
+    assert hit.filename == "taxes.txt"

@@ -48,8 +48,7 @@ def test_text_in_another_encoding_is_recognised() -> None:
 
 def test_markdown_is_split_at_headings_outside_code() -> None:
     text = (
-        "Intro line.\n\n# Setup\nInstall it.\n```sh\n# not a heading\n```\n"
-        "## Use it ##\nRun it.\n"
+        "Intro line.\n\n# Setup\nInstall it.\n```sh\n# not a heading\n```\n## Use it ##\nRun it.\n"
     )
     parsed = parse(text.encode(), MediaType.MARKDOWN, max_pages=1)
     assert [(s.heading, s.offset) for s in parsed.sections] == [
