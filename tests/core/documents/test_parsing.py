@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from core.documents.parsing import Problem, Section, UnreadableError, media_type_of, parse
 from core.storage.documents import MediaType
@@ -113,3 +115,30 @@ def test_a_stray_nul_character_is_dropped() -> None:
     tail = b" three four five six seven" * 10
     parsed = parse(b"one\x00two" + tail, MediaType.TEXT, max_pages=1)
     assert parsed.sections[0].text == "onetwo" + tail.decode()
+
+
+_PDF = make_pdf(["Quarterly report\nRevenue grew", "Budget for 2027"])
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.binary(max_size=600), st.sampled_from(list(MediaType)))
+def test_any_bytes_are_read_or_refused_with_a_reason(data: bytes, kind: MediaType) -> None:
+    try:
+        parsed = parse(data, kind, max_pages=5)
+    except UnreadableError:
+        return
+    assert parsed.sections and all(s.text.strip() for s in parsed.sections)
+    assert all("\x00" not in s.text for s in parsed.sections)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, len(_PDF) - 1), st.integers(0, 255)), max_size=8))
+def test_a_damaged_pdf_is_read_or_refused_never_an_error(changes: list[tuple[int, int]]) -> None:
+    damaged = bytearray(_PDF)
+    for position, value in changes:
+        damaged[position] = value
+    try:
+        parsed = parse(bytes(damaged), MediaType.PDF, max_pages=5)
+    except UnreadableError:
+        return
+    assert parsed.pages is not None and 1 <= parsed.pages <= 5
