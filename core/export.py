@@ -125,7 +125,7 @@ async def collect(services: Services, user_id: int, *, now: datetime) -> dict[st
 async def _documents(services: Services, user_id: int) -> list[dict[str, Any]]:
     """The person's documents, each with its text as kept: its chunks in order (they
     overlap a little; the file itself is not kept)."""
-    repository = DocumentRepository(services.db, dimensions=services.settings.embedding_dimensions)
+    repository = DocumentRepository(services.db)
     chunks: dict[int, list[dict[str, Any]]] = {}
     for chunk in await repository.chunks_of_user(user_id):
         plain = _plain(chunk)

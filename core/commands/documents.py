@@ -18,9 +18,7 @@ logger = logging.getLogger(__name__)
 
 
 def _repository(ctx: CommandContext) -> DocumentRepository:
-    return DocumentRepository(
-        ctx.services.db, dimensions=ctx.services.settings.embedding_dimensions
-    )
+    return DocumentRepository(ctx.services.db)
 
 
 async def documents(ctx: CommandContext, args: str) -> None:

@@ -211,11 +211,7 @@ async def _forget_all(ctx: CommandContext) -> None:
             await store.forget_all(ctx.user.id, at=services.clock(), conn=tx) if held else None
         )
         documents = (
-            await DocumentRepository(
-                services.db, dimensions=services.settings.embedding_dimensions
-            ).delete_all(ctx.user.id, conn=tx)
-            if held
-            else 0
+            await DocumentRepository(services.db).delete_all(ctx.user.id, conn=tx) if held else 0
         )
     if forgotten is None:
         await ctx.channel.send(MEMORY_BUSY)

@@ -94,14 +94,8 @@ class Documents:
 
     def __init__(self, services: Services, *, chunker: Chunker | None = None) -> None:
         self._services = services
-        self._repo = DocumentRepository(
-            services.db, dimensions=services.settings.embedding_dimensions
-        )
+        self._repo = DocumentRepository(services.db)
         self._chunker = chunker
-
-    @property
-    def repository(self) -> DocumentRepository:
-        return self._repo
 
     def refuse_before_download(
         self, filename: str, media_type: str | None, size: int | None

@@ -26,7 +26,7 @@ _COLUMNS = (
 )
 
 # $1 user, $2 query embedding, $3 k, $4 the shared chat ([platform, chat id]) or NULL,
-# $5 dimensions. Exact: a person's chunks are found through `document_chunks_user_id`.
+# $5 the query's dimensions. Exact: a person's chunks are found through `document_chunks_user_id`.
 _NEAREST = """
 SELECT c.id, c.document_id, d.filename, c.page, c.heading, c.content,
        c.embedding <=> $2 AS distance
@@ -167,9 +167,8 @@ def _document(row: asyncpg.Record | Mapping[str, Any]) -> Document:
 
 
 class DocumentRepository:
-    def __init__(self, db: Database, *, dimensions: int) -> None:
+    def __init__(self, db: Database) -> None:
         self._db = db
-        self._dimensions = dimensions
 
     async def add(
         self, user_id: int, new: NewDocument, *, max_documents: int, conn: Connection | None = None
@@ -275,10 +274,8 @@ class DocumentRepository:
     ) -> list[ChunkHit]:
         """The `k` chunks of the person's documents nearest to `embedding`, most similar
         first: of every document for a reply in the private chat (`shared_chat` None),
-        of the documents sent in `shared_chat` for a reply there. Only chunks embedded
-        with the configured dimension (a re-embedding in progress leaves out the rest)."""
-        if len(embedding) != self._dimensions:
-            raise ValueError(f"query has {len(embedding)} dimensions, expected {self._dimensions}")
+        of the documents sent in `shared_chat` for a reply there. Only chunks of the
+        query's dimension (a re-embedding in progress leaves out the rest)."""
         chat = None if shared_chat is None else shared_chat.as_argument()
         async with self._db.connection(conn) as c:
             rows = await c.fetch(
@@ -287,7 +284,7 @@ class DocumentRepository:
                 np.asarray(embedding, dtype=np.float16),
                 k,
                 chat,
-                self._dimensions,
+                len(embedding),
             )
         return [
             ChunkHit(

@@ -129,7 +129,7 @@ class MergeRepository:
             facts = await c.execute(
                 "UPDATE facts SET user_id = $1 WHERE user_id = $2", keep_id, merge_id
             )
-            await DocumentRepository(self._db, dimensions=0).move(keep_id, merge_id, conn=c)
+            await DocumentRepository(self._db).move(keep_id, merge_id, conn=c)
             await c.execute(
                 "UPDATE admin_audit SET actor_id = $1 WHERE actor_id = $2", keep_id, merge_id
             )

@@ -17,7 +17,7 @@ TAXES = "The tax return is due on the 31st of July."
 
 
 def _repository(services: Services) -> DocumentRepository:
-    return DocumentRepository(services.db, dimensions=384)
+    return DocumentRepository(services.db)
 
 
 async def test_documents_lists_them_numbered_oldest_first(services: Services) -> None:

@@ -64,7 +64,7 @@ async def test_a_pdf_is_kept_in_chunks_with_its_pages(services: Services) -> Non
     )
     assert document.size_bytes == len(data) and document.chunk_count == 2
     assert added.answer == texts.KEPT.format(filename="plans.pdf", parts="3 pages, 2 passages")
-    chunks = await DocumentRepository(services.db, dimensions=384).chunks_of_user(user.id)
+    chunks = await DocumentRepository(services.db).chunks_of_user(user.id)
     assert [(c.position, c.page) for c in chunks] == [(0, 1), (1, 3)]
     assert "tomatoes" in chunks[0].content and "income tax" in chunks[1].content
 
@@ -73,7 +73,7 @@ async def test_markdown_chunks_keep_their_heading(services: Services) -> None:
     user = await make_user(services, "1")
     text = f"# Garden\n{GARDEN}\n\n# Taxes\n{TAXES}\n"
     await _add(services, user.id, text.encode(), "life.md")
-    chunks = await DocumentRepository(services.db, dimensions=384).chunks_of_user(user.id)
+    chunks = await DocumentRepository(services.db).chunks_of_user(user.id)
     assert [(c.heading, text[c.char_offset :].startswith(c.content)) for c in chunks] == [
         ("Garden", True),
         ("Taxes", True),
@@ -87,7 +87,7 @@ async def test_the_same_file_twice_is_kept_once(services: Services) -> None:
     assert isinstance(first, DocumentAdded) and isinstance(again, DocumentAdded)
     assert not again.new and again.document.id == first.document.id
     assert "already" in again.answer and "garden.txt" in again.answer
-    assert len(await DocumentRepository(services.db, dimensions=384).of_user(user.id)) == 1
+    assert len(await DocumentRepository(services.db).of_user(user.id)) == 1
 
 
 async def test_each_limit_is_refused_with_its_answer_and_nothing_kept(
@@ -116,7 +116,7 @@ async def test_each_limit_is_refused_with_its_answer_and_nothing_kept(
     full = await _add(limited, user.id, b"one more")
     assert isinstance(full, DocumentRefused) and full.reason == "too_many"
     assert full.answer == texts.TOO_MANY.format(count=2)
-    kept = await DocumentRepository(services.db, dimensions=384).of_user(user.id)
+    kept = await DocumentRepository(services.db).of_user(user.id)
     assert [d.size_bytes for d in kept] == [6, 6]
 
 
@@ -133,7 +133,7 @@ async def test_unreadable_files_are_refused_with_their_reason(services: Services
         refused = await _add(services, user.id, data, filename, media_type)
         assert isinstance(refused, DocumentRefused), filename
         assert (refused.reason, refused.answer) == (reason, template.format(filename=filename))
-    assert await DocumentRepository(services.db, dimensions=384).of_user(user.id) == []
+    assert await DocumentRepository(services.db).of_user(user.id) == []
 
 
 async def test_memory_off_keeps_nothing(services: Services) -> None:
@@ -221,7 +221,7 @@ async def test_linking_moves_the_documents_and_keeps_a_shared_one_once(
 
     await MergeRepository(services.db).merge(kept_user.id, merged_user.id)
 
-    repository = DocumentRepository(services.db, dimensions=384)
+    repository = DocumentRepository(services.db)
     assert [d.filename for d in await repository.of_user(kept_user.id)] == [
         "garden.txt",
         "taxes.txt",

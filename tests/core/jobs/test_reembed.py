@@ -67,7 +67,7 @@ async def _seed(services: Services) -> int:
         "re",
         [NewChunk(n, None, None, 0, f"chunk {n}", vector) for n in range(2)],
     )
-    repository = DocumentRepository(services.db, dimensions=384)
+    repository = DocumentRepository(services.db)
     await repository.add(user_id, document, max_documents=5)
     return user_id
 
