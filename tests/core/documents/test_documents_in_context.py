@@ -161,3 +161,21 @@ async def test_documents_stay_within_their_share_of_the_budget(
     snapshot = ContextSnapshot.from_json(reply.context_snapshot)
     assert 0 < len(snapshot.documents) < 4
     assert 0 < snapshot.tokens["documents"] <= 150  # 15% of 1000
+
+
+async def test_the_prompt_count_with_documents_is_right(
+    services: Services, fake_llm: FakeOpenAI
+) -> None:
+    """The assembler adds up the tokens it counted per line; with document lines too,
+    the sum stays within a few tokens of an exact count of what the model received."""
+    ann = Person(_engine(services), services)
+    await ann.says("hello")
+    user = await ann.user()
+    await keep(services, user.id, GARDEN, filename="garden (2027) – plan.md")
+    await keep(services, user.id, "3 tomatoes: 12 plants by the south wall. " + GARDEN)
+    await _asks(ann, fake_llm)
+    [reply] = await services.messages.history(user.id, limit=1)
+    assert reply.context_snapshot is not None
+    assert len(reply.context_snapshot["documents"]) == 2
+    exact = services.tokens.count_messages(fake_llm.chat_requests[-1]["messages"])
+    assert -2 <= reply.context_snapshot["tokens"]["prompt"] - exact <= exact // 50
