@@ -171,7 +171,7 @@ async def test_the_prompt_count_with_documents_is_right(
     ann = Person(_engine(services), services)
     await ann.says("hello")
     user = await ann.user()
-    await keep(services, user.id, GARDEN, filename="garden (2027) – plan.md")
+    await keep(services, user.id, GARDEN, filename="garden (2027) \u2013 plan.md")
     await keep(services, user.id, "3 tomatoes: 12 plants by the south wall. " + GARDEN)
     await _asks(ann, fake_llm)
     [reply] = await services.messages.history(user.id, limit=1)
