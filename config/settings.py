@@ -144,6 +144,13 @@ class LimitSettings(_Group):
     # Token bucket per user: `rate_burst` messages at once, refilled at `rate_per_minute`.
     rate_per_minute: PositiveFloat = 20.0
     rate_burst: PositiveInt = 8
+    # Documents a person sends to be remembered (docs/documents.md); each limit is
+    # refused with a clear answer. Telegram lets bots download files of up to 20 MB.
+    document_max_bytes: PositiveInt = 10 * 1024 * 1024
+    documents_per_person: PositiveInt = 50
+    document_max_pages: PositiveInt = 300
+    # Chunks of about 200 embedder tokens (150 words) each: 500 is about 75,000 words.
+    document_max_chunks: PositiveInt = 500
 
 
 class ContextSettings(_Group):

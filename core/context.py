@@ -8,7 +8,9 @@ Sections, in priority order (higher ones are never squeezed out by lower ones):
 3. facts still true about the user, most important first (capped at FACTS_SHARE);
 4. recalled items: hybrid vector + full-text recall over older messages and facts that
    are not already in the prompt (capped at RECALL_SHARE);
-5. the recent window, newest first, with whatever budget is left.
+5. passages of the person's documents about the message, each naming its document
+   (capped at DOCUMENTS_SHARE; core/documents/);
+6. the recent window, newest first, with whatever budget is left.
 
 What a reply may draw on depends on where it is written (docs/security.md, "Between
 chats"). In the person's private chat: all of the above. In a shared chat (group,
@@ -16,6 +18,8 @@ server channel): the turn's state and recall are read for that chat alone (its o
 window and messages, facts that are not private), and the summary and profile are left
 out, as both are written from every chat and may repeat what was said in private. With
 memory off (`/memory off`) the prompt holds the persona and the recent window only.
+Documents follow the rule of messages: the engine recalls, for a shared chat, only the
+documents sent in that chat.
 
 The result carries a snapshot of what was used, stored with the reply (`/why`).
 """
@@ -31,13 +35,15 @@ from config.persona import Persona
 from core.models import Fact, MemoryContext, Message, MessageRole, MessageStatus
 from core.persona import Overrides, system_prompt
 from core.recall.hybrid import RecalledItem
-from core.snapshot import ContextSnapshot, RecalledRef
+from core.snapshot import ContextSnapshot, DocumentRef, RecalledRef
+from core.storage.documents import ChunkHit
 from core.storage.turns import TurnState
 from core.tokens import TOKENS_PER_MESSAGE, TOKENS_REPLY_PRIMING, TokenCounter
 
 SUMMARY_SHARE = 0.2
 FACTS_SHARE = 0.2
 RECALL_SHARE = 0.2
+DOCUMENTS_SHARE = 0.15
 # Recent messages always kept, even if the budget is exceeded, so the model sees the
 # message it answers and the turn before it.
 MIN_RECENT = 2
@@ -48,6 +54,7 @@ SECTION_SEPARATOR = "\n\n"
 FACTS_HEADER = "What you know about this person:"
 SUMMARY_HEADER = "Summary of your earlier conversation:"
 RECALL_HEADER = "Possibly relevant from earlier (may be outdated):"
+DOCUMENTS_HEADER = "From documents this person sent you (say which one when you use it):"
 FACT_PREFIX = "- "
 
 
@@ -123,11 +130,13 @@ class ContextAssembler:
         recalled: Sequence[RecalledItem],
         *,
         shared_chat: bool,
+        documents: Sequence[ChunkHit] = (),
     ) -> AssembledContext:
         """The prompt answering `current` from the turn's state and the items recall
         found for it (best first; those already in the prompt are skipped), and its
-        snapshot. The state and recall were read for the chat (`shared_chat`); what
-        else a shared chat or memory off leaves out is left out here."""
+        snapshot. The state, recall and `documents` (passages of the person's
+        documents, best first) were read for the chat (`shared_chat`); what else a
+        shared chat or memory off leaves out is left out here."""
         conversation = state.conversation
         budget = self._limits.token_budget
         overrides = Overrides.read(conversation.persona_overrides)
@@ -172,6 +181,16 @@ class ContextAssembler:
             kept_recall.append(item)
             used["recall"] += cost
 
+        kept_documents: list[ChunkHit] = []
+        documents_budget = int(budget * DOCUMENTS_SHARE)
+        used["documents"] = 0
+        for hit in documents if remembering else ():
+            cost = self._line_tokens(_document_prefix(hit), hit.content)
+            if used["documents"] + cost > documents_budget:
+                continue
+            kept_documents.append(hit)
+            used["documents"] += cost
+
         sections = [(persona, used["persona"])]
         if profile:
             sections.append((profile, used["profile"]))
@@ -183,6 +202,9 @@ class ContextAssembler:
         if kept_recall:
             lines = "".join(f"\n{_recalled_prefix(i)}{i.content}" for i in kept_recall)
             sections.append(self._section(RECALL_HEADER, lines, used["recall"]))
+        if kept_documents:
+            lines = "".join(f"\n{_document_prefix(h)}{h.content}" for h in kept_documents)
+            sections.append(self._section(DOCUMENTS_HEADER, lines, used["documents"]))
         system = SECTION_SEPARATOR.join(text for text, _ in sections)
         # The sum of what each part was counted at, not a count of the whole text: the
         # system text is new every turn, and encoding it again was a tenth of the turn's
@@ -223,6 +245,7 @@ class ContextAssembler:
             ),
             window_ids=tuple(m.id for m in window),
             shared_chat=shared_chat,
+            documents=tuple(DocumentRef(h.id, h.document_id, h.similarity) for h in kept_documents),
             tokens={**used, "prompt": prompt_tokens, "budget": budget},
         )
         failed = tuple(m.id for m in window if m.status is MessageStatus.FAILED)
@@ -244,3 +267,13 @@ def _recalled_prefix(item: RecalledItem) -> str:
         return f"- [{_line_date(item.created_at)}] (noted) "
     speaker = "You" if item.role == MessageRole.ASSISTANT.value else "They"
     return f"- [{_line_date(item.created_at)}] {speaker}: "
+
+
+def _document_prefix(hit: ChunkHit) -> str:
+    """`- from "report.pdf", page 3: ` (or the Markdown heading it is under)."""
+    where = f'"{hit.filename}"'
+    if hit.page is not None:
+        where += f", page {hit.page}"
+    elif hit.heading:
+        where += f', section "{hit.heading}"'
+    return f"- from {where}: "

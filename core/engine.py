@@ -28,6 +28,7 @@ from core import metrics
 from core.commands.base import CommandContext, ParsedCommand, parse_command
 from core.commands.registry import dispatch
 from core.context import AssembledContext, ContextAssembler, ContextLimits
+from core.documents.service import Documents
 from core.embedding.base import embed_or_none
 from core.errors import StorageBusy, StorageUnavailable
 from core.i18n import Texts, texts_for
@@ -106,6 +107,7 @@ class Engine:
         self._order = TurnOrder(self._turns)
         self._replies = ReplyWriter(services, self._turns, ModelSlots(settings.llm_max_concurrency))
         self._recall = HybridRecall(RecallCandidates(db, services.recall, TextSearchRepository(db)))
+        self._documents = Documents(services)
         self._assembler = ContextAssembler(
             tokens=services.tokens,
             persona=persona,
@@ -513,9 +515,14 @@ class Engine:
             exclude_message_ids=[m.id for m in opened.state.recent],
             shared_chat=_shared_chat(turn.message),
         )
+        documents = []
+        if remembering and embedding is not None:
+            documents = await self._documents.recall(
+                turn.user.id, embedding, shared_chat=_shared_chat(turn.message)
+            )
         metrics.observe_recall(time.perf_counter() - started)
         return self._assembler.build(
-            turn.message, opened.state, recalled, shared_chat=turn.shared_chat
+            turn.message, opened.state, recalled, shared_chat=turn.shared_chat, documents=documents
         )
 
     # helpers ----------------------------------------------------------------------------

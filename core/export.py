@@ -28,6 +28,7 @@ from core.errors import OnethreadError
 from core.services import Services
 from core.storage.audit import AuditRepository
 from core.storage.broadcasts import BroadcastRepository
+from core.storage.documents import DocumentRepository
 from core.storage.handled_commands import HandledCommandRepository
 from core.storage.memory_store import MemoryStore
 
@@ -92,6 +93,7 @@ async def collect(services: Services, user_id: int, *, now: datetime) -> dict[st
     messages.reverse()
     broadcasts = await BroadcastRepository(services.db).sent_by(user_id)
     audit = await AuditRepository(services.db).about(user_id)
+    documents = await _documents(services, user_id)
     return {
         "export_version": EXPORT_VERSION,
         "exported_at": now.isoformat(),
@@ -115,8 +117,23 @@ async def collect(services: Services, user_id: int, *, now: datetime) -> dict[st
             }
             for e in audit
         ],
+        "documents": documents,
         "messages": _plain(messages),
     }
+
+
+async def _documents(services: Services, user_id: int) -> list[dict[str, Any]]:
+    """The person's documents, each with its text as kept: its chunks in order (they
+    overlap a little; the file itself is not kept)."""
+    repository = DocumentRepository(services.db)
+    chunks: dict[int, list[dict[str, Any]]] = {}
+    for chunk in await repository.chunks_of_user(user_id):
+        plain = _plain(chunk)
+        del plain["document_id"]
+        chunks.setdefault(chunk.document_id, []).append(plain)
+    return [
+        {**_plain(d), "chunks": chunks.get(d.id, [])} for d in await repository.of_user(user_id)
+    ]
 
 
 def _encode(value: Any) -> bytes:

@@ -38,6 +38,15 @@ class AttachmentUse:
 
 
 @dataclass(frozen=True, slots=True)
+class DocumentRef:
+    """One passage (chunk) of the person's documents that made it into the prompt."""
+
+    chunk_id: int
+    document_id: int
+    similarity: float
+
+
+@dataclass(frozen=True, slots=True)
 class ContextSnapshot:
     summary_version: int
     fact_ids: tuple[int, ...]
@@ -53,6 +62,7 @@ class ContextSnapshot:
     """How long each stage of the turn took (embed, store, assemble, llm, record...)."""
     attachments: tuple[AttachmentUse, ...] = ()
     """The attachments of the answered message that the prompt holds, and how."""
+    documents: tuple[DocumentRef, ...] = ()
 
     def answered(
         self, *, model: str, tokens_in: int, tokens_out: int, timings_ms: Mapping[str, int]
@@ -91,6 +101,14 @@ class ContextSnapshot:
                 {"message_id": a.message_id, "kind": a.kind, "used_as": a.used_as}
                 for a in self.attachments
             ],
+            "documents": [
+                {
+                    "chunk_id": d.chunk_id,
+                    "document_id": d.document_id,
+                    "similarity": round(d.similarity, 4),
+                }
+                for d in self.documents
+            ],
         }
 
     @classmethod
@@ -124,5 +142,14 @@ class ContextSnapshot:
                 )
                 for a in data.get("attachments", ())
                 if isinstance(a, Mapping)
+            ),
+            documents=tuple(
+                DocumentRef(
+                    chunk_id=int(d.get("chunk_id", 0)),
+                    document_id=int(d.get("document_id", 0)),
+                    similarity=float(d.get("similarity", 0.0)),
+                )
+                for d in data.get("documents", ())
+                if isinstance(d, Mapping)
             ),
         )

@@ -21,6 +21,7 @@ from core.commands.base import (
     private_only,
 )
 from core.commands.broadcast import BROADCAST_COMMANDS
+from core.commands.documents import DOCUMENT_COMMANDS
 from core.commands.history import HISTORY_COMMANDS
 from core.commands.language import LANGUAGE_COMMANDS
 from core.commands.linking import LINK_COMMANDS
@@ -57,6 +58,7 @@ def build_commands() -> dict[str, Command]:
         help_,
         *USER_COMMANDS[1:],
         *HISTORY_COMMANDS,
+        *DOCUMENT_COMMANDS,
         *WHY_COMMANDS,
         *STATS_COMMANDS,
         *PERSONA_COMMANDS,

@@ -11,10 +11,13 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 from core.commands.base import Command, CommandContext, UsageError, no_arguments, private_only
+from core.commands.documents import forget_document
+from core.documents.texts import FORGOT_ALL_DOCUMENTS
 from core.i18n import N_, Texts
 from core.models import MemoryContext, MessageStatus
 from core.persona import Overrides, greeting
 from core.storage.chat_messages import ChatMessageRepository
+from core.storage.documents import DocumentRepository
 from core.storage.memory_store import MemoryStore
 
 logger = logging.getLogger(__name__)
@@ -62,7 +65,8 @@ FORGET_ALL_WARNING = N_(
     "This makes me forget everything I learned about you ({facts}, the summary of our "
     "conversation, what I noted about how you like to talk and how you asked me to talk "
     "to you) and deletes our "
-    "conversation up to now, so that nothing said before it is remembered or recalled. "
+    "conversation up to now and the documents you sent me, so that nothing said before "
+    "it is remembered or recalled. "
     "It cannot be undone: send /export first if you want a copy.\n"
     "To go ahead, send /forget all confirm"
 )
@@ -165,15 +169,17 @@ async def forget(ctx: CommandContext, args: str) -> None:
     """Numbers are positions in `/memory`'s list, which both read from `facts.valid`.
 
     `/forget all` only warns: forgetting everything deletes the conversation too, so it
-    takes `/forget all confirm`."""
+    takes `/forget all confirm`. `/forget document N` forgets a document (numbered as
+    `/documents` lists them)."""
     words = args.lower().split()
-    if words not in (["all"], ["all", "confirm"]) and not (
-        len(words) == 1 and args.isascii() and args.isdigit() and len(args) <= 6
-    ):
+    document = len(words) == 2 and words[0] == "document" and _number(words[1])
+    if words not in (["all"], ["all", "confirm"]) and not (document or _number(args)):
         raise UsageError("give a number from /memory, or all")
     if await private_only(ctx):
         return
-    if words == ["all"]:
+    if document:
+        await forget_document(ctx, int(words[1]))
+    elif words == ["all"]:
         valid, invalid = await ctx.services.facts.counts(ctx.user.id)
         facts = _facts(ctx.texts, valid + invalid)
         await ctx.channel.send(ctx.texts.gettext(FORGET_ALL_WARNING, facts=facts))
@@ -222,6 +228,9 @@ async def _forget_all(ctx: CommandContext) -> None:
         forgotten = (
             await store.forget_all(ctx.user.id, at=services.clock(), conn=tx) if held else None
         )
+        documents = (
+            await DocumentRepository(services.db).delete_all(ctx.user.id, conn=tx) if held else 0
+        )
     t = ctx.texts
     if forgotten is None:
         await ctx.channel.send(t.gettext(MEMORY_BUSY))
@@ -233,7 +242,15 @@ async def _forget_all(ctx: CommandContext) -> None:
         forgotten.messages,
     )
     facts, messages = _facts(t, forgotten.facts), _messages(t, forgotten.messages)
-    await ctx.channel.send(t.gettext(FORGOT_ALL, facts=facts, messages=messages))
+    answer = t.gettext(FORGOT_ALL, facts=facts, messages=messages)
+    if documents:
+        count = t.ngettext("{n} document", "{n} documents", documents)
+        answer += " " + t.gettext(FORGOT_ALL_DOCUMENTS, count=count)
+    await ctx.channel.send(answer)
+
+
+def _number(text: str) -> bool:
+    return text.isascii() and text.isdigit() and len(text) <= 6
 
 
 def _facts(t: Texts, count: int) -> str:

@@ -18,6 +18,8 @@ import re
 
 from core.commands import admin
 from core.commands.base import Command, CommandContext, UsageError, one_line, private_only
+from core.commands.documents import why_lines
+from core.documents.texts import WHY_SECTION_TOKENS
 from core.i18n import N_, Texts
 from core.models import Fact, Message, MessageRole
 from core.snapshot import ContextSnapshot
@@ -43,6 +45,7 @@ SECTIONS = {
     "facts": N_("what I know about you"),
     "summary": N_("the summary"),
     "recall": N_("what I recalled"),
+    "documents": WHY_SECTION_TOKENS,
     "recent": N_("our recent messages"),
 }
 QUOTE_CHARS = 60
@@ -99,6 +102,7 @@ async def _explain(ctx: CommandContext, reply: Message) -> str:
         *([summary] if snapshot.tokens.get("summary") else []),
         *([profile] if snapshot.tokens.get("profile") else []),
         *await _recalled(ctx, snapshot),
+        *await _documents(ctx, snapshot),
     ]
     lines += used or [t.gettext(NOTHING_KEPT)]
     if window := len(snapshot.window_ids):
@@ -155,6 +159,11 @@ async def _recalled(ctx: CommandContext, snapshot: ContextSnapshot) -> list[str]
         who = t.gettext("You") if m.role is MessageRole.USER else t.gettext("Me")
         lines.append(f"- {m.created_at:%Y-%m-%d} {who}: {one_line(m.content, LINE_CHARS)}")
     return lines + _gone(ctx, len(snapshot.recalled) - len(facts) - len(messages))
+
+
+async def _documents(ctx: CommandContext, snapshot: ContextSnapshot) -> list[str]:
+    lines, gone = await why_lines(ctx, snapshot)
+    return lines + _gone(ctx, gone)
 
 
 def _gone(ctx: CommandContext, count: int) -> list[str]:

@@ -1,10 +1,11 @@
 """Re-embedding every stored fact and message with the configured embedder.
 
 Needed after a change of embedding model or dimension (docs/jobs.md has the whole
-procedure, including the HNSW indexes of a new dimension). Visits `facts`, `messages`
-and `messages_archive` in that order, each by id in batches; every batch is written in
-one transaction together with the table's cursor (`reembed_progress`), so an
-interrupted run resumes after the last batch written. The cursor belongs to one model
+procedure, including the HNSW indexes of a new dimension). Visits `facts`, `messages`,
+`document_chunks` and `messages_archive` in that order, each by id in batches; every
+batch is written in one transaction together with the table's cursor
+(`reembed_progress`), so an interrupted run resumes after the last batch written. The
+cursor belongs to one model
 and dimension: a run with another embedder starts that table over, a run with the same
 embedder after a completed pass has nothing to do (rows written since then were
 embedded by the service with the configured embedder); `restart=True` forces a new pass.

@@ -134,6 +134,7 @@ class EmbeddedTable(StrEnum):
 
     FACTS = "facts"
     MESSAGES = "messages"
+    DOCUMENT_CHUNKS = "document_chunks"
     ARCHIVE = "archive"
 
     @property

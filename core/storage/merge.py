@@ -1,9 +1,10 @@
 """Merging two users into one when a person links a second identity (`/link`).
 
 The rules (also in docs/commands.md):
-- the kept user keeps its id; identities, messages, archived messages and facts of the
-  merged user move to it, then the merged user is deleted (its codes, rate limit and
-  memory position go with it; audit rows that named it are re-pointed to the kept user);
+- the kept user keeps its id; identities, messages, archived messages, facts and
+  documents of the merged user move to it (a document both have is kept once), then
+  the merged user is deleted (its codes, rate limit and memory position go with it;
+  audit rows that named it are re-pointed to the kept user);
 - counters (messages, tokens) add up; last activity and last seen take the later value;
 - summaries are concatenated with a separator when both are non-empty (kept one first);
   `summary_version` becomes the higher of the two, plus one when the merged user's
@@ -32,6 +33,7 @@ import logging
 from dataclasses import dataclass
 
 from core.storage.database import Connection, Database
+from core.storage.documents import DocumentRepository
 from core.storage.rate_limits import DROP_BUCKET
 
 logger = logging.getLogger(__name__)
@@ -127,6 +129,7 @@ class MergeRepository:
             facts = await c.execute(
                 "UPDATE facts SET user_id = $1 WHERE user_id = $2", keep_id, merge_id
             )
+            await DocumentRepository(self._db).move(keep_id, merge_id, conn=c)
             await c.execute(
                 "UPDATE admin_audit SET actor_id = $1 WHERE actor_id = $2", keep_id, merge_id
             )

@@ -122,7 +122,7 @@ async def test_reembed_shows_progress_and_records_the_run(
         )
     assert await reembed_command(settings, _parse("reembed", "--batch-size", "2")) == 0
     captured = capsys.readouterr()
-    assert "facts 0, messages 3, archive 0" in captured.out
+    assert "facts 0, messages 3, document chunks 0, archive 0" in captured.out
     assert "messages" in captured.err and "3/3" in captured.err  # the bar
     dims = await conn.fetch("SELECT vector_dims(embedding) AS d FROM messages")
     assert [r["d"] for r in dims] == [384, 384, 384]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.snapshot import AttachmentUse, ContextSnapshot, RecalledRef
+from core.snapshot import AttachmentUse, ContextSnapshot, DocumentRef, RecalledRef
 
 
 def test_a_snapshot_survives_its_json_and_gains_the_answer() -> None:
@@ -37,3 +37,18 @@ def test_an_older_or_partial_snapshot_reads_as_empty_where_it_says_nothing() -> 
     assert read.fact_ids == (1,)
     assert (read.recalled, read.window_ids, read.model, dict(read.timings_ms)) == ((), (), None, {})
     assert read.attachments == ()
+
+
+def test_the_document_passages_used_survive_the_json() -> None:
+    built = ContextSnapshot(
+        summary_version=0,
+        fact_ids=(),
+        recalled=(),
+        window_ids=(),
+        shared_chat=False,
+        tokens={"documents": 40},
+        documents=(DocumentRef(chunk_id=31, document_id=3, similarity=0.612345),),
+    )
+    read = ContextSnapshot.from_json(built.to_json())
+    assert read.documents == (DocumentRef(31, 3, 0.6123),)
+    assert ContextSnapshot.from_json({}).documents == ()

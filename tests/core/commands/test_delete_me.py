@@ -11,6 +11,7 @@ from core.storage.handled_commands import HandledCommandRepository
 from core.storage.turns import NewMessage, ReadLimits, TurnStore
 from fakes.archiving import move_to_archive
 from tests.core.commands import FakeClock, add_exchange, make_user, run, with_clock
+from tests.core.documents import keep
 
 USER_COLUMNS = ("user_id", "target_user_id", "actor_id")
 
@@ -49,6 +50,7 @@ async def test_delete_me_erases_every_trace_after_confirmation(services: Service
     assert reply is not None
     await move_to_archive(services.db, [message.id])
     await services.facts.add(user.id, NewFact("likes tea"))
+    await keep(services, user.id, "My recipe for tea: boil water, wait, pour.")
     async with services.db.connection() as conn:  # a rate-limit bucket
         await conn.execute("INSERT INTO rate_limits (user_id, tat) VALUES ($1, now())", user.id)
     # An export running (on another replica).

@@ -1,13 +1,13 @@
 """After `/delete_me`, nothing in the database names the person.
 
-A person with two linked identities, messages in private and in a group (some
-archived), facts, a failed memory-job run about them, admin actions about them (a
-lookup before they arrived, `/user`, `/why`, `/ban`, `/unban`), an admin command they
-were refused, a rate-limited stretch, an export and recall indexes of their own, erases
-themselves. Then every text, jsonb and integer column of every table is searched for
-their user id, platform ids, usernames (old and new) and display names, and the
-catalog for indexes named or defined by their id. The scan reads the schema, so a
-table or column added later is searched too.
+A person with two linked identities, messages in private and in a group (some archived),
+facts, documents (sent in private and in a group), a failed memory-job run about them,
+admin actions about them (a lookup before they arrived, `/user`, `/why`, `/ban`,
+`/unban`), an admin command they were refused, a rate-limited stretch, an export and
+recall indexes of their own, erases themselves. Then every text, jsonb and integer
+column of every table is searched for their user id, platform ids, usernames (old and
+new) and display names, and the catalog for indexes named or defined by their id. The
+scan reads the schema, so a table or column added later is searched too.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from fakes.channel import RecordingChannel
 from fakes.openai_server import FakeOpenAI
 from tests.conftest import make_settings
 from tests.core.commands import FakeClock
+from tests.core.documents import keep
 from tests.core.engine_helpers import PERSONA
 
 # Distinct from every other number and word in the database, so that a match is hers.
@@ -164,6 +165,13 @@ async def test_delete_me_leaves_no_trace_of_the_person_anywhere(
     await services.facts.add(HER_ID, NewFact("Annabel Quux likes tea"))
     old = await services.facts.add(HER_ID, NewFact("zq_ann_old lived in Rome"))
     await services.facts.invalidate(HER_ID, old.id)
+    await keep(
+        services,
+        HER_ID,
+        "The diary of Annabel Quux. zq_ann_old went to Rome in spring.",
+        filename="zq_ann_old diary.txt",
+    )
+    await keep(services, HER_ID, "Notes by Annabel Quux for the group.", group="-100200")
     history = await services.messages.history(HER_ID)
     await move_to_archive(services.db, [m.id for m in history[-2:]])
 
@@ -201,6 +209,11 @@ async def test_delete_me_leaves_no_trace_of_the_person_anywhere(
         "messages.user_id",
         "messages_archive.user_id",
         "facts.content",
+        "documents.filename",
+        "documents.chat_id",
+        "documents.user_id",
+        "document_chunks.content",
+        "document_chunks.user_id",
         "admin_audit.actor_id",
         "admin_audit.target_user_id",
         "rate_limits.user_id",

@@ -1,4 +1,4 @@
-"""Re-embedding every fact and message (live and archived), resumably."""
+"""Re-embedding every fact, message (live and archived) and document chunk, resumably."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ from config.settings import ArchiveSettings
 from core.embedding.base import EmbeddingError, Vector, l2_normalise
 from core.jobs.archive import ArchiveJob
 from core.jobs.reembed import Reembedder, ReembedProgress
-from core.models import NewFact
+from core.models import NewFact, Platform
 from core.services import Services
 from core.storage.archive_store import EmbeddedTable
+from core.storage.documents import DocumentRepository, MediaType, NewChunk, NewDocument
 from tests.core.jobs.memory.helpers import conversation, set_read_position
 
 
@@ -45,7 +46,8 @@ class HashEmbedder:
 
 
 async def _seed(services: Services) -> int:
-    """A user with 6 live messages, 4 archived ones and 2 facts; all rows: 12."""
+    """A user with 6 live messages, 4 archived ones, 2 facts and a document of 2 chunks;
+    all rows: 14."""
     user_id, ids = await conversation(services, "re", [f"message {i}" for i in range(5)])
     await set_read_position(services, user_id, ids[-1])
     now = datetime.now(UTC) + timedelta(days=40)
@@ -53,6 +55,20 @@ async def _seed(services: Services) -> int:
     await ArchiveJob(services.db, settings, clock=lambda: now).run()
     for text in ("Likes tea", "Has a cat"):
         await services.facts.add(user_id, NewFact(text))
+    vector = np.ones(384, dtype=np.float32) / np.sqrt(384)
+    document = NewDocument(
+        "notes.txt",
+        MediaType.TEXT,
+        20,
+        None,
+        b"sha",
+        Platform.TELEGRAM,
+        None,
+        "re",
+        [NewChunk(n, None, None, 0, f"chunk {n}", vector) for n in range(2)],
+    )
+    repository = DocumentRepository(services.db)
+    await repository.add(user_id, document, max_documents=5)
     return user_id
 
 
@@ -102,12 +118,13 @@ async def test_every_row_gets_the_new_model_and_progress_is_reported(services: S
     assert await reembedder.remaining() == {
         EmbeddedTable.FACTS: 2,
         EmbeddedTable.MESSAGES: 6,
+        EmbeddedTable.DOCUMENT_CHUNKS: 2,
         EmbeddedTable.ARCHIVE: 4,
     }
 
     outcome = await reembedder.run()
 
-    assert outcome.counts == {"facts": 2, "messages": 6, "archive": 4}
+    assert outcome.counts == {"facts": 2, "messages": 6, "document_chunks": 2, "archive": 4}
     contents = await _contents(services, user_id)
     for key, vector in (await _embeddings(services, user_id)).items():
         assert vector is not None
@@ -116,14 +133,25 @@ async def test_every_row_gets_the_new_model_and_progress_is_reported(services: S
     assert {s: (p.done, p.total) for s, p in finals.items()} == {
         EmbeddedTable.FACTS: (2, 2),
         EmbeddedTable.MESSAGES: (6, 6),
+        EmbeddedTable.DOCUMENT_CHUNKS: (2, 2),
         EmbeddedTable.ARCHIVE: (4, 4),
     }
     assert await reembedder.remaining() == dict.fromkeys(EmbeddedTable, 0)
 
     # Done for this model: a second run has nothing to do; --restart does it all again.
-    assert (await reembedder.run()).counts == {"facts": 0, "messages": 0, "archive": 0}
+    assert (await reembedder.run()).counts == {
+        "facts": 0,
+        "messages": 0,
+        "document_chunks": 0,
+        "archive": 0,
+    }
     again = Reembedder(services, embedder=embedder, restart=True)
-    assert (await again.run()).counts == {"facts": 2, "messages": 6, "archive": 4}
+    assert (await again.run()).counts == {
+        "facts": 2,
+        "messages": 6,
+        "document_chunks": 2,
+        "archive": 4,
+    }
 
 
 async def test_an_interrupted_run_resumes_after_the_last_batch(services: Services) -> None:
@@ -136,10 +164,10 @@ async def test_an_interrupted_run_resumes_after_the_last_batch(services: Service
 
     resumed = HashEmbedder("other-model", 16)
     outcome = await Reembedder(services, embedder=resumed, batch_size=4).run()
-    assert outcome.counts == {"facts": 0, "messages": 2, "archive": 4}
-    assert sum(len(call) for call in resumed.calls) == 6
+    assert outcome.counts == {"facts": 0, "messages": 2, "document_chunks": 2, "archive": 4}
+    assert sum(len(call) for call in resumed.calls) == 8
 
     # Another model starts over.
     third = HashEmbedder("third-model", 8)
     assert (await Reembedder(services, embedder=third).run()).counts["messages"] == 6
-    assert await _dims(services, user_id) == [8] * 12
+    assert await _dims(services, user_id) == [8] * 14
