@@ -15,7 +15,7 @@ invent confidence?), how facts and messages share the top 10, and the latency of
 `HybridRecall.search` (noisy on a shared machine; the quality numbers are not).
 
     .venv/bin/python -m benchmarks.recall_quality            # 3-6 min on 2 cores
-    .venv/bin/python -m benchmarks.recall_quality --formats plain named speaker
+    .venv/bin/python -m benchmarks.recall_quality --formats speaker plain named
 
 Writes benchmarks/results/recall_quality.json.
 """
@@ -295,8 +295,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     for conv in convs:
         lists: list[Lists] = []
         for q, vector in zip(conv.questions, conv.query_vectors, strict=True):
+            # As `HybridRecall.search` asks: with the token of each day the question names.
+            text = when.with_days(q.text, when.periods(q.text, conv.now))
             lists.append(await candidates.fetch(
-                conv.user_id, q.text, vector, pool_size, exclude_message_ids=conv.excluded
+                conv.user_id, text, vector, pool_size, exclude_message_ids=conv.excluded
             ))  # fmt: skip
             # The real code path end to end, with the defaults: must agree with `fuse`.
             t0 = time.perf_counter()
@@ -352,7 +354,7 @@ def main() -> None:
     parser.add_argument("--dsn", help="an existing database (default: an embedded server)")
     parser.add_argument("--synthetic-seeds", type=int, nargs="+", default=[1, 2, 3, 4])
     parser.add_argument("--dialogue-seeds", type=int, nargs="+", default=list(range(1, 9)))
-    parser.add_argument("--formats", nargs="+", default=["plain"], choices=list(FORMATS))
+    parser.add_argument("--formats", nargs="+", default=["speaker"], choices=list(FORMATS))
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
     args.argv = sys.argv[1:]

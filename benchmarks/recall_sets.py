@@ -9,10 +9,11 @@
 Each conversation is one user: messages (older half moved to `messages_archive`, the
 newest `RECENT_WINDOW` excluded as the prompt's recent window) and facts, embedded with
 the real `LocalEmbedder`. `fmt` decides what is stored for a message, to measure what
-should be (docs/recall.md): `plain` (what the engine stores today) embeds and stores
-the text; `named` embeds `[YYYY-MM-DD] Name: text` and stores the text; `speaker`
-embeds the text and stores `Name: text`, so the keyword side (the `search` column,
-generated from `content`) holds the speaker's name.
+should be (docs/recall.md): `speaker` (what the engine stores) embeds the text and
+stores the speaker's name as the message's `speaker`, so the keyword side (the `search`
+column, generated from `speaker`, `content` and the day, migration 0016) holds it;
+`plain` leaves `speaker` empty; `named` embeds `[YYYY-MM-DD] Name: text` and leaves
+`speaker` empty.
 
 An item is a key `("m", id)` for a message (live or archived: same ids) or `("f", id)`
 for a fact. A question's evidence is a tuple of message keys; its `facts` answer it too:
@@ -79,11 +80,9 @@ def embedded_text(fmt: str, row: _Row) -> str:
     return row.text
 
 
-def stored_text(fmt: str, row: _Row) -> str:
-    """What gets stored (and so searched by keyword): the text, or `Name: text`."""
-    if fmt == "speaker":
-        return f"{row.speaker}: {row.text}"
-    return row.text
+def stored_speaker(fmt: str, row: _Row) -> str | None:
+    """The `speaker` stored with a message (searched by keyword with its text)."""
+    return row.speaker if fmt == "speaker" else None
 
 
 async def _store(
@@ -105,18 +104,19 @@ async def _store(
         await c.execute("INSERT INTO conversations (user_id) VALUES ($1)", user_id)
         await c.executemany(
             "INSERT INTO messages (user_id, role, content, platform, chat_id,"
-            " platform_message_id, status, embedding, created_at)"
-            " VALUES ($1, $2, $3, 'console', $4, $5, $6, $7, $8)",
+            " platform_message_id, status, embedding, created_at, speaker)"
+            " VALUES ($1, $2, $3, 'console', $4, $5, $6, $7, $8, $9)",
             [
                 (
                     user_id,
                     r.role,
-                    stored_text(fmt, r),
+                    r.text,
                     chat,
                     str(i),
                     "answered" if r.role == "user" else None,
                     by_text[embedded_text(fmt, r)],
                     r.at,
+                    stored_speaker(fmt, r),
                 )
                 for i, r in enumerate(rows)
             ],

@@ -99,7 +99,9 @@ class Engine:
         self._bucket = TokenBucket(settings.limits.rate_burst, settings.limits.rate_per_minute)
         self._handled_commands = HandledCommandRepository(db)
         self._running_commands: set[tuple[str, str, str]] = set()
-        self._turns = turns or TurnStore(db, holder=uuid.uuid4(), lease_seconds=LEASE_SECONDS)
+        self._turns = turns or TurnStore(
+            db, holder=uuid.uuid4(), lease_seconds=LEASE_SECONDS, assistant_name=persona.name
+        )
         self._order = TurnOrder(self._turns)
         self._replies = ReplyWriter(services, self._turns, ModelSlots(settings.llm_max_concurrency))
         self._recall = HybridRecall(RecallCandidates(db, services.recall, TextSearchRepository(db)))

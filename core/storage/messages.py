@@ -57,8 +57,9 @@ def message_from_row(
 _ADD_USER_MESSAGE = f"""
 WITH stored AS (
     INSERT INTO messages (user_id, role, content, platform, chat_id, platform_message_id,
-                          status, embedding, shared_chat)
-    VALUES ($1, 'user', $2, $3, $4, $5, 'pending', $6, $7)
+                          status, embedding, shared_chat, speaker)
+    VALUES ($1, 'user', $2, $3, $4, $5, 'pending', $6, $7,
+            (SELECT display_name FROM users WHERE id = $1))
     ON CONFLICT ON CONSTRAINT messages_platform_message_unique DO NOTHING
     RETURNING {MESSAGE_COLUMNS}
 ), counted AS (
