@@ -55,6 +55,7 @@ from core.replies import ReplyWriter, Turn, ms, quietly
 from core.services import Services
 from core.storage.admission import Admissions
 from core.storage.handled_commands import HandledCommandRepository
+from core.storage.messages import text_search_config
 from core.storage.rate_limits import RateLimitRepository, TokenBucket
 from core.storage.turns import NewMessage, Opened, ReadLimits, TurnStore
 from core.turn_order import Slot, TurnOrder
@@ -307,6 +308,7 @@ class Engine:
             inbound.message_id,
             embedding,
             shared_chat=shared_chat,
+            search_config=text_search_config(inbound.language or user.locale),
         )
         async with self._order.person(user.id) as slot:
             async with slot.storing() as first:

@@ -3,9 +3,12 @@
 Why not `MessageRepository.search`: that one serves a person searching their history,
 so it uses `websearch_to_tsquery` (every word must match). A question asked to the bot
 ("what was the name of my sister's dog?") almost never has all its words in one earlier
-message, so recall matches ANY of the query's terms: the query is run through the same
-`english` configuration as the stored `search` columns (stemming, stop words dropped),
-and its lexemes are OR-ed into a tsquery. A query of stop words only matches nothing.
+message, so recall matches ANY of the query's terms: the query is run through the text
+search configuration of the person's language (that of their newest message, as the
+turn stored it: `search_config`, migration 0016; stemming, stop words dropped), and its
+lexemes are OR-ed into a tsquery. A query of stop words only matches nothing. Rows
+stored while the person wrote in another language keep that language's lexemes and
+match only where they agree.
 
 Ranking (higher = better), chosen by measurement (benchmarks/recall_quality.py,
 docs/recall.md):
@@ -128,7 +131,10 @@ def _matching(p: _Placeholders, *, indexed: bool) -> str:
     m, a, f = (match.format(t=t) for t in "maf")
     return f"""
 terms AS (
-    SELECT DISTINCT lexeme FROM unnest(to_tsvector('english', {p.text}::text))
+    SELECT DISTINCT lexeme FROM unnest(to_tsvector(
+        coalesce((SELECT search_config FROM messages WHERE user_id = {p.user}
+                  ORDER BY id DESC LIMIT 1), 'english'),
+        {p.text}::text))
     LIMIT {MAX_QUERY_TERMS:d}
 ), {query}, docs AS (
     SELECT 'messages' AS source, m.id, m.content, m.created_at, m.role,

@@ -68,7 +68,8 @@ _THE_MESSAGES_SHARED_CHAT = (
 def _open_sql(window: str) -> str:
     """$1 user, $2 content, $3 platform, $4 chat, $5 platform message id, $6 embedding,
     $7 holder, $8 lease seconds, $9 whether to try the lease, $10 window, $11 facts,
-    $12 whether the chat is shared; `window` picks the messages of the window.
+    $12 whether the chat is shared, $13 the text search configuration of the person's
+    language; `window` picks the messages of the window.
 
     - `locked` takes the person's conversation row first, so message ids follow the order
       in which the person's stores commit, and it reads that row as it is now (the rest
@@ -89,9 +90,10 @@ WITH locked AS (
     FROM conversations WHERE user_id = $1 FOR UPDATE
 ), stored AS (
     INSERT INTO messages (user_id, role, content, platform, chat_id, platform_message_id,
-                          status, embedding, shared_chat, remembered, speaker)
+                          status, embedding, shared_chat, remembered, speaker,
+                          search_config)
     SELECT $1, 'user', $2, $3, $4, $5, 'pending', $6, $12, memory_off_since IS NULL,
-           (SELECT display_name FROM users WHERE id = $1)
+           (SELECT display_name FROM users WHERE id = $1), $13::regconfig
     FROM locked
     ON CONFLICT ON CONSTRAINT messages_platform_message_unique DO NOTHING
     RETURNING {_MESSAGE_FIELDS}
@@ -199,7 +201,8 @@ def _close_sql(answering: str) -> str:
     `remembered` as the turn read them (the reply's too; `remembered` as it is now, in
     case `/forget all` set the message aside while it was answered), $16 the platform's
     id of the reply's message (NULL: none, or not delivered), $17 the assistant's name
-    (the reply's `speaker`); `answering` picks
+    (the reply's `speaker`; its `search_config` is the answered message's); `answering`
+    picks
     the user messages it answers. The status update finds them by primary key; `status`
     is in no index, so the update stays HOT and never touches the vector or text
     indexes."""
@@ -208,11 +211,13 @@ WITH reply AS (
     INSERT INTO messages (user_id, role, content, platform, chat_id, reply_to_id,
                           context_snapshot, tokens_in, tokens_out, model, response_ms,
                           embedding, delivered_at, shared_chat, remembered,
-                          platform_message_id, speaker)
+                          platform_message_id, speaker, search_config)
     VALUES ($1, 'assistant', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
             CASE WHEN $12::boolean THEN now() END, $14,
             coalesce((SELECT remembered FROM messages WHERE id = $5 AND user_id = $1), $15),
-            $16, $17)
+            $16, $17,
+            coalesce((SELECT search_config FROM messages WHERE id = $5 AND user_id = $1),
+                     'english'))
     RETURNING {_MESSAGE_FIELDS}
 ), answered AS (
     UPDATE messages SET status = 'answered'
@@ -294,6 +299,9 @@ class NewMessage:
     embedding: np.ndarray[Any, Any] | None
     shared_chat: bool = False
     """Said in a group or server channel, not in the person's private chat."""
+    search_config: str = "english"
+    """The text search configuration of the person's language
+    (`core.storage.messages.text_search_config`): how `search` reads the text."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -405,6 +413,7 @@ class TurnStore:
                 max(limits.window - 1, 0),
                 limits.facts,
                 message.shared_chat,
+                message.search_config,
             )
         return _opened(user_id, row, limits, new=True)
 

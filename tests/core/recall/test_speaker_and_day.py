@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from core.models import Platform
+from core.models import NewFact, Platform
 from core.recall.candidates import RecallCandidates
 from core.recall.hybrid import HybridRecall
 from core.recall.keywords import TextSearchRepository
@@ -17,7 +17,8 @@ from core.recall.vectors import RecallRepository
 from core.snapshot import ContextSnapshot
 from core.storage import migrations
 from core.storage.database import Database
-from core.storage.messages import MessageRepository
+from core.storage.facts import FactRepository
+from core.storage.messages import MessageRepository, text_search_config
 from core.storage.turns import NewMessage, ReadLimits, Reply, TurnStore
 from core.storage.users import UserRepository
 from fakes.archiving import move_to_archive
@@ -177,3 +178,45 @@ async def test_the_migration_names_the_stored_messages_of_their_authors(empty_ds
         ]
     finally:
         await conn.close()
+
+
+async def test_recall_reads_the_persons_language(db: Database) -> None:
+    greta = await _user(db, "1", "Greta")
+    store = TurnStore(db, holder=uuid.uuid4(), lease_seconds=30, assistant_name="Mira")
+    opened = await store.open(
+        greta,
+        NewMessage(
+            "Ich habe zwei Katzen und einen alten Hund",
+            Platform.TELEGRAM,
+            "c",
+            "1",
+            None,
+            search_config=text_search_config("de-AT"),
+        ),
+        LIMITS,
+        take_lease=True,
+    )
+    assert opened.message is not None
+    reply = Reply("Wie heißen die Katzen?", SNAPSHOT, 1, 1, "m", 5, None)
+    answer = await store.close(greta, opened.message, reply, delivered=True)
+    fact = await FactRepository(db).add(greta, NewFact("Hat zwei Katzen"))
+    keyword = TextSearchRepository(db)
+
+    # German stemming on both sides: "Katze" finds "Katzen", "Hunde" finds "Hund".
+    found = {h.id for h in await keyword.search(greta, "Wie geht es der Katze?", 10)}
+    assert found == {opened.message.id, answer.id, fact.id}
+    assert [h.id for h in await keyword.search(greta, "Hunde", 10)] == [opened.message.id]
+    async with db.connection() as c:
+        configs = await c.fetch(
+            "SELECT search_config::text AS config FROM messages WHERE user_id = $1"
+            " UNION ALL SELECT search_config::text FROM facts WHERE user_id = $1",
+            greta,
+        )
+    assert [r["config"] for r in configs] == ["german"] * 3
+
+
+async def test_a_person_of_unknown_language_is_read_in_english(db: Database) -> None:
+    ann = await _user(db, "1", None)
+    said = await _say(db, ann, "My cats were sleeping all day", 1)
+    keyword = TextSearchRepository(db)
+    assert [h.id for h in await keyword.search(ann, "is my cat asleep?", 5)] == [said]
