@@ -50,6 +50,7 @@ from benchmarks.recall_sets import (
     score,
 )
 from core.embedding.local import LocalEmbedder
+from core.embedding.multilingual import MultilingualEmbedder
 from core.recall import when
 from core.recall.candidates import RecallCandidates
 from core.recall.hybrid import DEFAULT_WEIGHTS, HybridRecall, RecallWeights, fuse
@@ -275,7 +276,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     pool = await create_pool(args.dsn, min_size=1, max_size=2)
     db = Database(pool)
     convs: list[Conversation] = []
-    async with LocalEmbedder() as embedder:
+    local = MultilingualEmbedder if args.embedder == "local-multilingual" else LocalEmbedder
+    async with local() as embedder:
         for fmt in args.formats:
             for seed in args.synthetic_seeds:
                 convs.append(await load_synthetic(pool, synthetic(seed), fmt, embedder))
@@ -312,6 +314,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     print(f"candidates fetched at {time.perf_counter() - started:.0f} s", flush=True)
     result: dict[str, Any] = {
         "command": "python -m benchmarks.recall_quality " + " ".join(args.argv),
+        "embedder": args.embedder,
         "synthetic_seeds": args.synthetic_seeds,
         "dialogue_seeds": args.dialogue_seeds,
         "candidates_per_list": pool_size,
@@ -355,6 +358,10 @@ def main() -> None:
     parser.add_argument("--synthetic-seeds", type=int, nargs="+", default=[1, 2, 3, 4])
     parser.add_argument("--dialogue-seeds", type=int, nargs="+", default=list(range(1, 9)))
     parser.add_argument("--formats", nargs="+", default=["speaker"], choices=list(FORMATS))
+    parser.add_argument(
+        "--embedder", choices=["local", "local-multilingual"], default="local",
+        help="the local model (EMBEDDING_PROVIDER) that embeds messages and questions",
+    )  # fmt: skip
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
     args.argv = sys.argv[1:]

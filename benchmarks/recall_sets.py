@@ -8,12 +8,12 @@
 
 Each conversation is one user: messages (older half moved to `messages_archive`, the
 newest `RECENT_WINDOW` excluded as the prompt's recent window) and facts, embedded with
-the real `LocalEmbedder`. `fmt` decides what is stored for a message, to measure what
-should be (docs/recall.md): `speaker` (what the engine stores) embeds the text and
-stores the speaker's name as the message's `speaker`, so the keyword side (the `search`
-column, generated from `speaker`, `content` and the day, migration 0016) holds it;
-`plain` leaves `speaker` empty; `named` embeds `[YYYY-MM-DD] Name: text` and leaves
-`speaker` empty.
+a real local embedder (`LocalEmbedder` unless told). `fmt` decides what is stored for a
+message, to measure what should be (docs/recall.md): `speaker` (what the engine stores)
+embeds the text and stores the speaker's name as the message's `speaker`, so the
+keyword side (the `search` column, generated from `speaker`, `content` and the day,
+migration 0016) holds it; `plain` leaves `speaker` empty; `named` embeds
+`[YYYY-MM-DD] Name: text` and leaves `speaker` empty.
 
 An item is a key `("m", id)` for a message (live or archived: same ids) or `("f", id)`
 for a fact. A question's evidence is a tuple of message keys; its `facts` answer it too:
@@ -33,7 +33,7 @@ import numpy as np
 
 from benchmarks.recall_dataset import Dataset
 from benchmarks.recall_dialogues import Dialogues
-from core.embedding.local import LocalEmbedder
+from core.embedding.base import Embedder
 from core.recall.vectors import Source
 from core.storage.database import Connection, Database
 from fakes.archiving import move_to_archive
@@ -87,7 +87,7 @@ def stored_speaker(fmt: str, row: _Row) -> str | None:
 
 async def _store(
     pool: asyncpg.Pool[asyncpg.Record],
-    embedder: LocalEmbedder,
+    embedder: Embedder,
     chat: str,
     fmt: str,
     rows: Sequence[_Row],
@@ -147,7 +147,7 @@ async def _store(
 
 
 async def load_synthetic(
-    pool: asyncpg.Pool[asyncpg.Record], data: Dataset, fmt: str, embedder: LocalEmbedder
+    pool: asyncpg.Pool[asyncpg.Record], data: Dataset, fmt: str, embedder: Embedder
 ) -> Conversation:
     rows = [
         _Row(m.role, m.text, m.at, "User" if m.role == "user" else "Assistant")
@@ -167,7 +167,7 @@ async def load_dialogues(
     pool: asyncpg.Pool[asyncpg.Record],
     data: Dialogues,
     fmt: str,
-    embedder: LocalEmbedder,
+    embedder: Embedder,
     *,
     with_facts: bool = True,
 ) -> Conversation:
@@ -192,7 +192,7 @@ async def load_dialogues(
                      questions), embedder)  # fmt: skip
 
 
-async def _finish(conv: Conversation, embedder: LocalEmbedder) -> Conversation:
+async def _finish(conv: Conversation, embedder: Embedder) -> Conversation:
     conv.query_vectors = list(await embedder.embed([q.text for q in conv.questions]))
     return conv
 
