@@ -15,7 +15,7 @@ invent confidence?), how facts and messages share the top 10, and the latency of
 `HybridRecall.search` (noisy on a shared machine; the quality numbers are not).
 
     .venv/bin/python -m benchmarks.recall_quality            # 3-6 min on 2 cores
-    .venv/bin/python -m benchmarks.recall_quality --formats plain named speaker
+    .venv/bin/python -m benchmarks.recall_quality --formats speaker plain named
 
 Writes benchmarks/results/recall_quality.json.
 """
@@ -50,6 +50,7 @@ from benchmarks.recall_sets import (
     score,
 )
 from core.embedding.local import LocalEmbedder
+from core.embedding.multilingual import MultilingualEmbedder
 from core.recall import when
 from core.recall.candidates import RecallCandidates
 from core.recall.hybrid import DEFAULT_WEIGHTS, HybridRecall, RecallWeights, fuse
@@ -275,7 +276,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     pool = await create_pool(args.dsn, min_size=1, max_size=2)
     db = Database(pool)
     convs: list[Conversation] = []
-    async with LocalEmbedder() as embedder:
+    local = MultilingualEmbedder if args.embedder == "local-multilingual" else LocalEmbedder
+    async with local() as embedder:
         for fmt in args.formats:
             for seed in args.synthetic_seeds:
                 convs.append(await load_synthetic(pool, synthetic(seed), fmt, embedder))
@@ -295,8 +297,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     for conv in convs:
         lists: list[Lists] = []
         for q, vector in zip(conv.questions, conv.query_vectors, strict=True):
+            # As `HybridRecall.search` asks: with the token of each day the question names.
+            text = when.with_days(q.text, when.periods(q.text, conv.now))
             lists.append(await candidates.fetch(
-                conv.user_id, q.text, vector, pool_size, exclude_message_ids=conv.excluded
+                conv.user_id, text, vector, pool_size, exclude_message_ids=conv.excluded
             ))  # fmt: skip
             # The real code path end to end, with the defaults: must agree with `fuse`.
             t0 = time.perf_counter()
@@ -310,6 +314,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     print(f"candidates fetched at {time.perf_counter() - started:.0f} s", flush=True)
     result: dict[str, Any] = {
         "command": "python -m benchmarks.recall_quality " + " ".join(args.argv),
+        "embedder": args.embedder,
         "synthetic_seeds": args.synthetic_seeds,
         "dialogue_seeds": args.dialogue_seeds,
         "candidates_per_list": pool_size,
@@ -352,7 +357,11 @@ def main() -> None:
     parser.add_argument("--dsn", help="an existing database (default: an embedded server)")
     parser.add_argument("--synthetic-seeds", type=int, nargs="+", default=[1, 2, 3, 4])
     parser.add_argument("--dialogue-seeds", type=int, nargs="+", default=list(range(1, 9)))
-    parser.add_argument("--formats", nargs="+", default=["plain"], choices=list(FORMATS))
+    parser.add_argument("--formats", nargs="+", default=["speaker"], choices=list(FORMATS))
+    parser.add_argument(
+        "--embedder", choices=["local", "local-multilingual"], default="local",
+        help="the local model (EMBEDDING_PROVIDER) that embeds messages and questions",
+    )  # fmt: skip
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
     args.argv = sys.argv[1:]

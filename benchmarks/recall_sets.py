@@ -8,11 +8,12 @@
 
 Each conversation is one user: messages (older half moved to `messages_archive`, the
 newest `RECENT_WINDOW` excluded as the prompt's recent window) and facts, embedded with
-the real `LocalEmbedder`. `fmt` decides what is stored for a message, to measure what
-should be (docs/recall.md): `plain` (what the engine stores today) embeds and stores
-the text; `named` embeds `[YYYY-MM-DD] Name: text` and stores the text; `speaker`
-embeds the text and stores `Name: text`, so the keyword side (the `search` column,
-generated from `content`) holds the speaker's name.
+a real local embedder (`LocalEmbedder` unless told). `fmt` decides what is stored for a
+message, to measure what should be (docs/recall.md): `speaker` (what the engine stores)
+embeds the text and stores the speaker's name as the message's `speaker`, so the
+keyword side (the `search` column, generated from `speaker`, `content` and the day,
+migration 0016) holds it; `plain` leaves `speaker` empty; `named` embeds
+`[YYYY-MM-DD] Name: text` and leaves `speaker` empty.
 
 An item is a key `("m", id)` for a message (live or archived: same ids) or `("f", id)`
 for a fact. A question's evidence is a tuple of message keys; its `facts` answer it too:
@@ -32,7 +33,7 @@ import numpy as np
 
 from benchmarks.recall_dataset import Dataset
 from benchmarks.recall_dialogues import Dialogues
-from core.embedding.local import LocalEmbedder
+from core.embedding.base import Embedder
 from core.recall.vectors import Source
 from core.storage.database import Connection, Database
 from fakes.archiving import move_to_archive
@@ -79,16 +80,14 @@ def embedded_text(fmt: str, row: _Row) -> str:
     return row.text
 
 
-def stored_text(fmt: str, row: _Row) -> str:
-    """What gets stored (and so searched by keyword): the text, or `Name: text`."""
-    if fmt == "speaker":
-        return f"{row.speaker}: {row.text}"
-    return row.text
+def stored_speaker(fmt: str, row: _Row) -> str | None:
+    """The `speaker` stored with a message (searched by keyword with its text)."""
+    return row.speaker if fmt == "speaker" else None
 
 
 async def _store(
     pool: asyncpg.Pool[asyncpg.Record],
-    embedder: LocalEmbedder,
+    embedder: Embedder,
     chat: str,
     fmt: str,
     rows: Sequence[_Row],
@@ -105,18 +104,19 @@ async def _store(
         await c.execute("INSERT INTO conversations (user_id) VALUES ($1)", user_id)
         await c.executemany(
             "INSERT INTO messages (user_id, role, content, platform, chat_id,"
-            " platform_message_id, status, embedding, created_at)"
-            " VALUES ($1, $2, $3, 'console', $4, $5, $6, $7, $8)",
+            " platform_message_id, status, embedding, created_at, speaker)"
+            " VALUES ($1, $2, $3, 'console', $4, $5, $6, $7, $8, $9)",
             [
                 (
                     user_id,
                     r.role,
-                    stored_text(fmt, r),
+                    r.text,
                     chat,
                     str(i),
                     "answered" if r.role == "user" else None,
                     by_text[embedded_text(fmt, r)],
                     r.at,
+                    stored_speaker(fmt, r),
                 )
                 for i, r in enumerate(rows)
             ],
@@ -147,7 +147,7 @@ async def _store(
 
 
 async def load_synthetic(
-    pool: asyncpg.Pool[asyncpg.Record], data: Dataset, fmt: str, embedder: LocalEmbedder
+    pool: asyncpg.Pool[asyncpg.Record], data: Dataset, fmt: str, embedder: Embedder
 ) -> Conversation:
     rows = [
         _Row(m.role, m.text, m.at, "User" if m.role == "user" else "Assistant")
@@ -167,7 +167,7 @@ async def load_dialogues(
     pool: asyncpg.Pool[asyncpg.Record],
     data: Dialogues,
     fmt: str,
-    embedder: LocalEmbedder,
+    embedder: Embedder,
     *,
     with_facts: bool = True,
 ) -> Conversation:
@@ -192,7 +192,7 @@ async def load_dialogues(
                      questions), embedder)  # fmt: skip
 
 
-async def _finish(conv: Conversation, embedder: LocalEmbedder) -> Conversation:
+async def _finish(conv: Conversation, embedder: Embedder) -> Conversation:
     conv.query_vectors = list(await embedder.embed([q.text for q in conv.questions]))
     return conv
 

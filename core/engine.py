@@ -59,6 +59,7 @@ from core.replies import ReplyWriter, Turn, ms, quietly
 from core.services import Services
 from core.storage.admission import Admissions
 from core.storage.handled_commands import HandledCommandRepository
+from core.storage.messages import text_search_config
 from core.storage.rate_limits import RateLimitRepository, TokenBucket
 from core.storage.turns import NewMessage, Opened, ReadLimits, TurnStore
 from core.turn_order import Slot, TurnOrder
@@ -103,7 +104,9 @@ class Engine:
         self._bucket = TokenBucket(settings.limits.rate_burst, settings.limits.rate_per_minute)
         self._handled_commands = HandledCommandRepository(db)
         self._running_commands: set[tuple[str, str, str]] = set()
-        self._turns = turns or TurnStore(db, holder=uuid.uuid4(), lease_seconds=LEASE_SECONDS)
+        self._turns = turns or TurnStore(
+            db, holder=uuid.uuid4(), lease_seconds=LEASE_SECONDS, assistant_name=persona.name
+        )
         self._order = TurnOrder(self._turns)
         self._replies = ReplyWriter(services, self._turns, ModelSlots(settings.llm_max_concurrency))
         self._recall = HybridRecall(RecallCandidates(db, services.recall, TextSearchRepository(db)))
@@ -326,6 +329,7 @@ class Engine:
             shared_chat=shared_chat,
             message_type=MessageType.TEXT if media is None else media.message_type,
             attachments=() if media is None else media.stored(text),
+            search_config=text_search_config(inbound.language or user.locale),
         )
         async with self._order.person(user.id) as slot:
             async with slot.storing() as first:

@@ -148,7 +148,7 @@ async def _drop_own_indexes(ctx: CommandContext, user_id: int) -> None:
         ctx.services.db, dimensions=ctx.services.settings.embedding_dimensions
     )
     try:
-        if user_id in await indexes.indexed_users():
+        if user_id in await indexes.indexed_users(complete=False):
             await indexes.drop(user_id)
     except Exception:
         logger.warning("user %s: own indexes left to the user_indexes job", user_id, exc_info=True)

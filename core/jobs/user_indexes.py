@@ -1,11 +1,13 @@
-"""The `user_indexes` job: give the largest users vector indexes of their own.
+"""The `user_indexes` job: give the largest users recall indexes of their own.
 
-Users with more than `CONTEXT_EXACT_RECALL_MAX_ROWS` messages qualify; the largest
-`MAX_INDEXED_USERS` of them get partial HNSW indexes of their own
-(core/recall/user_indexes.py) and are searched through them. Everyone else, including
-qualifying users past that cap (counted as `unindexed` and logged), is searched exactly.
-Users who no longer qualify (erased, merged) lose theirs, and so do indexes of another
-embedding dimension (after a model change).
+Users with more than `CONTEXT_EXACT_RECALL_MAX_ROWS` rows (messages and valid facts)
+qualify; the largest `MAX_INDEXED_USERS` of them get partial HNSW and GIN indexes of
+their own (core/recall/user_indexes.py) and are searched through them; a user missing
+some of them (indexed before the full-text ones existed) gets the missing ones. Their
+rows and common terms are counted again at every run (`user_search_stats`, for keyword
+recall). Everyone else, including qualifying users past that cap (counted as `unindexed`
+and logged), is searched exactly. Users who no longer qualify (erased, merged) lose
+theirs, and so do indexes of another embedding dimension (after a model change).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ class UserIndexJob:
             unindexed = await self._repo.count_users_above(self._min_messages) - self._max_users
             outcome.add("unindexed", unindexed)
             logger.warning(
-                "user_indexes: %s users above %s messages get no index of their own (at most"
+                "user_indexes: %s users above %s rows get no index of their own (at most"
                 " %s do); their recall is exact, and slower the larger they are",
                 unindexed,
                 self._min_messages,
@@ -53,7 +55,7 @@ class UserIndexJob:
             )
         wanted = set(largest[: self._max_users])
         existing = await self._repo.indexed_users()
-        for user_id in sorted(existing - wanted):
+        for user_id in sorted(await self._repo.indexed_users(complete=False) - wanted):
             await self._repo.drop(user_id)
             outcome.add("dropped")
         for name in await self._repo.other_dimension_indexes():
@@ -61,6 +63,7 @@ class UserIndexJob:
             outcome.add("dropped")
         for user_id in sorted(wanted - existing):
             try:
+                await self._repo.count_terms(user_id)
                 await self._repo.create(user_id)
             except Exception as exc:
                 logger.warning("user_indexes: user %s failed", user_id, exc_info=True)
@@ -68,5 +71,12 @@ class UserIndexJob:
                 continue
             logger.info("user_indexes: built the indexes of user %s", user_id)
             outcome.add("created")
+        for user_id in sorted(existing & wanted):
+            # Their words change as they talk: counted again at every run.
+            try:
+                await self._repo.count_terms(user_id)
+            except Exception as exc:
+                logger.warning("user_indexes: counting user %s failed", user_id, exc_info=True)
+                outcome.errors.append(f"user {user_id}: {describe_error(exc)}")
         outcome.add("kept", len(existing & wanted))
         return outcome

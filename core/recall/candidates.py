@@ -72,23 +72,26 @@ class RecallCandidates:
         """What `RecallRepository.nearest(user_id, embedding, limit, ...)` and
         `TextSearchRepository.search(user_id, query, limit, ...)` return, at once.
         Without an embedding (the embedder is down), only the keyword list."""
-        if embedding is None:
-            text_hits = await self._text.search(
-                user_id,
-                query,
-                limit,
-                exclude_message_ids=exclude_message_ids,
-                shared_chat=shared_chat,
-                conn=conn,
-            )
-            return [], text_hits
-        args = (
-            *self._vectors.arguments(user_id, embedding, limit, shared_chat, exclude_message_ids),
-            storable_text(query),
-        )
         async with self._db.connection(conn) as c:
-            # A user with vector indexes of their own: the query runs inside `recall_plan`.
+            # A user with indexes of their own: both lists use them (`recall_plan`).
             approximate = await self._vectors.has_own_index(user_id, conn=c)
+            if embedding is None:
+                text_hits = await self._text.search(
+                    user_id,
+                    query,
+                    limit,
+                    exclude_message_ids=exclude_message_ids,
+                    shared_chat=shared_chat,
+                    indexed=approximate,
+                    conn=c,
+                )
+                return [], text_hits
+            args = (
+                *self._vectors.arguments(
+                    user_id, embedding, limit, shared_chat, exclude_message_ids
+                ),
+                storable_text(query),
+            )
             async with recall_plan(c, approximate=approximate):
                 rows = await c.fetch(self._queries[approximate], *args)
         return split(rows)
@@ -101,6 +104,7 @@ class RecallCandidates:
             excluded=p.excluded,
             shared_chat=p.shared_chat,
             limit=p.k,
+            indexed=approximate,
         )
         # Each list's position, best first: the order its own query returns it in.
         keyword = (

@@ -146,9 +146,10 @@ class HybridRecall:
         """
         if k <= 0:
             return []
+        named = when.periods(query, now)
         vector_hits, text_hits = await self._candidates.fetch(
             user_id,
-            query,
+            when.with_days(query, named),
             embedding,
             self._weights.candidates(k),
             shared_chat=shared_chat,
@@ -161,7 +162,7 @@ class HybridRecall:
             k,
             now=now,
             exclude_message_ids=exclude_message_ids,
-            periods=when.periods(query, now),
+            periods=named,
         )
 
     def rank(

@@ -3,9 +3,12 @@
 Why not `MessageRepository.search`: that one serves a person searching their history,
 so it uses `websearch_to_tsquery` (every word must match). A question asked to the bot
 ("what was the name of my sister's dog?") almost never has all its words in one earlier
-message, so recall matches ANY of the query's terms: the query is run through the same
-`english` configuration as the stored `search` columns (stemming, stop words dropped),
-and its lexemes are OR-ed into a tsquery. A query of stop words only matches nothing.
+message, so recall matches ANY of the query's terms: the query is run through the text
+search configuration of the person's language (that of their newest message, as the
+turn stored it: `search_config`, migration 0016; stemming, stop words dropped), and its
+lexemes are OR-ed into a tsquery. A query of stop words only matches nothing. Rows
+stored while the person wrote in another language keep that language's lexemes and
+match only where they agree.
 
 Ranking (higher = better), chosen by measurement (benchmarks/recall_quality.py,
 docs/recall.md):
@@ -30,7 +33,7 @@ from enum import StrEnum
 import asyncpg
 
 from core.models import SharedChat
-from core.recall.vectors import Source
+from core.recall.vectors import Source, recall_plan
 from core.storage.database import Connection, Database
 
 #: Okapi BM25 parameters: term-frequency saturation and length normalisation (the usual
@@ -83,35 +86,68 @@ _OWN_PLACEHOLDERS = _Placeholders("$1", "$2", "$3", "$4", "$5")
 
 
 # A lexeme may hold quotes or backslashes (`o'brien`): both are escaped for tsquery input.
-# Matching is `ts_match_vq(search, q)`, the function behind `search @@ q`, on purpose: a
-# function call cannot use the GIN indexes, so every plan reads the user's rows through
-# the B-tree on user_id and tests each. With `@@`, the cached generic plan intersected
-# the user's rows with a GIN scan of each query term over every user's rows; common
-# words made that 3.5 ms a turn instead of 0.45 (docs/pipeline.md). Recall only ever
-# reads one user's rows; the GIN indexes are gone since (migration 0008).
-def _matching(p: _Placeholders) -> str:
+_QUOTED = "'''' || replace(replace(lexeme, '\\', '\\\\'), '''', '''''') || ''''"
+
+
+# Exact plan (`indexed=False`: every user without indexes of their own): matching is
+# `ts_match_vq(search, q)`, the function behind `search @@ q`, on purpose: a function call
+# cannot use a GIN index, so the plan reads the user's rows through the B-tree on user_id
+# and tests each. With `@@`, the cached generic plan intersected the user's rows with a
+# GIN scan of each query term over every user's rows; common words made that 3.5 ms a
+# turn instead of 0.45 (docs/pipeline.md). There are no shared GIN indexes (migration
+# 0008).
+#
+# Indexed plan (`indexed=True`: a user with indexes of their own, run inside
+# `recall_plan`, whose custom plans show the planner the literal user id): matching is
+# `search @@ q` through the user's own partial GIN indexes (core/recall/user_indexes.py),
+# with the query's selective terms only. A term the `user_indexes` job found in more
+# than `COMMON_TERM_SHARE` of the user's rows (`user_search_stats`, migration 0017; the
+# person's own name is in half of their messages) finds no candidates, BM25 weighing it
+# little anyway while matching it means scoring thousands of rows; it still scores the
+# candidates the other terms find, with its share as document frequency. A question of
+# common terms only gets no keyword list (the vector list answers it).
+def _matching(p: _Placeholders, *, indexed: bool) -> str:
+    if indexed:
+        query = f"""common AS (
+    SELECT c.lexeme, c.share::float8 AS share
+    FROM user_search_stats s, unnest(s.common_terms, s.common_shares) AS c (lexeme, share)
+    WHERE s.user_id = {p.user}
+), q AS (
+    SELECT string_agg({_QUOTED}, ' | ') FILTER (WHERE c.share IS NULL)::tsquery AS q,
+           array_agg(lexeme) AS lexemes,
+           coalesce(array_agg(lexeme) FILTER (WHERE c.share IS NOT NULL), '{{}}') AS common,
+           coalesce(array_agg(c.share) FILTER (WHERE c.share IS NOT NULL), '{{}}')
+               AS common_shares
+    FROM terms LEFT JOIN common c USING (lexeme)
+)"""
+        match = "{t}.search @@ (SELECT q.q FROM q)"
+    else:
+        query = f"""q AS (
+    SELECT string_agg({_QUOTED}, ' | ')::tsquery AS q, array_agg(lexeme) AS lexemes,
+           '{{}}'::text[] AS common, '{{}}'::float8[] AS common_shares
+    FROM terms
+)"""
+        match = "ts_match_vq({t}.search, q.q)"
+    m, a, f = (match.format(t=t) for t in "maf")
     return f"""
 terms AS (
-    SELECT DISTINCT lexeme FROM unnest(to_tsvector('english', {p.text}::text))
+    SELECT DISTINCT lexeme FROM unnest(to_tsvector(
+        coalesce((SELECT search_config FROM messages WHERE user_id = {p.user}
+                  ORDER BY id DESC LIMIT 1), 'english'),
+        {p.text}::text))
     LIMIT {MAX_QUERY_TERMS:d}
-), q AS (
-    SELECT string_agg(
-               '''' || replace(replace(lexeme, '\\', '\\\\'), '''', '''''') || '''', ' | '
-           )::tsquery AS q,
-           array_agg(lexeme) AS lexemes
-    FROM terms
-), docs AS (
+), {query}, docs AS (
     SELECT 'messages' AS source, m.id, m.content, m.created_at, m.role,
            NULL::smallint AS importance, m.search
     FROM messages m, q
-    WHERE m.user_id = {p.user} AND ts_match_vq(m.search, q.q)
+    WHERE m.user_id = {p.user} AND {m}
       AND m.id <> ALL({p.excluded}::bigint[]) AND m.remembered
       AND ({p.shared_chat}::text[] IS NULL
            OR (m.shared_chat AND ARRAY[m.platform, m.chat_id] = {p.shared_chat}::text[]))
     UNION ALL
     SELECT 'archive', a.id, a.content, a.created_at, a.role, NULL::smallint, a.search
     FROM messages_archive a, q
-    WHERE a.user_id = {p.user} AND ts_match_vq(a.search, q.q)
+    WHERE a.user_id = {p.user} AND {a}
       AND a.id <> ALL({p.excluded}::bigint[]) AND a.remembered
       AND ({p.shared_chat}::text[] IS NULL
            OR (a.shared_chat AND ARRAY[a.platform, a.chat_id] = {p.shared_chat}::text[]))
@@ -120,13 +156,13 @@ terms AS (
     FROM facts f, q
     WHERE f.user_id = {p.user} AND f.invalid_at IS NULL
       AND ({p.shared_chat}::text[] IS NULL OR NOT f.is_private)
-      AND ts_match_vq(f.search, q.q)
+      AND {f}
 )"""
 
 
-def _ts_rank_query(function: str, p: _Placeholders) -> str:
+def _ts_rank_query(function: str, p: _Placeholders, indexed: bool) -> str:
     return f"""
-WITH {_matching(p)}
+WITH {_matching(p, indexed=indexed)}
 SELECT source, id, content, created_at, role, importance, {function}(search, q.q) AS rank,
        1.0::float8 AS coverage
 FROM docs, q
@@ -135,9 +171,21 @@ LIMIT {p.limit}
 """
 
 
-def _bm25_query(p: _Placeholders) -> str:
+def _row_count(p: _Placeholders, indexed: bool) -> str:
+    """N of BM25: the user's rows. Indexed: as the `user_indexes` job last counted them
+    (counting 50k rows would cost more than the search)."""
+    if indexed:
+        return f"""coalesce(
+                   (SELECT rows FROM user_search_stats WHERE user_id = {p.user}),
+                   (SELECT message_count FROM conversations WHERE user_id = {p.user}))"""
+    return f"""(SELECT count(*) FROM messages WHERE user_id = {p.user})
+               + (SELECT count(*) FROM messages_archive WHERE user_id = {p.user})
+               + (SELECT count(*) FROM facts WHERE user_id = {p.user} AND invalid_at IS NULL)"""
+
+
+def _bm25_query(p: _Placeholders, indexed: bool) -> str:
     return f"""
-WITH {_matching(p)},
+WITH {_matching(p, indexed=indexed)},
 tf AS (
     SELECT d.source, d.id, t.lexeme, greatest(cardinality(t.positions), 1) AS tf,
            length(d.search) AS dl
@@ -146,16 +194,14 @@ tf AS (
 ), df AS (
     SELECT lexeme, count(*) AS df FROM tf GROUP BY lexeme
 ), stats AS (
-    SELECT greatest(
-               (SELECT count(*) FROM messages WHERE user_id = {p.user})
-               + (SELECT count(*) FROM messages_archive WHERE user_id = {p.user})
-               + (SELECT count(*) FROM facts WHERE user_id = {p.user} AND invalid_at IS NULL),
-               (SELECT count(*) FROM docs)
-           )::float8 AS n,
+    SELECT greatest({_row_count(p, indexed)}, (SELECT count(*) FROM docs))::float8 AS n,
            greatest((SELECT avg(length(search)) FROM docs), 1)::float8 AS avgdl
+), estimated AS (
+    SELECT c.lexeme, c.share FROM q, unnest(q.common, q.common_shares) AS c (lexeme, share)
 ), idf AS (
-    SELECT t.lexeme, ln(1 + (s.n - coalesce(df.df, 0) + 0.5) / (coalesce(df.df, 0) + 0.5)) AS idf
-    FROM terms t LEFT JOIN df USING (lexeme), stats s
+    SELECT t.lexeme, ln(1 + (s.n - d.df + 0.5) / (d.df + 0.5)) AS idf
+    FROM terms t LEFT JOIN df USING (lexeme) LEFT JOIN estimated c USING (lexeme), stats s,
+         LATERAL (SELECT coalesce(c.share * s.n, df.df, 0)::float8 AS df) AS d
 ), scores AS (
     SELECT tf.source, tf.id,
            sum(idf.idf * tf.tf * ({BM25_K1} + 1)
@@ -171,10 +217,10 @@ LIMIT {p.limit}
 """
 
 
-def _query(ranking: Ranking, p: _Placeholders) -> str:
+def _query(ranking: Ranking, p: _Placeholders, *, indexed: bool) -> str:
     if ranking is Ranking.BM25:
-        return _bm25_query(p)
-    return _ts_rank_query(ranking.value, p)
+        return _bm25_query(p, indexed)
+    return _ts_rank_query(ranking.value, p, indexed)
 
 
 def text_hit(row: asyncpg.Record) -> TextHit:
@@ -200,7 +246,7 @@ class TextSearchRepository:
     def __init__(self, db: Database, *, ranking: Ranking = Ranking.BM25) -> None:
         self._db = db
         self._ranking = ranking
-        self._query = _query(ranking, _OWN_PLACEHOLDERS)
+        self._queries = {i: _query(ranking, _OWN_PLACEHOLDERS, indexed=i) for i in (False, True)}
 
     async def search(
         self,
@@ -210,6 +256,7 @@ class TextSearchRepository:
         *,
         exclude_message_ids: Collection[int] = (),
         shared_chat: SharedChat | None = None,
+        indexed: bool = False,
         conn: Connection | None = None,
     ) -> list[TextHit]:
         """The `limit` rows of this user sharing the most informative terms with `query`.
@@ -217,14 +264,15 @@ class TextSearchRepository:
         Ties (equal rank) go to the newer row. `exclude_message_ids` applies to live and
         archived messages (archived rows keep their ids), never to facts. Scoped
         to `shared_chat` as `RecallRepository.nearest` is; a message not `remembered` is
-        never found.
+        never found. `indexed`: the user has indexes of their own (`RecallRepository.
+        has_own_index`): the indexed plan (module comments above `_matching`).
         """
         if limit <= 0:
             return []
         text = storable_text(query)
-        async with self._db.connection(conn) as c:
+        async with self._db.connection(conn) as c, recall_plan(c, approximate=indexed):
             rows = await c.fetch(
-                self._query,
+                self._queries[indexed],
                 user_id,
                 text,
                 list(exclude_message_ids),
@@ -233,8 +281,18 @@ class TextSearchRepository:
             )
         return [text_hit(r) for r in rows]
 
-    def query(self, *, user: str, text: str, excluded: str, shared_chat: str, limit: str) -> str:
+    def query(
+        self,
+        *,
+        user: str,
+        text: str,
+        excluded: str,
+        shared_chat: str,
+        limit: str,
+        indexed: bool = False,
+    ) -> str:
         """The SQL of `search` with its values at the given `$n` placeholders, to be part
-        of a larger statement (`core.recall.candidates`). The text must hold no
-        NUL character (`search` replaces them)."""
-        return _query(self._ranking, _Placeholders(user, text, excluded, shared_chat, limit))
+        of a larger statement (`core.recall.candidates`); an `indexed` one runs inside
+        `recall_plan`. The text must hold no NUL character (`search` replaces them)."""
+        placeholders = _Placeholders(user, text, excluded, shared_chat, limit)
+        return _query(self._ranking, placeholders, indexed=indexed)

@@ -22,6 +22,7 @@ Anything else names no period. A wrong guess costs little: a boost, never a filt
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -84,6 +85,14 @@ def periods(question: str, now: datetime) -> list[Period]:
                 taken.append(match.span())
                 found += named
     return found
+
+
+def with_days(question: str, named: Sequence[Period]) -> str:
+    """`question` followed by the token of each single day in `named` (`YYYYMMDD`, UTC):
+    the `search` column holds the day of each message so (migration 0016), and the
+    keyword list then finds a day's messages whatever words they use."""
+    days = [f"{p.start:%Y%m%d}" for p in named if p.end - p.start == timedelta(days=1)]
+    return " ".join([question, *dict.fromkeys(days)])
 
 
 def _read(kind: str, m: re.Match[str], now: datetime) -> list[Period]:

@@ -30,7 +30,8 @@ ARCHIVE_LOCK_CLASS = 0x61726368
 MOVED_COLUMNS = (
     "id, user_id, role, content, platform, chat_id, platform_message_id, reply_to_id, status,"
     " context_snapshot, tokens_in, tokens_out, model, response_ms, delivered_at, embedding,"
-    " search, created_at, shared_chat, remembered, message_type, attachments"
+    " search, created_at, shared_chat, remembered, message_type, attachments, speaker,"
+    " search_config"
 )
 
 

@@ -74,8 +74,11 @@ class FactRepository:
         async with self._db.connection(conn) as c:
             row = await c.fetchrow(
                 "INSERT INTO facts (user_id, content, category, importance, confidence,"
-                " is_private, source_message_ids, embedding, valid_from)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, coalesce($9, now()))"
+                " is_private, source_message_ids, embedding, valid_from, search_config)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, coalesce($9, now()),"
+                # In the language of the person's newest message (migration 0016).
+                "  coalesce((SELECT search_config FROM messages WHERE user_id = $1"
+                "            ORDER BY id DESC LIMIT 1), 'english'))"
                 f" RETURNING {_COLUMNS}",
                 user_id,
                 fact.content,

@@ -61,8 +61,9 @@ def message_from_row(
 _ADD_USER_MESSAGE = f"""
 WITH stored AS (
     INSERT INTO messages (user_id, role, content, platform, chat_id, platform_message_id,
-                          status, embedding, shared_chat)
-    VALUES ($1, 'user', $2, $3, $4, $5, 'pending', $6, $7)
+                          status, embedding, shared_chat, speaker, search_config)
+    VALUES ($1, 'user', $2, $3, $4, $5, 'pending', $6, $7,
+            (SELECT display_name FROM users WHERE id = $1), $8::regconfig)
     ON CONFLICT ON CONSTRAINT messages_platform_message_unique DO NOTHING
     RETURNING {MESSAGE_COLUMNS}
 ), counted AS (
@@ -77,10 +78,11 @@ _ADD_REPLY = f"""
 WITH reply AS (
     INSERT INTO messages (user_id, role, content, platform, chat_id, reply_to_id,
                           context_snapshot, tokens_in, tokens_out, model, response_ms,
-                          embedding, delivered_at, shared_chat, remembered)
+                          embedding, delivered_at, shared_chat, remembered, search_config)
     SELECT $1, 'assistant', $2, $3, $4, ($5::bigint[])[1], $6, $7, $8, $9, $10, $11,
            CASE WHEN $12::boolean THEN now() END,
-           coalesce(answered.shared_chat, false), coalesce(answered.remembered, true)
+           coalesce(answered.shared_chat, false), coalesce(answered.remembered, true),
+           coalesce(answered.search_config, 'english')
     FROM (SELECT) AS one
     LEFT JOIN messages answered ON answered.id = ($5::bigint[])[1] AND answered.user_id = $1
     RETURNING {MESSAGE_COLUMNS}
@@ -145,10 +147,10 @@ class StoredUserMessage:
     duplicate: bool
 
 
-# A row's text search vector in the language of the search ($4): the stored one for
-# English, else made from the content.
+# A row's text search vector in the language of the search ($4): the stored one when it
+# was stored in that language, else made from the content.
 _SEARCHED = (
-    "LATERAL (SELECT CASE WHEN $4::regconfig = 'english'::regconfig THEN search"
+    "LATERAL (SELECT CASE WHEN $4::regconfig = search_config THEN search"
     " ELSE to_tsvector($4::regconfig, content) END AS v) AS searched"
 )
 
@@ -194,9 +196,11 @@ class MessageRepository:
         platform_message_id: str | None,
         embedding: np.ndarray[Any, Any] | None = None,
         shared_chat: bool = False,
+        language: str | None = None,
         conn: Connection | None = None,
     ) -> StoredUserMessage:
-        """Store a user message as pending, once per (platform, chat, message id).
+        """Store a user message as pending, once per (platform, chat, message id),
+        searchable in its `language` (`text_search_config`).
 
         A redelivered message returns the stored row with `duplicate=True` and changes
         nothing, so the caller can skip answering it again.
@@ -211,6 +215,7 @@ class MessageRepository:
                 platform_message_id,
                 embedding,
                 shared_chat,
+                text_search_config(language),
             )
             if row is not None:
                 return StoredUserMessage(message_from_row(row), duplicate=False)
@@ -476,8 +481,8 @@ class MessageRepository:
     ) -> list[SearchHit]:
         """Full-text search in one user's conversation, archive included, best first, in
         the person's `language` (`text_search_config`): its stemming and stop words, so
-        "Katzen" finds "Katze" for a German speaker. English reads the stored `search`
-        column; another language's vectors are made from each of the person's rows as
+        "Katzen" finds "Katze" for a German speaker. A row stored in that language is
+        read from its `search` column; the others' vectors are made from their text as
         the search reads them (no index: a search only ever reads one person's rows)."""
         async with self._db.connection(conn) as c:
             rows = await c.fetch(

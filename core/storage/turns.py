@@ -70,8 +70,9 @@ _THE_MESSAGES_SHARED_CHAT = (
 def _open_sql(window: str) -> str:
     """$1 user, $2 content, $3 platform, $4 chat, $5 platform message id, $6 embedding,
     $7 holder, $8 lease seconds, $9 whether to try the lease, $10 window, $11 facts,
-    $12 whether the chat is shared, $13 message type, $14 attachments (JSON); `window`
-    picks the messages of the window.
+    $12 whether the chat is shared, $13 message type, $14 attachments (JSON), $15 the
+    text search configuration of the person's language; `window` picks the messages of
+    the window.
 
     - `locked` takes the person's conversation row first, so message ids follow the order
       in which the person's stores commit, and it reads that row as it is now (the rest
@@ -83,6 +84,7 @@ def _open_sql(window: str) -> str:
       the turn waits and reads again (`resume`).
     - The read does not see the row it stores: the window is read without it.
     - A message said while the person has memory off is stored as not `remembered`.
+    - Its `speaker` is the person's display name as it is now (their own `users` row).
     - In a shared chat, private facts are not read.
     """
     return f"""
@@ -92,8 +94,9 @@ WITH locked AS (
 ), stored AS (
     INSERT INTO messages (user_id, role, content, platform, chat_id, platform_message_id,
                           status, embedding, shared_chat, remembered, message_type,
-                          attachments)
-    SELECT $1, 'user', $2, $3, $4, $5, 'pending', $6, $12, memory_off_since IS NULL, $13, $14
+                          attachments, speaker, search_config)
+    SELECT $1, 'user', $2, $3, $4, $5, 'pending', $6, $12, memory_off_since IS NULL, $13, $14,
+           (SELECT display_name FROM users WHERE id = $1), $15::regconfig
     FROM locked
     ON CONFLICT ON CONSTRAINT messages_platform_message_unique DO NOTHING
     RETURNING {_MESSAGE_FIELDS}
@@ -200,7 +203,9 @@ def _close_sql(answering: str) -> str:
     has it already, $13 holder, $14/$15 the answered message's `shared_chat` and
     `remembered` as the turn read them (the reply's too; `remembered` as it is now, in
     case `/forget all` set the message aside while it was answered), $16 the platform's
-    id of the reply's message (NULL: none, or not delivered); `answering` picks
+    id of the reply's message (NULL: none, or not delivered), $17 the assistant's name
+    (the reply's `speaker`; its `search_config` is the answered message's); `answering`
+    picks
     the user messages it answers. The status update finds them by primary key; `status`
     is in no index, so the update stays HOT and never touches the vector or text
     indexes."""
@@ -209,11 +214,13 @@ WITH reply AS (
     INSERT INTO messages (user_id, role, content, platform, chat_id, reply_to_id,
                           context_snapshot, tokens_in, tokens_out, model, response_ms,
                           embedding, delivered_at, shared_chat, remembered,
-                          platform_message_id)
+                          platform_message_id, speaker, search_config)
     VALUES ($1, 'assistant', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
             CASE WHEN $12::boolean THEN now() END, $14,
             coalesce((SELECT remembered FROM messages WHERE id = $5 AND user_id = $1), $15),
-            $16)
+            $16, $17,
+            coalesce((SELECT search_config FROM messages WHERE id = $5 AND user_id = $1),
+                     'english'))
     RETURNING {_MESSAGE_FIELDS}
 ), answered AS (
     UPDATE messages SET status = 'answered'
@@ -235,9 +242,9 @@ SELECT ROW(r.*) AS reply FROM reply r
 # Answering one message, the common case, compares with `$5` alone. With an array of
 # ids PostgreSQL's plan cache priced its generic plan for ten of them, so it planned the
 # statement anew at every execution (docs/pipeline.md). Earlier failed messages that the
-# reply answers too come as $17.
+# reply answers too come as $18.
 _CLOSE = _close_sql("= $5")
-_CLOSE_ANSWERING_MORE = _close_sql("= ANY($17::bigint[])")
+_CLOSE_ANSWERING_MORE = _close_sql("= ANY($18::bigint[])")
 
 # $1 user, $2 message id, $3 holder, $4 the status to leave the message in (NULL: as it
 # is). Ends a turn without a reply.
@@ -298,6 +305,9 @@ class NewMessage:
     message_type: MessageType = MessageType.TEXT
     attachments: tuple[dict[str, Any], ...] = ()
     """What the message is made from (`Message.attachments`)."""
+    search_config: str = "english"
+    """The text search configuration of the person's language
+    (`core.storage.messages.text_search_config`): how `search` reads the text."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,12 +376,21 @@ class ReadLimits:
 
 class TurnStore:
     """The turns of one process (`holder`), whose leases last `lease_seconds` unless
-    renewed."""
+    renewed; its replies are said by `assistant_name`."""
 
-    def __init__(self, db: Database, *, holder: uuid.UUID, lease_seconds: float) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        holder: uuid.UUID,
+        lease_seconds: float,
+        assistant_name: str | None = None,
+    ) -> None:
         self._db = db
         self.holder = holder
         self.lease_seconds = lease_seconds
+        #: Stored as the `speaker` of every reply (searchable by recall).
+        self.assistant_name = assistant_name
 
     async def open(
         self,
@@ -402,6 +421,7 @@ class TurnStore:
                 message.shared_chat,
                 message.message_type.value,
                 list(message.attachments) or None,
+                message.search_config,
             )
         return _opened(user_id, row, limits, new=True)
 
@@ -460,6 +480,7 @@ class TurnStore:
                 message.shared_chat,
                 message.remembered,
                 reply.platform_message_id,
+                self.assistant_name,
                 *more,
             )
         assert row is not None

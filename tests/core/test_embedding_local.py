@@ -86,13 +86,24 @@ async def test_batched_vectors_equal_one_by_one(embedder: LocalEmbedder) -> None
             np.testing.assert_allclose(vector, single, atol=1e-5)
 
 
-async def test_texts_are_truncated_to_256_tokens(embedder: LocalEmbedder) -> None:
-    long_text = "remember this word " * 200  # 600 tokens
-    same_start, different_tail = await embedder.embed(
-        [long_text, long_text + "but the ending is about something else entirely"]
-    )
+async def test_the_end_of_a_text_longer_than_the_window_counts(embedder: LocalEmbedder) -> None:
+    weather = (
+        "The weather this week was grey and wet, with rain every morning and a cold wind"
+        " from the north in the afternoon, so the streets stayed damp until evening. "
+    ) * 12  # about 400 tokens, past the model's 256
+    ending = "By the way, my sister's new kitten is called Zorro, a black tabby."
+    head_only, whole, short = await embedder.embed([weather, weather + ending, ending])
+    [question] = await embedder.embed(["What is my sister's kitten called?"])
 
-    np.testing.assert_allclose(same_start, different_tail, atol=1e-6)
+    # Cut at 256 tokens, both texts would have one vector; windowed, the ending counts,
+    # and brings the long text nearer the question about it.
+    assert cosine(whole, head_only) < 0.99
+    assert cosine(question, whole) > cosine(question, head_only) + 0.05
+    assert cosine(question, short) > cosine(question, whole)  # diluted, not lost
+    np.testing.assert_allclose(np.linalg.norm(whole), 1.0, atol=1e-5)
+    # A text within the window is embedded as it always was, alone or among long ones.
+    [alone] = await embedder.embed([ending])
+    np.testing.assert_allclose(short, alone, atol=1e-5)
 
 
 async def test_corrupted_model_file_is_refused(tmp_path: Path) -> None:

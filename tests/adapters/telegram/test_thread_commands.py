@@ -7,6 +7,7 @@ from __future__ import annotations
 from core.commands.base import PRIVATE_ONLY
 from core.commands.history import OLDER
 from core.models import Platform, User
+from core.recall.keywords import TextSearchRepository
 from core.services import Services
 from fakes.telegram_api import BOT_USERNAME, FakeTelegram, mention, wait_until
 from tests.adapters.telegram.helpers import make_adapter, running
@@ -152,3 +153,6 @@ async def test_search_follows_the_language_telegram_gives(
     user = await services.users.find(f"telegram:{ANN}")
     assert user is not None and user.locale == "de"
     assert "Ich habe zwei Katzen" in tg.texts(ANN)[1]
+    # Recall reads it in German too: the turn stored it so (docs/recall.md).
+    hits = await TextSearchRepository(services.db).search(user.id, "Wo ist die Katze?", 5)
+    assert {h.content for h in hits} == {"Ich habe zwei Katzen", "echo: Ich habe zwei Katzen"}

@@ -5,6 +5,7 @@ import uuid
 
 from core.commands.personal_data import EXPORT_CLAIM_TTL
 from core.models import NewFact, Platform
+from core.recall.user_indexes import UserIndexRepository
 from core.services import Services
 from core.storage.exports import ExportClaims
 from core.storage.handled_commands import HandledCommandRepository
@@ -65,6 +66,8 @@ async def test_delete_me_erases_every_trace_after_confirmation(services: Service
         ReadLimits(window=5, facts=5, shared_chat=False),
         take_lease=True,
     )
+    # Keyword-recall statistics, as the user_indexes job keeps for the largest users.
+    await UserIndexRepository(services.db, dimensions=384).count_terms(user.id)
     await run(services, user, "/link")  # a link code
     await run(services, user, "/stats")  # user as an audit actor
     await run(services, keeper, f"/user {user.id}")  # user as an audit target

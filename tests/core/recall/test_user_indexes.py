@@ -1,4 +1,5 @@
-"""Very large users get vector indexes of their own, and recall uses them."""
+"""Very large users (in messages or in facts) get vector and full-text indexes of their
+own, and recall uses them."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from core.jobs.user_indexes import UserIndexJob
 from core.models import Platform
 from core.recall.candidates import RecallCandidates
 from core.recall.keywords import TextSearchRepository
-from core.recall.user_indexes import UserIndexRepository, index_name
-from core.recall.vectors import RecallRepository
+from core.recall.user_indexes import UserIndexRepository, index_name, search_index_name
+from core.recall.vectors import RecallRepository, recall_plan
 from core.storage.database import Database, create_pool
 from core.storage.users import UserRepository
 from tests.core.recall.test_vectors import DIM, _brute_force, _clustered
@@ -40,6 +41,16 @@ async def _fill(db: Database, name: str, vectors: np.ndarray) -> tuple[int, list
         ]
         await conn.execute("ANALYZE messages")
     return user.id, ids
+
+
+async def _keyword_plan(db: Database, user_id: int, query: str) -> str:
+    """The plan of the keyword list of a user with indexes of their own."""
+    sql = TextSearchRepository(db).query(
+        user="$1", text="$2", excluded="$3", shared_chat="$4", limit="$5", indexed=True
+    )
+    async with db.connection() as conn, recall_plan(conn, approximate=True):
+        rows = await conn.fetch("EXPLAIN " + sql, user_id, query, [], None, 40)
+    return "\n".join(r[0] for r in rows)
 
 
 async def test_large_users_get_their_own_index_and_recall_uses_it(fresh_dsn: str) -> None:
@@ -75,8 +86,10 @@ async def test_large_users_get_their_own_index_and_recall_uses_it(fresh_dsn: str
         for query in queries[:3]:
             assert await candidates.fetch(large, "large 17", query, 10) == (
                 await recall.nearest(large, query, 10),
-                await text.search(large, "large 17", 10),
+                await text.search(large, "large 17", 10, indexed=True),
             )
+
+        assert search_index_name("messages", large) in await _keyword_plan(db, large, "17")
 
         # After a change of embedding dimension the old indexes go, new ones come.
         other = UserIndexJob(db, dimensions=DIM * 2, min_messages=1000)
@@ -113,5 +126,63 @@ async def test_users_past_the_cap_are_counted_and_searched_exactly(fresh_dsn: st
         assert [h.id for h in hits] == [
             large_ids[i] for i in _brute_force(query, large_vectors, 10)
         ]
+    finally:
+        await pool.close()
+
+
+async def test_a_user_heavy_in_facts_is_indexed_and_searched_by_keyword_through_it(
+    fresh_dsn: str,
+) -> None:
+    rng = np.random.default_rng(13)
+    pool = await create_pool(fresh_dsn, min_size=1, max_size=4)
+    try:
+        db = Database(pool)
+        heavy, _ = await _fill(db, "heavy", _clustered(rng, 10))
+        await _fill(db, "small", _clustered(rng, 50))
+        async with db.connection() as conn:
+            # Every fact says "Maya"; one in a hundred says "kayak".
+            await conn.copy_records_to_table(
+                "facts",
+                records=[
+                    (heavy, f"Maya likes {'kayak' if i % 100 == 0 else 'tea'} number {i}",
+                     v)
+                    for i, v in enumerate(_clustered(rng, 1500))
+                ],
+                columns=["user_id", "content", "embedding"],
+            )  # fmt: skip
+            await conn.execute("ANALYZE")
+        job = UserIndexJob(db, dimensions=DIM, min_messages=1000)
+
+        assert (await job.run()).counts["created"] == 1
+        assert await UserIndexRepository(db, dimensions=DIM).indexed_users() == {heavy}
+        text = TextSearchRepository(db)
+        exact = await text.search(heavy, "does Maya own a kayak?", 40)
+        indexed = await text.search(heavy, "does Maya own a kayak?", 40, indexed=True)
+        # The common name finds nothing by itself; the rare word finds its 15 facts,
+        # ranked as the exact plan ranks them (the name counts in both).
+        assert [h.id for h in indexed] == [h.id for h in exact][:15]
+        assert all("kayak" in h.content for h in indexed)
+        assert await text.search(heavy, "Maya likes tea", 40, indexed=True) == []
+        assert search_index_name("facts", heavy) in await _keyword_plan(db, heavy, "kayak")
+    finally:
+        await pool.close()
+
+
+async def test_a_user_indexed_before_full_text_indexes_gets_them(fresh_dsn: str) -> None:
+    rng = np.random.default_rng(14)
+    pool = await create_pool(fresh_dsn, min_size=1, max_size=4)
+    try:
+        db = Database(pool)
+        large, _ = await _fill(db, "large", _clustered(rng, 1200))
+        job = UserIndexJob(db, dimensions=DIM, min_messages=1000)
+        await job.run()
+        repo = UserIndexRepository(db, dimensions=DIM)
+        async with db.connection() as conn:
+            await conn.execute(f"DROP INDEX {search_index_name('messages', large)}")
+        assert await repo.indexed_users() == set()
+        assert await repo.indexed_users(complete=False) == {large}
+
+        assert (await job.run()).counts == {"created": 1, "dropped": 0, "kept": 0, "unindexed": 0}
+        assert await repo.indexed_users() == {large}
     finally:
         await pool.close()

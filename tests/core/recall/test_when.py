@@ -4,7 +4,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from core.recall.when import Period, periods
+from core.recall.when import Period, periods, with_days
 
 NOW = datetime(2026, 5, 10, 12, tzinfo=UTC)  # a Sunday
 
@@ -50,3 +50,16 @@ def test_a_period_holds_its_start_but_not_its_end() -> None:
     assert datetime(2026, 5, 31, 23, 59, tzinfo=UTC) in may
     assert datetime(2026, 6, 1, tzinfo=UTC) not in may
     assert isinstance(may, Period)
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("what did I say on 2025-05-08 and on 8 May 2025?", " 20250508"),
+        ("yesterday or 2026-05-01?", " 20260501 20260509"),
+        ("in May 2026", ""),  # a month is no day: boosted by date, not searched
+        ("What is the name of my dog?", ""),
+    ],
+)
+def test_the_days_a_question_names_become_search_tokens(question: str, expected: str) -> None:
+    assert with_days(question, periods(question, NOW)) == question + expected
