@@ -97,6 +97,7 @@ def secret_values(settings: Settings) -> list[str]:
         settings.telegram_bot_token,
         settings.discord_bot_token,
         settings.openai_api_key,
+        settings.transcription_api_key,
         settings.telegram_webhook_secret,
     ):
         if secret is not None:

@@ -90,11 +90,15 @@ async def build_services(settings: Settings, location: DatabaseLocation) -> Asyn
 
 def _transcriber(settings: Settings) -> Transcriber | None:
     """The transcription model (TRANSCRIPTION_*), at the chat endpoint unless its own
-    base URL and key are set; None without TRANSCRIPTION_MODEL."""
+    base URL is set; None without TRANSCRIPTION_MODEL. The chat endpoint's key goes
+    only to the chat endpoint: another host gets TRANSCRIPTION_API_KEY or no key."""
     if settings.transcription_model is None:
         return None
-    base_url = settings.transcription_base_url or settings.openai_base_url
-    key = settings.transcription_api_key or settings.openai_api_key
+    own_host = settings.transcription_base_url is not None
+    base_url = settings.transcription_base_url if own_host else settings.openai_base_url
+    key = settings.transcription_api_key
+    if not own_host:
+        key = key or settings.openai_api_key
     return Transcriber(
         base_url=None if base_url is None else str(base_url),
         api_key=None if key is None else key.get_secret_value(),

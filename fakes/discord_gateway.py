@@ -161,6 +161,7 @@ class FakeDiscord(LocalServer):
         self._token_channels: dict[str, int] = {}
         self._sockets: dict[int, _Socket] = {}
         self._attachments: dict[str, bytes] = {}
+        self._resets: set[str] = set()
         self.downloads: list[str] = []
         """The attachment ids downloaded, in order."""
         super().__init__()
@@ -281,15 +282,23 @@ class FakeDiscord(LocalServer):
         return data
 
     def attachment(
-        self, filename: str, content_type: str, size: int | None = None, data: bytes | None = None
+        self,
+        filename: str,
+        content_type: str,
+        size: int | None = None,
+        data: bytes | None = None,
+        *,
+        reset: bool = False,
     ) -> JSON:
         """An attachment payload; with `data`, its URL serves that content (like
-        Discord's CDN; 404 otherwise). `size`: what the metadata says (default: the
-        data's length, or 1234)."""
+        Discord's CDN; 404 otherwise), or with `reset` drops the connection instead of
+        answering. `size`: what the metadata says (default: the data's length, or 1234)."""
         attachment_id = self.new_id()
         url = f"{self._origin}/attachments/{attachment_id}/{filename}"
         if data is not None:
             self._attachments[str(attachment_id)] = data
+        if reset:
+            self._resets.add(str(attachment_id))
         return {
             "id": str(attachment_id),
             "filename": filename,
@@ -302,6 +311,9 @@ class FakeDiscord(LocalServer):
     async def _attachment_content(self, request: web.Request) -> web.StreamResponse:
         attachment_id = request.match_info["id"]
         self.downloads.append(attachment_id)
+        if attachment_id in self._resets and request.transport is not None:
+            request.transport.abort()
+            return web.Response()
         data = self._attachments.get(attachment_id)
         if data is None:
             return web.Response(status=404, text="Not Found")

@@ -193,7 +193,8 @@ class FakeOpenAI(LocalServer):
         self.supports_verbose_json = True
         """When false, transcription requests for ``verbose_json`` get a 400."""
         self.transcription_requests: list[JSONObject] = []
-        """Each transcription request's form fields, with the file's ``filename``,
+        """Each transcription request's form fields, with its ``authorization`` header,
+        the file's ``filename``,
         ``content_type`` and ``size`` (its bytes in ``data``)."""
         self._transcripts: deque[Transcription] = deque()
         self._transcription_faults: deque[Fault] = deque()
@@ -337,7 +338,11 @@ class FakeOpenAI(LocalServer):
         data = upload.file.read()
         upload.file.close()
         fields.update(
-            filename=upload.filename, content_type=upload.content_type, size=len(data), data=data
+            filename=upload.filename,
+            content_type=upload.content_type,
+            size=len(data),
+            data=data,
+            authorization=request.headers.get("Authorization"),
         )
         self.transcription_requests.append(fields)
         fault = self._transcription_faults.popleft() if self._transcription_faults else None

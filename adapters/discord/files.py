@@ -4,6 +4,7 @@ before the download from the attachment's metadata (`core.media.plan`) and here 
 
 from __future__ import annotations
 
+import aiohttp
 import discord
 
 from core.media.files import FileTooLarge, FileUnavailable
@@ -20,6 +21,8 @@ class DiscordFiles:
             raise FileUnavailable(
                 f"discord did not hand the file over (HTTP {exc.status})"
             ) from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise FileUnavailable(f"the file could not be fetched ({type(exc).__name__})") from exc
         if len(data) > max_bytes:
             raise FileTooLarge(len(data))
         return data

@@ -46,11 +46,13 @@ COMMON_TERM_SHARE = 0.02
 
 def _search_stats_sql(user_id: int) -> str:
     """The statement writing the user's `user_search_stats` (migration 0017): their rows
-    (messages, archived messages, valid facts) and the terms in more than
-    `COMMON_TERM_SHARE` of them, counted by `ts_stat` over their `search` vectors."""
+    (remembered messages, live and archived, and valid facts) and the terms in more than
+    `COMMON_TERM_SHARE` of them, counted by `ts_stat` over their `search` vectors. What
+    the person said with memory off (or set aside) is never counted."""
     rows = (
-        f"SELECT search FROM messages WHERE user_id = {user_id:d}"
-        f" UNION ALL SELECT search FROM messages_archive WHERE user_id = {user_id:d}"
+        f"SELECT search FROM messages WHERE user_id = {user_id:d} AND remembered"
+        f" UNION ALL SELECT search FROM messages_archive"
+        f" WHERE user_id = {user_id:d} AND remembered"
         f" UNION ALL SELECT search FROM facts WHERE user_id = {user_id:d} AND invalid_at IS NULL"
     )
     return f"""

@@ -100,6 +100,8 @@ WITH position AS (
     DELETE FROM messages_archive WHERE user_id = $1 RETURNING 1
 ), facts AS (
     DELETE FROM facts WHERE user_id = $1 RETURNING 1
+), search_stats AS (
+    DELETE FROM user_search_stats WHERE user_id = $1
 ), summary AS (
     UPDATE conversations SET summary = '', summary_version = summary_version + 1,
         summary_through_message_id = nullif((SELECT id FROM position), 0),
@@ -301,7 +303,8 @@ class MemoryStore:
     async def forget_all(self, user_id: int, *, at: datetime, conn: Connection) -> Forgotten:
         """Forget everything learned about the user and delete their conversation so far:
         every fact, the summary (its version bumped), insights, style and themes, what
-        the person asked of the persona (`/persona`), and every live and archived message
+        the person asked of the persona (`/persona`), their words counted for keyword
+        recall (`user_search_stats`), and every live and archived message
         but user messages still pending (being answered now; they are kept, set aside as
         not `remembered`). Counters stay.
 

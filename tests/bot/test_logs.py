@@ -23,12 +23,16 @@ WEBHOOK = "webhook-secret-456"
 DB_PASSWORD = "pa:ss/word"  # percent-encoded in the URL below
 
 
+WHISPER_KEY = "sk-whisper-never-logged-5150"
+
+
 def _secret_settings(**overrides: Any) -> Any:
     return make_settings(
         telegram_bot_token=TOKEN,
         discord_bot_token=DISCORD,
         openai_api_key=API_KEY,
         telegram_webhook_secret=WEBHOOK,
+        transcription_api_key=WHISPER_KEY,
         database_url="postgresql://onethread:pa%3Ass%2Fword@db:5432/onethread",
         **overrides,
     )
@@ -160,7 +164,9 @@ def test_configuring_again_replaces_the_handler() -> None:
 
 def test_secret_values_cover_the_dsn_password_in_both_spellings() -> None:
     found = secret_values(_secret_settings())
-    assert {TOKEN, DISCORD, API_KEY, WEBHOOK, DB_PASSWORD, "pa%3Ass%2Fword"} <= set(found)
+    assert {TOKEN, DISCORD, API_KEY, WEBHOOK, WHISPER_KEY, DB_PASSWORD, "pa%3Ass%2Fword"} <= set(
+        found
+    )
     keyword = make_settings(database_url="host=db user=u password=hunter22 dbname=x")
     assert "hunter22" in secret_values(keyword)
 

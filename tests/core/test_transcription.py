@@ -87,3 +87,24 @@ async def test_the_transcription_endpoint_defaults_to_the_chat_endpoint(
     with pytest.raises(LLMUnavailable):
         await elsewhere.transcribe(OGG, filename="voice.ogg", mime_type="audio/ogg")
     await elsewhere.aclose()
+
+
+async def test_the_chat_key_never_goes_to_another_transcription_host(
+    fake_llm: FakeOpenAI,
+) -> None:
+    async with FakeOpenAI() as local_whisper:
+        for own_key, sent in ((None, "Bearer not-needed"), ("sk-whisper", "Bearer sk-whisper")):
+            client = _transcriber(
+                make_settings(
+                    openai_base_url=fake_llm.base_url,
+                    openai_api_key="sk-chat",
+                    transcription_model="w",
+                    transcription_base_url=local_whisper.base_url,
+                    transcription_api_key=own_key,
+                )
+            )
+            assert client is not None
+            await client.transcribe(OGG, filename="voice.ogg", mime_type="audio/ogg")
+            await client.aclose()
+            assert local_whisper.transcription_requests[-1]["authorization"] == sent
+    assert fake_llm.transcription_requests == []

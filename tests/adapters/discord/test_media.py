@@ -138,4 +138,15 @@ async def test_an_attachment_gone_or_too_large_gets_a_clear_answer(
     assert fake_discord.texts_in(dm)[1] == texts.DOWNLOAD_FAILED.format(what=texts.PHOTO)
     [stored] = await _conversation(services)
     assert (stored.status, stored.content) == (MessageStatus.FAILED, "[Photo]")
+
+    # The CDN drops the connection (no HTTP status at all): the same clear answer.
+    reset = fake_discord.attachment("note.ogg", "audio/ogg", size=len(OGG), reset=True)
+    await deliver(
+        fake_discord,
+        adapter,
+        "MESSAGE_CREATE",
+        fake_discord.dm_message(ALICE, "", attachments=[reset]),
+    )
+    assert fake_discord.texts_in(dm)[2] == texts.DOWNLOAD_FAILED.format(what=texts.VOICE_MESSAGE)
+    assert [m.status for m in await _conversation(services)] == [MessageStatus.FAILED] * 2
     assert fake_llm.chat_requests == []

@@ -10,6 +10,7 @@ import pytest
 
 from core.commands import user as user_commands
 from core.models import Message, MessageStatus, NewFact, Platform, User
+from core.recall.user_indexes import UserIndexRepository
 from core.services import Services
 from core.storage.memory_store import MemoryStore
 from core.storage.turns import NewMessage, ReadLimits, TurnStore
@@ -162,6 +163,9 @@ async def test_forget_all_leaves_nothing_but_the_message_being_answered(
     assert pending is not None
     await add_exchange(services, other, "bob's words")
     await services.facts.add(other.id, NewFact("bob's fact"))
+    indexes = UserIndexRepository(services.db, dimensions=services.embedder.dimensions)
+    for someone in (user, other):  # as if both were heavy users
+        await indexes.count_terms(someone.id)
     before = await services.users.conversation(user.id)
 
     done = (await run(services, user, "/forget ALL confirm")).text
@@ -184,7 +188,9 @@ async def test_forget_all_leaves_nothing_but_the_message_being_answered(
     async with services.db.connection() as conn:
         turns = await conn.fetchval("SELECT count(*) FROM turns WHERE user_id = $1", user.id)
         leases = await conn.fetchval("SELECT count(*) FROM turn_leases WHERE user_id = $1", user.id)
+        counted = await conn.fetch("SELECT user_id FROM user_search_stats")
     assert (turns, leases) == (1, 1)
+    assert [r["user_id"] for r in counted] == [other.id]  # the person's words are gone too
     assert (await run(services, user, "/memory")).text == "I don't know anything about you yet."
     # Nobody else forgot anything.
     assert await services.messages.count(other.id) == 2
