@@ -10,10 +10,11 @@ from typing import Any
 from core.documents import texts as doc_texts
 from core.i18n import texts as catalog
 from core.llm.transcription import Transcriber
+from core.media import texts
 from core.models import MessageStatus, MessageType
 from core.services import Services
 from core.storage.documents import DocumentRepository
-from fakes.openai_server import FakeOpenAI
+from fakes.openai_server import FakeOpenAI, HttpError
 from fakes.telegram_api import FakeTelegram, mention, wait_until
 from tests.adapters.telegram.media_helpers import conversation, media_bot
 from tests.core.documents.pdfs import make_pdf
@@ -174,3 +175,26 @@ async def test_a_document_sent_in_a_group_is_recalled_there_and_privately_not_el
     assert "south wall" not in in_b and "garden.txt" not in in_b
     assert 'from \\"garden.txt\\"' in in_a and "south wall" in in_a
     assert 'from \\"garden.txt\\"' in in_private
+
+
+async def test_a_documents_answer_and_a_voice_failure_come_in_the_chosen_language(
+    services: Services, tg: FakeTelegram, fake_llm: FakeOpenAI, transcriber: Transcriber
+) -> None:
+    german = catalog("de")
+    voice = {**tg.file_json(tg.add_file(b"OggS" + bytes(50))), "duration": 2}
+    fake_llm.push_transcription_fault(HttpError(500))
+    async with media_bot(services, tg, transcriber):
+        tg.push_message("/language de", user_id=3006, language_code="fr")
+        await wait_until(lambda: len(tg.texts(3006)) == 1, within=30)
+        tg.push_message(
+            user_id=3006,
+            language_code="fr",
+            document=_document(tg, GARDEN.encode(), "garden.txt", "text/plain"),
+        )
+        await wait_until(lambda: len(tg.texts(3006)) == 2, within=30)
+        tg.push_message(user_id=3006, language_code="fr", voice=voice)
+        await wait_until(lambda: len(tg.texts(3006)) == 3, within=30)
+    kept = german.gettext(doc_texts.KEPT, filename="garden.txt", parts="1 Abschnitt")
+    assert tg.texts(3006)[1:] == [kept, german.gettext(texts.TRANSCRIPTION_FAILED)]
+    assert kept != ENGLISH.gettext(doc_texts.KEPT, filename="garden.txt", parts="1 passage")
+    assert texts.TRANSCRIPTION_FAILED not in tg.texts(3006)
