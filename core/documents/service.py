@@ -246,9 +246,10 @@ def clean_filename(filename: str) -> str:
 
 
 def file_size(size: int) -> str:
-    """`12 KB`, `3.4 MB`: sizes as people read them."""
+    """`512 B`, `12 KB`, `3.4 MB`: sizes as people read them, in unit symbols that need
+    no translation."""
     if size < 1024:
-        return f"{size} bytes"
+        return f"{size} B"
     if size < 1024 * 1024:
         return f"{size / 1024:.0f} KB"
     return f"{size / 2**20:.1f} MB".replace(".0 MB", " MB")

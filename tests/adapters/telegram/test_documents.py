@@ -11,7 +11,8 @@ from core.documents import texts as doc_texts
 from core.i18n import texts as catalog
 from core.llm.transcription import Transcriber
 from core.media import texts
-from core.models import MessageStatus, MessageType
+from core.models import MessageStatus, MessageType, UserStatus
+from core.notices import BANNED
 from core.services import Services
 from core.storage.documents import DocumentRepository
 from fakes.openai_server import FakeOpenAI, HttpError
@@ -198,3 +199,21 @@ async def test_a_documents_answer_and_a_voice_failure_come_in_the_chosen_languag
     assert tg.texts(3006)[1:] == [kept, german.gettext(texts.TRANSCRIPTION_FAILED)]
     assert kept != ENGLISH.gettext(doc_texts.KEPT, filename="garden.txt", parts="1 passage")
     assert texts.TRANSCRIPTION_FAILED not in tg.texts(3006)
+
+
+async def test_a_banned_person_gets_no_document_kept_or_downloaded(
+    services: Services, tg: FakeTelegram, transcriber: Transcriber
+) -> None:
+    async with media_bot(services, tg, transcriber):
+        tg.push_message("hello", user_id=3007)
+        await wait_until(lambda: len(tg.texts(3007)) == 1, within=30)
+        user = await services.users.find("telegram:3007")
+        assert user is not None
+        await services.users.set_status(user.id, UserStatus.BANNED)
+        document = _document(tg, GARDEN.encode(), "garden.txt", "text/plain")
+        tg.push_message(user_id=3007, document=document)
+        await wait_until(lambda: len(tg.texts(3007)) == 2, within=30)
+    assert tg.texts(3007)[1] == BANNED
+    assert tg.calls_to("getFile") == []
+    assert await DocumentRepository(services.db).of_user(user.id) == []
+    assert [m.message_type for m in await conversation(services, 3007)] == [MessageType.TEXT] * 2
