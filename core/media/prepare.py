@@ -87,7 +87,8 @@ _IMAGE_MAGIC = {
 
 @dataclass(frozen=True, slots=True)
 class _Said:
-    """What to tell the person when a kind of attachment cannot be fetched in time."""
+    """What to tell the person when a kind of attachment could not be downloaded, or
+    not made into text in time."""
 
     download_failed: str
     too_slow: str
