@@ -31,11 +31,10 @@ from core.context import AssembledContext, ContextAssembler, ContextLimits
 from core.documents.service import Documents
 from core.embedding.base import embed_or_none
 from core.errors import StorageBusy, StorageUnavailable
-from core.i18n import Texts, texts_for
+from core.i18n import Notice, Texts, texts_for
 from core.inbound import Inbound
 from core.media.plan import Abilities, MediaPlan, plan
 from core.media.prepare import MediaFailed, MediaPreparer, Prepared
-from core.media.texts import HEARD
 from core.model_slots import ModelSlots
 from core.models import Message, MessageStatus, MessageType, Platform, Role, SharedChat, User
 from core.notices import (
@@ -123,7 +122,7 @@ class Engine:
         )
         self._outage_told: set[tuple[str, str, str]] = set()
         self._keep_alive: asyncio.Task[None] | None = None
-        self._media = MediaPreparer(services)
+        self._media = MediaPreparer(services, self._documents)
 
     async def start(self) -> None:
         """Keep this process's turns alive in the database (`TurnOrder.keep_alive`)."""
@@ -205,10 +204,7 @@ class Engine:
         inbound = _storable(inbound)
         metrics.count_message_in(inbound.platform)
         text = inbound.text.strip()
-        media = plan(inbound.attachments, text, self._abilities(inbound.platform))
-        if isinstance(media, str):
-            await channel.send(media)
-            return
+        media = await self._plan(inbound, text, channel)
         if not text and media is None:
             return
         accepted = await self._accept(inbound, text)
@@ -219,6 +215,25 @@ class Engine:
             await self._run_command(accepted, inbound, channel)
         else:
             await self._converse(accepted.user, inbound, text, channel, stored, media)
+
+    async def _plan(self, inbound: Inbound, text: str, channel: ReplyChannel) -> MediaPlan | None:
+        """What becomes of the message's attachments (`core.media.plan`), from their
+        metadata; a refusal is told here (before admission: in the message's language).
+        A document of a kind or size not kept is refused before it is downloaded; its
+        caption is still answered as text."""
+        media = plan(inbound.attachments, text, self._abilities(inbound.platform))
+        if isinstance(media, Notice):
+            await channel.send(texts_for(inbound.language).say(media))
+            return None
+        if media is not None and media.message_type is MessageType.DOCUMENT:
+            document = media.attachment
+            refused = self._documents.refuse_before_download(
+                document.name or "", document.mime_type, document.size
+            )
+            if refused is not None:
+                await channel.send(texts_for(inbound.language).say(refused.answer))
+                return None
+        return media
 
     async def _accept(self, inbound: Inbound, text: str) -> _Accepted | str:
         """Who is writing and whether they may: the accepted message, or a notice to send
@@ -343,7 +358,7 @@ class Engine:
                 await self._redelivered(user, inbound, channel, slot)
                 return
             if media is not None and media.note is not None:
-                await quietly(channel.send(media.note))
+                await quietly(channel.send(_texts(user).say(media.note)))
             timings = {
                 "embed_ms": ms(started, embedded),
                 "store_ms": ms(embedded, time.perf_counter()),
@@ -473,6 +488,9 @@ class Engine:
             made = await self._made_from_media(turn)
             if made is None:
                 return
+            if made.complete:
+                await self._turns.settle(turn.user.id, turn.message.id)
+                return
             embedding = turn.embedding if made.embedding is None else made.embedding
             turn = dataclasses.replace(turn, message=made.message, embedding=embedding)
             opened = dataclasses.replace(opened, state=made.reread(opened.state))
@@ -487,18 +505,19 @@ class Engine:
         await self._replies.write(turn, context)
 
     async def _made_from_media(self, turn: Turn) -> Prepared | None:
-        """The voice note or photo of `turn` made into text (`core.media.prepare`); None
-        when that failed: the message is left failed (for `/retry`), the person told."""
+        """The voice note, photo or document of `turn` made into text
+        (`core.media.prepare`); None when that failed: the message is left failed (for
+        `/retry`), the person told."""
         started = time.perf_counter()
         try:
             made = await self._media.prepare(turn.message)
         except MediaFailed as failed:
             await self._turns.fail(turn.user.id, turn.message.id)
-            await quietly(turn.channel.send(failed.notice))
+            await quietly(turn.channel.send(_texts(turn.user).say(failed.notice)))
             return None
         turn.timings["media_ms"] = ms(started, time.perf_counter())
-        if made.heard is not None:
-            await quietly(turn.channel.send(HEARD.format(text=made.heard)))
+        if made.told is not None:
+            await quietly(turn.channel.send(_texts(turn.user).say(made.told)))
         return made
 
     async def _assemble(

@@ -33,8 +33,10 @@ class AttachmentUse:
     kind: str
     """"voice", "photo", ... (`core.models.MessageType`)."""
     used_as: str
-    """"transcript" (a voice note's text), "image" (sent to a vision model) or
-    "caption" (only the photo's caption: the model has no vision)."""
+    """"transcript" (a voice note's text), "image" (sent to a vision model),
+    "caption" (only the photo's caption: the model has no vision) or "document" (a
+    document kept, its name and caption the message's text; its passages are recalled
+    as `documents`)."""
 
 
 @dataclass(frozen=True, slots=True)

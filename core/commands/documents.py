@@ -10,6 +10,7 @@ import logging
 from core.commands.base import Command, CommandContext, no_arguments, private_only
 from core.documents import texts
 from core.documents.service import day, describe_parts, file_size
+from core.i18n import N_
 from core.models import SharedChat
 from core.snapshot import ContextSnapshot
 from core.storage.documents import DocumentRepository
@@ -27,23 +28,25 @@ async def documents(ctx: CommandContext, args: str) -> None:
     if await private_only(ctx):
         return
     kept = await _repository(ctx).of_user(ctx.user.id)
+    t = ctx.texts
     if not kept:
-        await ctx.channel.send(texts.NO_DOCUMENTS)
+        await ctx.channel.send(t.gettext(texts.NO_DOCUMENTS))
         return
     limit = ctx.services.settings.limits.documents_per_person
-    lines = [texts.LIST_HEADER.format(count=len(kept), limit=limit)]
+    lines = [t.gettext(texts.LIST_HEADER, count=len(kept), limit=limit)]
     lines += [
-        texts.LIST_LINE.format(
+        t.gettext(
+            texts.LIST_LINE,
             number=number,
             filename=document.filename,
             size=file_size(document.size_bytes),
-            parts=describe_parts(document),
+            parts=t.say(describe_parts(document)),
             date=day(document),
-            where=texts.LIST_IN_GROUP if document.shared_chat else "",
+            where=t.gettext(texts.LIST_IN_GROUP) if document.shared_chat else "",
         )
         for number, document in enumerate(kept, start=1)
     ]
-    lines.append(texts.LIST_FOOTER)
+    lines.append(t.gettext(texts.LIST_FOOTER))
     await ctx.channel.send("\n".join(lines))
 
 
@@ -52,19 +55,20 @@ async def forget_document(ctx: CommandContext, number: int) -> None:
     caller has checked the chat is private."""
     repository = _repository(ctx)
     kept = await repository.of_user(ctx.user.id)
+    t = ctx.texts
     if not kept:
-        await ctx.channel.send(texts.NO_DOCUMENT_TO_FORGET)
+        await ctx.channel.send(t.gettext(texts.NO_DOCUMENT_TO_FORGET))
         return
     if not 1 <= number <= len(kept):
-        listed = f"{len(kept)} document" + ("" if len(kept) == 1 else "s")
-        await ctx.channel.send(texts.NO_SUCH_DOCUMENT.format(number=number, listed=listed))
+        listed = t.say(texts.documents(len(kept)))
+        await ctx.channel.send(t.gettext(texts.NO_SUCH_DOCUMENT, number=number, listed=listed))
         return
     deleted = await repository.delete(ctx.user.id, kept[number - 1].id)
     if deleted is None:
-        await ctx.channel.send(texts.DOCUMENT_GONE)
+        await ctx.channel.send(t.gettext(texts.DOCUMENT_GONE))
         return
     logger.info("user %s forgot document %s", ctx.user.id, deleted.id)
-    await ctx.channel.send(texts.FORGOT_DOCUMENT.format(filename=deleted.filename))
+    await ctx.channel.send(t.gettext(texts.FORGOT_DOCUMENT, filename=deleted.filename))
 
 
 async def why_lines(ctx: CommandContext, snapshot: ContextSnapshot) -> tuple[list[str], int]:
@@ -78,21 +82,22 @@ async def why_lines(ctx: CommandContext, snapshot: ContextSnapshot) -> tuple[lis
     sources = await _repository(ctx).sources(
         ctx.user.id, [d.chunk_id for d in snapshot.documents], shared_chat=chat
     )
+    t = ctx.texts
     lines = []
     for source in sources:
         if source.page is not None:
-            where = texts.WHY_PAGE.format(page=source.page)
+            where = t.gettext(texts.WHY_PAGE, page=source.page)
         elif source.heading:
-            where = texts.WHY_SECTION.format(heading=source.heading)
+            where = t.gettext(texts.WHY_SECTION, heading=source.heading)
         else:
             where = ""
-        line = texts.WHY_SOURCE.format(filename=source.filename, where=where)
+        line = t.gettext(texts.WHY_SOURCE, filename=source.filename, where=where)
         if line not in lines:
             lines.append(line)
     gone = len(snapshot.documents) - len(sources)
-    return ([texts.WHY_HEADER, *lines] if lines else []), gone
+    return ([t.gettext(texts.WHY_HEADER), *lines] if lines else []), gone
 
 
 DOCUMENT_COMMANDS = [
-    Command("documents", "/documents", "The documents you sent me to remember", documents),
+    Command("documents", "/documents", N_("The documents you sent me to remember"), documents),
 ]

@@ -35,6 +35,7 @@ from core.documents.parsing import (
     parse,
 )
 from core.embedding.base import EmbeddingError
+from core.i18n import Notice
 from core.models import Platform, SharedChat
 from core.services import Services
 from core.storage.documents import (
@@ -75,7 +76,7 @@ _REFUSALS = {
 @dataclass(frozen=True, slots=True)
 class DocumentAdded:
     document: Document
-    answer: str
+    answer: Notice
     new: bool
     """False when the same file was kept already (and nothing new was)."""
 
@@ -85,7 +86,7 @@ class DocumentRefused:
     reason: str
     """Why, for logs and metrics: a `Problem`, or too_large, too_many, too_long,
     memory_off, unavailable."""
-    answer: str
+    answer: Notice
 
 
 class Documents:
@@ -107,9 +108,8 @@ class Documents:
             return _refused(Problem.UNSUPPORTED.value, texts.UNSUPPORTED, name)
         limit = self._services.settings.limits.document_max_bytes
         if size is not None and size > limit:
-            return DocumentRefused(
-                "too_large", texts.TOO_LARGE.format(size=file_size(size), limit=file_size(limit))
-            )
+            answer = Notice.gettext(texts.TOO_LARGE, size=file_size(size), limit=file_size(limit))
+            return DocumentRefused("too_large", answer)
         return None
 
     async def add(
@@ -141,14 +141,17 @@ class Documents:
         except UnreadableError as exc:
             logger.info("user %s: document refused: %s", user_id, exc)
             if exc.problem is Problem.TOO_MANY_PAGES:
-                answer = texts.TOO_MANY_PAGES.format(
-                    filename=name, pages=exc.pages, limit=limits.document_max_pages
+                answer = Notice.gettext(
+                    texts.TOO_MANY_PAGES,
+                    filename=name,
+                    pages=exc.pages,
+                    limit=limits.document_max_pages,
                 )
                 return DocumentRefused(exc.problem.value, answer)
             return _refused(exc.problem.value, _REFUSALS[exc.problem], name)
         if len(chunks) > limits.document_max_chunks:
-            answer = texts.TOO_LONG.format(
-                filename=name, count=len(chunks), limit=limits.document_max_chunks
+            answer = Notice.gettext(
+                texts.TOO_LONG, filename=name, count=len(chunks), limit=limits.document_max_chunks
             )
             return DocumentRefused("too_long", answer)
         try:
@@ -174,10 +177,10 @@ class Documents:
         if isinstance(result, MemoryOff):
             return _refused("memory_off", texts.MEMORY_OFF, name)
         if isinstance(result, TooMany):
-            return DocumentRefused("too_many", texts.TOO_MANY.format(count=result.count))
+            return DocumentRefused("too_many", texts.too_many(result.count))
         if isinstance(result, AlreadyKept):
             kept = result.document
-            answer = texts.ALREADY_KEPT.format(filename=kept.filename, date=day(kept))
+            answer = Notice.gettext(texts.ALREADY_KEPT, filename=kept.filename, date=day(kept))
             return DocumentAdded(kept, answer, new=False)
         assert isinstance(result, Stored)
         document = result.document
@@ -190,9 +193,8 @@ class Documents:
             document.chunk_count,
         )
         template = texts.KEPT_IN_SHARED_CHAT if shared_chat else texts.KEPT
-        return DocumentAdded(
-            document, template.format(filename=name, parts=describe_parts(document)), new=True
-        )
+        answer = Notice.gettext(template, filename=name, parts=describe_parts(document))
+        return DocumentAdded(document, answer, new=True)
 
     async def recall(
         self, user_id: int, embedding: np.ndarray[Any, Any], *, shared_chat: SharedChat | None
@@ -226,7 +228,7 @@ def default_chunker() -> Chunker:
 
 
 def _refused(reason: str, template: str, filename: str) -> DocumentRefused:
-    return DocumentRefused(reason, template.format(filename=filename))
+    return DocumentRefused(reason, Notice.gettext(template, filename=filename))
 
 
 def clean_filename(filename: str) -> str:
@@ -244,20 +246,18 @@ def clean_filename(filename: str) -> str:
 
 
 def file_size(size: int) -> str:
-    """`12 KB`, `3.4 MB`: sizes as people read them."""
+    """`512 B`, `12 KB`, `3.4 MB`: sizes as people read them, in unit symbols that need
+    no translation."""
     if size < 1024:
-        return f"{size} bytes"
+        return f"{size} B"
     if size < 1024 * 1024:
         return f"{size / 1024:.0f} KB"
     return f"{size / 2**20:.1f} MB".replace(".0 MB", " MB")
 
 
-def describe_parts(document: Document) -> str:
+def describe_parts(document: Document) -> Notice:
     """`3 pages, 7 passages` / `7 passages`."""
-    passages = f"{document.chunk_count} passage" + ("" if document.chunk_count == 1 else "s")
-    if document.pages is None:
-        return passages
-    return f"{document.pages} page{'' if document.pages == 1 else 's'}, {passages}"
+    return texts.parts(document.pages, document.chunk_count)
 
 
 def day(document: Document) -> str:

@@ -8,6 +8,10 @@ used (`babel.messages.mofile.write_mo`), so the `.po` files are the only copy in
 repository and a fresh clone needs no build step. Placeholders are `str.format` names
 (`{seconds}`), which translators keep as they are.
 
+Code that does not know who it speaks to (media plans and failures, document answers)
+returns a `Notice`, a marked text and its values, which the caller says in the
+person's language (`Texts.say`); values are filled in after translation.
+
 Which language: the one the person chose (`/language`), else the one their platform
 says now (`Inbound.language`), else the one it said last (`users.locale`), else
 English; a tag is matched by its primary subtag ("pt-BR" -> "pt").
@@ -18,6 +22,8 @@ from __future__ import annotations
 import functools
 import gettext
 import io
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from babel import Locale
@@ -34,6 +40,29 @@ def N_(message: str) -> str:  # noqa: N802 (gettext's name for a deferred mark)
     return message
 
 
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A text to say in a language chosen later: a marked message and its values (a
+    value may be a `Notice` itself, said in the same language first). Made with
+    `Notice.gettext` or `Notice.ngettext`, whose names `pybabel extract` knows, and said
+    with `Texts.say`."""
+
+    message: str
+    values: Mapping[str, object] = field(default_factory=dict)
+    plural: str | None = None
+    """With a plural: the text has one form per plural form, chosen by `n`."""
+    n: int = 0
+
+    @staticmethod
+    def gettext(message: str, /, **values: object) -> Notice:
+        return Notice(message, values)
+
+    @staticmethod
+    def ngettext(singular: str, plural: str, n: int, /, **values: object) -> Notice:
+        """`{n}` is filled in with `n`, as `Texts.ngettext` does."""
+        return Notice(singular, values, plural, n)
+
+
 class Texts:
     """One language's catalog: its texts, formatted with their named placeholders."""
 
@@ -48,6 +77,16 @@ class Texts:
     def ngettext(self, singular: str, plural: str, n: int, /, **values: object) -> str:
         """The form of the text for `n` (the catalog's plural rule), `{n}` filled in."""
         return self._translations.ngettext(singular, plural, n).format(n=n, **values)
+
+    def say(self, notice: Notice) -> str:
+        """`notice` in this language, its values (said first, if notices) filled in."""
+        values = {
+            name: self.say(value) if isinstance(value, Notice) else value
+            for name, value in notice.values.items()
+        }
+        if notice.plural is None:
+            return self.gettext(notice.message, **values)
+        return self.ngettext(notice.message, notice.plural, notice.n, **values)
 
 
 def catalog_path(language: str) -> Path:

@@ -1,7 +1,8 @@
 """What becomes of a message's attachments, decided from their metadata alone, before
-anything is stored or downloaded: answered as a voice note or a photo (`MediaPlan`),
-answered as plain text (None: the text is what counts), or refused with a clear answer
-(a notice; nothing is stored)."""
+anything is stored or downloaded: taken as a voice note, a photo or a document
+(`MediaPlan`), answered as plain text (None: the text is what counts), or refused with
+a clear answer (a `Notice`; nothing is stored). Whether a document is of a kind and
+size to keep is `Documents.refuse_before_download`'s to say."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from core.i18n import Notice
 from core.inbound import Attachment
 from core.media import texts
 from core.models import MessageType
@@ -21,11 +23,13 @@ VOICE_KINDS = {
 IMAGE_KINDS = frozenset({"photo", "image"})
 """Telegram's photos, Discord's image attachments."""
 DOCUMENT_KINDS = frozenset({"document", "file"})
+"""Telegram's documents, Discord's other attachments."""
 PLACEHOLDERS = {
     MessageType.VOICE: "[Voice message]",
     MessageType.AUDIO: "[Audio]",
     MessageType.VIDEO_NOTE: "[Video message]",
     MessageType.PHOTO: "[Photo]",
+    MessageType.DOCUMENT: "[Document]",
 }
 """A media message's text until it is made into words (and for good, when that
 fails): what the prompt's window shows for it."""
@@ -50,7 +54,7 @@ class MediaPlan:
 
     message_type: MessageType
     attachment: Attachment
-    note: str | None = None
+    note: Notice | None = None
     """Told to the person once the message is stored (a photo read by its caption only)."""
     caption_only: bool = False
     """Nothing to download: the caption is the whole message (the model has no vision)."""
@@ -70,35 +74,37 @@ class MediaPlan:
 
 def plan(
     attachments: Sequence[Attachment], text: str, abilities: Abilities
-) -> MediaPlan | str | None:
+) -> MediaPlan | Notice | None:
     """The plan for a message with `attachments` and `text` (a caption, possibly empty):
-    a `MediaPlan`, None to answer the text alone, or the notice refusing it. One voice
-    note or image per message is used: the first."""
+    a `MediaPlan`, None to answer the text alone, or the notice refusing it. One
+    attachment per message is used: the first voice note, else image, else document."""
     voice = next((a for a in attachments if a.kind in VOICE_KINDS and a.ref), None)
     image = next((a for a in attachments if a.kind in IMAGE_KINDS and a.ref), None)
+    document = next((a for a in attachments if a.kind in DOCUMENT_KINDS and a.ref), None)
     if voice is not None:
         if not (abilities.transcription and abilities.downloads):
-            return None if text else texts.NO_TRANSCRIPTION
+            return None if text else Notice.gettext(texts.NO_TRANSCRIPTION)
         return _too_large(voice, abilities) or MediaPlan(VOICE_KINDS[voice.kind], voice)
     if image is not None:
         if abilities.vision and abilities.downloads:
             return _too_large(image, abilities) or MediaPlan(MessageType.PHOTO, image)
         if text:
-            return MediaPlan(MessageType.PHOTO, image, texts.CAPTION_ONLY, caption_only=True)
-        return texts.NO_VISION
+            note = Notice.gettext(texts.CAPTION_ONLY)
+            return MediaPlan(MessageType.PHOTO, image, note, caption_only=True)
+        return Notice.gettext(texts.NO_VISION)
+    if document is not None and abilities.downloads:
+        return MediaPlan(MessageType.DOCUMENT, document)
     if text or not attachments:
         return None
-    if any(a.kind in DOCUMENT_KINDS for a in attachments):
-        return texts.DOCUMENTS_LATER
-    return texts.UNSUPPORTED_KIND
+    return Notice.gettext(texts.UNSUPPORTED_KIND)
 
 
-def _too_large(attachment: Attachment, abilities: Abilities) -> str | None:
+def _too_large(attachment: Attachment, abilities: Abilities) -> Notice | None:
     size = attachment.size
     if size is None or size <= abilities.max_bytes:
         return None
-    return texts.TOO_LARGE.format(
-        size=readable_size(size), limit=readable_size(abilities.max_bytes)
+    return Notice.gettext(
+        texts.TOO_LARGE, size=readable_size(size), limit=readable_size(abilities.max_bytes)
     )
 
 

@@ -1,4 +1,5 @@
-"""A stored voice note or photo made into what the model reads, in the message's turn.
+"""A stored voice note, photo or document made into what the model reads, in the
+message's turn.
 
 Voice: downloaded through its platform's `FileSource`, transcribed (`core.llm.transcription`);
 the transcript (after the caption, if any) becomes the message's text. Photo, for a
@@ -11,8 +12,15 @@ even when the reply fails. Either way the text is embedded and kept with the mes
 garden") like anything written; the attachments' metadata records what was made, so a
 `/retry` does not transcribe or describe again. The file's bytes are never stored.
 
+Document: downloaded and taken into the person's documents (`Documents.add`, which
+reads, chunks and embeds it; docs/documents.md); "[Document: name]" and the caption
+become the message's text, and the attachment records the document's id. What
+`Documents.add` answers is told to the person; with a caption the model answers the
+caption next (its passages are recallable already), without one that answer is all.
+
 A failure raises `MediaFailed` with what to tell the person; the message stays stored
-(the engine marks it failed, and `/retry` tries again).
+(the engine marks it failed, and `/retry` tries again). Everything told is a `Notice`,
+said in the person's language by the engine.
 """
 
 from __future__ import annotations
@@ -27,7 +35,10 @@ from typing import Any
 import numpy as np
 
 from core.context import AssembledContext
+from core.documents import texts as doc_texts
+from core.documents.service import DocumentRefused, Documents, file_size
 from core.embedding.base import embed_or_none
+from core.i18n import Notice
 from core.llm.errors import LLMError
 from core.media import texts
 from core.media.files import FileTooLarge, FileUnavailable
@@ -41,6 +52,8 @@ logger = logging.getLogger(__name__)
 
 PHOTO_TAG = "Photo"
 """How a photo's description starts in the message's text: "[Photo: ...]"."""
+DOCUMENT_TAG = "Document"
+"""How a document's name starts in the message's text: "[Document: name]"."""
 DESCRIBE_PROMPT = (
     "Describe this image in one or two plain sentences, so that the person who sent it "
     "could find it again by searching for what it shows. Mention any visible text."
@@ -72,12 +85,32 @@ _IMAGE_MAGIC = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class _Said:
+    """What to tell the person when a kind of attachment could not be downloaded, or
+    not made into text in time."""
+
+    download_failed: str
+    too_slow: str
+
+
+_SAID = {
+    MessageType.PHOTO: _Said(texts.DOWNLOAD_FAILED_PHOTO, texts.TOO_SLOW_PHOTO),
+    MessageType.DOCUMENT: _Said(texts.DOWNLOAD_FAILED_DOCUMENT, texts.TOO_SLOW_DOCUMENT),
+}
+_SAID_OF_VOICE = _Said(texts.DOWNLOAD_FAILED_VOICE, texts.TOO_SLOW_VOICE)
+
+
 class MediaFailed(Exception):  # noqa: N818 - a condition, with the answer to give
     """The attachment could not be made into text; `notice` says so to the person."""
 
-    def __init__(self, notice: str) -> None:
-        super().__init__(notice)
+    def __init__(self, notice: Notice) -> None:
+        super().__init__(notice.message)
         self.notice = notice
+
+
+def _failed(message: str, /, **values: object) -> MediaFailed:
+    return MediaFailed(Notice.gettext(message, **values))
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,8 +123,12 @@ class Prepared:
     image_url: str | None
     """The photo as a data URL, for a model with vision."""
     uses: tuple[AttachmentUse, ...]
-    heard: str | None = None
-    """A transcript the model was unsure of: shown to the person before the answer."""
+    told: Notice | None = None
+    """Told to the person before the answer: a transcript the model was unsure of, what
+    became of a document."""
+    complete: bool = False
+    """What was told is the whole answer: no reply from the model (a document without
+    a caption)."""
 
     def reread(self, state: TurnState) -> TurnState:
         """The turn's state with the message as made (the window read it before)."""
@@ -115,21 +152,26 @@ class Prepared:
 
 
 class MediaPreparer:
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, documents: Documents) -> None:
         self._services = services
+        self._documents = documents
 
     async def prepare(self, message: Message) -> Prepared:
-        """`message` (a voice note or photo, `message_type` not text) made into text;
-        raises `MediaFailed`. Bounded by REPLY_DEADLINE_SECONDS."""
-        what = texts.PHOTO if message.message_type is MessageType.PHOTO else texts.VOICE_MESSAGE
+        """`message` (a voice note, photo or document: `message_type` not text) made
+        into text; raises `MediaFailed`. Bounded by REPLY_DEADLINE_SECONDS."""
+        said = _SAID.get(message.message_type, _SAID_OF_VOICE)
         try:
             async with asyncio.timeout(self._services.settings.reply_deadline_seconds):
                 if message.message_type is MessageType.PHOTO:
                     return await self._photo(message)
+                if message.message_type is MessageType.DOCUMENT:
+                    return await self._document(message)
                 return await self._voice(message)
         except TimeoutError:
-            logger.warning("preparing the %s of message %s timed out", what, message.id)
-            raise MediaFailed(texts.MEDIA_TOO_SLOW.format(what=what)) from None
+            logger.warning(
+                "preparing the %s of message %s timed out", message.message_type, message.id
+            )
+            raise _failed(said.too_slow) from None
 
     async def _voice(self, message: Message) -> Prepared:
         attachment = dict(message.attachments[0])
@@ -138,39 +180,36 @@ class MediaPreparer:
             return Prepared(message, None, None, use)
         transcriber = self._services.transcriber
         if transcriber is None:
-            raise MediaFailed(texts.NO_TRANSCRIPTION)
-        audio = await self._fetch(message, attachment, texts.VOICE_MESSAGE)
+            raise _failed(texts.NO_TRANSCRIPTION)
+        audio = await self._fetch(message, attachment, self._services.settings.media_max_bytes)
         filename, mime = audio_file(attachment)
         try:
             transcript = await transcriber.transcribe(audio, filename=filename, mime_type=mime)
         except LLMError as exc:
             logger.warning("transcribing message %s failed: %s", message.id, exc)
             corrupt = type(exc) is LLMError and exc.status_code in _CORRUPT_STATUSES
-            raise MediaFailed(
-                texts.CORRUPT_AUDIO if corrupt else texts.TRANSCRIPTION_FAILED
-            ) from exc
+            raise _failed(texts.CORRUPT_AUDIO if corrupt else texts.TRANSCRIPTION_FAILED) from exc
         if not transcript.text:
-            raise MediaFailed(texts.NOTHING_HEARD)
+            raise _failed(texts.NOTHING_HEARD)
         caption = str(attachment.get("caption", ""))
         content = f"{caption}\n\n{transcript.text}" if caption else transcript.text
         limit = self._services.settings.limits.max_message_chars
         if len(content) > limit:
-            raise MediaFailed(texts.TRANSCRIPT_TOO_LONG.format(length=len(content), limit=limit))
+            raise _failed(texts.TRANSCRIPT_TOO_LONG, length=len(content), limit=limit)
         attachment["transcript"] = transcript.text
         made = await self._keep(message, content, attachment)
-        return Prepared(
-            made.message, made.embedding, None, use, transcript.text if transcript.unclear else None
-        )
+        heard = Notice.gettext(texts.HEARD, text=transcript.text) if transcript.unclear else None
+        return Prepared(made.message, made.embedding, None, use, heard)
 
     async def _photo(self, message: Message) -> Prepared:
         attachment = dict(message.attachments[0])
         if not self._services.settings.llm_vision:
             use = (AttachmentUse(message.id, MessageType.PHOTO.value, "caption"),)
             return Prepared(message, None, None, use)
-        image = await self._fetch(message, attachment, texts.PHOTO)
+        image = await self._fetch(message, attachment, self._services.settings.media_max_bytes)
         mime = image_type(image)
         if mime is None:
-            raise MediaFailed(texts.CORRUPT_IMAGE)
+            raise _failed(texts.CORRUPT_IMAGE)
         image_url = f"data:{mime};base64,{base64.b64encode(image).decode()}"
         use = (AttachmentUse(message.id, MessageType.PHOTO.value, "image"),)
         if "description" in attachment:  # made before: a /retry
@@ -198,28 +237,61 @@ class MediaPreparer:
         except LLMError as exc:
             # The file was checked to be an image: a refusal is the model's, not the file's.
             logger.warning("describing the photo of message %s failed: %s", message.id, exc)
-            raise MediaFailed(texts.VISION_FAILED) from exc
+            raise _failed(texts.VISION_FAILED) from exc
         description = " ".join(described.text.split())[:DESCRIPTION_MAX_CHARS]
         if not description:
-            raise MediaFailed(texts.VISION_FAILED)
+            raise _failed(texts.VISION_FAILED)
         return description
 
-    async def _fetch(self, message: Message, attachment: dict[str, Any], what: str) -> bytes:
+    async def _document(self, message: Message) -> Prepared:
+        attachment = dict(message.attachments[0])
+        use = (AttachmentUse(message.id, MessageType.DOCUMENT.value, "document"),)
+        caption = str(attachment.get("caption", ""))
+        if "document_id" in attachment:  # kept before: a /retry of the caption's answer
+            return Prepared(message, None, None, use, complete=not caption)
+        data = await self._fetch(
+            message, attachment, self._services.settings.limits.document_max_bytes
+        )
+        name = str(attachment.get("name") or "")
+        mime = attachment.get("mime_type")
+        added = await self._documents.add(
+            message.user_id,
+            filename=name,
+            media_type=mime if isinstance(mime, str) else None,
+            data=data,
+            platform=message.platform,
+            chat_id=message.chat_id or "",
+            shared_chat=message.shared_chat,
+        )
+        if isinstance(added, DocumentRefused):
+            logger.info("document of message %s refused: %s", message.id, added.reason)
+            raise MediaFailed(added.answer)
+        attachment["document_id"] = added.document.id
+        content = f"[{DOCUMENT_TAG}: {added.document.filename}]" + (
+            f"\n{caption}" if caption else ""
+        )
+        made = await self._keep(message, content, attachment)
+        return Prepared(made.message, made.embedding, None, use, added.answer, complete=not caption)
+
+    async def _fetch(self, message: Message, attachment: dict[str, Any], limit: int) -> bytes:
+        """The attachment's bytes, at most `limit` of them; raises `MediaFailed`."""
+        said = _SAID.get(message.message_type, _SAID_OF_VOICE)
         source = self._services.files.get(message.platform)
         ref = attachment.get("ref")
         if source is None or not isinstance(ref, str):
-            raise MediaFailed(texts.DOWNLOAD_FAILED.format(what=what))
-        limit = self._services.settings.media_max_bytes
+            raise _failed(said.download_failed)
         try:
             return await source.fetch(ref, max_bytes=limit)
         except FileTooLarge as exc:
-            size = readable_size(exc.size) if exc.size is not None else "over the limit"
-            raise MediaFailed(
-                texts.TOO_LARGE.format(size=size, limit=readable_size(limit))
-            ) from exc
+            raise MediaFailed(_too_large(message.message_type, exc.size, limit)) from exc
         except FileUnavailable as exc:
-            logger.warning("downloading the %s of message %s failed: %s", what, message.id, exc)
-            raise MediaFailed(texts.DOWNLOAD_FAILED.format(what=what)) from exc
+            logger.warning(
+                "downloading the %s of message %s failed: %s",
+                message.message_type,
+                message.id,
+                exc,
+            )
+            raise _failed(said.download_failed) from exc
 
     async def _keep(self, message: Message, content: str, attachment: dict[str, Any]) -> _Made:
         embedding = await embed_or_none(self._services.embedder, content)
@@ -232,6 +304,18 @@ class MediaPreparer:
         )
         made = dataclasses.replace(message, content=content, attachments=(attachment,))
         return _Made(made, embedding)
+
+
+def _too_large(kind: MessageType, size: int | None, limit: int) -> Notice:
+    """A file over `limit` (of `size` bytes, when the platform said): a document's own
+    answer, or the one of voice notes and photos."""
+    if kind is MessageType.DOCUMENT:
+        if size is None:
+            return Notice.gettext(doc_texts.TOO_LARGE_UNSIZED, limit=file_size(limit))
+        return Notice.gettext(doc_texts.TOO_LARGE, size=file_size(size), limit=file_size(limit))
+    if size is None:
+        return Notice.gettext(texts.TOO_LARGE_UNSIZED, limit=readable_size(limit))
+    return Notice.gettext(texts.TOO_LARGE, size=readable_size(size), limit=readable_size(limit))
 
 
 @dataclass(frozen=True, slots=True)

@@ -491,6 +491,13 @@ class TurnStore:
         can `/retry` it; the next reply's prompt holds it)."""
         await self._end(user_id, message_id, MessageStatus.FAILED, conn)
 
+    async def settle(
+        self, user_id: int, message_id: int, *, conn: Connection | None = None
+    ) -> None:
+        """End the turn without a model reply, leaving a pending message `answered`: what
+        the bot told of it was the whole answer (a document sent without a caption)."""
+        await self._end(user_id, message_id, MessageStatus.ANSWERED, conn)
+
     async def release(
         self, user_id: int, message_id: int, *, conn: Connection | None = None
     ) -> None:

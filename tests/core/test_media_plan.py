@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from core.i18n import Notice
 from core.inbound import Attachment
 from core.media import texts
 from core.media.plan import Abilities, MediaPlan, plan, readable_size
@@ -12,6 +13,7 @@ from core.models import MessageType
 
 ALL = Abilities(transcription=True, vision=True, downloads=True, max_bytes=1000)
 NONE = Abilities(transcription=False, vision=False, downloads=True, max_bytes=1000)
+NO_FILES = Abilities(transcription=True, vision=True, downloads=False, max_bytes=1000)
 VOICE = Attachment("voice", mime_type="audio/ogg", size=500, ref="f1")
 PHOTO = Attachment("photo", mime_type="image/jpeg", size=500, ref="f2")
 PDF = Attachment("document", "a.pdf", "application/pdf", 5, "d")
@@ -28,27 +30,35 @@ def test_voice_and_photos_are_planned_when_they_can_be_read() -> None:
 @pytest.mark.parametrize(
     ("attachments", "text", "abilities", "expected"),
     [
-        ([VOICE], "", NONE, texts.NO_TRANSCRIPTION),
+        ([VOICE], "", NONE, Notice.gettext(texts.NO_TRANSCRIPTION)),
         ([VOICE], "a caption", NONE, None),  # the caption is answered
-        ([PHOTO], "", NONE, texts.NO_VISION),
-        ([PDF], "", ALL, texts.DOCUMENTS_LATER),
-        ([Attachment("file", "a.exe")], "", ALL, texts.DOCUMENTS_LATER),
-        ([Attachment("sticker")], "", ALL, texts.UNSUPPORTED_KIND),
+        ([PHOTO], "", NONE, Notice.gettext(texts.NO_VISION)),
+        ([Attachment("file", "a.exe")], "", NO_FILES, Notice.gettext(texts.UNSUPPORTED_KIND)),
+        ([Attachment("sticker")], "", ALL, Notice.gettext(texts.UNSUPPORTED_KIND)),
         ([Attachment("sticker")], "hi", ALL, None),
-        ([HUGE], "", ALL, texts.TOO_LARGE.format(size="1 KB", limit="1 KB")),
+        ([HUGE], "", ALL, Notice.gettext(texts.TOO_LARGE, size="1 KB", limit="1 KB")),
         ([], "just text", ALL, None),
     ],
 )  # fmt: skip
 def test_what_cannot_be_read_is_refused_or_left_to_the_text(
-    attachments: list[Attachment], text: str, abilities: Abilities, expected: str | None
+    attachments: list[Attachment], text: str, abilities: Abilities, expected: Notice | None
 ) -> None:
     assert plan(attachments, text, abilities) == expected
+
+
+def test_a_file_is_planned_as_a_document_whatever_its_kind() -> None:
+    """Whether it is a kind kept is `Documents.refuse_before_download`'s to say."""
+    exe = Attachment("file", "a.exe", ref="u")
+    assert plan([PDF], "", ALL) == MediaPlan(MessageType.DOCUMENT, PDF)
+    assert plan([exe], "what is it?", ALL) == MediaPlan(MessageType.DOCUMENT, exe)
+    assert plan([Attachment("sticker"), PDF, VOICE], "", ALL) == MediaPlan(MessageType.VOICE, VOICE)
+    assert MediaPlan(MessageType.DOCUMENT, PDF).content("") == "[Document]"
 
 
 def test_without_vision_a_captioned_photo_is_its_caption_with_a_note() -> None:
     planned = plan([PHOTO], "my cat", NONE)
     assert isinstance(planned, MediaPlan)
-    assert (planned.note, planned.caption_only) == (texts.CAPTION_ONLY, True)
+    assert (planned.note, planned.caption_only) == (Notice.gettext(texts.CAPTION_ONLY), True)
     assert planned.content("my cat") == "my cat"
     assert planned.stored("my cat") == (
         {"kind": "photo", "mime_type": "image/jpeg", "size": 500, "ref": "f2", "caption": "my cat"},

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from core.i18n import texts
+from core.inbound import Attachment
+from core.media.texts import NO_VISION, UNSUPPORTED_KIND
 from core.models import Platform, UserStatus
 from core.notices import BANNED, LLM_FAILED
 from core.services import Services
@@ -36,6 +38,13 @@ async def test_notices_before_and_after_admission_follow_the_platforms_language(
     services: Services,
 ) -> None:
     engine, channel = engine_with(services), RecordingChannel()
+    photo = inbound("", attachments=(Attachment("photo", ref="p1"),))  # no vision here
+    await engine.handle(replace(photo, language="es-419"), channel)
+    assert channel.last == texts("es").gettext(NO_VISION) != NO_VISION
+    assert channel.last.startswith("Con el modelo de lenguaje que uso aquí no puedo ver")
+    sticker = inbound("", attachments=(Attachment("sticker"),))
+    await engine.handle(replace(sticker, language="uk"), channel)
+    assert channel.last == texts("uk").gettext(UNSUPPORTED_KIND) != UNSUPPORTED_KIND
     await engine.handle(replace(inbound("hi"), language="es-419"), channel)
     await services.users.set_status(await _user_id(services, "u1"), UserStatus.BANNED)
     await engine.handle(replace(inbound("still here"), language="fr"), channel)

@@ -105,9 +105,7 @@ def error_log() -> Iterator[ErrorLog]:
 
 # What a file, photo, voice note or sticker that cannot be read is answered with (no
 # transcription, no vision, no downloads are configured in these tests).
-REFUSALS = frozenset(
-    {texts.NO_TRANSCRIPTION, texts.NO_VISION, texts.DOCUMENTS_LATER, texts.UNSUPPORTED_KIND}
-)
+REFUSALS = frozenset({texts.NO_TRANSCRIPTION, texts.NO_VISION, texts.UNSUPPORTED_KIND})
 
 
 class Outcome(Enum):

@@ -12,6 +12,7 @@ import pytest
 
 from adapters.discord import DiscordAdapter
 from core.commands.registry import COMMANDS
+from core.documents import texts as doc_texts
 from core.engine import Engine
 from core.llm.transcription import Transcriber
 from core.media import texts
@@ -135,7 +136,7 @@ async def test_an_attachment_gone_or_too_large_gets_a_clear_answer(
         "MESSAGE_CREATE",
         fake_discord.dm_message(ALICE, "", attachments=[gone]),
     )
-    assert fake_discord.texts_in(dm)[1] == texts.DOWNLOAD_FAILED.format(what=texts.PHOTO)
+    assert fake_discord.texts_in(dm)[1] == texts.DOWNLOAD_FAILED_PHOTO
     [stored] = await _conversation(services)
     assert (stored.status, stored.content) == (MessageStatus.FAILED, "[Photo]")
 
@@ -150,3 +151,55 @@ async def test_an_attachment_gone_or_too_large_gets_a_clear_answer(
     assert fake_discord.texts_in(dm)[2] == texts.DOWNLOAD_FAILED.format(what=texts.VOICE_MESSAGE)
     assert [m.status for m in await _conversation(services)] == [MessageStatus.FAILED] * 2
     assert fake_llm.chat_requests == []
+
+
+async def test_a_text_file_is_kept_as_a_document_and_recalled_for_a_later_question(
+    start_media: StartMedia, fake_discord: FakeDiscord, fake_llm: FakeOpenAI, services: Services
+) -> None:
+    adapter = await start_media()
+    dm = fake_discord.dm_channel_id(ALICE_ID)
+    notes = (
+        b"Car notes. The winter tyres are stored in the garage of my brother. The next "
+        b"service of the car is due in October, at the garage on Mill Street."
+    )
+    text_file = fake_discord.attachment("car.txt", "text/plain; charset=utf-8", data=notes)
+    await deliver(
+        fake_discord,
+        adapter,
+        "MESSAGE_CREATE",
+        fake_discord.dm_message(ALICE, "", attachments=[text_file]),
+    )
+    assert fake_discord.texts_in(dm) == [
+        doc_texts.KEPT.format(filename="car.txt", parts="1 passage")
+    ]
+    assert fake_discord.downloads == [text_file["id"]]
+    question = fake_discord.dm_message(ALICE, "where are my winter tyres?")
+    await deliver(fake_discord, adapter, "MESSAGE_CREATE", question)
+
+    assert fake_discord.texts_in(dm)[1] == "echo: where are my winter tyres?"
+    system = fake_llm.chat_requests[-1]["messages"][0]["content"]
+    assert 'from "car.txt"' in system and "garage of my brother" in system
+    document, _question, _reply = await _conversation(services)
+    assert (document.message_type, document.status) == (
+        MessageType.DOCUMENT,
+        MessageStatus.ANSWERED,
+    )
+    assert document.attachments[0]["ref"] == text_file["url"]
+
+
+async def test_a_file_of_a_kind_not_kept_is_refused_before_download(
+    start_media: StartMedia, fake_discord: FakeDiscord, services: Services
+) -> None:
+    adapter = await start_media()
+    archive = fake_discord.attachment("photos.zip", "application/zip", data=b"PK\x03\x04")
+    await deliver(
+        fake_discord,
+        adapter,
+        "MESSAGE_CREATE",
+        fake_discord.dm_message(ALICE, "", attachments=[archive]),
+    )
+    assert fake_discord.texts_in(fake_discord.dm_channel_id(ALICE_ID)) == [
+        doc_texts.UNSUPPORTED.format(filename="photos.zip")
+    ]
+    assert fake_discord.downloads == []
+    assert await services.users.find(f"discord:{ALICE_ID}") is None  # nothing stored

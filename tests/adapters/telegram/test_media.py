@@ -126,7 +126,7 @@ async def test_a_damaged_recording_and_a_slow_transcription_get_clear_answers(
         fake_llm.push_transcription_fault(Delay(3))
         tg.push_message(user_id=2005, voice=_voice(tg, tg.add_file(OGG)))
         await wait_until(lambda: len(tg.texts(2005)) == 2, within=5)
-    assert tg.texts(2005)[1] == texts.MEDIA_TOO_SLOW.format(what=texts.VOICE_MESSAGE)
+    assert tg.texts(2005)[1] == texts.TOO_SLOW_VOICE
     statuses = [m.status for m in await conversation(services, 2005)]
     assert statuses == [MessageStatus.FAILED, MessageStatus.FAILED]
 
@@ -146,7 +146,7 @@ async def test_files_too_large_are_refused_before_download_or_when_telegram_says
     async with media_bot(services, tg, transcriber, media_max_bytes=50 * MB):
         tg.push_message(user_id=2007, voice=_voice(tg, tg.add_file(OGG, size=25 * MB)))
         await wait_until(lambda: len(tg.texts(2007)) == 1)
-    assert tg.texts(2007) == [texts.TOO_LARGE.format(size="over the limit", limit="50.0 MB")]
+    assert tg.texts(2007) == [texts.TOO_LARGE_UNSIZED.format(limit="50.0 MB")]
     [stored] = await conversation(services, 2007)
     assert stored.status is MessageStatus.FAILED
 
@@ -226,13 +226,11 @@ async def test_a_vision_failure_keeps_the_photo_and_retry_answers_it(
     assert statuses == [MessageStatus.ANSWERED, MessageStatus.ANSWERED]
 
 
-async def test_documents_and_unknown_files_get_a_clear_answer(
+async def test_unknown_kinds_of_message_get_a_clear_answer(
     services: Services, tg: FakeTelegram, transcriber: Transcriber
 ) -> None:
-    document = {**tg.file_json(tg.add_file(b"%PDF-1.7")), "file_name": "notes.pdf"}
     async with media_bot(services, tg, transcriber, llm_vision=True):
-        tg.push_message(user_id=2011, document=document)
         tg.push_message(user_id=2011, location={"latitude": 1.5, "longitude": 2.5})
-        await wait_until(lambda: len(tg.texts(2011)) == 2)
-    assert tg.texts(2011) == [texts.DOCUMENTS_LATER, texts.UNSUPPORTED_KIND]
+        await wait_until(lambda: len(tg.texts(2011)) == 1)
+    assert tg.texts(2011) == [texts.UNSUPPORTED_KIND]
     assert await conversation(services, 2011) == []

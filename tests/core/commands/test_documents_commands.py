@@ -33,8 +33,8 @@ async def test_documents_lists_them_numbered_oldest_first(services: Services) ->
     day = f"{first.created_at:%Y-%m-%d}"
     assert listed == [
         "Your documents (2 of at most 50):",
-        f"1. garden.txt: {len(GARDEN)} bytes, 1 passage, sent {day}",
-        f"2. taxes.md: {len(TAXES)} bytes, 1 passage, sent {day} in a group",
+        f"1. garden.txt: {len(GARDEN)} B, 1 passage, sent {day}",
+        f"2. taxes.md: {len(TAXES)} B, 1 passage, sent {day} in a group",
         texts.LIST_FOOTER,
     ]
     # Not in a group: it would read the names of every document out there.
@@ -112,3 +112,22 @@ async def test_export_holds_the_documents_and_their_text(services: Services) -> 
 def test_documents_is_a_user_command() -> None:
     [command] = DOCUMENT_COMMANDS
     assert (command.name, command.admin) == ("documents", False)
+
+
+async def test_documents_and_forget_document_answer_in_the_persons_language(
+    services: Services,
+) -> None:
+    user = await make_user(services, "1")
+    await services.users.set_language(user.id, "ru")
+    russian = await services.users.get(user.id)
+    assert russian is not None
+    first = await keep(services, user.id, GARDEN, filename="garden.txt", group="-100g")
+    await keep(services, user.id, TAXES, filename="taxes.md")
+
+    listed = (await run(services, russian, "/documents")).text.splitlines()
+    missing = (await run(services, russian, "/forget document 5")).text
+
+    day = f"{first.created_at:%Y-%m-%d}"
+    assert listed[1] == f"1. garden.txt: {len(GARDEN)} B, 1 фрагмент, прислан {day} в группе"
+    assert listed[0] == "Твои документы (2 из 50 возможных):"
+    assert missing == "Документа 5 нет; в списке /documents — 2 документа."

@@ -8,6 +8,7 @@ import numpy as np
 
 from core.documents import texts
 from core.documents.service import DocumentAdded, DocumentRefused, Documents
+from core.i18n import texts as catalog
 from core.models import Platform, SharedChat
 from core.services import Services
 from core.storage.documents import DocumentRepository, MediaType
@@ -17,6 +18,7 @@ from tests.core.commands import make_user
 from tests.core.documents import keep
 from tests.core.documents.pdfs import make_pdf
 
+ENGLISH = catalog("en")
 GARDEN = (
     "My garden plan. The tomatoes go along the south wall, where they get sun all day. "
     "Basil grows between them to keep pests away. The roses stay by the gate."
@@ -63,7 +65,9 @@ async def test_a_pdf_is_kept_in_chunks_with_its_pages(services: Services) -> Non
         3,
     )
     assert document.size_bytes == len(data) and document.chunk_count == 2
-    assert added.answer == texts.KEPT.format(filename="plans.pdf", parts="3 pages, 2 passages")
+    assert ENGLISH.say(added.answer) == texts.KEPT.format(
+        filename="plans.pdf", parts="3 pages, 2 passages"
+    )
     chunks = await DocumentRepository(services.db).chunks_of_user(user.id)
     assert [(c.position, c.page) for c in chunks] == [(0, 1), (1, 3)]
     assert "tomatoes" in chunks[0].content and "income tax" in chunks[1].content
@@ -86,7 +90,7 @@ async def test_the_same_file_twice_is_kept_once(services: Services) -> None:
     again = await _add(services, user.id, GARDEN.encode(), "copy.txt")
     assert isinstance(first, DocumentAdded) and isinstance(again, DocumentAdded)
     assert not again.new and again.document.id == first.document.id
-    assert "already" in again.answer and "garden.txt" in again.answer
+    assert "already" in ENGLISH.say(again.answer) and "garden.txt" in ENGLISH.say(again.answer)
     assert len(await DocumentRepository(services.db).of_user(user.id)) == 1
 
 
@@ -103,19 +107,21 @@ async def test_each_limit_is_refused_with_its_answer_and_nothing_kept(
     )
     big = await _add(limited, user.id, b"word " * 1000)
     assert isinstance(big, DocumentRefused) and big.reason == "too_large"
-    assert big.answer == texts.TOO_LARGE.format(size="5 KB", limit="4 KB")
+    assert ENGLISH.say(big.answer) == texts.TOO_LARGE.format(size="5 KB", limit="4 KB")
     pages = await _add(limited, user.id, make_pdf(["a", "b", "c"]), "three.pdf")
     assert isinstance(pages, DocumentRefused) and pages.reason == "too_many_pages"
-    assert pages.answer == texts.TOO_MANY_PAGES.format(filename="three.pdf", pages=3, limit=2)
+    assert ENGLISH.say(pages.answer) == texts.TOO_MANY_PAGES.format(
+        filename="three.pdf", pages=3, limit=2
+    )
     long = " ".join(f"Sentence {i} says something new." for i in range(150))
     too_long = await _add(_limited(services, document_max_chunks=3), user.id, long.encode())
     assert isinstance(too_long, DocumentRefused) and too_long.reason == "too_long"
-    assert "at most 3 per document" in too_long.answer
+    assert "at most 3 per document" in ENGLISH.say(too_long.answer)
     for n in range(2):
         assert isinstance(await _add(limited, user.id, f"note {n}".encode()), DocumentAdded)
     full = await _add(limited, user.id, b"one more")
     assert isinstance(full, DocumentRefused) and full.reason == "too_many"
-    assert full.answer == texts.TOO_MANY.format(count=2)
+    assert "You have 2 documents with me" in ENGLISH.say(full.answer)
     kept = await DocumentRepository(services.db).of_user(user.id)
     assert [d.size_bytes for d in kept] == [6, 6]
 
@@ -132,7 +138,10 @@ async def test_unreadable_files_are_refused_with_their_reason(services: Services
     for (filename, media_type, data), (reason, template) in cases.items():
         refused = await _add(services, user.id, data, filename, media_type)
         assert isinstance(refused, DocumentRefused), filename
-        assert (refused.reason, refused.answer) == (reason, template.format(filename=filename))
+        assert (refused.reason, ENGLISH.say(refused.answer)) == (
+            reason,
+            template.format(filename=filename),
+        )
     assert await DocumentRepository(services.db).of_user(user.id) == []
 
 
@@ -141,7 +150,7 @@ async def test_memory_off_keeps_nothing(services: Services) -> None:
     await services.users.switch_memory(user.id, off=True, at=services.clock())
     refused = await _add(services, user.id, GARDEN.encode(), "garden.txt")
     assert isinstance(refused, DocumentRefused) and refused.reason == "memory_off"
-    assert refused.answer == texts.MEMORY_OFF.format(filename="garden.txt")
+    assert ENGLISH.say(refused.answer) == texts.MEMORY_OFF.format(filename="garden.txt")
 
 
 async def test_a_file_name_is_made_safe_to_show_and_to_prompt(services: Services) -> None:
@@ -161,7 +170,7 @@ async def test_before_download_the_kind_and_size_are_enough_to_refuse(
     assert documents.refuse_before_download("a.pdf", "application/pdf", 1000) is None
     assert documents.refuse_before_download("a.md", None, None) is None
     refused = documents.refuse_before_download("big.pdf", "application/pdf", 3 * 1024 * 1024)
-    assert refused is not None and refused.answer == texts.TOO_LARGE.format(
+    assert refused is not None and ENGLISH.say(refused.answer) == texts.TOO_LARGE.format(
         size="3 MB", limit="2 MB"
     )
     wrong = documents.refuse_before_download("song.mp3", "audio/mpeg", 10)
