@@ -148,7 +148,7 @@ async def test_an_attachment_gone_or_too_large_gets_a_clear_answer(
         "MESSAGE_CREATE",
         fake_discord.dm_message(ALICE, "", attachments=[reset]),
     )
-    assert fake_discord.texts_in(dm)[2] == texts.DOWNLOAD_FAILED.format(what=texts.VOICE_MESSAGE)
+    assert fake_discord.texts_in(dm)[2] == texts.DOWNLOAD_FAILED_VOICE
     assert [m.status for m in await _conversation(services)] == [MessageStatus.FAILED] * 2
     assert fake_llm.chat_requests == []
 
