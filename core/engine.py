@@ -605,13 +605,18 @@ def _storable(inbound: Inbound) -> Inbound:
     def clean(value: str | None) -> str | None:
         return None if value is None else value.replace("\x00", "\ufffd")
 
-    if "\x00" not in f"{inbound.text}{inbound.username}{inbound.display_name}":
+    attachments = "".join(f"{a.name}{a.mime_type}" for a in inbound.attachments)
+    if "\x00" not in f"{inbound.text}{inbound.username}{inbound.display_name}{attachments}":
         return inbound
     return dataclasses.replace(
         inbound,
         text=inbound.text.replace("\x00", "\ufffd"),
         username=clean(inbound.username),
         display_name=clean(inbound.display_name),
+        attachments=tuple(
+            dataclasses.replace(a, name=clean(a.name), mime_type=clean(a.mime_type))
+            for a in inbound.attachments
+        ),
     )
 
 

@@ -201,9 +201,16 @@ class Documents:
     ) -> list[ChunkHit]:
         """The chunks of the person's documents about what `embedding` is about (at most
         `RECALL_K`, at least `MIN_SIMILARITY`), most similar first, of the documents a
-        reply in `shared_chat` may draw on (None: the private chat)."""
+        reply in `shared_chat` may draw on (None: the private chat). A file kept for
+        several places (migration 0018) gives each passage once."""
         hits = await self._repo.nearest(user_id, embedding, RECALL_K, shared_chat=shared_chat)
-        return [h for h in hits if h.similarity >= MIN_SIMILARITY]
+        seen: set[str] = set()
+        found = []
+        for hit in hits:
+            if hit.similarity >= MIN_SIMILARITY and hit.content not in seen:
+                seen.add(hit.content)
+                found.append(hit)
+        return found
 
     def _read(
         self, data: bytes, kind: MediaType, max_pages: int

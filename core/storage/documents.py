@@ -189,12 +189,18 @@ class DocumentRepository:
                 raise LookupError(f"user {user_id} does not exist")
             if off_since["memory_off_since"] is not None:
                 return MemoryOff()
+            # The same file is kept once per place (migration 0018): once for the
+            # person's private chats, once per shared chat.
             row = await c.fetchrow(
                 f"SELECT {_COLUMNS}, (SELECT count(*) FROM documents WHERE user_id = $1) AS kept"
                 " FROM (SELECT 1) AS one LEFT JOIN documents"
-                " ON user_id = $1 AND sha256 = $2",
+                " ON user_id = $1 AND sha256 = $2 AND shared_chat = $3"
+                " AND (NOT $3 OR (platform = $4 AND chat_id = $5))",
                 user_id,
                 new.sha256,
+                chat is not None,
+                None if chat is None else chat.platform.value,
+                None if chat is None else chat.chat_id,
             )
             assert row is not None
             if row["id"] is not None:
@@ -351,11 +357,13 @@ class DocumentRepository:
 
     async def move(self, keep_id: int, merge_id: int, *, conn: Connection) -> int:
         """Linking (`core.storage.merge`): the merged user's documents become the kept
-        user's; one the kept user has already (same file) is dropped. How many moved.
-        Call inside the merge's transaction, with both users locked."""
+        user's; one the kept user has already (same file, same place) is dropped. How
+        many moved. Call inside the merge's transaction, with both users locked."""
         await conn.execute(
             "DELETE FROM documents m WHERE m.user_id = $2 AND EXISTS"
-            " (SELECT FROM documents k WHERE k.user_id = $1 AND k.sha256 = m.sha256)",
+            " (SELECT FROM documents k WHERE k.user_id = $1 AND k.sha256 = m.sha256"
+            " AND k.shared_chat = m.shared_chat"
+            " AND (NOT k.shared_chat OR (k.platform = m.platform AND k.chat_id = m.chat_id)))",
             keep_id,
             merge_id,
         )

@@ -356,6 +356,19 @@ async def test_unaddressed_and_non_text_messages(services: Services) -> None:
     assert channel.sent == [UNSUPPORTED_KIND]
 
 
+async def test_a_nul_in_an_attachments_name_loses_nothing(services: Services) -> None:
+    """PostgreSQL's jsonb cannot hold U+0000; a client-chosen file name may."""
+    engine, channel = engine_with(services), RecordingChannel()
+    photo = Attachment("photo", name="pic\x00.jpg", mime_type="image/\x00jpeg", ref="f1")
+    await engine.handle(inbound("look at this", attachments=(photo,)), channel)
+    user = await services.users.find("telegram:u1")
+    assert user is not None
+    [reply, stored] = await services.messages.history(user.id)  # newest first
+    assert stored.status is MessageStatus.ANSWERED and reply.role is MessageRole.ASSISTANT
+    assert stored.attachments[0]["name"] == "pic\ufffd.jpg"
+    assert channel.texts[-1] == "echo: look at this"
+
+
 async def test_messages_of_one_user_are_answered_in_order(
     fresh_dsn: str, services: Services, fake_llm: FakeOpenAI
 ) -> None:

@@ -94,6 +94,32 @@ async def test_the_same_file_twice_is_kept_once(services: Services) -> None:
     assert len(await DocumentRepository(services.db).of_user(user.id)) == 1
 
 
+async def test_a_file_kept_in_private_is_kept_again_for_a_group_without_naming_it(
+    services: Services,
+) -> None:
+    user = await make_user(services, "1")
+    private = await _add(services, user.id, GARDEN.encode(), "private-garden.txt")
+    shared = await _add(services, user.id, GARDEN.encode(), "garden.txt", group="g1")
+    again = await _add(services, user.id, GARDEN.encode(), "again.txt", group="g1")
+    other = await _add(services, user.id, GARDEN.encode(), "garden.txt", group="g2")
+    assert isinstance(private, DocumentAdded) and isinstance(shared, DocumentAdded)
+    assert isinstance(again, DocumentAdded) and isinstance(other, DocumentAdded)
+    assert shared.new and other.new and not again.new
+    assert "private-garden" not in ENGLISH.say(shared.answer)
+    assert again.document.id == shared.document.id
+    kept = await DocumentRepository(services.db).of_user(user.id)
+    assert sorted(d.filename for d in kept) == ["garden.txt", "garden.txt", "private-garden.txt"]
+    # Recalled in the group it was sent to: the group's own copy.
+    query = (await services.embedder.embed(["where do the tomatoes go?"]))[0]
+    found = await Documents(services).recall(
+        user.id, query, shared_chat=SharedChat(Platform.TELEGRAM, "g1")
+    )
+    assert {p.document_id for p in found} == {shared.document.id}
+    # In private every copy may be drawn on, each passage once.
+    found = await Documents(services).recall(user.id, query, shared_chat=None)
+    assert len(found) == len({p.content for p in found}) == 1
+
+
 async def test_each_limit_is_refused_with_its_answer_and_nothing_kept(
     services: Services,
 ) -> None:
