@@ -132,6 +132,8 @@ class Message:
     attachments: tuple[dict[str, Any], ...] = ()
     """What the message was made from (`core.media.stored`): kind, name, MIME type,
     size, the platform's handle (`ref`) and what was made of it; never the bytes."""
+    speaker: str | None = None
+    """Who said it, as named when it was stored (migration 0016; not read by a turn)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,8 @@ _IDENTITY_COLUMNS = (
     " created_at, shared_chat, remembered"
 )
 _USAGE_COLUMNS = (
-    "tokens_in, tokens_out, model, response_ms, delivered_at, message_type, attachments"
+    "tokens_in, tokens_out, model, response_ms, delivered_at, message_type, attachments,"
+    " speaker"
 )
 MESSAGE_COLUMNS = f"{_IDENTITY_COLUMNS}, context_snapshot, {_USAGE_COLUMNS}"
 
@@ -53,6 +54,7 @@ def message_from_row(
         delivered_at=row.get("delivered_at"),
         message_type=MessageType(row.get("message_type") or MessageType.TEXT),
         attachments=tuple(row.get("attachments") or ()),
+        speaker=row.get("speaker"),
     )
 
 

@@ -119,6 +119,9 @@ async def test_export_holds_every_row_about_me_and_nothing_of_anyone_else(
         (False, False),
     ]
     assert messages[1]["context_snapshot"]["fact_ids"] == [1, 2]
+    # Who said each, as named when it was stored (these replies were stored outside a
+    # turn, which names the persona).
+    assert [m["speaker"] for m in messages] == ["ann", None, "ann", None]
     assert [m["delivered_at"] for m in messages] == [None, None, None, clock().isoformat()]
     facts = {f["content"]: (f["is_private"], f["invalid_at"]) for f in document["facts"]}
     assert facts.keys() == {"likes tea", "was in Rome"}
