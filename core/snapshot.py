@@ -34,6 +34,7 @@ class AttachmentUse:
     """"voice", "photo", ... (`core.models.MessageType`)."""
     used_as: str
     """"transcript" (a voice note's text), "image" (sent to a vision model),
+    "description" (the photo's description made before, its file no longer to be had),
     "caption" (only the photo's caption: the model has no vision) or "document" (a
     document kept, its name and caption the message's text; its passages are recalled
     as `documents`)."""

@@ -308,6 +308,11 @@ class FakeDiscord(LocalServer):
             "content_type": content_type,
         }
 
+    def expire(self, attachment: JSON) -> None:
+        """The attachment's URL stops serving its content (Discord's links are signed
+        and expire): 404 from now on."""
+        self._attachments.pop(str(attachment["id"]), None)
+
     async def _attachment_content(self, request: web.Request) -> web.StreamResponse:
         attachment_id = request.match_info["id"]
         self.downloads.append(attachment_id)

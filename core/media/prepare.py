@@ -206,13 +206,22 @@ class MediaPreparer:
         if not self._services.settings.llm_vision:
             use = (AttachmentUse(message.id, MessageType.PHOTO.value, "caption"),)
             return Prepared(message, None, None, use)
-        image = await self._fetch(message, attachment, self._services.settings.media_max_bytes)
+        described = "description" in attachment  # made before: a /retry
+        try:
+            image = await self._fetch(message, attachment, self._services.settings.media_max_bytes)
+        except MediaFailed:
+            if not described:
+                raise
+            # The platform's link may be gone by now (Discord signs its links for about
+            # a day): the description made before stands in for the image.
+            use = (AttachmentUse(message.id, MessageType.PHOTO.value, "description"),)
+            return Prepared(message, None, None, use)
         mime = image_type(image)
         if mime is None:
             raise _failed(texts.CORRUPT_IMAGE)
         image_url = f"data:{mime};base64,{base64.b64encode(image).decode()}"
         use = (AttachmentUse(message.id, MessageType.PHOTO.value, "image"),)
-        if "description" in attachment:  # made before: a /retry
+        if described:
             return Prepared(message, None, image_url, use)
         caption = str(attachment.get("caption", ""))
         description = await self._describe(message, image_url, caption)

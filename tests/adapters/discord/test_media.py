@@ -19,7 +19,7 @@ from core.media import texts
 from core.models import Message, MessageStatus, MessageType, Platform
 from core.services import Services
 from fakes.discord_gateway import FakeDiscord, user_payload
-from fakes.openai_server import FakeOpenAI
+from fakes.openai_server import Delay, FakeOpenAI, HttpError
 from tests.adapters.discord.conftest import deliver
 from tests.adapters.telegram.media_helpers import JPEG, OGG
 from tests.conftest import make_settings
@@ -112,6 +112,31 @@ async def test_an_image_goes_to_a_vision_model_with_its_caption(
     assert parts[1]["image_url"]["url"].startswith("data:image/png;base64,")
     stored, _reply = await _conversation(services)
     assert stored.message_type is MessageType.PHOTO
+
+
+async def test_retry_answers_a_described_photo_whose_link_has_expired(
+    start_media: StartMedia, fake_discord: FakeDiscord, fake_llm: FakeOpenAI, services: Services
+) -> None:
+    adapter = await start_media(llm_vision=True)
+    dm = fake_discord.dm_channel_id(ALICE_ID)
+    image = fake_discord.attachment("cake.png", "image/png", data=PNG)
+    fake_llm.push_reply("A chocolate birthday cake with candles.")
+    fake_llm.push_fault(Delay(0), HttpError(500))  # described, then the answer fails
+    message = fake_discord.dm_message(ALICE, "baked this today", attachments=[image])
+    await deliver(fake_discord, adapter, "MESSAGE_CREATE", message)
+    assert len(fake_discord.texts_in(dm)) == 1  # the apology
+    fake_discord.expire(image)
+    fake_llm.push_reply("Happy birthday!")
+    await deliver(fake_discord, adapter, "MESSAGE_CREATE", fake_discord.dm_message(ALICE, "/retry"))
+
+    assert fake_discord.texts_in(dm)[-1] == "Happy birthday!"
+    assert fake_discord.downloads == [image["id"], image["id"]]
+    prompt = fake_llm.chat_requests[-1]["messages"][-1]
+    assert prompt["content"] == "[Photo: A chocolate birthday cake with candles.]\nbaked this today"
+    stored, reply = await _conversation(services)
+    assert stored.status is MessageStatus.ANSWERED
+    assert reply.context_snapshot is not None
+    assert reply.context_snapshot["attachments"][0]["used_as"] == "description"
 
 
 async def test_an_attachment_gone_or_too_large_gets_a_clear_answer(
