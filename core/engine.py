@@ -107,7 +107,10 @@ class Engine:
             db, holder=uuid.uuid4(), lease_seconds=LEASE_SECONDS, assistant_name=persona.name
         )
         self._order = TurnOrder(self._turns)
-        self._replies = ReplyWriter(services, self._turns, ModelSlots(settings.llm_max_concurrency))
+        # Model calls at once (LLM_MAX_CONCURRENCY): replies, and making media into text
+        # (downloads, transcriptions, descriptions), which hold files in memory.
+        self._model_slots = ModelSlots(settings.llm_max_concurrency)
+        self._replies = ReplyWriter(services, self._turns, self._model_slots)
         self._recall = HybridRecall(RecallCandidates(db, services.recall, TextSearchRepository(db)))
         self._documents = Documents(services)
         self._assembler = ContextAssembler(
@@ -506,11 +509,12 @@ class Engine:
 
     async def _made_from_media(self, turn: Turn) -> Prepared | None:
         """The voice note, photo or document of `turn` made into text
-        (`core.media.prepare`); None when that failed: the message is left failed (for
-        `/retry`), the person told."""
+        (`core.media.prepare`), in a model slot (typing shown); None when that failed:
+        the message is left failed (for `/retry`), the person told."""
         started = time.perf_counter()
         try:
-            made = await self._media.prepare(turn.message)
+            async with self._model_slots.slot(turn.channel.typing, asyncio.Event()):
+                made = await self._media.prepare(turn.message)
         except MediaFailed as failed:
             await self._turns.fail(turn.user.id, turn.message.id)
             await quietly(turn.channel.send(_texts(turn.user).say(failed.notice)))

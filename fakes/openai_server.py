@@ -196,6 +196,9 @@ class FakeOpenAI(LocalServer):
         """Each transcription request's form fields, with its ``authorization`` header,
         the file's ``filename``,
         ``content_type`` and ``size`` (its bytes in ``data``)."""
+        self.transcriptions_waiting = 0
+        self.transcriptions_waiting_peak = 0
+        """Transcription requests held by a `Delay` fault now, and at most at once."""
         self._transcripts: deque[Transcription] = deque()
         self._transcription_faults: deque[Fault] = deque()
         self._latency = latency
@@ -347,7 +350,14 @@ class FakeOpenAI(LocalServer):
         self.transcription_requests.append(fields)
         fault = self._transcription_faults.popleft() if self._transcription_faults else None
         if isinstance(fault, Delay):
-            await self._wait(fault.seconds)
+            self.transcriptions_waiting += 1
+            self.transcriptions_waiting_peak = max(
+                self.transcriptions_waiting_peak, self.transcriptions_waiting
+            )
+            try:
+                await self._wait(fault.seconds)
+            finally:
+                self.transcriptions_waiting -= 1
         elif isinstance(fault, HttpError):
             return _error(fault.status, fault.message, retry_after=fault.retry_after)
         if "model" not in fields:

@@ -86,6 +86,22 @@ async def test_what_was_heard_is_shown_when_unclear_and_nothing_heard_is_said(
     assert statuses == [MessageStatus.ANSWERED, MessageStatus.FAILED]
 
 
+async def test_voice_notes_are_made_into_text_within_the_model_cap(
+    services: Services, tg: FakeTelegram, fake_llm: FakeOpenAI, transcriber: Transcriber
+) -> None:
+    """Downloads and transcriptions hold files in memory: they take a model slot
+    (LLM_MAX_CONCURRENCY) like a reply does."""
+    fake_llm.push_transcription_fault(*(Delay(0.3) for _ in range(3)))
+    async with media_bot(services, tg, transcriber, llm_max_concurrency=1):
+        for person in (2021, 2022, 2023):
+            tg.push_message(user_id=person, voice=_voice(tg, tg.add_file(OGG)))
+        await wait_until(lambda: all(len(tg.texts(p)) == 1 for p in (2021, 2022, 2023)))
+    assert fake_llm.transcriptions_waiting_peak == 1
+    assert all(
+        tg.texts(p)[0].startswith("echo: hello from a recording") for p in (2021, 2022, 2023)
+    )
+
+
 async def test_an_endpoint_without_verbose_json_is_asked_for_json(
     services: Services, tg: FakeTelegram, fake_llm: FakeOpenAI, transcriber: Transcriber
 ) -> None:
