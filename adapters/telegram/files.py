@@ -6,14 +6,10 @@ big" above that, which is reported as `FileTooLarge` like our own limit."""
 
 from __future__ import annotations
 
-import logging
-
 from telegram import Bot
 from telegram.error import BadRequest, TelegramError
 
 from core.media.files import FileTooLarge, FileUnavailable
-
-logger = logging.getLogger(__name__)
 
 
 class TelegramFiles:
