@@ -69,7 +69,7 @@ async def test_reembed_moves_between_the_local_models(
 
     for model in (embedder, services.embedder):  # to e5, and back to MiniLM
         outcome = await Reembedder(services, embedder=model).run()
-        assert outcome.counts == {"facts": 2, "messages": 6, "archive": 4}
+        assert outcome.counts == {"facts": 2, "messages": 6, "document_chunks": 2, "archive": 4}
         stored = await _embeddings(services, user_id)
         keys = sorted(stored)
         expected = await model.embed([contents[k] for k in keys])
