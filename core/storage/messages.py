@@ -22,8 +22,7 @@ _IDENTITY_COLUMNS = (
     " created_at, shared_chat, remembered"
 )
 _USAGE_COLUMNS = (
-    "tokens_in, tokens_out, model, response_ms, delivered_at, message_type, attachments,"
-    " speaker"
+    "tokens_in, tokens_out, model, response_ms, delivered_at, message_type, attachments, speaker"
 )
 MESSAGE_COLUMNS = f"{_IDENTITY_COLUMNS}, context_snapshot, {_USAGE_COLUMNS}"
 
