@@ -263,6 +263,10 @@ class Settings(BaseSettings):
     llm_vision: bool = False
     # The largest voice note or photo downloaded (Telegram's Bot API serves at most 20 MB).
     media_max_bytes: Annotated[int, Field(ge=1024)] = 20 * 1024 * 1024
+    # Keep the recording of a transcribed voice note, audio file or video note in the
+    # database with its message (to transcribe it again later, and in `/export`); off:
+    # only the transcript and the attachment's metadata are kept. docs/media.md.
+    media_keep_audio: bool = False
 
     telegram_bot_token: SecretStr | None = None
     telegram_base_url: AnyHttpUrl = AnyHttpUrl("https://api.telegram.org/bot")

@@ -5,7 +5,8 @@ entries about the person name neither the admin who acted nor anyone else they a
 on, and a broadcast's progress cursor (another user's id) is left out. Also left out:
 embeddings and full-text vectors (derived from the texts, useless outside onethread),
 one-time codes (credentials, valid minutes, just shown in the chat), and operational
-state (the rate-limit bucket, turns in progress, this export's own claim).
+state (the rate-limit bucket, turns in progress, this export's own claim). A recording
+kept with its message (MEDIA_KEEP_AUDIO) is in the message, base64 (`audio`).
 
 `package` bounds every file by `max_bytes`: the document as plain JSON when it fits,
 else gzipped, else in parts (gzipped): part 1 holds everything but the messages and
@@ -17,6 +18,7 @@ stops it; then nothing is sent.
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import gzip
 import json
@@ -31,6 +33,7 @@ from core.storage.broadcasts import BroadcastRepository
 from core.storage.documents import DocumentRepository
 from core.storage.handled_commands import HandledCommandRepository
 from core.storage.memory_store import MemoryStore
+from core.storage.message_audio import MessageAudioRepository
 
 EXPORT_VERSION = 2
 EXPORT_FILENAME = "onethread-export.json"
@@ -118,8 +121,26 @@ async def collect(services: Services, user_id: int, *, now: datetime) -> dict[st
             for e in audit
         ],
         "documents": documents,
-        "messages": _plain(messages),
+        "messages": await _with_audio(services, user_id, _plain(messages)),
     }
+
+
+async def _with_audio(
+    services: Services, user_id: int, messages: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """`messages` (as exported), each with its kept recording, if any, as `audio`:
+    its MIME type and bytes in base64. A recording is kept only when its message then
+    fits one export file (`core.media.kept_audio`)."""
+    kept = {a.message_id: a for a in await MessageAudioRepository(services.db).of_user(user_id)}
+    for message in messages:
+        audio = kept.get(message["id"])
+        if audio is not None:
+            message["audio"] = {
+                "mime_type": audio.mime_type,
+                "data_base64": base64.b64encode(audio.data).decode("ascii"),
+                "kept_at": audio.created_at.isoformat(),
+            }
+    return messages
 
 
 async def _documents(services: Services, user_id: int) -> list[dict[str, Any]]:

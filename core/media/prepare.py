@@ -10,7 +10,10 @@ not the reply: a reply need not say what the picture shows, and the description 
 even when the reply fails. Either way the text is embedded and kept with the message
 (`MessageRepository.record_made_from`), so recall finds it later ("the picture of my
 garden") like anything written; the attachments' metadata records what was made, so a
-`/retry` does not transcribe or describe again. The file's bytes are never stored.
+`/retry` does not transcribe or describe again. A photo's or document's bytes are never
+stored; a recording's are kept with its message, in the same transaction as its
+transcript, only when MEDIA_KEEP_AUDIO asks and it is small enough to export
+(`core.media.kept_audio`).
 
 Document: downloaded and taken into the person's documents (`Documents.add`, which
 reads, chunks and embeds it; docs/documents.md); "[Document: name]" and the caption
@@ -42,10 +45,12 @@ from core.i18n import Notice
 from core.llm.errors import LLMError
 from core.media import texts
 from core.media.files import FileTooLarge, FileUnavailable
+from core.media.kept_audio import kept_audio_max_bytes
 from core.media.plan import readable_size
 from core.models import Message, MessageType
 from core.services import Services
 from core.snapshot import AttachmentUse
+from core.storage.message_audio import MessageAudioRepository
 from core.storage.turns import TurnState
 
 logger = logging.getLogger(__name__)
@@ -197,7 +202,7 @@ class MediaPreparer:
         if len(content) > limit:
             raise _failed(texts.TRANSCRIPT_TOO_LONG, length=len(content), limit=limit)
         attachment["transcript"] = transcript.text
-        made = await self._keep(message, content, attachment)
+        made = await self._keep(message, content, attachment, self._recording(message, audio, mime))
         heard = Notice.gettext(texts.HEARD, text=transcript.text) if transcript.unclear else None
         return Prepared(made.message, made.embedding, None, use, heard)
 
@@ -302,15 +307,48 @@ class MediaPreparer:
             )
             raise _failed(said.download_failed) from exc
 
-    async def _keep(self, message: Message, content: str, attachment: dict[str, Any]) -> _Made:
+    def _recording(self, message: Message, audio: bytes, mime: str) -> _Recording | None:
+        """The recording to keep with its transcript, when MEDIA_KEEP_AUDIO asks and it
+        is small enough to export."""
+        settings = self._services.settings
+        if not settings.media_keep_audio:
+            return None
+        limit = kept_audio_max_bytes(settings)
+        if len(audio) > limit:
+            logger.info(
+                "the recording of message %s (%s bytes) is not kept: over %s bytes",
+                message.id,
+                len(audio),
+                limit,
+            )
+            return None
+        return _Recording(mime, audio)
+
+    async def _keep(
+        self,
+        message: Message,
+        content: str,
+        attachment: dict[str, Any],
+        recording: _Recording | None = None,
+    ) -> _Made:
         embedding = await embed_or_none(self._services.embedder, content)
-        await self._services.messages.record_made_from(
-            message.user_id,
-            message.id,
-            content=content,
-            attachments=[attachment],
-            embedding=embedding,
-        )
+        async with self._services.db.transaction() as conn:
+            await self._services.messages.record_made_from(
+                message.user_id,
+                message.id,
+                content=content,
+                attachments=[attachment],
+                embedding=embedding,
+                conn=conn,
+            )
+            if recording is not None:
+                await MessageAudioRepository(self._services.db).keep(
+                    message.user_id,
+                    message.id,
+                    mime_type=recording.mime_type,
+                    data=recording.data,
+                    conn=conn,
+                )
         made = dataclasses.replace(message, content=content, attachments=(attachment,))
         return _Made(made, embedding)
 
@@ -325,6 +363,12 @@ def _too_large(kind: MessageType, size: int | None, limit: int) -> Notice:
     if size is None:
         return Notice.gettext(texts.TOO_LARGE_UNSIZED, limit=readable_size(limit))
     return Notice.gettext(texts.TOO_LARGE, size=readable_size(size), limit=readable_size(limit))
+
+
+@dataclass(frozen=True, slots=True)
+class _Recording:
+    mime_type: str
+    data: bytes
 
 
 @dataclass(frozen=True, slots=True)

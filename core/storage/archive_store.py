@@ -110,16 +110,23 @@ class ArchiveRepository:
         self, cutoff: datetime, limit: int, *, conn: Connection | None = None
     ) -> int:
         """Admins only (a deployment-wide policy): delete up to `limit` archived messages
-        created before `cutoff`, oldest first; how many were deleted."""
+        created before `cutoff`, oldest first, and their kept recordings
+        (`core.storage.message_audio`); how many messages were deleted."""
         async with self._db.connection(conn) as c:
-            result = await c.execute(
-                "DELETE FROM messages_archive WHERE id IN ("
-                " SELECT id FROM messages_archive WHERE created_at < $1"
-                " ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+            deleted = await c.fetchval(
+                "WITH expired AS ("
+                " DELETE FROM messages_archive WHERE id IN ("
+                "  SELECT id FROM messages_archive WHERE created_at < $1"
+                "  ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)"
+                " RETURNING id, user_id),"
+                " audio AS ("
+                " DELETE FROM message_audio a USING expired e"
+                " WHERE a.message_id = e.id AND a.user_id = e.user_id)"
+                " SELECT count(*) FROM expired",
                 cutoff,
                 limit,
             )
-        return int(result.split()[-1])
+        return int(deleted)
 
 
 def _prefixed(prefix: str, columns: str) -> str:

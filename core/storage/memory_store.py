@@ -95,9 +95,12 @@ WITH position AS (
     WHERE user_id = $1 AND status = 'pending' AND remembered
 ), live AS (
     DELETE FROM messages WHERE user_id = $1 AND status IS DISTINCT FROM 'pending'
-    RETURNING 1
+    RETURNING id
 ), archived AS (
-    DELETE FROM messages_archive WHERE user_id = $1 RETURNING 1
+    DELETE FROM messages_archive WHERE user_id = $1 RETURNING id
+), audio AS (
+    DELETE FROM message_audio WHERE user_id = $1
+    AND message_id IN (SELECT id FROM live UNION ALL SELECT id FROM archived)
 ), facts AS (
     DELETE FROM facts WHERE user_id = $1 RETURNING 1
 ), search_stats AS (

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 from core.storage.database import Connection, Database
 from core.storage.documents import DocumentRepository
+from core.storage.message_audio import MessageAudioRepository
 from core.storage.rate_limits import DROP_BUCKET
 
 logger = logging.getLogger(__name__)
@@ -130,6 +131,7 @@ class MergeRepository:
                 "UPDATE facts SET user_id = $1 WHERE user_id = $2", keep_id, merge_id
             )
             await DocumentRepository(self._db).move(keep_id, merge_id, conn=c)
+            await MessageAudioRepository(self._db).move(keep_id, merge_id, conn=c)
             await c.execute(
                 "UPDATE admin_audit SET actor_id = $1 WHERE actor_id = $2", keep_id, merge_id
             )

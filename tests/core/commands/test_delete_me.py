@@ -9,6 +9,7 @@ from core.recall.user_indexes import UserIndexRepository
 from core.services import Services
 from core.storage.exports import ExportClaims
 from core.storage.handled_commands import HandledCommandRepository
+from core.storage.message_audio import MessageAudioRepository
 from core.storage.turns import NewMessage, ReadLimits, TurnStore
 from fakes.archiving import move_to_archive
 from tests.core.commands import FakeClock, add_exchange, make_user, run, with_clock
@@ -49,6 +50,10 @@ async def test_delete_me_erases_every_trace_after_confirmation(services: Service
     keeper = await make_user(services, "2", admin=True)
     message, reply = await add_exchange(services, user, "hello")
     assert reply is not None
+    # A voice recording kept with the message (MEDIA_KEEP_AUDIO), then archived.
+    await MessageAudioRepository(services.db).keep(
+        user.id, message.id, mime_type="audio/ogg", data=b"OggS hello"
+    )
     await move_to_archive(services.db, [message.id])
     await services.facts.add(user.id, NewFact("likes tea"))
     await keep(services, user.id, "My recipe for tea: boil water, wait, pour.")

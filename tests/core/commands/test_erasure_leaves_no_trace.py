@@ -1,13 +1,14 @@
 """After `/delete_me`, nothing in the database names the person.
 
-A person with two linked identities, messages in private and in a group (some archived),
-facts, documents (sent in private and in a group), a failed memory-job run about them,
-admin actions about them (a lookup before they arrived, `/user`, `/why`, `/ban`,
-`/unban`), an admin command they were refused, a rate-limited stretch, an export and
-recall indexes of their own, erases themselves. Then every text, jsonb and integer
-column of every table is searched for their user id, platform ids, usernames (old and
-new) and display names, and the catalog for indexes named or defined by their id. The
-scan reads the schema, so a table or column added later is searched too.
+A person with two linked identities, messages in private and in a group (some archived,
+one with its voice recording kept), facts, documents (sent in private and in a group), a
+failed memory-job run about them, admin actions about them (a lookup before they
+arrived, `/user`, `/why`, `/ban`, `/unban`), an admin command they were refused, a
+rate-limited stretch, an export and recall indexes of their own, erases themselves.
+Then every text, jsonb, bytea and integer column of every table is searched for their
+user id, platform ids, usernames (old and new) and display names, and the catalog for
+indexes named or defined by their id. The scan reads the schema, so a table or column
+added later is searched too.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from core.models import MessageRole, NewFact, Platform
 from core.recall.user_indexes import UserIndexRepository
 from core.services import Services
 from core.storage.job_runs import JobRunRepository
+from core.storage.message_audio import MessageAudioRepository
 from fakes.archiving import move_to_archive
 from fakes.channel import RecordingChannel
 from fakes.openai_server import FakeOpenAI
@@ -42,7 +44,7 @@ ADMIN_ID = "1000"
 # position in the id order, referencing nobody (docs/security.md, "Erasure").
 NOT_A_REFERENCE = {("broadcasts", "last_user_id")}
 
-_TEXT_TYPES = ("text", "character varying", "jsonb", "json", "ARRAY")
+_TEXT_TYPES = ("text", "character varying", "jsonb", "json", "ARRAY", "bytea")
 _INTEGER_TYPES = ("bigint", "integer", "smallint", "numeric")
 
 
@@ -69,6 +71,8 @@ async def traces(services: Services, user_id: int) -> set[str]:
         for table, column, data_type in await _columns(services, _TEXT_TYPES):
             if data_type == "ARRAY" or data_type.startswith("json"):
                 value = f'"{column}"::text'
+            elif data_type == "bytea":  # its ASCII as is, other bytes escaped
+                value = f"encode(\"{column}\", 'escape')"
             else:
                 value = f'"{column}"'
             if await conn.fetchval(
@@ -173,6 +177,14 @@ async def test_delete_me_leaves_no_trace_of_the_person_anywhere(
     )
     await keep(services, HER_ID, "Notes by Annabel Quux for the group.", group="-100200")
     history = await services.messages.history(HER_ID)
+    # A voice note of hers kept with its transcript (MEDIA_KEEP_AUDIO), then archived;
+    # the recording holds her name as a recording may (say, in its metadata).
+    first = history[-1]
+    assert first.role is MessageRole.USER
+    recording = b"OggS\x00\x02\xff\x00 TITLE=Annabel Quux \x01\x80" + bytes(range(256))
+    assert await MessageAudioRepository(services.db).keep(
+        HER_ID, first.id, mime_type="audio/ogg", data=recording
+    )
     await move_to_archive(services.db, [m.id for m in history[-2:]])
 
     # Admins act on her; she tries an admin command.
@@ -210,6 +222,8 @@ async def test_delete_me_leaves_no_trace_of_the_person_anywhere(
         "messages_archive.user_id",
         "facts.content",
         "documents.filename",
+        "message_audio.data",
+        "message_audio.user_id",
         "documents.chat_id",
         "documents.user_id",
         "document_chunks.content",

@@ -6,6 +6,7 @@ import re
 from core.models import NewFact, Platform, Role, UserStatus
 from core.services import Services
 from core.storage.database import Database, create_pool
+from core.storage.message_audio import MessageAudioRepository
 from fakes.archiving import move_to_archive
 from tests.conftest import make_settings
 from tests.core.commands import FakeClock, add_exchange, make_user, run, with_clock
@@ -27,6 +28,8 @@ async def test_link_merges_the_other_account_into_the_code_owner(services: Servi
     await add_exchange(services, other, "other 1")
     await add_exchange(services, bystander, "bystander")
     assert moved_reply is not None
+    audio = MessageAudioRepository(services.db)
+    await audio.keep(other.id, moved.id, mime_type="audio/ogg", data=b"OggS other 0")
     await move_to_archive(services.db, [moved.id])
     await services.facts.add(owner.id, NewFact("likes tea"))
     await services.facts.add(other.id, NewFact("likes chess"))
@@ -69,6 +72,10 @@ async def test_link_merges_the_other_account_into_the_code_owner(services: Servi
         "other 0", "re: other 0", "other 1", "re: other 1",
     }  # fmt: skip
     assert any(m.archived and m.content == "other 0" for m in history)
+    # A kept recording moves with its message (deleting the merged user would cascade).
+    assert [(a.message_id, a.data) for a in await audio.of_user(owner.id)] == [
+        (moved.id, b"OggS other 0")
+    ]
     assert {f.content for f in await services.facts.all(owner.id)} == {
         "likes tea",
         "likes chess",

@@ -13,6 +13,7 @@ from core.models import Message, MessageStatus, NewFact, Platform, User
 from core.recall.user_indexes import UserIndexRepository
 from core.services import Services
 from core.storage.memory_store import MemoryStore
+from core.storage.message_audio import MessageAudioRepository
 from core.storage.turns import NewMessage, ReadLimits, TurnStore
 from fakes.archiving import move_to_archive
 from tests.core.commands import FakeClock, add_exchange, make_user, run, with_clock
@@ -27,6 +28,24 @@ async def remembered(services: Services, *messages: Message | None) -> list[bool
         assert stored is not None
         flags.append(stored.remembered)
     return flags
+
+
+async def with_audio(services: Services, *messages: Message | None) -> list[int]:
+    """Keep a recording with each of these (user) messages, as MEDIA_KEEP_AUDIO does;
+    their ids."""
+    ids = []
+    for message in messages:
+        assert message is not None
+        data = f"OggS {message.id}".encode()
+        repository = MessageAudioRepository(services.db)
+        assert await repository.keep(message.user_id, message.id, mime_type="audio/ogg", data=data)
+        ids.append(message.id)
+    return ids
+
+
+async def kept_audio(services: Services, user: User) -> list[int]:
+    """The messages whose recordings are kept, live or archived."""
+    return [a.message_id for a in await MessageAudioRepository(services.db).of_user(user.id)]
 
 
 async def learned(services: Services, user: User) -> None:
@@ -103,6 +122,7 @@ async def test_forget_one_fact_sets_aside_the_messages_it_came_from(services: Se
     walk, walk_reply = await add_exchange(services, user, "I walk Rex daily")
     tea, tea_reply = await add_exchange(services, user, "I like tea")
     assert walk_reply is not None
+    recorded = await with_audio(services, dog, walk, tea)
     await move_to_archive(services.db, [walk.id, walk_reply.id])
     others, _ = await add_exchange(services, other, "my dog is called Rex")
     await services.facts.add(
@@ -115,6 +135,8 @@ async def test_forget_one_fact_sets_aside_the_messages_it_came_from(services: Se
     reply = (await run(services, user, "/forget 1")).text
 
     assert reply.startswith('Forgotten: "Has a dog named Rex". I also set aside the 4 messages')
+    # Set aside, not deleted: like their text, their recordings stay (in /export).
+    assert await kept_audio(services, user) == recorded
     assert [f.content for f in await services.facts.valid(user.id)] == ["Likes tea"]
     assert await remembered(services, dog, dog_reply, walk, walk_reply) == [False] * 4
     assert await remembered(services, tea, tea_reply, others) == [True] * 3
@@ -144,6 +166,7 @@ async def test_forget_all_leaves_nothing_but_the_message_being_answered(
     other = await make_user(services, "2")
     old, old_reply = await add_exchange(services, user, "long ago")
     assert old_reply is not None
+    await with_audio(services, old)
     await move_to_archive(services.db, [old.id, old_reply.id])
     await add_exchange(services, user, "yesterday")
     failed, _ = await add_exchange(services, user, "failed", answer=False)
@@ -167,6 +190,8 @@ async def test_forget_all_leaves_nothing_but_the_message_being_answered(
     for someone in (user, other):  # as if both were heavy users
         await indexes.count_terms(someone.id)
     before = await services.users.conversation(user.id)
+    others = await services.messages.history(other.id)
+    await with_audio(services, failed, pending, *[m for m in others if m.role.value == "user"])
 
     done = (await run(services, user, "/forget ALL confirm")).text
 
@@ -175,6 +200,7 @@ async def test_forget_all_leaves_nothing_but_the_message_being_answered(
     assert await services.facts.all(user.id) == []
     history = await services.messages.history(user.id)
     assert [m.id for m in history] == [pending.id]
+    assert await kept_audio(services, user) == [pending.id]  # the recordings went with them
     assert await remembered(services, pending) == [False]
     after = await services.users.conversation(user.id)
     assert after.summary == ""
@@ -194,6 +220,7 @@ async def test_forget_all_leaves_nothing_but_the_message_being_answered(
     assert (await run(services, user, "/memory")).text == "I don't know anything about you yet."
     # Nobody else forgot anything.
     assert await services.messages.count(other.id) == 2
+    assert len(await kept_audio(services, other)) == 1
     assert len(await services.facts.all(other.id)) == 1
 
 

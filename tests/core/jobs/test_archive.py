@@ -16,6 +16,7 @@ from core.recall.vectors import Source
 from core.services import Services
 from core.storage.archive_store import ARCHIVE_LOCK_CLASS
 from core.storage.memory_store import lock_key
+from core.storage.message_audio import MessageAudioRepository
 from core.storage.turns import NewMessage, ReadLimits, TurnStore
 from tests.core.jobs.memory.helpers import conversation, say, set_read_position
 
@@ -237,3 +238,39 @@ async def test_a_voice_note_keeps_its_type_and_attachments_in_the_archive_and_ex
         [voice],
         True,
     )
+
+
+async def test_a_kept_recording_follows_its_message_into_the_archive_and_out_at_retention(
+    services: Services,
+) -> None:
+    """`message_audio` names messages by id, which the move keeps: archived, the
+    recording is still the message's (and exported with it); deleted by retention, it
+    goes too. Another person's recording stays."""
+    audio = MessageAudioRepository(services.db)
+    user_id, ids = await conversation(services, "ah", ["first voice note", "second", "third"])
+    other_id, other_ids = await conversation(services, "ai", ["someone else's"])
+    await audio.keep(user_id, ids[0], mime_type="audio/ogg", data=b"OggS first")
+    await audio.keep(user_id, ids[4], mime_type="audio/ogg", data=b"OggS third")
+    await audio.keep(other_id, other_ids[0], mime_type="audio/ogg", data=b"OggS other")
+    # Only the person's own messages, only once.
+    assert not await audio.keep(user_id, other_ids[0], mime_type="audio/ogg", data=b"x")
+    assert not await audio.keep(user_id, ids[1], mime_type="audio/ogg", data=b"a reply")
+    assert not await audio.keep(user_id, ids[0], mime_type="audio/ogg", data=b"again")
+    await set_read_position(services, user_id, ids[-1])
+
+    assert (await _archive(services, keep_recent_messages=2).run()).counts["messages"] == 4
+
+    assert ids[0] in await _rows(services, "messages_archive", user_id)
+    kept = await audio.of_user(user_id)
+    assert [(a.message_id, a.data) for a in kept] == [
+        (ids[0], b"OggS first"),
+        (ids[4], b"OggS third"),
+    ]
+    exported = await collect(services, user_id, now=datetime.now(UTC))
+    [entry] = [m for m in exported["messages"] if m["id"] == ids[0]]
+    assert entry["archived"] and entry["audio"]["data_base64"] == "T2dnUyBmaXJzdA=="
+
+    due = await _retention(services, later=timedelta(days=61), retention_days=60).run()
+    assert due.counts == {"deleted": 4}
+    assert [a.message_id for a in await audio.of_user(user_id)] == [ids[4]]  # still live
+    assert [a.message_id for a in await audio.of_user(other_id)] == [other_ids[0]]
