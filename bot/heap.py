@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import gc
 
-
 YOUNG_THRESHOLD = 10_000
 """Container objects allocated (net of those freed) between two young collections;
 CPython's default is 700."""
