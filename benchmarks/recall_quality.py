@@ -55,7 +55,8 @@ from core.recall import when
 from core.recall.candidates import RecallCandidates
 from core.recall.hybrid import DEFAULT_WEIGHTS, HybridRecall, RecallWeights, fuse
 from core.recall.keywords import TextHit, TextSearchRepository
-from core.recall.vectors import RecallHit, RecallRepository, Source
+from core.recall.statements import Source
+from core.recall.vectors import RecallHit, RecallRepository
 from core.storage.database import Database, create_pool
 
 K = 10

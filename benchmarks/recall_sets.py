@@ -34,7 +34,7 @@ import numpy as np
 from benchmarks.recall_dataset import Dataset
 from benchmarks.recall_dialogues import Dialogues
 from core.embedding.base import Embedder
-from core.recall.vectors import Source
+from core.recall.statements import Source
 from core.storage.database import Connection, Database
 from fakes.archiving import move_to_archive
 

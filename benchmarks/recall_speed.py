@@ -55,8 +55,9 @@ from core.recall import user_indexes, when
 from core.recall.candidates import RecallCandidates
 from core.recall.hybrid import HybridRecall, fuse
 from core.recall.keywords import TextSearchRepository
+from core.recall.statements import Ranking, Source, keyword_statement
 from core.recall.user_indexes import UserIndexRepository
-from core.recall.vectors import RecallRepository, Source, recall_plan
+from core.recall.vectors import RecallRepository, recall_plan
 from core.storage.database import Database, create_pool
 from fakes.archiving import move_to_archive
 
@@ -140,15 +141,9 @@ async def fill(
     return ids, message_ids
 
 
-def _keyword_sql(db: Database, *, indexed: bool) -> str:
-    return TextSearchRepository(db).query(
-        user="$1", text="$2", excluded="$3", shared_chat="$4", limit="$5", indexed=indexed
-    )
-
-
 async def _plan(db: Database, user_id: int, question: str, *, approximate: bool) -> str:
     """EXPLAIN (ANALYZE, BUFFERS) of the keyword list's query for `question`."""
-    sql = _keyword_sql(db, indexed=approximate)
+    sql = keyword_statement(Ranking.BM25, indexed=approximate)
     async with db.connection() as c, recall_plan(c, approximate=approximate):
         rows = await c.fetch("EXPLAIN (ANALYZE, BUFFERS) " + sql, user_id, question, [], None, 40)
     return "\n".join(r[0] for r in rows)
@@ -165,7 +160,7 @@ async def _keyword_overlap(
             for indexed in (False, True):
                 async with recall_plan(c, approximate=indexed):
                     rows = await c.fetch(
-                        _keyword_sql(db, indexed=indexed), user_id, q, [], None, 40
+                        keyword_statement(Ranking.BM25, indexed=indexed), user_id, q, [], None, 40
                     )
                 lists.append([(r["source"], r["id"]) for r in rows])
             exact, used = lists

@@ -2,10 +2,11 @@
 
 Hybrid recall (core.recall.hybrid) fuses a user's rows nearest to the message's
 embedding (`RecallRepository`) with their best keyword matches
-(`TextSearchRepository`). Each list is its own repository's query; here both run as one
-statement, a UNION ALL of the two with each row tagged by its list and position, so a
-turn pays one round trip for them instead of two (docs/pipeline.md), through
-`HybridRecall.search`. Both queries are scoped by the same user id parameter.
+(`TextSearchRepository`). Here both run as one statement,
+`core.recall.statements.candidates_statement`: a UNION ALL of the two repositories'
+statements with each row tagged by its list and position, so a turn pays one round trip
+for them instead of two (docs/pipeline.md), through `HybridRecall.search`. Both lists
+are scoped by the same user id parameter.
 """
 
 from __future__ import annotations
@@ -19,34 +20,9 @@ import numpy as np
 
 from core.models import SharedChat
 from core.recall.keywords import TextHit, TextSearchRepository, storable_text
-from core.recall.vectors import (
-    Placeholders,
-    RecallHit,
-    RecallRepository,
-    Source,
-    recall_plan,
-)
+from core.recall.statements import VECTOR_LIST, Source, candidates_statement
+from core.recall.vectors import RecallHit, RecallRepository, recall_plan
 from core.storage.database import Connection, Database
-
-#: The columns of `RecallCandidates.query`, in order.
-FIELDS = (
-    "list",
-    "position",
-    "source",
-    "id",
-    "content",
-    "created_at",
-    "importance",
-    "role",
-    "distance",
-    "rank",
-    "coverage",
-)
-_VECTOR = "vector"
-_TEXT = "text"
-# `fetch`'s own parameters: the vector query's $1-$5, then the text.
-_OWN = Placeholders()
-_OWN_TEXT = "$6"
 
 
 class RecallCandidates:
@@ -55,7 +31,8 @@ class RecallCandidates:
         self._vectors = vectors
         self._text = text
         self._queries = {
-            a: self._query(approximate=a, p=_OWN, text=_OWN_TEXT) for a in (False, True)
+            a: candidates_statement(text.ranking, approximate=a, dimensions=vectors.dimensions)
+            for a in (False, True)
         }
 
     async def fetch(
@@ -96,45 +73,16 @@ class RecallCandidates:
                 rows = await c.fetch(self._queries[approximate], *args)
         return split(rows)
 
-    def _query(self, *, approximate: bool, p: Placeholders, text: str) -> str:
-        """Both lists (`FIELDS`), with the values at `p` and the query text at `text`."""
-        matching = self._text.query(
-            user=p.user,
-            text=text,
-            excluded=p.excluded,
-            shared_chat=p.shared_chat,
-            limit=p.k,
-            indexed=approximate,
-        )
-        # Each list's position, best first: the order its own query returns it in.
-        keyword = (
-            f"SELECT '{_TEXT}' AS list,"
-            " row_number() OVER (ORDER BY rank DESC, created_at DESC, id DESC) AS position,"
-            " source, id, content,"
-            " created_at, importance, role, NULL::float8 AS distance, rank, coverage"
-            f" FROM ({matching}) AS t"
-        )
-        nearest = self._vectors.query(approximate=approximate, placeholders=p)
-        return (
-            f"SELECT '{_VECTOR}' AS list,"
-            " row_number() OVER (ORDER BY distance, id) AS position, source, id, content,"
-            " created_at, importance, role, distance, NULL::float8 AS rank,"
-            " NULL::float8 AS coverage"
-            f" FROM ({nearest}) AS v"
-            f" UNION ALL {keyword}"
-            " ORDER BY list, position"
-        )
-
 
 def split(
     rows: Iterable[asyncpg.Record | tuple[Any, ...]],
 ) -> tuple[list[RecallHit], list[TextHit]]:
-    """The two lists of `RecallCandidates.query`'s rows (records, or tuples in `FIELDS`
+    """The two lists of `candidates_statement`'s rows (records, or tuples in its column
     order), each best first. Built by position: a turn decodes up to 80 of them."""
     vector_hits: list[RecallHit] = []
     text_hits: list[TextHit] = []
     for r in sorted(rows, key=itemgetter(0, 1)):
-        if r[0] == _VECTOR:
+        if r[0] == VECTOR_LIST:
             # As `recall_hit`: similarity = 1 - cosine distance.
             vector_hits.append(
                 RecallHit(_SOURCES[r[2]], r[3], r[4], 1.0 - float(r[8]), r[5], r[6], r[7])

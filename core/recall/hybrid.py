@@ -60,7 +60,8 @@ from core.models import SharedChat
 from core.recall import when
 from core.recall.candidates import RecallCandidates
 from core.recall.keywords import TextHit
-from core.recall.vectors import RecallHit, Source
+from core.recall.statements import Source
+from core.recall.vectors import RecallHit
 from core.recall.when import Period
 from core.storage.database import Connection
 

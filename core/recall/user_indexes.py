@@ -40,7 +40,7 @@ def search_index_name(table: str, user_id: int) -> str:
 
 
 #: A term in more than this share of an indexed user's rows is common: keyword recall
-#: does not look it up through their GIN indexes (core/recall/keywords.py).
+#: does not look it up through their GIN indexes (core/recall/statements.py).
 COMMON_TERM_SHARE = 0.02
 
 

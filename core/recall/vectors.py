@@ -14,7 +14,8 @@ There are no shared vector indexes (migrations 0004 and 0007): a filtered scan o
 index over every user's vectors was slower than the exact plan for users below the
 threshold and missed rows for the large ones, and inserting into it was the largest
 cost of storing a message. Every plan filters on `user_id`, so another user's rows can
-never be returned.
+never be returned. The statements are `core.recall.statements.nearest_statement`, one
+per set of sources and plan; this repository binds their values.
 """
 
 from __future__ import annotations
@@ -24,13 +25,13 @@ from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 import asyncpg
 import numpy as np
 
 from core.models import SharedChat
+from core.recall.statements import Source, nearest_statement
 from core.recall.user_indexes import UserIndexRepository
 from core.storage.database import Connection, Database
 
@@ -41,10 +42,6 @@ EF_SEARCH = 200
 # (seconds). The user_indexes job changes it rarely; until then a new index is simply
 # not used yet, and a dropped one makes the approximate query an exact one.
 INDEXED_USERS_TTL = 60.0
-# Each source's HNSW scan returns this many of the user's rows (at least), in the index's
-# approximate order; the outer query re-sorts them by exact distance and keeps k.
-CANDIDATES_PER_K = 4
-MIN_CANDIDATES = 40
 
 
 # Settings of an approximate recall, sent in one round trip inside its transaction.
@@ -62,12 +59,6 @@ _APPROXIMATE_SETTINGS = (
 )
 
 
-class Source(StrEnum):
-    FACTS = "facts"
-    MESSAGES = "messages"
-    ARCHIVE = "archive"
-
-
 ALL_SOURCES = frozenset(Source)
 
 
@@ -83,7 +74,7 @@ class RecallHit:
 
 
 def recall_hit(row: asyncpg.Record) -> RecallHit:
-    """A row of `RecallRepository.query`'s result."""
+    """A row of `nearest_statement`'s result."""
     return RecallHit(
         source=Source(row["source"]),
         id=row["id"],
@@ -95,62 +86,6 @@ def recall_hit(row: asyncpg.Record) -> RecallHit:
     )
 
 
-_SELECTS = {
-    Source.FACTS: (
-        "SELECT 'facts' AS source, id, content, {distance} AS distance, created_at, importance,"
-        " NULL AS role FROM facts WHERE user_id = {p.user} AND invalid_at IS NULL"
-        " AND ({p.shared_chat}::text[] IS NULL OR NOT is_private)"
-    ),
-    Source.MESSAGES: (
-        "SELECT 'messages' AS source, id, content, {distance} AS distance, created_at,"
-        " NULL::smallint AS importance, role FROM messages WHERE user_id = {p.user}"
-        " AND id <> ALL({p.excluded}::bigint[]) AND remembered"
-        " AND ({p.shared_chat}::text[] IS NULL OR (shared_chat"
-        " AND ARRAY[platform, chat_id] = {p.shared_chat}::text[]))"
-    ),
-    Source.ARCHIVE: (
-        "SELECT 'archive' AS source, id, content, {distance} AS distance, created_at,"
-        " NULL::smallint AS importance, role FROM messages_archive WHERE user_id = {p.user}"
-        " AND remembered AND ({p.shared_chat}::text[] IS NULL OR (shared_chat"
-        " AND ARRAY[platform, chat_id] = {p.shared_chat}::text[]))"
-    ),
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Placeholders:
-    """Where each value of a recall is in its statement (`$n`)."""
-
-    user: str = "$1"
-    embedding: str = "$2"
-    k: str = "$3"
-    shared_chat: str = "$4"
-    excluded: str = "$5"
-
-
-def _query(sources: Collection[Source], dimensions: int, approximate: bool, p: Placeholders) -> str:
-    if approximate:
-        # The expression and predicate match the per-user partial HNSW indexes.
-        distance = f"embedding::halfvec({dimensions}) <=> {p.embedding}::halfvec({dimensions})"
-    else:
-        # A plain expression the HNSW index does not match: exact ordering.
-        distance = f"embedding <=> {p.embedding}"
-    # Approximate: over-fetch, the outer ORDER BY re-sorts by exact distance.
-    limit = f"greatest({p.k} * {CANDIDATES_PER_K:d}, {MIN_CANDIDATES:d})" if approximate else p.k
-    parts = []
-    for source in sorted(sources):
-        select = _SELECTS[source].format(distance=distance, p=p)
-        parts.append(
-            f"({select} AND vector_dims(embedding) = {dimensions:d}"
-            f" ORDER BY distance LIMIT {limit})"
-        )
-    # Every parameter is typed here, whichever sources the query reads (an unused CTE
-    # costs nothing, and PostgreSQL refuses parameters whose type it cannot infer).
-    params = f"WITH p AS (SELECT {p.shared_chat}::text[], {p.excluded}::bigint[]) "
-    union = " UNION ALL ".join(parts)
-    return f"{params}SELECT * FROM ({union}) AS hits ORDER BY distance, id LIMIT {p.k}"
-
-
 class RecallRepository:
     def __init__(self, db: Database, *, dimensions: int) -> None:
         self._db = db
@@ -159,10 +94,15 @@ class RecallRepository:
         self._indexed_users: frozenset[int] = frozenset()
         self._indexed_users_read_at = -INDEXED_USERS_TTL
         self._queries = {
-            (frozenset(s), a): _query(s, dimensions, a, Placeholders())
+            (s, a): nearest_statement(s, approximate=a, dimensions=dimensions)
             for s in _subsets(ALL_SOURCES)
             for a in (False, True)
         }
+
+    @property
+    def dimensions(self) -> int:
+        """The embedding dimension the statements are written for."""
+        return self._dimensions
 
     async def nearest(
         self,
@@ -189,24 +129,10 @@ class RecallRepository:
         async with self._db.connection(conn) as c:
             if approximate is None:
                 approximate = await self.has_own_index(user_id, conn=c)
-            query = self.query(sources, approximate=approximate)
+            query = self._queries[(frozenset(sources), approximate)]
             async with recall_plan(c, approximate=approximate):
                 rows = await c.fetch(query, *args)
         return [recall_hit(r) for r in rows]
-
-    def query(
-        self,
-        sources: Collection[Source] = ALL_SOURCES,
-        *,
-        approximate: bool,
-        placeholders: Placeholders | None = None,
-    ) -> str:
-        """The SQL of `nearest`: for `arguments`' parameters ($1-$5), or with its values
-        at other `placeholders` (to be part of a larger statement). An approximate one
-        must run inside `recall_plan`."""
-        if placeholders is not None:
-            return _query(sources, self._dimensions, approximate, placeholders)
-        return self._queries[(frozenset(sources), approximate)]
 
     def arguments(
         self,
@@ -216,6 +142,7 @@ class RecallRepository:
         shared_chat: SharedChat | None,
         exclude_message_ids: Collection[int],
     ) -> tuple[Any, ...]:
+        """The values of `nearest_statement`'s `$1`-`$5`, in order."""
         vector = self.vector_argument(embedding)
         chat = None if shared_chat is None else shared_chat.as_argument()
         return (user_id, vector, k, chat, list(exclude_message_ids))

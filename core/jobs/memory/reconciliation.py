@@ -40,7 +40,8 @@ from core.embedding.base import Vector
 from core.jobs.memory.extraction import Candidate
 from core.llm.client import ChatClient
 from core.models import NewFact
-from core.recall.vectors import RecallHit, RecallRepository, Source
+from core.recall.statements import Source
+from core.recall.vectors import RecallHit, RecallRepository
 from core.storage.database import Connection
 
 logger = logging.getLogger(__name__)

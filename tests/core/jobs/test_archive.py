@@ -12,7 +12,7 @@ from config.settings import ArchiveSettings
 from core.export import collect
 from core.jobs.archive import ArchiveJob, RetentionJob
 from core.models import MessageStatus, MessageType, NewFact, Platform
-from core.recall.vectors import Source
+from core.recall.statements import Source
 from core.services import Services
 from core.storage.archive_store import ARCHIVE_LOCK_CLASS
 from core.storage.memory_store import lock_key

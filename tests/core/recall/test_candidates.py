@@ -6,7 +6,8 @@ import numpy as np
 
 from core.models import NewFact, Platform, SharedChat
 from core.recall.candidates import RecallCandidates
-from core.recall.keywords import Ranking, TextSearchRepository
+from core.recall.keywords import TextSearchRepository
+from core.recall.statements import Ranking
 from core.recall.vectors import RecallRepository
 from core.storage.database import Database
 from core.storage.facts import FactRepository

@@ -10,7 +10,8 @@ from core.models import NewFact, Platform, SharedChat
 from core.recall.candidates import RecallCandidates
 from core.recall.hybrid import HybridRecall, RecallWeights, fuse, text_confidence
 from core.recall.keywords import TextHit, TextSearchRepository
-from core.recall.vectors import RecallHit, RecallRepository, Source
+from core.recall.statements import Source
+from core.recall.vectors import RecallHit, RecallRepository
 from core.recall.when import Period
 from core.storage.database import Database
 from core.storage.facts import FactRepository

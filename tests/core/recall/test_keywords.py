@@ -5,8 +5,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.models import NewFact, Platform, SharedChat
-from core.recall.keywords import Ranking, TextSearchRepository
-from core.recall.vectors import Source
+from core.recall.keywords import TextSearchRepository
+from core.recall.statements import Ranking, Source
 from core.storage.database import Database
 from core.storage.facts import FactRepository
 from core.storage.messages import MessageRepository

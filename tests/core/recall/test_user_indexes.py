@@ -9,6 +9,7 @@ from core.jobs.user_indexes import UserIndexJob
 from core.models import Platform
 from core.recall.candidates import RecallCandidates
 from core.recall.keywords import TextSearchRepository
+from core.recall.statements import Ranking, keyword_statement
 from core.recall.user_indexes import UserIndexRepository, index_name, search_index_name
 from core.recall.vectors import RecallRepository, recall_plan
 from core.storage.database import Database, create_pool
@@ -45,9 +46,7 @@ async def _fill(db: Database, name: str, vectors: np.ndarray) -> tuple[int, list
 
 async def _keyword_plan(db: Database, user_id: int, query: str) -> str:
     """The plan of the keyword list of a user with indexes of their own."""
-    sql = TextSearchRepository(db).query(
-        user="$1", text="$2", excluded="$3", shared_chat="$4", limit="$5", indexed=True
-    )
+    sql = keyword_statement(Ranking.BM25, indexed=True)
     async with db.connection() as conn, recall_plan(conn, approximate=True):
         rows = await conn.fetch("EXPLAIN " + sql, user_id, query, [], None, 40)
     return "\n".join(r[0] for r in rows)

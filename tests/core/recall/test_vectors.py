@@ -5,7 +5,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.models import NewFact, Platform, SharedChat
-from core.recall.vectors import RecallRepository, Source
+from core.recall.statements import Source
+from core.recall.vectors import RecallRepository
 from core.storage.database import Database, create_pool
 from core.storage.facts import FactRepository
 from core.storage.messages import MessageRepository
