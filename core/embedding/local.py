@@ -17,14 +17,12 @@ put vectors into a different space than the ones already stored.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import importlib.resources
 import logging
 import os
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +33,7 @@ import onnxruntime as ort
 from tokenizers import Encoding, Tokenizer
 
 from core.embedding.base import EmbeddingError, Vector, l2_normalise
+from core.embedding.worker import ModelWorker
 
 logger = logging.getLogger(__name__)
 
@@ -116,10 +115,7 @@ class LocalEmbedder:
         self._batch_size = batch_size
         self._max_batch_tokens = max_batch_tokens
         self._threads = intra_op_threads or default_intra_op_threads()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="local-embedder")
-        self._load_lock = asyncio.Lock()
-        self._model: _Model | None = None
-        self._closed = False
+        self._worker = ModelWorker("local embedder", self._load_sync)
 
     async def __aenter__(self) -> LocalEmbedder:
         try:
@@ -134,29 +130,16 @@ class LocalEmbedder:
 
     async def load(self) -> None:
         """Verify and load the model unless already loaded; raises :class:`EmbeddingError`."""
-        async with self._load_lock:
-            if self._closed:
-                raise EmbeddingError("the local embedder is closed")
-            if self._model is not None:
-                return
-            loop = asyncio.get_running_loop()
-            self._model = await loop.run_in_executor(self._executor, self._load_sync)
+        await self._worker.load()
 
     async def aclose(self) -> None:
         """Release the worker thread; a batch still running finishes in the background."""
-        self._closed = True
-        self._model = None
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._worker.close()
 
     async def embed(self, texts: Sequence[str]) -> list[Vector]:
         if not texts:
             return []
-        await self.load()
-        model = self._model
-        if model is None:  # aclose() ran while we waited for the load
-            raise EmbeddingError("the local embedder is closed")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._embed_sync, model, list(texts))
+        return await self._worker.run(self._embed_sync, list(texts))
 
     def _load_sync(self) -> _Model:
         started = time.perf_counter()

