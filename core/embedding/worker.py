@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Generic, TypeVar
+from typing import Any, Generic, Self, TypeVar
 
 from core.embedding.base import EmbeddingError
 
@@ -50,3 +50,29 @@ class ModelWorker(Generic[M]):
         self._closed = True
         self._model = None
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class WorkerEmbedder:
+    """An embedder whose model runs on a `ModelWorker`: loading, closing and
+    ``async with`` (which loads, and closes on the way out)."""
+
+    _worker: ModelWorker[Any]
+
+    async def __aenter__(self) -> Self:
+        try:
+            await self.load()
+        except BaseException:
+            await self.aclose()
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def load(self) -> None:
+        """Load the model unless loaded; raises `EmbeddingError`."""
+        await self._worker.load()
+
+    async def aclose(self) -> None:
+        """Release the worker thread; a batch still running finishes in the background."""
+        self._worker.close()
