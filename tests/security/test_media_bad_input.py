@@ -61,6 +61,15 @@ _FAILURES = {
 _FAILURES |= {doc_texts.CORRUPT.format(filename="notes.pdf")}
 _TOO_LARGE = (texts.TOO_LARGE.split("(")[0], doc_texts.TOO_LARGE.split("{")[0])
 
+# Both platforms' generated cases: a dozen examples each, the same every run.
+_GENERATED = settings(
+    max_examples=12,
+    deadline=None,
+    database=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
 
 def _kind_of(text: str) -> str:
     """What one thing the bot said is: a reply, a refusal, a failure, a note."""
@@ -184,13 +193,7 @@ def _telegram_update(tg: FakeTelegram, case: TelegramCase, user: int) -> dict[st
     return {"message": message(None, user_id=user, **media)}
 
 
-@settings(
-    max_examples=12,
-    deadline=None,
-    database=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@_GENERATED
 @given(
     cases=st.lists(telegram_cases, min_size=1, max_size=3),
     hears=st.booleans(),
@@ -262,13 +265,7 @@ discord_cases = st.builds(
 )
 
 
-@settings(
-    max_examples=12,
-    deadline=None,
-    database=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@_GENERATED
 @given(
     cases=st.lists(discord_cases, min_size=1, max_size=3),
     hears=st.booleans(),
