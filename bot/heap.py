@@ -1,7 +1,7 @@
 """The garbage collector, set for a long-running asyncio service.
 
 CPython's cyclic collector pauses the whole process, event loop included. With
-hundreds of replies streaming it took about 5% of the service's time: a young
+hundreds of replies streaming it took about 5% of the wall-clock time: a young
 collection every 700 net allocations, each walking whatever is alive in the young
 generation (with 530 streams, a lot always is: 3-4 ms each), and full collections
 walking the imported libraries' hundreds of thousands of objects, which never become
@@ -11,8 +11,8 @@ garbage (up to 148 ms each; every step of every turn in flight waits for them).
 behind, freezes the survivors (`gc.freeze`) so that no later collection walks them
 again, and has young collections come every `YOUNG_THRESHOLD` net allocations. Measured
 with 530 replies streaming: the collector's time falls from 4.3 s to 0.3-0.4 s per 90 s
-and the event loop's p99 lag halves (docs/benchmarks.md, "Latency"). Memory held by
-garbage cycles waits a little longer to be freed: at most that many objects.
+and the event loop's p99 lag halves (docs/benchmarks.md, "Latency"). The price: garbage
+held in reference cycles waits a little longer to be freed.
 """
 
 from __future__ import annotations
