@@ -543,7 +543,7 @@ class Engine:
             shared_chat=_shared_chat(turn.message),
         )
         documents = []
-        if remembering and embedding is not None:
+        if remembering and embedding is not None and opened.state.has_documents:
             documents = await self._documents.recall(
                 turn.user.id, embedding, shared_chat=_shared_chat(turn.message)
             )

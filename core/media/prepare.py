@@ -136,9 +136,11 @@ class Prepared:
     a caption)."""
 
     def reread(self, state: TurnState) -> TurnState:
-        """The turn's state with the message as made (the window read it before)."""
+        """The turn's state with the message as made (the window read it before), and
+        the document it may have kept."""
         recent = [self.message if m.id == self.message.id else m for m in state.recent]
-        return dataclasses.replace(state, recent=recent)
+        kept = self.message.message_type is MessageType.DOCUMENT
+        return dataclasses.replace(state, recent=recent, has_documents=state.has_documents or kept)
 
     def into(self, context: AssembledContext) -> AssembledContext:
         """The prompt with the image beside the message's text, and the snapshot

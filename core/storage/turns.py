@@ -129,6 +129,7 @@ SELECT (SELECT ROW(s.*) FROM stored s) AS stored,
        c.memory_off_since,
        x.user_id IS NOT NULL AS has_memory, x.insights, x.communication_style, x.themes,
        x.last_read_message_id, x.updated_at AS memory_updated_at,
+       EXISTS (SELECT FROM documents WHERE user_id = $1) AS has_documents,
        ARRAY(SELECT ROW({_MESSAGE_FIELDS}) FROM messages
              WHERE {window} ORDER BY id DESC LIMIT $10) AS recent,
        ARRAY(SELECT ROW(id, content, category, importance, confidence, is_private,
@@ -181,6 +182,7 @@ SELECT (SELECT ROW({_MESSAGE_FIELDS}) FROM messages WHERE id = $2 AND user_id = 
        c.memory_off_since,
        x.user_id IS NOT NULL AS has_memory, x.insights, x.communication_style, x.themes,
        x.last_read_message_id, x.updated_at AS memory_updated_at,
+       EXISTS (SELECT FROM documents WHERE user_id = $1) AS has_documents,
        ARRAY(SELECT ROW({_MESSAGE_FIELDS}) FROM messages
              WHERE {window} ORDER BY id DESC LIMIT $5 + {WINDOW_SLACK}) AS recent,
        ARRAY(SELECT ROW(id, content, category, importance, confidence, is_private,
@@ -321,6 +323,8 @@ class TurnState:
     with the message being answered; without context snapshots."""
     facts: list[Fact]
     """Most important first, without source message ids."""
+    has_documents: bool
+    """The person keeps documents (core/documents): only then are they searched."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -564,6 +568,7 @@ def _state(row: asyncpg.Record, current: Message, window: int) -> TurnState:
         ),
         recent=conversation_window(recent, current, window),
         facts=[_fact(current.user_id, r) for r in row["facts"]],
+        has_documents=row["has_documents"],
     )
 
 
