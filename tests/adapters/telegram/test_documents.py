@@ -18,17 +18,10 @@ from core.storage.documents import DocumentRepository
 from fakes.openai_server import FakeOpenAI, HttpError
 from fakes.telegram_api import FakeTelegram, mention, wait_until
 from tests.adapters.telegram.media_helpers import conversation, media_bot
+from tests.core.documents import GARDEN, TAXES
 from tests.core.documents.pdfs import make_pdf
 
 MB = 1024 * 1024
-GARDEN = (
-    "My garden plan. The tomatoes go along the south wall, where they get sun all day. "
-    "Basil grows between them to keep pests away. The roses stay by the gate."
-)
-TAXES = (
-    "Tax notes. The deadline for the income tax return is the 31st of July. Receipts "
-    "for the home office must be kept for ten years."
-)
 BEES = "# Bees\nThe beehive stands behind the shed. Check the honey frames every May.\n"
 ENGLISH = catalog("en")
 

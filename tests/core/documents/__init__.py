@@ -7,6 +7,16 @@ from core.models import Platform
 from core.services import Services
 from core.storage.documents import Document
 
+# Two short documents about different things, for recall to tell apart.
+GARDEN = (
+    "My garden plan. The tomatoes go along the south wall, where they get sun all day. "
+    "Basil grows between them to keep pests away. The roses stay by the gate."
+)
+TAXES = (
+    "Tax notes. The deadline for the income tax return is the 31st of July. Receipts "
+    "for the home office must be kept for ten years."
+)
+
 
 async def keep(
     services: Services,

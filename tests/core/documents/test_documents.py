@@ -15,18 +15,10 @@ from core.storage.documents import DocumentRepository, MediaType
 from core.storage.merge import MergeRepository
 from tests.conftest import make_settings
 from tests.core.commands import make_user
-from tests.core.documents import keep
+from tests.core.documents import GARDEN, TAXES, keep
 from tests.core.documents.pdfs import make_pdf
 
 ENGLISH = catalog("en")
-GARDEN = (
-    "My garden plan. The tomatoes go along the south wall, where they get sun all day. "
-    "Basil grows between them to keep pests away. The roses stay by the gate."
-)
-TAXES = (
-    "Tax notes. The deadline for the income tax return is the 31st of July. Receipts "
-    "for the home office must be kept for ten years."
-)
 
 
 async def _add(
