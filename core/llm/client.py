@@ -350,37 +350,40 @@ class ChatClient:
         )
 
     def _error(self, exc: BaseException, what: str) -> LLMError:
-        """Map an SDK (or decoding) exception to our errors, with a message of our own."""
-        where = f"{what} with model {self._model}"
-        if isinstance(exc, openai.RateLimitError):
-            return LLMRateLimited(
-                f"{where}: rate limited (HTTP 429)",
-                retry_after=_retry_after(exc.response.headers),
-                status_code=429,
-            )
-        if isinstance(exc, openai.APITimeoutError) and _connection_failure(exc) is None:
-            return LLMTimeout(f"{where}: no answer within {self._timeout:g}s")
-        if isinstance(exc, openai.APIConnectionError):
-            return LLMUnavailable(f"{where}: connection failed ({_cause_name(exc)})")
-        if isinstance(exc, openai.APIStatusError):
-            status = exc.status_code
-            if status >= 500 or status in (408, 409):
-                return LLMUnavailable(
-                    f"{where}: endpoint failed (HTTP {status})", status_code=status
-                )
-            detail = self._redact(_server_message(exc.body))
-            return LLMError(
-                f"{where}: endpoint refused (HTTP {status}) {detail}".rstrip(), status_code=status
-            )
-        if isinstance(exc, openai.APIResponseValidationError | ValueError):
-            return LLMBadResponse(f"{where}: malformed response ({type(exc).__name__})")
-        if isinstance(exc, openai.APIError):
-            # An error event inside a stream that had already answered 200.
-            return LLMUnavailable(f"{where}: endpoint reported an error mid-stream")
-        return LLMError(f"{where}: {type(exc).__name__}")
+        return sdk_error(
+            exc, f"{what} with model {self._model}", timeout=self._timeout, api_key=self._api_key
+        )
 
-    def _redact(self, text: str) -> str:
-        return text.replace(self._api_key, "***") if len(self._api_key) >= 4 else text
+
+def sdk_error(exc: BaseException, where: str, *, timeout: float, api_key: str) -> LLMError:
+    """Map an openai SDK (or decoding) exception to our errors, with a message of our own
+    beginning with `where`; the server's words in it have `api_key` masked."""
+    if isinstance(exc, openai.RateLimitError):
+        return LLMRateLimited(
+            f"{where}: rate limited (HTTP 429)",
+            retry_after=_retry_after(exc.response.headers),
+            status_code=429,
+        )
+    if isinstance(exc, openai.APITimeoutError) and _connection_failure(exc) is None:
+        return LLMTimeout(f"{where}: no answer within {timeout:g}s")
+    if isinstance(exc, openai.APIConnectionError):
+        return LLMUnavailable(f"{where}: connection failed ({_cause_name(exc)})")
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        if status >= 500 or status in (408, 409):
+            return LLMUnavailable(f"{where}: endpoint failed (HTTP {status})", status_code=status)
+        detail = _server_message(exc.body)
+        if len(api_key) >= 4:
+            detail = detail.replace(api_key, "***")
+        return LLMError(
+            f"{where}: endpoint refused (HTTP {status}) {detail}".rstrip(), status_code=status
+        )
+    if isinstance(exc, openai.APIResponseValidationError | ValueError):
+        return LLMBadResponse(f"{where}: malformed response ({type(exc).__name__})")
+    if isinstance(exc, openai.APIError):
+        # An error event inside a stream that had already answered 200.
+        return LLMUnavailable(f"{where}: endpoint reported an error mid-stream")
+    return LLMError(f"{where}: {type(exc).__name__}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,8 +18,8 @@ import openai
 from openai import AsyncOpenAI
 from openai.types.audio import TranscriptionVerbose
 
-from core.llm.client import DEFAULT_BASE_URL
-from core.llm.errors import LLMBadResponse, LLMError, LLMRateLimited, LLMTimeout, LLMUnavailable
+from core.llm.client import DEFAULT_BASE_URL, sdk_error
+from core.llm.errors import LLMBadResponse, LLMError
 
 logger = logging.getLogger(__name__)
 
@@ -53,10 +53,11 @@ class Transcriber:
         self._model = model
         self._timeout = timeout
         self._verbose = True
+        self._api_key = api_key or "not-needed"
         # Both given explicitly, so the SDK never reads the environment.
         self._sdk = AsyncOpenAI(
             base_url=base_url or DEFAULT_BASE_URL,
-            api_key=api_key or "not-needed",
+            api_key=self._api_key,
             timeout=timeout,
             max_retries=max_retries,
         )
@@ -101,21 +102,12 @@ class Transcriber:
         return Transcript(plain.text.strip(), unclear=False)
 
     def _error(self, exc: BaseException) -> LLMError:
-        where = f"transcription with model {self._model}"
-        if isinstance(exc, openai.RateLimitError):
-            return LLMRateLimited(f"{where}: rate limited (HTTP 429)", status_code=429)
-        if isinstance(exc, openai.APITimeoutError):
-            return LLMTimeout(f"{where}: no answer within {self._timeout:g}s")
-        if isinstance(exc, openai.APIConnectionError):
-            return LLMUnavailable(f"{where}: connection failed")
-        if isinstance(exc, openai.APIStatusError):
-            status = exc.status_code
-            if status >= 500 or status in (408, 409):
-                return LLMUnavailable(
-                    f"{where}: endpoint failed (HTTP {status})", status_code=status
-                )
-            return LLMError(f"{where}: endpoint refused (HTTP {status})", status_code=status)
-        return LLMBadResponse(f"{where}: malformed response ({type(exc).__name__})")
+        return sdk_error(
+            exc,
+            f"transcription with model {self._model}",
+            timeout=self._timeout,
+            api_key=self._api_key,
+        )
 
 
 def _names_format(exc: openai.APIStatusError) -> bool:
