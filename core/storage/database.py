@@ -13,7 +13,7 @@ import json
 import logging
 import struct
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 import asyncpg
@@ -82,6 +82,20 @@ def _json_loads(value: bytes) -> Any:
     return json.loads(value[1:])
 
 
+async def _no_session_reset(conn: Connection) -> None:
+    """The pool's reset of a connection given back: nothing beyond asyncpg's own.
+
+    asyncpg still rolls back a transaction left open and drops listeners before calling
+    this. Its default reset also sends `RESET ALL; CLOSE ALL; UNLISTEN *;
+    pg_advisory_unlock_all()`: a round trip, and four statements for the server, at
+    every checkout, about a tenth of a turn's statements' cost (docs/pipeline.md). Our
+    statements leave no session state for it to undo: settings are `SET LOCAL` or
+    `set_config(..., true)`, advisory locks are `pg_advisory_xact_lock`, cursors live
+    in transactions, nobody listens; `asynchronous_commit` restores its setting or
+    closes the connection.
+    """
+
+
 async def create_pool(
     dsn: str, *, min_size: int = 1, max_size: int = 10, command_timeout: float = 30.0
 ) -> Pool:
@@ -95,6 +109,7 @@ async def create_pool(
         max_size=max_size,
         command_timeout=command_timeout,
         init=_init_connection,
+        reset=_no_session_reset,
     )
     assert pool is not None
     return pool
@@ -114,7 +129,7 @@ async def asynchronous_commit(conn: Connection) -> AsyncIterator[Connection]:
     For a run of writes whose loss in a server crash is harmless (archive moves): a crash
     can lose at most the last few hundred milliseconds of them, never corrupt anything,
     and any later synchronous commit flushes them too. Back to the server's setting
-    afterwards, also on a lone connection (a pool would reset it on release). A single
+    afterwards (a connection that cannot be set back is closed). A single
     such statement can do it inside itself instead (`MessageRepository.mark_delivered`),
     which saves the two round trips.
     """
@@ -122,7 +137,14 @@ async def asynchronous_commit(conn: Connection) -> AsyncIterator[Connection]:
     try:
         yield conn
     finally:
-        await conn.execute("RESET synchronous_commit")
+        try:
+            await conn.execute("RESET synchronous_commit")
+        except BaseException:
+            # The pool does not reset sessions (`_no_session_reset`): a connection
+            # that may still skip its WAL flushes must not serve anyone else.
+            with suppress(asyncpg.InterfaceError):  # lost, and given back already
+                conn.terminate()
+            raise
 
 
 def is_outage(exc: BaseException) -> bool:
