@@ -116,7 +116,7 @@ from core.tokens import TokenCounter
 from fakes.openai_server import LatencyProfile
 
 REPLY = "Sure, I will keep that in mind and tell you more about it when you ask me again."
-STAGES = ("embed_ms", "store_ms", "assemble_ms", "record_ms")
+STAGES = ("embed_ms", "store_ms", "queued_ms", "assemble_ms", "record_ms")
 SAMPLE_EVERY = 0.1
 BARS = {"replies_in_flight": 500, "overhead_p99_ms": 20.0, "command_p99_ms": 100.0}
 CONCURRENCY_SETTING = "llm_max_concurrency"
@@ -246,6 +246,9 @@ class Load:
     command_users: int
     warmup: int
     seed: int
+    group_share: float = 0.0
+    """The share of `users` who also write in a group chat, at the same time."""
+    group_size: int = 8
 
 
 @dataclass
@@ -254,6 +257,8 @@ class Seen:
     process's memory is the engine's)."""
 
     overhead_ms: list[float] = field(default_factory=list)
+    group_overhead_ms: list[float] = field(default_factory=list)
+    """`overhead_ms` of the messages said in group chats."""
     model_ms: list[float] = field(default_factory=list)
     typing_ms: list[float] = field(default_factory=list)
     first_text_ms: list[float] = field(default_factory=list)
@@ -294,7 +299,11 @@ class Crowd:
     texts: list[str]
     rng: np.random.Generator
     run: str
-    """Unique per run and replica: part of every person's and message's id."""
+    """Unique per run and replica: part of every message's id (and of the warm-up's
+    people's)."""
+    people: str
+    """Unique per run, the same in every replica: part of every person's and group's id
+    (a person's private and group messages may go to different replicas)."""
     sent: int = 0
     """Chat messages sent so far, warm-up included; also the next one's number."""
     in_engine: int = 0
@@ -305,26 +314,30 @@ class Crowd:
     errors: Counter[str] = field(default_factory=Counter)
     """Over the whole run."""
 
-    def inbound(self, person: str, text: str, message_id: str) -> Inbound:
+    def inbound(self, person: str, text: str, message_id: str, group: str | None = None) -> Inbound:
+        """A message from `person` in their private chat, or in `group` (addressed to
+        the bot)."""
         return Inbound(
             platform=Platform.TELEGRAM,
             platform_user_id=person,
-            chat_id=person,
-            chat_kind=ChatKind.PRIVATE,
+            chat_id=group or person,
+            chat_kind=ChatKind.PRIVATE if group is None else ChatKind.GROUP,
             message_id=message_id,
             text=text,
             sent_at=datetime.now(UTC),
             display_name=person,
         )
 
-    async def chat(self, person: int) -> None:
-        """One message from `person`, until its reply is recorded."""
+    async def chat(self, person: int, group: int | None = None) -> None:
+        """One message from `person` (warm-up people are negative) in their private
+        chat or in `group`, until its reply is recorded."""
         number, seen = self.sent, self.seen
         self.sent += 1
         inbound = self.inbound(
-            f"{self.run}-p{person}",
+            f"{self.people if person >= 0 else self.run}-p{person}",
             self.texts[number % len(self.texts)],
             message_id(self.run, number),
+            None if group is None else f"{self.people}-g{group}",
         )
         turn, channel = TurnLog(), TimedChannel()
         with self._in_engine(turn):
@@ -337,7 +350,7 @@ class Crowd:
             except Exception as exc:
                 self.errors[f"Engine.handle raised {type(exc).__name__}"] += 1
                 return
-        self._settle(seen, started, time.perf_counter(), turn, channel)
+        self._settle(seen, started, time.perf_counter(), turn, channel, group is not None)
 
     def sent_messages(self) -> SentMessages:
         return SentMessages(self.run, self.sent, sorted(self.unfinished))
@@ -353,13 +366,25 @@ class Crowd:
             _TURN.reset(token)
 
     def _settle(
-        self, seen: Seen, started: float, ended: float, turn: TurnLog, channel: TimedChannel
+        self,
+        seen: Seen,
+        started: float,
+        ended: float,
+        turn: TurnLog,
+        channel: TimedChannel,
+        in_group: bool,
     ) -> None:
         for notice in channel.notices:
             self.errors[f"notice instead of a reply: {notice[:50]}"] += 1
         if turn.stages is None:
             return  # no reply recorded: the engine's counter or the notices say why
-        seen.overhead_ms.append((ended - started - turn.llm_s) * 1000)
+        # Waiting for the person's own earlier reply (`queued_ms`) is that reply's model
+        # time, not overhead.
+        queued_s = turn.stages.get("queued_ms", 0) / 1000
+        overhead_ms = (ended - started - turn.llm_s - queued_s) * 1000
+        seen.overhead_ms.append(overhead_ms)
+        if in_group:
+            seen.group_overhead_ms.append(overhead_ms)
         seen.model_ms.append(turn.llm_s * 1000)
         for stage, samples in seen.stage_ms.items():
             samples.append(turn.stages.get(stage, 0))
@@ -390,13 +415,15 @@ class Crowd:
         else:
             seen.command_ms.append((channel.sent_at - started) * 1000)
 
-    async def person(self, person: int, start: float, stop: float, think_s: float) -> None:
-        """Write, wait for the reply, think, and again while the next message would be
-        sent before `stop` (monotonic)."""
+    async def person(
+        self, person: int, start: float, stop: float, think_s: float, group: int | None = None
+    ) -> None:
+        """Write (in `group`, or the private chat), wait for the reply, think, and again
+        while the next message would be sent before `stop` (monotonic)."""
         next_at = start
         while next_at < stop:
             await _sleep_until(next_at)
-            await self.chat(person)
+            await self.chat(person, group)
             next_at = time.monotonic() + think_s * self.rng.uniform(0.5, 1.5)
 
     async def commands(self, people: Sequence[int], rate: float, start: float, stop: float) -> None:
@@ -464,6 +491,7 @@ class ReplicaWork:
     dsn: str
     fake_url: str
     run: str
+    people_run: str
     index: int
     replicas: int
     pool_size: int
@@ -483,6 +511,19 @@ class ReplicaWork:
     @property
     def command_people(self) -> range:
         return range(self.load.command_users)[self.index :: self.replicas]
+
+    @property
+    def group_members(self) -> list[tuple[int, int]]:
+        """(person, group) of the group chats' members this replica serves: the first
+        `group_share` of the people, `group_size` to a group, every `replicas`-th group
+        (so a member's private and group messages often go to different replicas)."""
+        load = self.load
+        members = round(load.users * load.group_share) // load.group_size * load.group_size
+        return [
+            (person, person // load.group_size)
+            for person in range(members)
+            if (person // load.group_size) % self.replicas == self.index
+        ]
 
 
 async def replica(work: ReplicaWork) -> None:
@@ -514,7 +555,7 @@ async def replica(work: ReplicaWork) -> None:
             engine = Engine(services, persona=load_persona(None), turns=recorder)
             texts = _sentences(np.random.default_rng(load.seed), 500, 6, 25)
             rng = np.random.default_rng(load.seed + 1 + work.index)
-            crowd = Crowd(engine, llm, texts, rng, work.run)
+            crowd = Crowd(engine, llm, texts, rng, work.run, work.people_run)
             failed_before = failures_counted()
             await warm_up(crowd, load.warmup)
             gc.collect()
@@ -567,6 +608,15 @@ async def drive(crowd: Crowd, work: ReplicaWork, window: Window, pauses: PauseWa
             crowd.person(i, window.start + float(starts[i]), window.stop, load.think_s)
         )
         for i in work.people
+    ]
+    group_starts = np.random.default_rng(load.seed + 2).uniform(0, load.ramp_s, load.users)
+    tasks += [
+        asyncio.create_task(
+            crowd.person(
+                person, window.start + float(group_starts[person]), window.stop, load.think_s, group
+            )
+        )
+        for person, group in work.group_members
     ]
     rate = load.commands_per_second
     if work.command_people and rate > 0:
@@ -681,6 +731,7 @@ async def measure(
                         dsn=dsn,
                         fake_url=fake.base_url,
                         run=f"{run}r{i}",
+                        people_run=run,
                         index=i,
                         replicas=replicas,
                         pool_size=max(1, settings.db.pool_max_size // replicas),
@@ -710,6 +761,7 @@ async def measure(
             fake_samples = [(t - window.start, n) for t, n in await fake.in_flight()]
         seen = Seen.merged([output["seen"] for output in outputs])
         counts = await verdicts(db, [SentMessages(**output["sent"]) for output in outputs])
+        counts.update(await order_and_scope(db))
         return summarise(
             seen,
             Window.of(load, 0.0),  # the replicas' samples count from the common start
@@ -800,6 +852,38 @@ async def verdicts(db: Database, crowds: Sequence[SentMessages]) -> dict[str, in
     return dict(totals)
 
 
+async def order_and_scope(db: Database) -> dict[str, int]:
+    """Over every reply in the database: replies out of their person's order (a reply
+    recorded after a later message's), and replies in a group chat whose window or
+    recall held a message from elsewhere (a private chat, another group)."""
+    async with db.connection() as c:
+        out_of_order = await c.fetchval(
+            "SELECT count(*) FROM messages a JOIN messages b"
+            "  ON b.user_id = a.user_id AND b.role = 'assistant'"
+            " AND b.reply_to_id > a.reply_to_id AND b.id < a.id"
+            " WHERE a.role = 'assistant'"
+        )
+        from_elsewhere = await c.fetchval(
+            "WITH used AS ("
+            "  SELECT r.id AS reply, r.chat_id, w::bigint AS message"
+            "  FROM messages r,"
+            "    jsonb_array_elements_text(r.context_snapshot -> 'window_ids') w"
+            "  WHERE r.role = 'assistant' AND r.shared_chat"
+            "  UNION ALL"
+            "  SELECT r.id, r.chat_id, (x ->> 'id')::bigint"
+            "  FROM messages r, jsonb_array_elements(r.context_snapshot -> 'recalled') x"
+            "  WHERE r.role = 'assistant' AND r.shared_chat"
+            "    AND x ->> 'source' IN ('messages', 'archive'))"
+            " SELECT count(DISTINCT u.reply) FROM used u"
+            " LEFT JOIN messages m ON m.id = u.message"
+            " WHERE m.id IS NULL OR NOT m.shared_chat OR m.chat_id <> u.chat_id"
+        )
+    return {
+        "replies_out_of_order": int(out_of_order),
+        "group_replies_drawing_on_other_chats": int(from_elsewhere),
+    }
+
+
 # --- results --------------------------------------------------------------------------------
 
 
@@ -859,6 +943,7 @@ def summarise(
         },
         "timeline": _timeline(window, samples, fake_samples),
         "engine_overhead_excl_model": Stats.of(seen.overhead_ms).as_dict(),
+        "engine_overhead_excl_model_in_groups": Stats.of(seen.group_overhead_ms).as_dict(),
         "event_loop_lag": Stats.of(
             [ms for r in replicas for ms in r["pauses"]["lag_ms"]]
         ).as_dict(),
@@ -922,6 +1007,8 @@ def bars(results: dict[str, Any]) -> dict[str, bool]:
         "help_p99_le_100ms": command["p99"] <= BARS["command_p99_ms"]
         and command["unanswered_at_end"] == 0,
         "none_lost_none_twice": messages["lost"] == 0 and messages["answered_twice"] == 0,
+        "in_order_and_groups_kept_apart": messages["replies_out_of_order"] == 0
+        and messages["group_replies_drawing_on_other_chats"] == 0,
     }
 
 
@@ -942,6 +1029,7 @@ def report(results: dict[str, Any]) -> None:
     )
     latency = [
         ("engine overhead excl. model time", results["engine_overhead_excl_model"]),
+        ("  of messages in group chats", results["engine_overhead_excl_model_in_groups"]),
         ("model stream (as the engine consumed it)", results["model_stream"]),
         ("typing seen, from sending", results["typing_seen"]),
         ("first text seen, from sending", results["first_text_seen"]),
@@ -998,6 +1086,13 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--commands-per-second", type=float, default=5.0)
     parser.add_argument("--command-users", type=int, default=100, help="people sending /help")
     parser.add_argument("--warmup", type=int, default=20, help="messages before measuring")
+    parser.add_argument(
+        "--group-share",
+        type=float,
+        default=0.0,
+        help="the share of --users who also write in a group chat at the same time",
+    )
+    parser.add_argument("--group-size", type=int, default=8, help="members per group chat")
     parser.add_argument("--pool-size", type=int, help="default: DB_POOL_MAX_SIZE")
     parser.add_argument("--llm-max-concurrency", type=int, help="default: LLM_MAX_CONCURRENCY")
     parser.add_argument("--tokens-per-chunk", type=int, default=LatencyProfile().tokens_per_chunk)
@@ -1035,6 +1130,8 @@ async def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         command_users=args.command_users,
         warmup=args.warmup,
         seed=args.seed,
+        group_share=args.group_share,
+        group_size=args.group_size,
     )
     settings = latency_settings(args.pool_size, args.llm_max_concurrency)
     async with database(args.dsn, args.data_dir) as dsn:

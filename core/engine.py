@@ -367,7 +367,9 @@ class Engine:
                 "store_ms": ms(embedded, time.perf_counter()),
             }
             turn = Turn(user, opened.message, channel, shared_chat, embedding, timings)
+            queued = time.perf_counter()
             await slot.wait()
+            timings["queued_ms"] = ms(queued, time.perf_counter())
             await self._take_turn(turn, opened)
 
     async def _redelivered(
@@ -444,9 +446,12 @@ class Engine:
         another process is answering it, or it was answered meanwhile (or is gone)."""
         message = turn.message
         if opened is None or opened.state is None:
+            queued = time.perf_counter()
             opened = await self._order.until_running(
                 turn.user.id, message.id, self._read_limits(turn.shared_chat)
             )
+            waited = ms(queued, time.perf_counter())
+            turn.timings["queued_ms"] = turn.timings.get("queued_ms", 0) + waited
             if opened.message is None:
                 return ALREADY_ANSWERED
             if not opened.queued:

@@ -27,7 +27,7 @@ from prometheus_client.registry import Collector
 
 logger = logging.getLogger(__name__)
 
-Stage = Literal["embed", "store", "assemble", "llm_first_token", "llm", "record"]
+Stage = Literal["embed", "store", "queued", "assemble", "llm_first_token", "llm", "record"]
 STAGES: tuple[Stage, ...] = get_args(Stage)
 
 FailureReason = Literal[
@@ -80,7 +80,7 @@ LLM_TOKENS = Counter(
 STAGE_SECONDS = Histogram(
     "onethread_stage_seconds",
     "Time spent in each stage of answering one message "
-    "(embed, store, assemble, llm_first_token, llm, record).",
+    "(embed, store, queued, assemble, llm_first_token, llm, record).",
     ["stage"],
     buckets=_STAGE_BUCKETS,
 )

@@ -21,6 +21,7 @@ from core.services import Services
 from core.storage.database import Database, create_pool, is_outage
 from fakes.channel import RecordingChannel, RecordingSink
 from fakes.openai_server import Delay, FakeOpenAI, HttpError
+from fakes.telegram_api import wait_until
 from tests.core.engine_helpers import PERSONA, engine_with, inbound, prompt_text
 
 
@@ -466,6 +467,39 @@ async def test_a_users_queued_messages_hold_no_connection_while_they_wait(
         assert questions[0] == "slow one"
         assert sorted(questions[1:]) == ["queued 0", "queued 1", "queued 2"]
         assert_turns_in_order(history, 4)
+        # Each reply's snapshot tells how long its message waited for the earlier ones.
+        queued_ms = [_timings(m)["queued_ms"] for m in history if m.role is MessageRole.ASSISTANT]
+        assert queued_ms[0] < 1000
+        assert all(waited >= 2500 for waited in queued_ms[1:])
+    finally:
+        await pool.close()
+
+
+def _timings(reply: Message) -> dict[str, int]:
+    assert reply.context_snapshot is not None
+    return dict(reply.context_snapshot["timings_ms"])
+
+
+async def test_a_turn_waiting_for_another_replicas_turn_counts_the_wait_as_queued(
+    fresh_dsn: str, services: Services, fake_llm: FakeOpenAI
+) -> None:
+    pool = await create_pool(fresh_dsn, min_size=2, max_size=10)
+    try:
+        pooled = replace(services, db=Database(pool))
+        first_replica, second_replica = engine_with(pooled), engine_with(pooled)
+        channel = RecordingChannel()
+        fake_llm.push_fault(Delay(1.5))
+        first = asyncio.create_task(first_replica.handle(inbound("slow one", user="both"), channel))
+        await wait_until(lambda: len(fake_llm.chat_requests) == 1)
+        await second_replica.handle(inbound("meanwhile", user="both"), channel)
+        await first
+        user = await pooled.users.find("telegram:both")
+        assert user is not None
+        history = list(reversed(await pooled.messages.history(user.id)))
+        assert_turns_in_order(history, 2)
+        slow, meanwhile = (_timings(m) for m in history if m.role is MessageRole.ASSISTANT)
+        assert slow["queued_ms"] < 1000
+        assert meanwhile["queued_ms"] >= 1000
     finally:
         await pool.close()
 
