@@ -29,7 +29,11 @@ meters of PostgreSQL and the fake, and merges what the replicas measured.
 Each of `--users` people (private chat) starts within the first `--ramp` seconds, sends
 a message, waits for the whole reply, thinks `--think` seconds (+-50%, seeded) and
 writes again, for `--seconds` after the ramp (the loaded window); meanwhile
-`--command-users` other people send `/help` at `--commands-per-second`. Then nobody
+`--command-users` other people send `/help` at `--commands-per-second`. With
+`--group-share`, that share of the people also write in a group chat (`--group-size` to
+a group, addressed to the bot) at the same time, from a second start and think time; a
+group's messages go to replica `group % N`, a person's private ones to `person % N`.
+Then nobody
 writes and the run waits up to `--drain` seconds for what is owed; what is still
 waiting after that is cancelled and counted as unfinished.
 
@@ -41,15 +45,18 @@ Measured:
 - engine overhead excluding model time: per recorded reply to a message sent in the
   loaded window (as are the latencies below), its `Engine.handle` wall time minus its
   model stream (the `ChatClient.stream` call as the engine consumes it,
-  as `benchmarks.pipeline` measures it), so waiting for a pool connection or a lock
-  counts as overhead; also the reply snapshots' stage timings (over all replicas);
+  as `benchmarks.pipeline` measures it) and minus its wait for the same person's
+  earlier replies (`queued_ms`), so waiting for a pool connection counts as overhead;
+  also apart for group messages, and the reply snapshots' stage timings (over all
+  replicas);
 - when the person saw typing and the first text, from sending;
 - `/help` answered: from sending until the answer was sent;
 - memory: the engine processes' RSS idle (after a warm-up) and at their peaks, each
   summed over them, and per reply in flight: (peaks - idles) / peak replies in flight;
 - from the database at the end: lost (a message sent, and not cancelled at the end, that
   was never stored or has no reply and is not `answered`) and answered twice (more than
-  one reply);
+  one reply); replies out of their person's order, and group replies whose window or
+  recall held a message of another chat;
 - errors by kind, over the whole run: the engine's failure counter
   (`onethread_replies_failed`), exceptions `Engine.handle` raised, notices sent instead
   of a reply;

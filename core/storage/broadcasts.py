@@ -20,7 +20,7 @@ from enum import StrEnum
 import asyncpg
 
 from core.models import Platform
-from core.storage.database import Connection, Database
+from core.storage.database import Connection, Database, holds_session_locks
 
 # First key of the broadcast senders' advisory locks (arbitrary; "bcst" in ASCII).
 BROADCAST_LOCK_CLASS = 0x62637374
@@ -186,6 +186,7 @@ class BroadcastRepository:
             " AND platforms <@ $1::text[] ORDER BY id",
             _values(platforms),
         )
+        holds_session_locks(conn)
         for (broadcast_id,) in ids:
             key = _lock_key(broadcast_id)
             if not await conn.fetchval(

@@ -82,18 +82,35 @@ def _json_loads(value: bytes) -> Any:
     return json.loads(value[1:])
 
 
-async def _no_session_reset(conn: Connection) -> None:
-    """The pool's reset of a connection given back: nothing beyond asyncpg's own.
+_SESSION_LOCK_HOLDERS: set[int] = set()
+"""Server pids of connections that took session advisory locks since the pool last took
+them back (`holds_session_locks`)."""
 
-    asyncpg still rolls back a transaction left open and drops listeners before calling
-    this. Its default reset also sends `RESET ALL; CLOSE ALL; UNLISTEN *;
+
+def holds_session_locks(conn: Connection) -> None:
+    """Say that `conn` takes session advisory locks (a job's claim held across its
+    transactions): when the pool takes it back, it releases any it still holds, whatever
+    went wrong before the holder could."""
+    _SESSION_LOCK_HOLDERS.add(conn.get_server_pid())
+
+
+async def _reset_session(conn: Connection) -> None:
+    """The pool's reset of a connection given back: the session advisory locks of a
+    connection that took any (`holds_session_locks`), else nothing.
+
+    asyncpg rolls back a transaction left open and drops listeners before calling this.
+    Its default reset would also send `RESET ALL; CLOSE ALL; UNLISTEN *;
     pg_advisory_unlock_all()`: a round trip, and four statements for the server, at
     every checkout, about a tenth of a turn's statements' cost (docs/pipeline.md). Our
-    statements leave no session state for it to undo: settings are `SET LOCAL` or
-    `set_config(..., true)`, advisory locks are `pg_advisory_xact_lock`, cursors live
+    statements leave no other session state: settings are `SET LOCAL` or
+    `set_config(..., true)`, other advisory locks `pg_advisory_xact_lock`, cursors live
     in transactions, nobody listens; `asynchronous_commit` restores its setting or
     closes the connection.
     """
+    pid = conn.get_server_pid()
+    if pid in _SESSION_LOCK_HOLDERS:
+        _SESSION_LOCK_HOLDERS.discard(pid)
+        await conn.execute("SELECT pg_advisory_unlock_all()")
 
 
 async def create_pool(
@@ -109,7 +126,7 @@ async def create_pool(
         max_size=max_size,
         command_timeout=command_timeout,
         init=_init_connection,
-        reset=_no_session_reset,
+        reset=_reset_session,
     )
     assert pool is not None
     return pool
@@ -140,7 +157,7 @@ async def asynchronous_commit(conn: Connection) -> AsyncIterator[Connection]:
         try:
             await conn.execute("RESET synchronous_commit")
         except BaseException:
-            # The pool does not reset sessions (`_no_session_reset`): a connection
+            # The pool does not reset settings (`_reset_session`): a connection
             # that may still skip its WAL flushes must not serve anyone else.
             with suppress(asyncpg.InterfaceError):  # lost, and given back already
                 conn.terminate()

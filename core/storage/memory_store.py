@@ -19,7 +19,7 @@ from typing import Any
 import asyncpg
 
 from core.models import MemoryContext, MessageRole
-from core.storage.database import Connection, Database
+from core.storage.database import Connection, Database, holds_session_locks
 
 # First key of the memory job's advisory locks (arbitrary; "memo" in ASCII).
 MEMORY_LOCK_CLASS = 0x6D656D6F
@@ -151,6 +151,7 @@ class MemoryStore:
 
     async def try_claim(self, user_id: int, *, conn: Connection) -> bool:
         """Claim the user for this connection's session; False if another runner has it."""
+        holds_session_locks(conn)
         return bool(
             await conn.fetchval(
                 "SELECT pg_try_advisory_lock($1, $2)", MEMORY_LOCK_CLASS, lock_key(user_id)

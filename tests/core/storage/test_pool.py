@@ -10,6 +10,7 @@ import pytest
 
 from core.services import Services
 from core.storage.database import Connection, Pool, asynchronous_commit
+from core.storage.memory_store import MemoryStore
 
 
 def _pool(services: Services) -> Pool:
@@ -78,3 +79,29 @@ async def test_a_connection_whose_commit_setting_cannot_be_restored_is_closed(
         for conn in (a, b):
             assert await conn.fetchval("SHOW synchronous_commit") == "on"
         assert not await a.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid)
+
+
+async def test_a_claim_left_held_is_released_when_the_pool_takes_the_connection_back(
+    pooled: Services,
+) -> None:
+    pool = _pool(pooled)
+    store = MemoryStore(pooled.db)
+    async with pool.acquire() as a, pool.acquire() as b:
+        assert await store.try_claim(7, conn=cast(Connection, a))
+        assert not await store.try_claim(7, conn=cast(Connection, b))
+        await store.release(7, conn=cast(Connection, b))  # not b's: a no-op
+        claimed_by = a.get_server_pid()
+    # a went back without releasing its claim (a job cut short between its statements).
+    async with pool.acquire() as c, pool.acquire() as d:
+        assert claimed_by in (c.get_server_pid(), d.get_server_pid())
+        for conn in (c, d):
+            assert (
+                await conn.fetchval(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = $1",
+                    claimed_by,
+                )
+                == 0
+            )
+        other = d if c.get_server_pid() == claimed_by else c
+        assert await store.try_claim(7, conn=cast(Connection, other))
+        await store.release(7, conn=cast(Connection, other))
