@@ -1,5 +1,5 @@
 """The pool gives connections back without a reset round trip, and still never hands
-out one in a transaction or skipping its WAL flushes."""
+out one in a transaction, skipping its WAL flushes, or holding a job's claim."""
 
 from __future__ import annotations
 
