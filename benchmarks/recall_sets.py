@@ -147,13 +147,21 @@ async def _store(
 
 
 async def load_synthetic(
-    pool: asyncpg.Pool[asyncpg.Record], data: Dataset, fmt: str, embedder: Embedder
+    pool: asyncpg.Pool[asyncpg.Record],
+    data: Dataset,
+    fmt: str,
+    embedder: Embedder,
+    *,
+    stored_by: Embedder | None = None,
 ) -> Conversation:
+    """The synthetic set stored as the engine stores it; questions embedded by `embedder`,
+    stored texts by `stored_by` (default: the same)."""
     rows = [
         _Row(m.role, m.text, m.at, "User" if m.role == "user" else "Assistant")
         for m in data.messages
     ]
-    user_id, ids, _ = await _store(pool, embedder, f"synthetic-{data.seed}-{fmt}", fmt, rows, [])
+    chat = f"synthetic-{data.seed}-{fmt}"
+    user_id, ids, _ = await _store(pool, stored_by or embedder, chat, fmt, rows, [])
     questions = [
         EvalQuestion(q.text, q.kind, tuple(("m", ids[i]) for i in q.evidence))
         for q in data.questions
@@ -170,14 +178,17 @@ async def load_dialogues(
     embedder: Embedder,
     *,
     with_facts: bool = True,
+    stored_by: Embedder | None = None,
 ) -> Conversation:
+    """The dialogues set stored as the engine stores it; questions embedded by
+    `embedder`, stored texts and facts by `stored_by` (default: the same)."""
     rows = [
         _Row(t.role, t.text, t.at, data.person if t.role == "user" else data.assistant)
         for t in data.turns
     ]
     facts = [(f.text, f.at, f.importance) for f in data.facts] if with_facts else []
     chat = f"dialogues-{data.seed}-{fmt}-{'facts' if with_facts else 'nofacts'}"
-    user_id, ids, fact_ids = await _store(pool, embedder, chat, fmt, rows, facts)
+    user_id, ids, fact_ids = await _store(pool, stored_by or embedder, chat, fmt, rows, facts)
     questions = [
         EvalQuestion(
             q.text,
