@@ -26,13 +26,24 @@ def _cut_point(text: str, limit: int) -> int:
         index = window.rfind(separator)
         if index > limit // 4:
             return index + len(separator)
-    ends = [m.end() for m in _SENTENCE_END.finditer(window)]
+    ends = [m.end() for m in _SENTENCE_END.finditer(window) if _keeps_backticks_text(text, m.end())]
     if ends and ends[-1] > limit // 4:
         return ends[-1]
     index = window.rfind(" ")
+    while index > limit // 4 and not _keeps_backticks_text(text, index + 1):
+        index = window.rfind(" ", 0, index)
     if index > limit // 4:
         return index + 1
-    return limit
+    cut = limit
+    while cut > limit // 4 and not _keeps_backticks_text(text, cut):
+        cut -= 1
+    return cut if cut > limit // 4 else limit
+
+
+def _keeps_backticks_text(text: str, cut: int) -> bool:
+    """Whether cutting `text` at `cut` (inside a line) leaves backticks there as text:
+    a chunk that began with them would open a code block where the reply had none."""
+    return not text[cut:].lstrip().startswith("`")
 
 
 def _open_fence(text: str) -> str | None:

@@ -860,15 +860,23 @@ async def verdicts(db: Database, crowds: Sequence[SentMessages]) -> dict[str, in
 
 
 async def order_and_scope(db: Database) -> dict[str, int]:
-    """Over every reply in the database: replies out of their person's order (a reply
-    recorded after a later message's), and replies in a group chat whose window or
-    recall held a message from elsewhere (a private chat, another group)."""
+    """Over every reply in the database: replies out of their person's order (recorded
+    before the reply to an earlier message, or, in a private chat, written without the
+    person's previous reply in its window: their turns overlapped), and replies in a
+    group chat whose window or recall held a message from elsewhere (a private chat,
+    another group)."""
     async with db.connection() as c:
         out_of_order = await c.fetchval(
-            "SELECT count(*) FROM messages a JOIN messages b"
-            "  ON b.user_id = a.user_id AND b.role = 'assistant'"
-            " AND b.reply_to_id > a.reply_to_id AND b.id < a.id"
-            " WHERE a.role = 'assistant'"
+            "WITH replies AS ("
+            "  SELECT id, user_id, reply_to_id, shared_chat,"
+            "    context_snapshot -> 'window_ids' AS window_ids,"
+            "    lag(id) OVER (PARTITION BY user_id ORDER BY id) AS previous"
+            "  FROM messages WHERE role = 'assistant')"
+            " SELECT count(*) FROM replies a"
+            " WHERE EXISTS (SELECT 1 FROM replies b WHERE b.user_id = a.user_id"
+            "               AND b.reply_to_id > a.reply_to_id AND b.id < a.id)"
+            "    OR (NOT a.shared_chat AND a.previous IS NOT NULL"
+            "        AND NOT a.window_ids @> to_jsonb(a.previous))"
         )
         from_elsewhere = await c.fetchval(
             "WITH used AS ("
@@ -880,9 +888,11 @@ async def order_and_scope(db: Database) -> dict[str, int]:
             "  SELECT r.id, r.chat_id, (x ->> 'id')::bigint"
             "  FROM messages r, jsonb_array_elements(r.context_snapshot -> 'recalled') x"
             "  WHERE r.role = 'assistant' AND r.shared_chat"
-            "    AND x ->> 'source' IN ('messages', 'archive'))"
-            " SELECT count(DISTINCT u.reply) FROM used u"
-            " LEFT JOIN messages m ON m.id = u.message"
+            "    AND x ->> 'source' IN ('messages', 'archive')),"
+            " said AS ("
+            "  SELECT id, chat_id, shared_chat FROM messages"
+            "  UNION ALL SELECT id, chat_id, shared_chat FROM messages_archive)"
+            " SELECT count(DISTINCT u.reply) FROM used u LEFT JOIN said m ON m.id = u.message"
             " WHERE m.id IS NULL OR NOT m.shared_chat OR m.chat_id <> u.chat_id"
         )
     return {
@@ -1123,6 +1133,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not 1 <= args.replicas <= args.users:
         parser.error("--replicas must be from 1 to --users")
+    if not 0 <= args.group_share <= 1 or args.group_size < 2:
+        parser.error("--group-share must be from 0 to 1, --group-size at least 2")
     return args
 
 

@@ -367,9 +367,7 @@ class Engine:
                 "store_ms": ms(embedded, time.perf_counter()),
             }
             turn = Turn(user, opened.message, channel, shared_chat, embedding, timings)
-            queued = time.perf_counter()
-            await slot.wait()
-            timings["queued_ms"] = ms(queued, time.perf_counter())
+            await _queue(slot, timings)
             await self._take_turn(turn, opened)
 
     async def _redelivered(
@@ -396,8 +394,8 @@ class Engine:
             return
         logger.info("answering redelivered pending message %s of user %s", message.id, user.id)
         slot.join(message.id)
-        await slot.wait()
         turn = Turn(user, message, channel, not inbound.is_private, None, {})
+        await _queue(slot, turn.timings)
         await self._take_turn(turn, None)
 
     async def _answer_again(
@@ -410,8 +408,8 @@ class Engine:
             return
         async with self._order.person(user.id) as slot:
             slot.join(message.id)
-            await slot.wait()
             turn = Turn(user, message, channel, shared_chat, None, {})
+            await _queue(slot, turn.timings)
             notice = await self._take_turn(turn, None, retry=True)
             if notice is not None:
                 await channel.send(_texts(user).gettext(notice))
@@ -433,8 +431,9 @@ class Engine:
                 return
             async with self._order.person(user.id) as slot:
                 slot.join(message.id)
-                await slot.wait()
-                await self._take_turn(Turn(user, message, channel, not private, None, {}), None)
+                turn = Turn(user, message, channel, not private, None, {})
+                await _queue(slot, turn.timings)
+                await self._take_turn(turn, None)
 
     # the turn: wait for it, assemble, answer, record ------------------------------------
 
@@ -446,12 +445,10 @@ class Engine:
         another process is answering it, or it was answered meanwhile (or is gone)."""
         message = turn.message
         if opened is None or opened.state is None:
-            queued = time.perf_counter()
-            opened = await self._order.until_running(
+            opened, polled = await self._order.until_running(
                 turn.user.id, message.id, self._read_limits(turn.shared_chat)
             )
-            waited = ms(queued, time.perf_counter())
-            turn.timings["queued_ms"] = turn.timings.get("queued_ms", 0) + waited
+            _add_ms(turn.timings, "queued_ms", polled)
             if opened.message is None:
                 return ALREADY_ANSWERED
             if not opened.queued:
@@ -647,3 +644,15 @@ def _shared_chat(message: Message) -> SharedChat | None:
         return None
     # A shared chat without an id matches no message: never the whole conversation.
     return SharedChat(message.platform, message.chat_id or "")
+
+
+async def _queue(slot: Slot, timings: dict[str, int]) -> None:
+    """Wait until the person's older turns in this process are done; the wait is the
+    turn's `queued_ms` (with its waits for another process's turns: `_take_turn`)."""
+    started = time.perf_counter()
+    await slot.wait()
+    _add_ms(timings, "queued_ms", time.perf_counter() - started)
+
+
+def _add_ms(timings: dict[str, int], stage: str, seconds: float) -> None:
+    timings[stage] = timings.get(stage, 0) + round(seconds * 1000)

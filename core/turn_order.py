@@ -63,16 +63,21 @@ class TurnOrder:
         person = self._people.get(user_id)
         return person is not None and message_id in person.queued
 
-    async def until_running(self, user_id: int, message_id: int, limits: ReadLimits) -> Opened:
+    async def until_running(
+        self, user_id: int, message_id: int, limits: ReadLimits
+    ) -> tuple[Opened, float]:
         """Resume the message's turn until it may run (`state` set), or it turns out not
-        to be ours (`queued` False: another live process has it) or gone. Polls with
-        backoff: only another process's turn of the person can hold it back here."""
+        to be ours (`queued` False: another live process has it) or gone; and the seconds
+        slept between tries. Polls with backoff: only another process's turn of the
+        person can hold it back here, and this learns it ended at the next try."""
         delay = self._poll_first
+        slept = 0.0
         while True:
             opened = await self._store.resume(user_id, message_id, limits)
             if opened.state is not None or not opened.queued or opened.message is None:
-                return opened
+                return opened, slept
             await asyncio.sleep(delay)
+            slept += delay
             delay = min(delay * 2, self._poll_max)
 
     async def keep_alive(self) -> None:

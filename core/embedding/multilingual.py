@@ -10,8 +10,9 @@ job moves stored vectors from one model to the other.
 
 Every text is embedded with e5's ``query: `` prefix, the one its authors give for
 symmetric use: recall compares a message with earlier messages and facts of the same
-kind, and the `Embedder` interface has one method for both. Stored texts embedded with
-``passage: `` instead did no better (docs/recall.md, "Embedders"). Vectors are 384-dimensional
+kind, and one vector per message serves both as stored and as asked. Stored texts
+embedded with ``passage: `` gained a little fused recall, still below MiniLM's, for a
+second embedding per message (docs/recall.md, "Embedders"). Vectors are 384-dimensional
 and L2-normalised. Cosine similarities of e5 sit higher than MiniLM's (unrelated texts
 near 0.75-0.8); recall normalises them per question (core/recall/hybrid.py).
 """

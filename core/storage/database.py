@@ -83,15 +83,18 @@ def _json_loads(value: bytes) -> Any:
 
 
 _SESSION_LOCK_HOLDERS: set[int] = set()
-"""Server pids of connections that took session advisory locks since the pool last took
-them back (`holds_session_locks`)."""
+"""Connections that took session advisory locks since the pool last took them back
+(`holds_session_locks`), by the `id` of their settings object: one per connection, the
+same seen through the pool's proxy as on the connection the reset is given. An entry of
+a connection closed without a reset only costs a connection that later gets the same
+`id` one needless unlock."""
 
 
 def holds_session_locks(conn: Connection) -> None:
     """Say that `conn` takes session advisory locks (a job's claim held across its
     transactions): when the pool takes it back, it releases any it still holds, whatever
     went wrong before the holder could."""
-    _SESSION_LOCK_HOLDERS.add(conn.get_server_pid())
+    _SESSION_LOCK_HOLDERS.add(id(conn.get_settings()))
 
 
 async def _reset_session(conn: Connection) -> None:
@@ -103,13 +106,13 @@ async def _reset_session(conn: Connection) -> None:
     pg_advisory_unlock_all()`: a round trip, and four statements for the server, at
     every checkout, about a tenth of a turn's statements' cost (docs/pipeline.md). Our
     statements leave no other session state: settings are `SET LOCAL` or
-    `set_config(..., true)`, other advisory locks `pg_advisory_xact_lock`, cursors live
-    in transactions, nobody listens; `asynchronous_commit` restores its setting or
-    closes the connection.
+    `set_config(..., true)` but for `asynchronous_commit`, which restores its own or
+    closes the connection; other advisory locks are `pg_advisory_xact_lock`, cursors live
+    in transactions, nobody listens.
     """
-    pid = conn.get_server_pid()
-    if pid in _SESSION_LOCK_HOLDERS:
-        _SESSION_LOCK_HOLDERS.discard(pid)
+    key = id(conn.get_settings())
+    if key in _SESSION_LOCK_HOLDERS:
+        _SESSION_LOCK_HOLDERS.discard(key)
         await conn.execute("SELECT pg_advisory_unlock_all()")
 
 
@@ -146,22 +149,34 @@ async def asynchronous_commit(conn: Connection) -> AsyncIterator[Connection]:
     For a run of writes whose loss in a server crash is harmless (archive moves): a crash
     can lose at most the last few hundred milliseconds of them, never corrupt anything,
     and any later synchronous commit flushes them too. Back to the server's setting
-    afterwards (a connection that cannot be set back is closed). A single
-    such statement can do it inside itself instead (`MessageRepository.mark_delivered`),
+    afterwards. The pool does not reset settings (`_reset_session`), so a connection
+    that might still skip its WAL flushes is closed instead: after an error in the block,
+    or a transaction the block left open (its rollback would undo the reset; inside the
+    caller's transaction, setting and reset commit or roll back together). A single such
+    statement can do it inside itself instead (`MessageRepository.mark_delivered`),
     which saves the two round trips.
     """
-    await conn.execute("SET synchronous_commit = off")
+    in_transaction = conn.is_in_transaction()
     try:
+        await conn.execute("SET synchronous_commit = off")
         yield conn
-    finally:
-        try:
-            await conn.execute("RESET synchronous_commit")
-        except BaseException:
-            # The pool does not reset settings (`_reset_session`): a connection
-            # that may still skip its WAL flushes must not serve anyone else.
-            with suppress(asyncpg.InterfaceError):  # lost, and given back already
-                conn.terminate()
-            raise
+    except BaseException:
+        if not in_transaction:  # else the caller's transaction ends the setting's fate
+            _close(conn)
+        raise
+    if conn.is_in_transaction() and not in_transaction:
+        _close(conn)
+        return
+    try:
+        await conn.execute("RESET synchronous_commit")
+    except BaseException:
+        _close(conn)
+        raise
+
+
+def _close(conn: Connection) -> None:
+    with suppress(asyncpg.InterfaceError):  # lost, and given back already
+        conn.terminate()
 
 
 def is_outage(exc: BaseException) -> bool:

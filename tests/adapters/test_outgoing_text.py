@@ -58,6 +58,7 @@ def test_telegram_messages_are_clean_well_formed_and_fit(text: str) -> None:
 @settings(max_examples=150, deadline=None)
 @given(replies)
 @example(("``````" + "x" * 2500) * 32)  # one 80k-character line, backtick runs inside
+@example(("# ```" + "x" * 2500) * 2)  # a cut before mid-line backticks made them a fence
 def test_discord_messages_are_clean_and_fit(text: str) -> None:
     chunks = split_for_discord(text)
     assert all(len(chunk) <= DISCORD_LIMIT and chunk.strip() for chunk in chunks)

@@ -3,14 +3,20 @@ out one in a transaction, skipping its WAL flushes, or holding a job's claim."""
 
 from __future__ import annotations
 
-from typing import cast
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, cast
 
 import asyncpg
 import pytest
 
+from core.models import Platform
 from core.services import Services
+from core.storage.broadcasts import BroadcastRepository
 from core.storage.database import Connection, Pool, asynchronous_commit
 from core.storage.memory_store import MemoryStore
+
+T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def _pool(services: Services) -> Pool:
@@ -33,11 +39,18 @@ async def _backend(pool: Pool, pid: int) -> asyncpg.Record:
 
 
 async def _fail_in_a_transaction_left_open(conn: Connection) -> None:
-    """Leave `asynchronous_commit` with a failed statement in a transaction it did not
-    end: setting the WAL flushes back fails, on a live connection."""
+    """A failed statement in a transaction `asynchronous_commit`'s block did not end."""
     async with asynchronous_commit(conn):
         await conn.execute("BEGIN")
         await conn.execute("SELECT 1 / 0")
+
+
+async def _leave_a_transaction_open(conn: Connection) -> None:
+    """A transaction `asynchronous_commit`'s block did not end: its rollback on release
+    would undo the reset of the setting."""
+    async with asynchronous_commit(conn):
+        await conn.execute("BEGIN")
+        await conn.execute("SELECT 1")
 
 
 async def test_giving_a_connection_back_sends_nothing(pooled: Services) -> None:
@@ -66,14 +79,19 @@ async def test_a_transaction_left_open_is_rolled_back_on_release(pooled: Service
         assert await conn.fetchval("SELECT count(*) FROM users") == 0
 
 
-async def test_a_connection_whose_commit_setting_cannot_be_restored_is_closed(
-    pooled: Services,
+@pytest.mark.parametrize("block", [_fail_in_a_transaction_left_open, _leave_a_transaction_open])
+async def test_a_connection_whose_commit_setting_may_not_be_restored_is_closed(
+    pooled: Services, block: Callable[[Connection], Awaitable[None]]
 ) -> None:
     pool = _pool(pooled)
     async with pool.acquire() as conn:
         pid = conn.get_server_pid()
-        with pytest.raises(asyncpg.exceptions.InFailedSQLTransactionError):
-            await _fail_in_a_transaction_left_open(cast(Connection, conn))
+        if block is _fail_in_a_transaction_left_open:
+            # The block's own error, not one from setting the WAL flushes back.
+            with pytest.raises(asyncpg.exceptions.DivisionByZeroError):
+                await block(cast(Connection, conn))
+        else:
+            await block(cast(Connection, conn))
     async with pool.acquire() as a, pool.acquire() as b:
         assert pid not in (a.get_server_pid(), b.get_server_pid())
         for conn in (a, b):
@@ -81,27 +99,42 @@ async def test_a_connection_whose_commit_setting_cannot_be_restored_is_closed(
         assert not await a.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid)
 
 
+async def _claim_a_user(services: Services, conn: Connection) -> Callable[[Connection], Any]:
+    """The memory job's claim on user 7, taken on `conn`; how another connection tries it."""
+    store = MemoryStore(services.db)
+    assert await store.try_claim(7, conn=conn)
+    return lambda other: store.try_claim(7, conn=other)
+
+
+async def _claim_a_broadcast(services: Services, conn: Connection) -> Callable[[Connection], Any]:
+    """A broadcast sender's claim, taken on `conn`; how another connection tries it."""
+    repository = BroadcastRepository(services.db)
+    admin = await conn.fetchval("INSERT INTO users (role) VALUES ('admin') RETURNING id")
+    await repository.queue("hi", admin_id=admin, platforms=[Platform.TELEGRAM], at=T0)
+    assert await repository.claim_next([Platform.TELEGRAM], at=T0, conn=conn) is not None
+
+    async def try_claim(other: Connection) -> bool:
+        return await repository.claim_next([Platform.TELEGRAM], at=T0, conn=other) is not None
+
+    return try_claim
+
+
+@pytest.mark.parametrize("claim", [_claim_a_user, _claim_a_broadcast])
 async def test_a_claim_left_held_is_released_when_the_pool_takes_the_connection_back(
     pooled: Services,
+    claim: Callable[[Services, Connection], Awaitable[Callable[[Connection], Any]]],
 ) -> None:
     pool = _pool(pooled)
-    store = MemoryStore(pooled.db)
     async with pool.acquire() as a, pool.acquire() as b:
-        assert await store.try_claim(7, conn=cast(Connection, a))
-        assert not await store.try_claim(7, conn=cast(Connection, b))
-        await store.release(7, conn=cast(Connection, b))  # not b's: a no-op
+        try_again = await claim(pooled, cast(Connection, a))
+        assert not await try_again(cast(Connection, b))
         claimed_by = a.get_server_pid()
-    # a went back without releasing its claim (a job cut short between its statements).
+    # a went back still holding its claim (a job cut short between its statements).
     async with pool.acquire() as c, pool.acquire() as d:
         assert claimed_by in (c.get_server_pid(), d.get_server_pid())
-        for conn in (c, d):
-            assert (
-                await conn.fetchval(
-                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = $1",
-                    claimed_by,
-                )
-                == 0
-            )
+        held = await c.fetchval(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = $1", claimed_by
+        )
+        assert held == 0
         other = d if c.get_server_pid() == claimed_by else c
-        assert await store.try_claim(7, conn=cast(Connection, other))
-        await store.release(7, conn=cast(Connection, other))
+        assert await try_again(cast(Connection, other))
