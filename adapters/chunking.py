@@ -17,6 +17,7 @@ STREAMING_CURSOR = " …"
 
 _SENTENCE_END = re.compile(r"[.!?…](?=\s)")
 _FENCE_TAG = re.compile(r"```([^\s`]*)")
+_BACKTICK_NEXT = re.compile(r"\s*`")
 MAX_LANGUAGE_TAG = 20
 
 
@@ -26,9 +27,10 @@ def _cut_point(text: str, limit: int) -> int:
         index = window.rfind(separator)
         if index > limit // 4:
             return index + len(separator)
-    ends = [m.end() for m in _SENTENCE_END.finditer(window) if _keeps_backticks_text(text, m.end())]
-    if ends and ends[-1] > limit // 4:
-        return ends[-1]
+    ends = [m.end() for m in _SENTENCE_END.finditer(window)]
+    end = next((e for e in reversed(ends) if _keeps_backticks_text(text, e)), 0)
+    if end > limit // 4:
+        return end
     index = window.rfind(" ")
     while index > limit // 4 and not _keeps_backticks_text(text, index + 1):
         index = window.rfind(" ", 0, index)
@@ -43,7 +45,7 @@ def _cut_point(text: str, limit: int) -> int:
 def _keeps_backticks_text(text: str, cut: int) -> bool:
     """Whether cutting `text` at `cut` (inside a line) leaves backticks there as text:
     a chunk that began with them would open a code block where the reply had none."""
-    return not text[cut:].lstrip().startswith("`")
+    return _BACKTICK_NEXT.match(text, cut) is None
 
 
 def _open_fence(text: str) -> str | None:

@@ -186,9 +186,9 @@ class BroadcastRepository:
             " AND platforms <@ $1::text[] ORDER BY id",
             _values(platforms),
         )
-        holds_session_locks(conn)
         for (broadcast_id,) in ids:
             key = _lock_key(broadcast_id)
+            holds_session_locks(conn)
             if not await conn.fetchval(
                 "SELECT pg_try_advisory_lock($1, $2)", BROADCAST_LOCK_CLASS, key
             ):
