@@ -29,6 +29,7 @@ from bot.services import build_services
 from config import Settings
 from core.jobs.archive import ArchiveJob, RetentionJob
 from core.jobs.broadcast import BROADCAST_INTERVAL_SECONDS, BroadcastJob
+from core.jobs.long_messages import LongMessageJob
 from core.jobs.memory import MemoryJob
 from core.jobs.reembed import DEFAULT_BATCH_SIZE, Reembedder, ReembedProgress
 from core.jobs.registry import Job, JobRegistry, JobSpec
@@ -41,13 +42,23 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 RECENT_RUNS = 10
 
-JOB_NAMES = ("memory", "archive", "retention", "reembed", "user_indexes", "broadcast", "backup")
+JOB_NAMES = (
+    "memory",
+    "long_messages",
+    "archive",
+    "retention",
+    "reembed",
+    "user_indexes",
+    "broadcast",
+    "backup",
+)
 
 
 def schedule_from_settings(settings: Settings) -> dict[str, int | None]:
     """Seconds between scheduled runs of each job; None: only on request."""
     return {
         "memory": settings.memory.interval_seconds,
+        "long_messages": settings.memory.interval_seconds,
         "archive": settings.archive.interval_seconds,
         "retention": settings.archive.interval_seconds,
         "reembed": None,
@@ -66,6 +77,7 @@ def build_registry(
     schedule = schedule_from_settings(settings)
     jobs: list[Job] = [
         MemoryJob(services),
+        LongMessageJob(services.db, services.embedder),
         ArchiveJob(services.db, settings.archive, clock=services.clock),
         RetentionJob(services.db, settings.archive, clock=services.clock),
         reembedder or Reembedder(services),

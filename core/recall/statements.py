@@ -159,13 +159,38 @@ _SELECTS = {
 }
 
 
-def _nearest(sources: Collection[Source], dimensions: int, approximate: bool, p: _Nearest) -> str:
+# Long messages by their passages (`message_passages`, migration 0020), with the filters
+# of their source above.
+_PASSAGES_OF = {
+    Source.MESSAGES: (
+        "SELECT 'messages' AS source, m.id, m.content, {distance} AS distance, m.created_at,"
+        " NULL::smallint AS importance, m.role FROM message_passages e"
+        " JOIN messages m ON m.id = e.message_id AND m.user_id = e.user_id"
+        " WHERE e.user_id = {p.user} AND m.id <> ALL({p.excluded}::bigint[]) AND m.remembered"
+        " AND ({p.shared_chat}::text[] IS NULL OR (m.shared_chat"
+        " AND ARRAY[m.platform, m.chat_id] = {p.shared_chat}::text[]))"
+    ),
+    Source.ARCHIVE: (
+        "SELECT 'archive' AS source, a.id, a.content, {distance} AS distance, a.created_at,"
+        " NULL::smallint AS importance, a.role FROM message_passages e"
+        " JOIN messages_archive a ON a.id = e.message_id AND a.user_id = e.user_id"
+        " WHERE e.user_id = {p.user} AND a.remembered"
+        " AND ({p.shared_chat}::text[] IS NULL OR (a.shared_chat"
+        " AND ARRAY[a.platform, a.chat_id] = {p.shared_chat}::text[]))"
+    ),
+}
+
+
+def _distance(column: str, dimensions: int, approximate: bool, p: _Nearest) -> str:
     if approximate:
         # The expression and predicate match the per-user partial HNSW indexes.
-        distance = f"embedding::halfvec({dimensions}) <=> {p.embedding}::halfvec({dimensions})"
-    else:
-        # A plain expression the HNSW index does not match: exact ordering.
-        distance = f"embedding <=> {p.embedding}"
+        return f"{column}::halfvec({dimensions}) <=> {p.embedding}::halfvec({dimensions})"
+    # A plain expression the HNSW index does not match: exact ordering.
+    return f"{column} <=> {p.embedding}"
+
+
+def _nearest(sources: Collection[Source], dimensions: int, approximate: bool, p: _Nearest) -> str:
+    distance = _distance("embedding", dimensions, approximate, p)
     # Approximate: over-fetch, the outer ORDER BY re-sorts by exact distance.
     limit = f"greatest({p.k} * {CANDIDATES_PER_K:d}, {MIN_CANDIDATES:d})" if approximate else p.k
     parts = []
@@ -175,11 +200,26 @@ def _nearest(sources: Collection[Source], dimensions: int, approximate: bool, p:
             f"({select} AND vector_dims(embedding) = {dimensions:d}"
             f" ORDER BY distance LIMIT {limit})"
         )
+        if source in _PASSAGES_OF:
+            # Approximate: through the user's HNSW index on their passages, whose scan
+            # goes on while the message's filters drop what it finds.
+            passage = _distance("e.embedding", dimensions, approximate, p)
+            select = _PASSAGES_OF[source].format(distance=passage, p=p)
+            parts.append(
+                f"({select} AND vector_dims(e.embedding) = {dimensions:d}"
+                f" ORDER BY distance LIMIT {limit})"
+            )
     # Every parameter is typed here, whichever sources the query reads (an unused CTE
     # costs nothing, and PostgreSQL refuses parameters whose type it cannot infer).
     params = f"WITH p AS (SELECT {p.shared_chat}::text[], {p.excluded}::bigint[]) "
-    union = " UNION ALL ".join(parts)
-    return f"{params}SELECT * FROM ({union}) AS hits ORDER BY distance, id LIMIT {p.k}"
+    hits = " UNION ALL ".join(parts)
+    if _PASSAGES_OF.keys() & set(sources):
+        # A long message may come several times (its embedding, its passages): nearest.
+        hits = (
+            f"SELECT DISTINCT ON (source, id) * FROM ({hits}) AS found"
+            " ORDER BY source, id, distance"
+        )
+    return f"{params}SELECT * FROM ({hits}) AS hits ORDER BY distance, id LIMIT {p.k}"
 
 
 # A lexeme may hold quotes or backslashes (`o'brien`): both are escaped for tsquery input.

@@ -8,15 +8,16 @@ suffered (docs/benchmarks.md), while every insert paid for it. Nor shared full-t
 indexes (migration 0008), for the same reasons. A large user, by rows (messages and
 valid facts: a user heavy in facts is as slow to search as one heavy in messages), gets
 indexes holding only their rows (`WHERE user_id = N`): per table, an HNSW index on the
-embedding and a GIN index on `search`; recall's queries use custom plans, so the
-planner sees the literal user id and picks them.
+embedding and a GIN index on `search`, and an HNSW index on their long messages'
+passages; recall's queries use custom plans, so the planner sees the literal user id
+and picks them.
 
 These indexes are the only DDL outside migrations, on purpose: which users need one
 depends on the data, not on the schema version. They are built `CONCURRENTLY` (writes
 go on meanwhile), named `<table>_embedding_<dim>_u<user id>` and
 `<table>_search_u<user id>`, and dropped when the user no longer qualifies or is gone.
-A user counts as indexed once both kinds of `messages` are built. Names and predicates
-are built from integers only.
+A user counts as indexed once the passages' and both kinds of `messages` are built.
+Names and predicates are built from integers only.
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ import re
 from core.storage.database import Connection, Database
 
 TABLES = ("messages", "messages_archive", "facts")
+#: Long messages' passages (migration 0020): an HNSW index of their own, no `search`.
+PASSAGES = "message_passages"
 _PER_USER_INDEX = re.compile(
-    r"^(messages|messages_archive|facts)_embedding_(?P<dimensions>\d+)_u\d+$"
+    r"^(messages|messages_archive|facts|message_passages)_embedding_(?P<dimensions>\d+)_u\d+$"
 )
 
 
@@ -93,6 +96,7 @@ class UserIndexRepository:
         self._names = (
             re.compile(rf"^messages_embedding_{dimensions:d}_u(\d+)$"),
             re.compile(r"^messages_search_u(\d+)$"),
+            re.compile(rf"^{PASSAGES}_embedding_{dimensions:d}_u(\d+)$"),
         )
 
     async def largest_users(self, min_rows: int, limit: int) -> list[int]:
@@ -114,23 +118,25 @@ class UserIndexRepository:
     async def indexed_users(
         self, *, complete: bool = True, conn: Connection | None = None
     ) -> set[int]:
-        """Users with both valid own indexes on `messages` (vector and full text); with
-        `complete=False`, with either (some of a user's may be missing: built before
-        the full-text ones existed, or a build failed half-way)."""
+        """Users with valid own indexes on `messages` (vector and full text) and on
+        their passages; with `complete=False`, with any of them (some of a user's may
+        be missing: built before the others existed, or a build failed half-way)."""
         async with self._db.connection(conn) as c:
             rows = await c.fetch(
                 "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
-                " WHERE i.indisvalid AND (c.relname LIKE $1 OR c.relname LIKE $2)",
+                " WHERE i.indisvalid"
+                " AND (c.relname LIKE $1 OR c.relname LIKE $2 OR c.relname LIKE $3)",
                 f"messages\\_embedding\\_{self._dimensions:d}\\_u%",
                 "messages\\_search\\_u%",
+                f"message\\_passages\\_embedding\\_{self._dimensions:d}\\_u%",
             )
-        found: list[set[int]] = [set(), set()]
+        found: list[set[int]] = [set() for _ in self._names]
         for row in rows:
             for users, name in zip(found, self._names, strict=True):
                 match = name.match(row["relname"])
                 if match:
                     users.add(int(match[1]))
-        return found[0] & found[1] if complete else found[0] | found[1]
+        return set.intersection(*found) if complete else set.union(*found)
 
     async def other_dimension_indexes(self) -> list[str]:
         """Per-user indexes built for another embedding dimension (before a model
@@ -159,6 +165,13 @@ class UserIndexRepository:
         """Build the user's indexes, those missing only (an invalid leftover of a failed
         build is replaced). The `messages` ones last: they make the user indexed."""
         async with self._db.connection() as c:
+            passages = index_name(PASSAGES, self._dimensions, user_id)
+            await _drop_if_invalid(c, passages)
+            await c.execute(
+                f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {passages} ON {PASSAGES}"
+                f" USING hnsw ((embedding::halfvec({self._dimensions:d})) halfvec_cosine_ops)"
+                f" WHERE user_id = {user_id:d} AND vector_dims(embedding) = {self._dimensions:d}"
+            )
             for table in reversed(TABLES):
                 valid = " AND invalid_at IS NULL" if table == "facts" else ""
                 vector = index_name(table, self._dimensions, user_id)
@@ -185,6 +198,8 @@ class UserIndexRepository:
     async def drop(self, user_id: int) -> None:
         async with self._db.connection() as c:
             await c.execute("DELETE FROM user_search_stats WHERE user_id = $1", user_id)
+            passages = index_name(PASSAGES, self._dimensions, user_id)
+            await c.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {passages}")
             for table in TABLES:
                 for name in (
                     index_name(table, self._dimensions, user_id),

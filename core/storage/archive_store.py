@@ -30,8 +30,8 @@ ARCHIVE_LOCK_CLASS = 0x61726368
 MOVED_COLUMNS = (
     "id, user_id, role, content, platform, chat_id, platform_message_id, reply_to_id, status,"
     " context_snapshot, tokens_in, tokens_out, model, response_ms, delivered_at, embedding,"
-    " search, created_at, shared_chat, remembered, message_type, attachments, speaker,"
-    " search_config"
+    " passages, search, created_at, shared_chat, remembered, message_type,"
+    " attachments, speaker, search_config"
 )
 
 
@@ -110,8 +110,9 @@ class ArchiveRepository:
         self, cutoff: datetime, limit: int, *, conn: Connection | None = None
     ) -> int:
         """Admins only (a deployment-wide policy): delete up to `limit` archived messages
-        created before `cutoff`, oldest first, and their kept recordings
-        (`core.storage.message_audio`); how many messages were deleted."""
+        created before `cutoff`, oldest first, their kept recordings
+        (`core.storage.message_audio`) and passages (`core.storage.message_passages`);
+        how many messages were deleted."""
         async with self._db.connection(conn) as c:
             deleted = await c.fetchval(
                 "WITH expired AS ("
@@ -121,7 +122,10 @@ class ArchiveRepository:
                 " RETURNING id, user_id),"
                 " audio AS ("
                 " DELETE FROM message_audio a USING expired e"
-                " WHERE a.message_id = e.id AND a.user_id = e.user_id)"
+                " WHERE a.message_id = e.id AND a.user_id = e.user_id),"
+                " passages AS ("
+                " DELETE FROM message_passages p USING expired e"
+                " WHERE p.message_id = e.id AND p.user_id = e.user_id)"
                 " SELECT count(*) FROM expired",
                 cutoff,
                 limit,
@@ -148,6 +152,25 @@ class EmbeddedTable(StrEnum):
     @property
     def table(self) -> str:
         return "messages_archive" if self is EmbeddedTable.ARCHIVE else self.value
+
+    @property
+    def has_passages(self) -> bool:
+        """Whether its long rows keep their passages' vectors besides their embedding."""
+        return self in (EmbeddedTable.MESSAGES, EmbeddedTable.ARCHIVE)
+
+
+# A long message's passages (`message_passages`, the `long_messages` job) are of the
+# model that wrote its embedding: deleted with it, for the job to cut the message again.
+_STORE_EMBEDDING = {
+    source: (
+        "WITH cleared AS (DELETE FROM message_passages WHERE message_id = $1 AND user_id = $2)"
+        f" UPDATE {source.table} SET embedding = $3, passages = NULL"
+        " WHERE id = $1 AND user_id = $2"
+        if source.has_passages
+        else f"UPDATE {source.table} SET embedding = $3 WHERE id = $1 AND user_id = $2"
+    )
+    for source in EmbeddedTable
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,7 +268,7 @@ class ReembedRepository:
         """Write one batch of embeddings and move the cursor past it (one transaction:
         the caller's)."""
         await conn.executemany(
-            f"UPDATE {source.table} SET embedding = $3 WHERE id = $1 AND user_id = $2",
+            _STORE_EMBEDDING[source],
             [(r.id, r.user_id, e) for r, e in zip(rows, embeddings, strict=True)],
         )
         await conn.execute(

@@ -101,6 +101,9 @@ WITH position AS (
 ), audio AS (
     DELETE FROM message_audio WHERE user_id = $1
     AND message_id IN (SELECT id FROM live UNION ALL SELECT id FROM archived)
+), passages AS (
+    DELETE FROM message_passages WHERE user_id = $1
+    AND message_id IN (SELECT id FROM live UNION ALL SELECT id FROM archived)
 ), facts AS (
     DELETE FROM facts WHERE user_id = $1 RETURNING 1
 ), search_stats AS (

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from core.storage.database import Connection, Database
 from core.storage.documents import DocumentRepository
 from core.storage.message_audio import MessageAudioRepository
+from core.storage.message_passages import MessagePassageRepository
 from core.storage.rate_limits import DROP_BUCKET
 
 logger = logging.getLogger(__name__)
@@ -132,6 +133,7 @@ class MergeRepository:
             )
             await DocumentRepository(self._db).move(keep_id, merge_id, conn=c)
             await MessageAudioRepository(self._db).move(keep_id, merge_id, conn=c)
+            await MessagePassageRepository(self._db).move(keep_id, merge_id, conn=c)
             await c.execute(
                 "UPDATE admin_audit SET actor_id = $1 WHERE actor_id = $2", keep_id, merge_id
             )

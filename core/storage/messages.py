@@ -381,16 +381,21 @@ class MessageRepository:
         text (a transcript, a photo's description and caption), its attachments'
         metadata with it, and the text's embedding. False when the message is gone."""
         async with self._db.connection(conn) as c:
-            status = await c.execute(
-                "UPDATE messages SET content = $3, attachments = $4, embedding = $5"
-                " WHERE id = $1 AND user_id = $2 AND role = 'user'",
+            # Passages of the old text go: the `long_messages` job cuts the new one.
+            updated = await c.fetchval(
+                "WITH updated AS (UPDATE messages SET content = $3, attachments = $4,"
+                " embedding = $5, passages = NULL"
+                " WHERE id = $1 AND user_id = $2 AND role = 'user' RETURNING id),"
+                " cleared AS (DELETE FROM message_passages p USING updated u"
+                " WHERE p.message_id = u.id AND p.user_id = $2)"
+                " SELECT count(*) FROM updated",
                 message_id,
                 user_id,
                 content,
                 list(attachments),
                 embedding,
             )
-        return status != "UPDATE 0"
+        return bool(updated)
 
     async def get(
         self, user_id: int, message_id: int, *, conn: Connection | None = None

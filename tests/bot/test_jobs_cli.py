@@ -186,6 +186,7 @@ def test_the_registry_has_every_job_on_its_schedule(services: Services) -> None:
     registry = build_registry(services, location)
     assert registry.schedule() == {
         "memory": 300,
+        "long_messages": 300,
         "archive": 3600,
         "retention": 3600,
         "reembed": None,

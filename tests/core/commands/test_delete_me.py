@@ -4,6 +4,7 @@ import re
 import uuid
 
 from core.commands.personal_data import EXPORT_CLAIM_TTL
+from core.jobs.long_messages import LongMessageJob
 from core.models import NewFact, Platform
 from core.recall.user_indexes import UserIndexRepository
 from core.services import Services
@@ -55,6 +56,9 @@ async def test_delete_me_erases_every_trace_after_confirmation(services: Service
         user.id, message.id, mime_type="audio/ogg", data=b"OggS hello"
     )
     await move_to_archive(services.db, [message.id])
+    # A long message, kept in passages too.
+    await add_exchange(services, user, "It rained and rained all week. " * 60)
+    assert (await LongMessageJob(services.db, services.embedder).run()).counts["long"] >= 1
     await services.facts.add(user.id, NewFact("likes tea"))
     await keep(services, user.id, "My recipe for tea: boil water, wait, pour.")
     async with services.db.connection() as conn:  # a rate-limit bucket

@@ -4,11 +4,11 @@ A person with two linked identities, messages in private and in a group (some ar
 one with its voice recording kept), facts, documents (sent in private and in a group), a
 failed memory-job run about them, admin actions about them (a lookup before they
 arrived, `/user`, `/why`, `/ban`, `/unban`), an admin command they were refused, a
-rate-limited stretch, an export and recall indexes of their own, erases themselves.
-Then every text, jsonb, bytea and integer column of every table is searched for their
-user id, platform ids, usernames (old and new) and display names, and the catalog for
-indexes named or defined by their id. The scan reads the schema, so a table or column
-added later is searched too.
+rate-limited stretch, an export, a long message's passages and recall indexes of their
+own, erases themselves. Then every text, jsonb, bytea and integer column of every table
+is searched for their user id, platform ids, usernames (old and new) and display names,
+and the catalog for indexes named or defined by their id. The scan reads the schema, so
+a table or column added later is searched too.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 
 from core.engine import Engine
 from core.inbound import ChatKind, Inbound
+from core.jobs.long_messages import LongMessageJob
 from core.jobs.memory.job import MemoryJob
 from core.jobs.registry import JobRegistry, JobSpec
 from core.models import MessageRole, NewFact, Platform
@@ -155,6 +156,8 @@ async def test_delete_me_leaves_no_trace_of_the_person_anywhere(
     ann.username, ann.display_name = "zq_ann_old", "Annabel Quux"
     await ann.says("Hi, I am Annabel Quux, call me zq_ann_old")
     await ann.says("hello everyone", group="-100200")
+    # Long enough to be kept in passages too (the `long_messages` job, below).
+    await ann.says("Annabel Quux here, about my week. " + "It rained and rained. " * 80)
     ann.username, ann.display_name = "zq_ann_new", "Annabel Q. Newname"
     await ann.says("I renamed myself")
     discord = Person(engine, Platform.DISCORD, DISCORD_ID)
@@ -201,6 +204,7 @@ async def test_delete_me_leaves_no_trace_of_the_person_anywhere(
     assert "failed 3; 3 errors: user " in await registry.run("memory")
 
     await ann.says("/export")
+    assert (await LongMessageJob(services.db, services.embedder).run()).counts["long"] >= 1
     await UserIndexRepository(services.db, dimensions=384).create(HER_ID)
     for n in range(30):  # a rate-limited stretch
         await ann.says(f"fast {n}")
@@ -234,6 +238,8 @@ async def test_delete_me_leaves_no_trace_of_the_person_anywhere(
         "one_time_codes.user_id",
         "handled_commands.chat_id",
         f"index messages_embedding_384_u{HER_ID}",
+        "message_passages.user_id",
+        f"index message_passages_embedding_384_u{HER_ID}",
     }
     assert expected <= before, expected - before
 

@@ -92,10 +92,11 @@ async def test_large_users_get_their_own_index_and_recall_uses_it(fresh_dsn: str
 
         # After a change of embedding dimension the old indexes go, new ones come.
         other = UserIndexJob(db, dimensions=DIM * 2, min_messages=1000)
-        assert (await other.run()).counts == {"created": 1, "dropped": 3, "kept": 0, "unindexed": 0}
+        # (messages, archive, facts and passages)
+        assert (await other.run()).counts == {"created": 1, "dropped": 4, "kept": 0, "unindexed": 0}
         assert await UserIndexRepository(db, dimensions=DIM).indexed_users() == set()
         assert await UserIndexRepository(db, dimensions=DIM * 2).indexed_users() == {large}
-        assert (await job.run()).counts == {"created": 1, "dropped": 3, "kept": 0, "unindexed": 0}
+        assert (await job.run()).counts == {"created": 1, "dropped": 4, "kept": 0, "unindexed": 0}
 
         # An erased user's indexes go with the next run.
         await UserRepository(db).delete(large)
@@ -183,5 +184,52 @@ async def test_a_user_indexed_before_full_text_indexes_gets_them(fresh_dsn: str)
 
         assert (await job.run()).counts == {"created": 1, "dropped": 0, "kept": 0, "unindexed": 0}
         assert await repo.indexed_users() == {large}
+
+        # Indexed before long messages had passages (migration 0020): theirs come too.
+        async with db.connection() as conn:
+            await conn.execute(f"DROP INDEX {index_name('message_passages', DIM, large)}")
+        assert await repo.indexed_users() == set()
+        assert (await job.run()).counts["created"] == 1
+        assert await repo.indexed_users() == {large}
+    finally:
+        await pool.close()
+
+
+async def test_a_large_users_long_messages_are_found_by_their_passages_index(
+    fresh_dsn: str,
+) -> None:
+    rng = np.random.default_rng(15)
+    pool = await create_pool(fresh_dsn, min_size=1, max_size=4)
+    try:
+        db = Database(pool)
+        vectors = _clustered(rng, 1500)
+        large, ids = await _fill(db, "large", vectors)
+        # Every tenth message is long, with three passages each; the query is one of them.
+        passages = _clustered(rng, 3 * len(ids[::10]))
+        async with db.connection() as conn:
+            await conn.copy_records_to_table(
+                "message_passages",
+                records=[
+                    (message_id, large, n, passages[3 * i + n])
+                    for i, message_id in enumerate(ids[::10])
+                    for n in range(3)
+                ],
+                columns=["message_id", "user_id", "position", "embedding"],
+            )
+            await conn.execute("ANALYZE message_passages")
+        await UserIndexJob(db, dimensions=DIM, min_messages=1000).run()
+        recall = RecallRepository(db, dimensions=DIM)
+        query = passages[3 * 42 + 2]  # the last passage of the 43rd long message
+
+        plan = await recall.explain(large, query, 10)
+        assert index_name("message_passages", DIM, large) in plan
+        assert index_name("messages", DIM, large) in plan
+        hits = await recall.nearest(large, query, 10)
+        assert hits[0].id == ids[::10][42]
+        assert hits[0].similarity > 0.99
+        assert len({h.id for h in hits}) == len(hits)
+        # Its passages do not count in the recent window, where the message itself is.
+        hits = await recall.nearest(large, query, 10, exclude_message_ids=[ids[::10][42]])
+        assert ids[::10][42] not in {h.id for h in hits}
     finally:
         await pool.close()
