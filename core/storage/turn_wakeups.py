@@ -154,6 +154,7 @@ class TurnWakeups:
                     type(exc).__name__,
                     delay,
                 )
+                self._first_try.set()
             else:
                 self._first_try.set()
                 since = loop.time()
@@ -166,7 +167,6 @@ class TurnWakeups:
                 if loop.time() - since >= self._reconnect_max:
                     delay = self._reconnect_first
                 logger.warning("turn wake-ups: connection lost; reconnect in %.1f s", delay)
-            self._first_try.set()
             await asyncio.sleep(delay)
             delay = min(delay * 2, self._reconnect_max)
 
