@@ -1,10 +1,10 @@
 """`python -m bot run`: the whole service, built in one exit stack and closed in reverse.
 
-(database, opened by the caller) -> services -> jobs -> engine -> adapters -> scheduler ->
-health server; then wait for SIGTERM or Ctrl-C (or for the embedded server to be given up,
-bot/supervisor.py). On the way out, adapters stop fetching
-first and let in-flight replies finish (or be recorded as failed), then the pool and
-the database close.
+(database, opened by the caller) -> services -> jobs -> turn wake-ups -> engine ->
+adapters -> scheduler -> health server; then wait for SIGTERM or Ctrl-C (or for the
+embedded server to be given up, bot/supervisor.py). On the way out, adapters stop
+fetching first and let in-flight replies finish (or be recorded as failed), then the
+wake-ups' connection, the pool and the database close.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from core.errors import DatabaseSetupError
 from core.models import Platform
 from core.persona import load_persona
 from core.services import Services
+from core.storage.turn_wakeups import TurnWakeups
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +70,10 @@ async def run_service(
             backups = settings.backup_dir
             metrics.watch_backup_age(lambda: backup_age_seconds(backups, services.clock()))
             services.jobs = build_registry(services, location)
-            engine = Engine(services, persona=load_persona(settings.context.persona_file))
+            wakeups = await stack.enter_async_context(TurnWakeups(location.dsn))
+            engine = Engine(
+                services, persona=load_persona(settings.context.persona_file), wakeups=wakeups
+            )
             await engine.start()
             stack.push_async_callback(engine.stop)
             probes = await _start_adapters(settings, engine, services, stack)

@@ -60,6 +60,7 @@ from core.storage.admission import Admissions
 from core.storage.handled_commands import HandledCommandRepository
 from core.storage.messages import text_search_config
 from core.storage.rate_limits import RateLimitRepository, TokenBucket
+from core.storage.turn_wakeups import TurnWakeups
 from core.storage.turns import NewMessage, Opened, ReadLimits, TurnStore
 from core.turn_order import Slot, TurnOrder
 
@@ -90,10 +91,17 @@ class _Accepted:
 
 class Engine:
     def __init__(
-        self, services: Services, *, persona: Persona, turns: TurnStore | None = None
+        self,
+        services: Services,
+        *,
+        persona: Persona,
+        turns: TurnStore | None = None,
+        wakeups: TurnWakeups | None = None,
     ) -> None:
         """`turns`: this process's turn store (its own holder id); by default a new one.
-        Benchmarks pass one that observes the replies it records."""
+        Benchmarks pass one that observes the replies it records. `wakeups`: the
+        process's listener for turn ends (`core.turn_order`); without one, a turn
+        waiting for another replica's turn only polls."""
         self._services = services
         self._persona = persona
         settings = services.settings
@@ -106,7 +114,7 @@ class Engine:
         self._turns = turns or TurnStore(
             db, holder=uuid.uuid4(), lease_seconds=LEASE_SECONDS, assistant_name=persona.name
         )
-        self._order = TurnOrder(self._turns)
+        self._order = TurnOrder(self._turns, wakeups=wakeups)
         # Model calls at once (LLM_MAX_CONCURRENCY): replies, and making media into text
         # (downloads, transcriptions, descriptions), which hold files in memory.
         self._model_slots = ModelSlots(settings.llm_max_concurrency)

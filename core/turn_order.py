@@ -4,9 +4,9 @@ without holding a database connection while anyone waits.
 In this process: per person, stores are serialised (so message ids follow arrival
 order) and turns wait for the person's older turns of this process (`queue`). Across
 processes: `TurnStore`'s queue and lease; a turn whose lease another process holds
-polls for it with backoff (`until_running`), holding nothing meanwhile. The process
-keeps its queued turns and leases alive (`keep_alive`); when it dies they expire and
-the next turn, on any replica, goes on.
+waits, holding nothing, until that turn's end is announced (`TurnWakeups`) or its next
+poll (`until_running`). The process keeps its queued turns and leases alive
+(`keep_alive`); when it dies they expire and the next turn, on any replica, goes on.
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ import asyncio
 import bisect
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
 
 from core.errors import StorageUnavailable
+from core.storage.turn_wakeups import TurnWakeups, Wakeup
 from core.storage.turns import Opened, ReadLimits, TurnStore
 
 logger = logging.getLogger(__name__)
@@ -36,11 +37,30 @@ class _Person:
 
 class TurnOrder:
     def __init__(
-        self, store: TurnStore, *, poll_first: float = 0.05, poll_max: float = 1.0
+        self,
+        store: TurnStore,
+        *,
+        wakeups: TurnWakeups | None = None,
+        poll_first: float = 0.05,
+        poll_max: float = 1.0,
+        poll_max_listening: float = 5.0,
     ) -> None:
+        """`wakeups`: the process's listener for turn ends (None: poll only). A turn
+        waiting for another process's turn polls from `poll_first`, doubling to
+        `poll_max`, or to `poll_max_listening` while the listener is up.
+
+        With the listener the polls are a safety net: for a lease that expired (a
+        crashed process announces nothing), a notification lost while the listener
+        reconnected, and a turn that queued itself as the other's end was being
+        written (that statement did not see it queued, so sent nothing). The first polls
+        stay quick for that race; later ones, 5 s apart, add little to the 15 s or more
+        that a crashed process's turns take to expire, and save most of the statements a
+        turn waiting behind a long reply would send."""
         self._store = store
+        self._wakeups = wakeups
         self._poll_first = poll_first
         self._poll_max = poll_max
+        self._poll_max_listening = poll_max_listening
         self._people: dict[int, _Person] = {}
 
     @asynccontextmanager
@@ -68,17 +88,30 @@ class TurnOrder:
     ) -> tuple[Opened, float]:
         """Resume the message's turn until it may run (`state` set), or it turns out not
         to be ours (`queued` False: another live process has it) or gone; and the seconds
-        slept between tries. Polls with backoff: only another process's turn of the
-        person can hold it back here, and this learns it ended at the next try."""
-        delay = self._poll_first
-        slept = 0.0
-        while True:
-            opened = await self._store.resume(user_id, message_id, limits)
-            if opened.state is not None or not opened.queued or opened.message is None:
-                return opened, slept
-            await asyncio.sleep(delay)
-            slept += delay
-            delay = min(delay * 2, self._poll_max)
+        spent waiting between tries. Only another process's turn of the person can hold
+        it back here: tries again when that turn's end is announced, or at the next poll
+        (backoff, see `__init__`)."""
+        with self._watch(user_id) as wakeup:
+            loop = asyncio.get_running_loop()
+            delay = self._poll_first
+            waited = 0.0
+            while True:
+                opened = await self._store.resume(user_id, message_id, limits)
+                if opened.state is not None or not opened.queued or opened.message is None:
+                    return opened, waited
+                listening = self._wakeups is not None and self._wakeups.listening
+                most = self._poll_max_listening if listening else self._poll_max
+                delay = min(delay, most)
+                started = loop.time()
+                if wakeup is None:
+                    await asyncio.sleep(delay)
+                else:
+                    await wakeup.wait(delay)
+                waited += loop.time() - started
+                delay = min(delay * 2, most)
+
+    def _watch(self, user_id: int) -> AbstractContextManager[Wakeup | None]:
+        return nullcontext() if self._wakeups is None else self._wakeups.watch(user_id)
 
     async def keep_alive(self) -> None:
         """Renew this process's queued turns and leases for ever, a third of a lease

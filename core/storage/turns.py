@@ -16,6 +16,9 @@ Two messages of one person stored within the same instant on two replicas (neith
 statement sees the other's row) are the one case that may be answered in the reverse
 order; they still never run at once.
 
+A turn that ends while another process has a turn of the person queued wakes it
+(`TURN_ENDED_CHANNEL`); that turn also polls, for a lease that expired.
+
 A message whose turn row expired while it was still pending (its process crashed) is
 an orphan: `orphans` finds them for the start-up recovery, and `resume` takes one over.
 """
@@ -52,6 +55,12 @@ _MESSAGE_FIELDS = (
     " created_at, tokens_in, tokens_out, model, response_ms, shared_chat, remembered,"
     " message_type, attachments"
 )
+# A turn's end is announced here, with the person's user id as payload, when another
+# process has a turn of theirs queued (core/storage/turn_wakeups.py wakes it). Only
+# then: NOTIFY takes a database-wide lock at commit, and most turns end with nobody
+# waiting. A turn of this process waiting behind it is woken in the process
+# (`core.turn_order`), so it needs none either.
+TURN_ENDED_CHANNEL = "onethread_turn_ended"
 # The window is read this many messages deeper than asked: user messages stored after
 # the one being answered (queued behind it) are left out of its window.
 WINDOW_SLACK = 8
@@ -210,7 +219,7 @@ def _close_sql(answering: str) -> str:
     picks
     the user messages it answers. The status update finds them by primary key; `status`
     is in no index, so the update stays HOT and never touches the vector or text
-    indexes."""
+    indexes. Wakes the person's turns waiting in other processes (`TURN_ENDED_CHANNEL`)."""
     return f"""
 WITH reply AS (
     INSERT INTO messages (user_id, role, content, platform, chat_id, reply_to_id,
@@ -233,11 +242,17 @@ WITH reply AS (
         turns_done_through = greatest(turns_done_through, $5)
     WHERE user_id = $1
 ), dequeued AS (
-    DELETE FROM turns WHERE message_id = $5 AND holder = $13
+    DELETE FROM turns WHERE message_id = $5 AND holder = $13 RETURNING 1
 ), released AS (
     DELETE FROM turn_leases WHERE user_id = $1 AND message_id = $5 AND holder = $13
+    RETURNING 1
+), woken AS (
+    SELECT pg_notify('{TURN_ENDED_CHANNEL}', $1::bigint::text)
+    WHERE (EXISTS (SELECT FROM dequeued) OR EXISTS (SELECT FROM released))
+      AND EXISTS (SELECT FROM turns t
+                  WHERE t.user_id = $1 AND t.message_id <> $5 AND t.holder <> $13)
 )
-SELECT ROW(r.*) AS reply FROM reply r
+SELECT ROW(r.*) AS reply, (SELECT count(*) FROM woken) AS woke FROM reply r
 """
 
 
@@ -249,19 +264,25 @@ _CLOSE = _close_sql("= $5")
 _CLOSE_ANSWERING_MORE = _close_sql("= ANY($18::bigint[])")
 
 # $1 user, $2 message id, $3 holder, $4 the status to leave the message in (NULL: as it
-# is). Ends a turn without a reply.
-_END = """
+# is). Ends a turn without a reply, waking a waiting turn as `_CLOSE` does.
+_END = f"""
 WITH marked AS (
     UPDATE messages SET status = $4
     WHERE $4::text IS NOT NULL AND id = $2 AND user_id = $1 AND role = 'user'
       AND status = 'pending'
 ), dequeued AS (
-    DELETE FROM turns WHERE message_id = $2 AND holder = $3
+    DELETE FROM turns WHERE message_id = $2 AND holder = $3 RETURNING 1
 ), done AS (
     UPDATE conversations SET turns_done_through = greatest(turns_done_through, $2)
     WHERE user_id = $1
+), released AS (
+    DELETE FROM turn_leases WHERE user_id = $1 AND message_id = $2 AND holder = $3
+    RETURNING 1
 )
-DELETE FROM turn_leases WHERE user_id = $1 AND message_id = $2 AND holder = $3
+SELECT pg_notify('{TURN_ENDED_CHANNEL}', $1::bigint::text)
+WHERE (EXISTS (SELECT FROM dequeued) OR EXISTS (SELECT FROM released))
+  AND EXISTS (SELECT FROM turns t
+              WHERE t.user_id = $1 AND t.message_id <> $2 AND t.holder <> $3)
 """
 
 # $1 holder, $2 lease seconds, $3 the messages whose turns this process is working on.
