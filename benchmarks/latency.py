@@ -118,6 +118,7 @@ from core.persona import load_persona
 from core.ports import Button, ReplySink
 from core.services import Services
 from core.storage.database import Connection, Database, create_pool
+from core.storage.turn_wakeups import TurnWakeups
 from core.storage.turns import Reply, TurnStore
 from core.tokens import TokenCounter
 from fakes.openai_server import LatencyProfile
@@ -546,20 +547,23 @@ async def replica(work: ReplicaWork) -> None:
         command_timeout=settings.db.command_timeout_seconds,
     )
     try:
-        async with MeteredChatClient(
-            base_url=work.fake_url,
-            api_key="bench",
-            model=settings.llm_model,
-            timeout=settings.llm_timeout_seconds,
-            max_retries=settings.llm_max_retries,
-        ) as llm:
+        async with (
+            MeteredChatClient(
+                base_url=work.fake_url,
+                api_key="bench",
+                model=settings.llm_model,
+                timeout=settings.llm_timeout_seconds,
+                max_retries=settings.llm_max_retries,
+            ) as llm,
+            TurnWakeups(work.dsn) as wakeups,  # as `python -m bot run` wakes waiting turns
+        ):
             db = Database(pool)
             tokens = await asyncio.to_thread(TokenCounter.load)
             services = Services(
                 settings=settings, db=db, embedder=HashEmbedder(), llm=llm, tokens=tokens
             )
             recorder = ReplyRecorder(db, holder=uuid.uuid4(), lease_seconds=LEASE_SECONDS)
-            engine = Engine(services, persona=load_persona(None), turns=recorder)
+            engine = Engine(services, persona=load_persona(None), turns=recorder, wakeups=wakeups)
             texts = _sentences(np.random.default_rng(load.seed), 500, 6, 25)
             rng = np.random.default_rng(load.seed + 1 + work.index)
             crowd = Crowd(engine, llm, texts, rng, work.run, work.people_run)

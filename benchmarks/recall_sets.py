@@ -66,31 +66,31 @@ class Conversation:
 
 
 @dataclass(frozen=True, slots=True)
-class _Row:
+class StoredRow:
     role: str
     text: str
     at: datetime
     speaker: str
 
 
-def embedded_text(fmt: str, row: _Row) -> str:
+def embedded_text(fmt: str, row: StoredRow) -> str:
     """What gets embedded for a stored message: the text, or `[date] Name: text`."""
     if fmt == "named":
         return f"[{row.at:%Y-%m-%d}] {row.speaker}: {row.text}"
     return row.text
 
 
-def stored_speaker(fmt: str, row: _Row) -> str | None:
+def stored_speaker(fmt: str, row: StoredRow) -> str | None:
     """The `speaker` stored with a message (searched by keyword with its text)."""
     return row.speaker if fmt == "speaker" else None
 
 
-async def _store(
+async def store(
     pool: asyncpg.Pool[asyncpg.Record],
     embedder: Embedder,
     chat: str,
     fmt: str,
-    rows: Sequence[_Row],
+    rows: Sequence[StoredRow],
     facts: Sequence[tuple[str, datetime, int]],
 ) -> tuple[int, list[int], list[int]]:
     """The user id, the message id of each row, the fact id of each fact."""
@@ -157,11 +157,11 @@ async def load_synthetic(
     """The synthetic set stored as the engine stores it; questions embedded by `embedder`,
     stored texts by `stored_by` (default: the same)."""
     rows = [
-        _Row(m.role, m.text, m.at, "User" if m.role == "user" else "Assistant")
+        StoredRow(m.role, m.text, m.at, "User" if m.role == "user" else "Assistant")
         for m in data.messages
     ]
     chat = f"synthetic-{data.seed}-{fmt}"
-    user_id, ids, _ = await _store(pool, stored_by or embedder, chat, fmt, rows, [])
+    user_id, ids, _ = await store(pool, stored_by or embedder, chat, fmt, rows, [])
     questions = [
         EvalQuestion(q.text, q.kind, tuple(("m", ids[i]) for i in q.evidence))
         for q in data.questions
@@ -183,12 +183,12 @@ async def load_dialogues(
     """The dialogues set stored as the engine stores it; questions embedded by
     `embedder`, stored texts and facts by `stored_by` (default: the same)."""
     rows = [
-        _Row(t.role, t.text, t.at, data.person if t.role == "user" else data.assistant)
+        StoredRow(t.role, t.text, t.at, data.person if t.role == "user" else data.assistant)
         for t in data.turns
     ]
     facts = [(f.text, f.at, f.importance) for f in data.facts] if with_facts else []
     chat = f"dialogues-{data.seed}-{fmt}-{'facts' if with_facts else 'nofacts'}"
-    user_id, ids, fact_ids = await _store(pool, stored_by or embedder, chat, fmt, rows, facts)
+    user_id, ids, fact_ids = await store(pool, stored_by or embedder, chat, fmt, rows, facts)
     questions = [
         EvalQuestion(
             q.text,

@@ -10,7 +10,8 @@ lists and their fusion, for the users the `user_indexes` job gives indexes of th
 - `messages`: 50k messages (the older half archived) and the planted facts, the turns of
   25 generated dialogue conversations (benchmarks/recall_dialogues.py) told by one
   person whose display name is in every message of theirs (the worst case for keyword
-  search: a question naming them matches half of their rows);
+  search: a question naming them matches half of their rows); a fifth of them long
+  (`--long-share`), with 3 passages each in `message_passages`;
 - `facts`: 50k facts (the same texts) and 2k messages;
 - 40 other users with 1k messages each, so that no index or table holds one user only.
 
@@ -68,6 +69,11 @@ HEAVY_ROWS = 50_000
 OTHER_USERS = 40
 OTHER_ROWS = 1_000
 NAME = "Maya"
+# Replies of 50-400 tokens (as the latency benchmark's model writes them): about 40 % of
+# them are longer than 256 tokens, so a fifth of all messages, with 3 passages of at most
+# 128 tokens each (docs/recall.md "Long messages").
+LONG_SHARE = 0.2
+PASSAGES_PER_LONG = 3
 _MESSAGE_COLUMNS = [
     "user_id", "role", "content", "platform", "chat_id", "platform_message_id", "status",
     "embedding", "created_at", "speaker",
@@ -76,14 +82,16 @@ _FACT_COLUMNS = ["user_id", "content", "importance", "embedding", "created_at", 
 
 
 async def fill(
-    dsn: str, sets: Sequence[Dialogues], embedder: LocalEmbedder
+    dsn: str, sets: Sequence[Dialogues], embedder: LocalEmbedder, *, long_share: float
 ) -> tuple[dict[str, int], list[int]]:
     """The users of the module docstring: their ids by name, and the message id of each
     turn of `sets` (in order) stored for the `messages` user."""
     turns = [t for d in sets for t in d.turns][:HEAVY_ROWS]
     planted = [f for d in sets for f in d.facts]
     texts = sorted({t.text for t in turns} | {f.text for f in planted})
-    vectors = dict(zip(texts, halfvec_binary(np.array(await embedder.embed(texts))), strict=True))
+    embedded = np.array(await embedder.embed(texts))
+    vectors = dict(zip(texts, halfvec_binary(embedded), strict=True))
+    row_of = {text: i for i, text in enumerate(texts)}
     rng = random.Random(7)
     conn = await bulk_connection(dsn)
     try:
@@ -129,6 +137,29 @@ async def fill(
         )
         message_ids = [r["id"] for r in heavy]
         older = message_ids[: len(message_ids) // 2]
+        # Long messages' passages (the `long_messages` job): each near its message's own
+        # vector, so recall's answers stay the same while the passages cost what they do.
+        noise = np.random.default_rng(9)
+        long = sorted(rng.sample(range(len(message_ids)), int(len(message_ids) * long_share)))
+        passages = []
+        for i in long:
+            own = embedded[row_of[turns[i].text]]
+            near = own + noise.normal(0, 0.05, (PASSAGES_PER_LONG, DIM))
+            near /= np.linalg.norm(near, axis=1, keepdims=True)
+            passages += [
+                (message_ids[i], ids["messages"], n, vector)
+                for n, vector in enumerate(halfvec_binary(near))
+            ]
+        await conn.copy_records_to_table(
+            "message_passages",
+            records=passages,
+            columns=["message_id", "user_id", "position", "embedding"],
+        )
+        await conn.execute(
+            "UPDATE messages SET passages = $2 WHERE id = ANY($1::bigint[])",
+            [message_ids[i] for i in long],
+            PASSAGES_PER_LONG,
+        )
     finally:
         await conn.close()
     pool = await create_pool(dsn, min_size=1, max_size=1)
@@ -215,7 +246,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     now = max(d.now for d in sets) + timedelta(days=1)
     async with LocalEmbedder() as embedder:
         started = time.perf_counter()
-        ids, message_ids = await fill(args.dsn, sets, embedder)
+        ids, message_ids = await fill(args.dsn, sets, embedder, long_share=args.long_share)
         filled = time.perf_counter() - started
         asked = random.Random(3).sample(questions, min(args.samples, len(questions)))
         query_vectors = list(await embedder.embed(asked))
@@ -241,6 +272,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {
         "server": info,
         "common_term_share": args.common_share,
+        "long_share": args.long_share,
         "fill_seconds": round(filled, 1),
         "user_indexes_seconds": round(indexed, 1),
         "rows": {},
@@ -315,6 +347,9 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=500)
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--common-share", type=float, default=user_indexes.COMMON_TERM_SHARE)
+    parser.add_argument(
+        "--long-share", type=float, default=LONG_SHARE, help="messages with passages"
+    )
     parser.add_argument("--json", type=Path, default=RESULTS_DIR / "recall_speed.json")
     args = parser.parse_args()
 

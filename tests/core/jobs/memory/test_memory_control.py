@@ -36,7 +36,7 @@ async def test_messages_not_remembered_and_replies_to_them_are_not_learned_from(
     outcome = await job(services).run()
 
     assert message_ids(model.extraction_prompts[0]) == [ids[0], ids[1], ids[4], ids[5]]
-    assert "52" not in model.extraction_prompts[0]
+    assert "I'm 52" not in model.extraction_prompts[0]  # (a message id may hold "52")
     assert outcome.counts["messages"] == 4 and outcome.counts["passed_over"] == 2
     assert await read_position(services, user_id) == ids[-1]
 
