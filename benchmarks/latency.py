@@ -507,6 +507,9 @@ class ReplicaWork:
     load: Load
     settle_heap: bool = True
     """As the service does once started (`bot.heap.settle`); off to measure without."""
+    wakeups: bool = True
+    """Turns waiting for another replica's turn are woken by its end, as in the service;
+    off: they only poll."""
 
     @classmethod
     def from_order(cls, order: dict[str, Any]) -> ReplicaWork:
@@ -555,7 +558,8 @@ async def replica(work: ReplicaWork) -> None:
                 timeout=settings.llm_timeout_seconds,
                 max_retries=settings.llm_max_retries,
             ) as llm,
-            TurnWakeups(work.dsn) as wakeups,  # as `python -m bot run` wakes waiting turns
+            # As `python -m bot run` wakes turns waiting for another replica's turn.
+            TurnWakeups(work.dsn) as wakeups,
         ):
             db = Database(pool)
             tokens = await asyncio.to_thread(TokenCounter.load)
@@ -563,7 +567,12 @@ async def replica(work: ReplicaWork) -> None:
                 settings=settings, db=db, embedder=HashEmbedder(), llm=llm, tokens=tokens
             )
             recorder = ReplyRecorder(db, holder=uuid.uuid4(), lease_seconds=LEASE_SECONDS)
-            engine = Engine(services, persona=load_persona(None), turns=recorder, wakeups=wakeups)
+            engine = Engine(
+                services,
+                persona=load_persona(None),
+                turns=recorder,
+                wakeups=wakeups if work.wakeups else None,
+            )
             texts = _sentences(np.random.default_rng(load.seed), 500, 6, 25)
             rng = np.random.default_rng(load.seed + 1 + work.index)
             crowd = Crowd(engine, llm, texts, rng, work.run, work.people_run)
@@ -727,6 +736,7 @@ async def measure(
     replicas: int,
     *,
     settle_heap: bool = True,
+    wakeups: bool = True,
 ) -> dict[str, Any]:
     """The crowd over `replicas` engine processes sharing the database and the fake model,
     from one start moment; what they measured, merged."""
@@ -749,6 +759,7 @@ async def measure(
                         llm_max_concurrency=getattr(settings, CONCURRENCY_SETTING, None),
                         load=load,
                         settle_heap=settle_heap,
+                        wakeups=wakeups,
                     )
                 )
                 for i in range(replicas)
@@ -1133,6 +1144,12 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         help="leave the garbage collector as Python starts it (the service settles it,"
         " bot/heap.py)",
     )
+    parser.add_argument(
+        "--poll-only",
+        action="store_true",
+        help="engines without turn wake-ups: a turn waiting for another replica's turn"
+        " only polls (the service listens for their ends, core/storage/turn_wakeups.py)",
+    )
     parser.add_argument("--json", type=Path, default=RESULTS_DIR / "latency.json")
     args = parser.parse_args(argv)
     if not 1 <= args.replicas <= args.users:
@@ -1170,6 +1187,7 @@ async def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
             args.tokens_per_chunk,
             args.replicas,
             settle_heap=not args.unsettled_heap,
+            wakeups=not args.poll_only,
         )
     machine["load_average_1_5_15_after"] = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     results["bars"] = bars(results)

@@ -7,9 +7,9 @@
 --
 -- `message_id` names a message, live or archived. No foreign key to `messages`: the
 -- archive job moves a message to `messages_archive` keeping its id, and its passages
--- follow the id. The statements that delete messages for good delete their passages in
--- the same statement (`/forget all`, archive retention); `/delete_me` cascades from
--- `users`; a merge moves them with the messages. Vectors of the same model as the
+-- follow the id. What deletes messages for good deletes their passages in the same
+-- transaction (`/forget all`, archive retention); `/delete_me` cascades from `users`; a
+-- merge moves them with the messages. Vectors of the same model as the
 -- message's `embedding`: whatever rewrites that (`reembed`, a transcript replacing a
 -- voice note's text) deletes them, and the job cuts the message again.
 CREATE TABLE message_passages (

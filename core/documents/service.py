@@ -34,7 +34,7 @@ from core.documents.parsing import (
     media_type_of,
     parse,
 )
-from core.embedding.base import EmbeddingError
+from core.embedding.base import EmbeddingError, embed_in_turns
 from core.i18n import Notice
 from core.models import Platform, SharedChat
 from core.services import Services
@@ -53,9 +53,6 @@ from core.storage.documents import (
 
 logger = logging.getLogger(__name__)
 
-# Chunks embedded per call: the local embedder has one worker thread, and chat messages
-# queue behind a call, so a long document must not take it for seconds at once.
-EMBED_BATCH = 16
 # Chunks recalled per reply, and how similar (cosine) a chunk must be to the message to
 # be recalled at all: a document should come up when the message is about it, not in
 # every prompt. 0.3 is where all-MiniLM-L6-v2 separates a passage on the message's
@@ -222,11 +219,7 @@ class Documents:
         return parsed, chunks
 
     async def _embed(self, chunk_texts: Sequence[str]) -> list[np.ndarray[Any, Any]]:
-        embedder = self._services.embedder
-        vectors: list[np.ndarray[Any, Any]] = []
-        for start in range(0, len(chunk_texts), EMBED_BATCH):
-            vectors += await embedder.embed(chunk_texts[start : start + EMBED_BATCH])
-        return vectors
+        return await embed_in_turns(self._services.embedder, chunk_texts)
 
 
 @functools.cache

@@ -49,6 +49,20 @@ def l2_normalise(matrix: npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:
     return normalised
 
 
+#: Texts per call when a job or a document embeds many: the local embedder has one worker
+#: thread, and chat messages queue behind a call, so one must not take it for seconds.
+BACKGROUND_BATCH = 16
+
+
+async def embed_in_turns(embedder: Embedder, texts: Sequence[str]) -> list[Vector]:
+    """Many texts' vectors, `BACKGROUND_BATCH` at a time, so that a chat turn's embedding
+    waits for one small call at most."""
+    vectors: list[Vector] = []
+    for start in range(0, len(texts), BACKGROUND_BATCH):
+        vectors += await embedder.embed(texts[start : start + BACKGROUND_BATCH])
+    return vectors
+
+
 async def embed_or_none(embedder: Embedder, text: str) -> Vector | None:
     """The text's embedding, or None: a failing embedder must not lose a message."""
     try:

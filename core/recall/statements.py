@@ -159,26 +159,67 @@ _SELECTS = {
 }
 
 
-# Long messages by their passages (`message_passages`, migration 0020), with the filters
-# of their source above.
-_PASSAGES_OF = {
+# Long messages by their passages (`message_passages`, migration 0020): one scan of the
+# user's passages for every source asked, each joined with the filters of its `_SELECTS`.
+_PASSAGE_JOINS = {
     Source.MESSAGES: (
-        "SELECT 'messages' AS source, m.id, m.content, {distance} AS distance, m.created_at,"
-        " NULL::smallint AS importance, m.role FROM message_passages e"
-        " JOIN messages m ON m.id = e.message_id AND m.user_id = e.user_id"
-        " WHERE e.user_id = {p.user} AND m.id <> ALL({p.excluded}::bigint[]) AND m.remembered"
+        " LEFT JOIN messages m ON m.id = e.message_id AND m.user_id = e.user_id"
+        " AND m.id <> ALL({p.excluded}::bigint[]) AND m.remembered"
         " AND ({p.shared_chat}::text[] IS NULL OR (m.shared_chat"
         " AND ARRAY[m.platform, m.chat_id] = {p.shared_chat}::text[]))"
     ),
     Source.ARCHIVE: (
-        "SELECT 'archive' AS source, a.id, a.content, {distance} AS distance, a.created_at,"
-        " NULL::smallint AS importance, a.role FROM message_passages e"
-        " JOIN messages_archive a ON a.id = e.message_id AND a.user_id = e.user_id"
-        " WHERE e.user_id = {p.user} AND a.remembered"
-        " AND ({p.shared_chat}::text[] IS NULL OR (a.shared_chat"
+        " LEFT JOIN messages_archive a ON a.id = e.message_id AND a.user_id = e.user_id"
+        " AND a.remembered AND ({p.shared_chat}::text[] IS NULL OR (a.shared_chat"
         " AND ARRAY[a.platform, a.chat_id] = {p.shared_chat}::text[]))"
     ),
 }
+#: The alias of each source's table in `_PASSAGE_JOINS`.
+_ALIASES = {Source.MESSAGES: "m", Source.ARCHIVE: "a"}
+
+
+def _passages(
+    sources: Collection[Source],
+    distance: str,
+    limit: str,
+    dimensions: int,
+    approximate: bool,
+    p: _Nearest,
+) -> str:
+    """The user's passages nearest to the embedding whose message is in one of
+    `sources` (messages, archive or both), as rows of that message: exact, each message
+    once, by its nearest passage; approximate, the nearest passages in the index's order
+    (a message may come more than once; the over-fetch leaves room for that)."""
+    joined = sorted(set(sources) & _PASSAGE_JOINS.keys())
+
+    def pick(column: str) -> str:
+        if len(joined) == 1:
+            return f"{_ALIASES[joined[0]]}.{column}"
+        return "coalesce(" + ", ".join(f"{_ALIASES[s]}.{column}" for s in joined) + ")"
+
+    source = (
+        f"'{joined[0].value}'"
+        if len(joined) == 1
+        else f"CASE WHEN m.id IS NOT NULL THEN '{Source.MESSAGES.value}'"
+        f" ELSE '{Source.ARCHIVE.value}' END"
+    )
+    found = " OR ".join(f"{_ALIASES[s]}.id IS NOT NULL" for s in joined)
+    joins = "".join(_PASSAGE_JOINS[s].format(p=p) for s in joined)
+    once = "" if approximate else "DISTINCT ON (e.message_id) "
+    select = (
+        f"SELECT {once}{source} AS source, e.message_id AS id, {pick('content')} AS content,"
+        f" {distance} AS distance, {pick('created_at')} AS created_at,"
+        f" NULL::smallint AS importance, {pick('role')} AS role"
+        f" FROM message_passages e{joins}"
+        f" WHERE e.user_id = {p.user} AND ({found})"
+        f" AND vector_dims(e.embedding) = {dimensions:d}"
+    )
+    if approximate:
+        return f"({select} ORDER BY distance LIMIT {limit})"
+    return (
+        f"(SELECT * FROM ({select} ORDER BY e.message_id, distance) AS nearest_passage"
+        f" ORDER BY distance LIMIT {limit})"
+    )
 
 
 def _distance(column: str, dimensions: int, approximate: bool, p: _Nearest) -> str:
@@ -200,20 +241,16 @@ def _nearest(sources: Collection[Source], dimensions: int, approximate: bool, p:
             f"({select} AND vector_dims(embedding) = {dimensions:d}"
             f" ORDER BY distance LIMIT {limit})"
         )
-        if source in _PASSAGES_OF:
-            # Approximate: through the user's HNSW index on their passages, whose scan
-            # goes on while the message's filters drop what it finds.
-            passage = _distance("e.embedding", dimensions, approximate, p)
-            select = _PASSAGES_OF[source].format(distance=passage, p=p)
-            parts.append(
-                f"({select} AND vector_dims(e.embedding) = {dimensions:d}"
-                f" ORDER BY distance LIMIT {limit})"
-            )
+    if _PASSAGE_JOINS.keys() & set(sources):
+        # Approximate: through the user's HNSW index on their passages, whose scan goes
+        # on while the messages' filters drop what it finds.
+        passage = _distance("e.embedding", dimensions, approximate, p)
+        parts.append(_passages(sources, passage, limit, dimensions, approximate, p))
     # Every parameter is typed here, whichever sources the query reads (an unused CTE
     # costs nothing, and PostgreSQL refuses parameters whose type it cannot infer).
     params = f"WITH p AS (SELECT {p.shared_chat}::text[], {p.excluded}::bigint[]) "
     hits = " UNION ALL ".join(parts)
-    if _PASSAGES_OF.keys() & set(sources):
+    if _PASSAGE_JOINS.keys() & set(sources):
         # A long message may come several times (its embedding, its passages): nearest.
         hits = (
             f"SELECT DISTINCT ON (source, id) * FROM ({hits}) AS found"
@@ -227,7 +264,12 @@ _QUOTED = "'''' || replace(replace(lexeme, '\\', '\\\\'), '''', '''''') || ''''"
 
 
 # Keyword search (core/recall/keywords.py): the query's lexemes, in the text search
-# configuration of the person's newest message, OR-ed into a tsquery.
+# configuration of the person's newest message, OR-ed into a tsquery. That message is
+# the first from `user_id >= $1` in the order `user_id, id DESC`, which only the B-tree on
+# `(user_id, id DESC)` gives (and kept only if it is the user's): with `WHERE user_id = $1
+# ORDER BY id DESC`, a custom plan for a user holding much of the table walked the
+# primary key back through everyone's newer messages (10 ms for a heavy user whose
+# messages were old, and worse the larger the table).
 #
 # Exact plan (`indexed=False`: every user without indexes of their own): matching is
 # `ts_match_vq(search, q)`, the function behind `search @@ q`, on purpose: a function call
@@ -272,8 +314,10 @@ def _matching(p: _Keywords, *, indexed: bool) -> str:
     return f"""
 terms AS (
     SELECT DISTINCT lexeme FROM unnest(to_tsvector(
-        coalesce((SELECT search_config FROM messages WHERE user_id = {p.user}
-                  ORDER BY id DESC LIMIT 1), 'english'),
+        coalesce((SELECT n.search_config FROM (
+                      SELECT user_id, search_config FROM messages
+                      WHERE user_id >= {p.user} ORDER BY user_id, id DESC LIMIT 1) AS n
+                  WHERE n.user_id = {p.user}), 'english'),
         {p.text}::text))
     LIMIT {MAX_QUERY_TERMS:d}
 ), {query}, docs AS (

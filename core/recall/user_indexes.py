@@ -165,29 +165,30 @@ class UserIndexRepository:
         """Build the user's indexes, those missing only (an invalid leftover of a failed
         build is replaced). The `messages` ones last: they make the user indexed."""
         async with self._db.connection() as c:
-            passages = index_name(PASSAGES, self._dimensions, user_id)
-            await _drop_if_invalid(c, passages)
-            await c.execute(
-                f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {passages} ON {PASSAGES}"
-                f" USING hnsw ((embedding::halfvec({self._dimensions:d})) halfvec_cosine_ops)"
-                f" WHERE user_id = {user_id:d} AND vector_dims(embedding) = {self._dimensions:d}"
-            )
+            await self._create_hnsw(c, PASSAGES, user_id)
             for table in reversed(TABLES):
                 valid = " AND invalid_at IS NULL" if table == "facts" else ""
-                vector = index_name(table, self._dimensions, user_id)
-                await _drop_if_invalid(c, vector)
-                await c.execute(
-                    f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {vector} ON {table}"
-                    f" USING hnsw ((embedding::halfvec({self._dimensions:d})) halfvec_cosine_ops)"
-                    f" WHERE user_id = {user_id:d}"
-                    f" AND vector_dims(embedding) = {self._dimensions:d}{valid}"
-                )
+                await self._create_hnsw(c, table, user_id, valid)
                 text = search_index_name(table, user_id)
                 await _drop_if_invalid(c, text)
                 await c.execute(
                     f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {text} ON {table}"
                     f" USING gin (search) WHERE user_id = {user_id:d}{valid}"
                 )
+
+    async def _create_hnsw(
+        self, conn: Connection, table: str, user_id: int, valid: str = ""
+    ) -> None:
+        """The user's HNSW index on `table` (`valid`: the rows' own condition, e.g. a
+        fact not invalidated), replacing an invalid leftover of a failed build."""
+        name = index_name(table, self._dimensions, user_id)
+        await _drop_if_invalid(conn, name)
+        await conn.execute(
+            f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON {table}"
+            f" USING hnsw ((embedding::halfvec({self._dimensions:d})) halfvec_cosine_ops)"
+            f" WHERE user_id = {user_id:d}"
+            f" AND vector_dims(embedding) = {self._dimensions:d}{valid}"
+        )
 
     async def count_terms(self, user_id: int) -> None:
         """Count the user's rows and common terms again (`user_search_stats`), for

@@ -20,6 +20,7 @@ import numpy as np
 
 from core.storage.database import Connection, Database
 from core.storage.memory_store import lock_key
+from core.storage.message_passages import MessagePassageRepository
 
 # First key of the archive job's advisory locks (arbitrary; "arch" in ASCII).
 ARCHIVE_LOCK_CLASS = 0x61726368
@@ -113,8 +114,8 @@ class ArchiveRepository:
         created before `cutoff`, oldest first, their kept recordings
         (`core.storage.message_audio`) and passages (`core.storage.message_passages`);
         how many messages were deleted."""
-        async with self._db.connection(conn) as c:
-            deleted = await c.fetchval(
+        async with self._db.transaction(conn) as c:
+            deleted: list[int] = await c.fetchval(
                 "WITH expired AS ("
                 " DELETE FROM messages_archive WHERE id IN ("
                 "  SELECT id FROM messages_archive WHERE created_at < $1"
@@ -122,15 +123,13 @@ class ArchiveRepository:
                 " RETURNING id, user_id),"
                 " audio AS ("
                 " DELETE FROM message_audio a USING expired e"
-                " WHERE a.message_id = e.id AND a.user_id = e.user_id),"
-                " passages AS ("
-                " DELETE FROM message_passages p USING expired e"
-                " WHERE p.message_id = e.id AND p.user_id = e.user_id)"
-                " SELECT count(*) FROM expired",
+                " WHERE a.message_id = e.id AND a.user_id = e.user_id)"
+                " SELECT coalesce(array_agg(id), '{}') FROM expired",
                 cutoff,
                 limit,
             )
-        return int(deleted)
+            await MessagePassageRepository(self._db).delete_of(deleted, conn=c)
+        return len(deleted)
 
 
 def _prefixed(prefix: str, columns: str) -> str:
@@ -160,15 +159,12 @@ class EmbeddedTable(StrEnum):
 
 
 # A long message's passages (`message_passages`, the `long_messages` job) are of the
-# model that wrote its embedding: deleted with it, for the job to cut the message again.
+# model that wrote its embedding: `passages` is set back to NULL with it, and `store`
+# deletes them, for the job to cut the message again.
 _STORE_EMBEDDING = {
-    source: (
-        "WITH cleared AS (DELETE FROM message_passages WHERE message_id = $1 AND user_id = $2)"
-        f" UPDATE {source.table} SET embedding = $3, passages = NULL"
-        " WHERE id = $1 AND user_id = $2"
-        if source.has_passages
-        else f"UPDATE {source.table} SET embedding = $3 WHERE id = $1 AND user_id = $2"
-    )
+    source: f"UPDATE {source.table} SET embedding = $3"
+    + (", passages = NULL" if source.has_passages else "")
+    + " WHERE id = $1 AND user_id = $2"
     for source in EmbeddedTable
 }
 
@@ -271,6 +267,8 @@ class ReembedRepository:
             _STORE_EMBEDDING[source],
             [(r.id, r.user_id, e) for r, e in zip(rows, embeddings, strict=True)],
         )
+        if source.has_passages:
+            await MessagePassageRepository(self._db).delete_of([r.id for r in rows], conn=conn)
         await conn.execute(
             "UPDATE reembed_progress SET last_id = $2, done = done + $3, updated_at = $4"
             " WHERE source = $1",

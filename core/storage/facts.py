@@ -76,9 +76,12 @@ class FactRepository:
                 "INSERT INTO facts (user_id, content, category, importance, confidence,"
                 " is_private, source_message_ids, embedding, valid_from, search_config)"
                 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, coalesce($9, now()),"
-                # In the language of the person's newest message (migration 0016).
-                "  coalesce((SELECT search_config FROM messages WHERE user_id = $1"
-                "            ORDER BY id DESC LIMIT 1), 'english'))"
+                # In the language of the person's newest message (migration 0016), which
+                # is found through the B-tree of the user's messages, as keyword recall
+                # finds it (core/recall/statements.py says why).
+                "  coalesce((SELECT n.search_config FROM (SELECT user_id, search_config"
+                "    FROM messages WHERE user_id >= $1 ORDER BY user_id, id DESC LIMIT 1) n"
+                "   WHERE n.user_id = $1), 'english'))"
                 f" RETURNING {_COLUMNS}",
                 user_id,
                 fact.content,

@@ -20,6 +20,7 @@ import asyncpg
 
 from core.models import MemoryContext, MessageRole
 from core.storage.database import Connection, Database, holds_session_locks
+from core.storage.message_passages import MessagePassageRepository
 
 # First key of the memory job's advisory locks (arbitrary; "memo" in ASCII).
 MEMORY_LOCK_CLASS = 0x6D656D6F
@@ -100,9 +101,6 @@ WITH position AS (
     DELETE FROM messages_archive WHERE user_id = $1 RETURNING id
 ), audio AS (
     DELETE FROM message_audio WHERE user_id = $1
-    AND message_id IN (SELECT id FROM live UNION ALL SELECT id FROM archived)
-), passages AS (
-    DELETE FROM message_passages WHERE user_id = $1
     AND message_id IN (SELECT id FROM live UNION ALL SELECT id FROM archived)
 ), facts AS (
     DELETE FROM facts WHERE user_id = $1 RETURNING 1
@@ -324,6 +322,7 @@ class MemoryStore:
         await conn.execute("SELECT FROM conversations WHERE user_id = $1 FOR UPDATE", user_id)
         row = await conn.fetchrow(_FORGET_ALL, user_id, at)
         assert row is not None
+        await MessagePassageRepository(self._db).delete_orphans(user_id, conn=conn)
         return Forgotten(facts=int(row["facts"]), messages=int(row["messages"]))
 
 

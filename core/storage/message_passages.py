@@ -6,7 +6,13 @@ a message's passages are written only while its `passages` is NULL, in the state
 that sets it, so a second write changes nothing; and a message whose text changed since
 it was read (a transcript replacing a voice note) is left for the next run
 (`content = $4`). Recall reads the passages in its own statements
-(core/recall/statements.py); the statements that delete messages delete theirs.
+(core/recall/statements.py).
+
+Whatever deletes a message for good, or rewrites its text or embedding, then deletes its
+passages with `delete_of` or `delete_orphans`, in the same transaction but as a
+statement of its own: a statement's CTEs all read one snapshot, so a passage DELETE
+inside the statement that changes the message would miss passages that a job run
+committed while that statement waited for the message's row lock.
 """
 
 from __future__ import annotations
@@ -48,17 +54,22 @@ _UNREAD = {
     for table in MessageTable
 }
 # $1 message, $2 user, $3 its passages' vectors in order (none: not long), $4 its text as
-# it was read.
+# it was read. Rows left of an earlier cut (none are expected) are replaced.
 _STORE = {
     table: f"""
 WITH marked AS (
     UPDATE {table.value} SET passages = cardinality($3::halfvec[])
     WHERE id = $1 AND user_id = $2 AND passages IS NULL AND content = $4
     RETURNING id, user_id
+), beyond AS (
+    DELETE FROM message_passages p USING marked m
+    WHERE p.message_id = m.id AND p.position >= cardinality($3::halfvec[])
 )
-INSERT INTO message_passages (message_id, user_id, position, embedding)
+INSERT INTO message_passages AS p (message_id, user_id, position, embedding)
 SELECT m.id, m.user_id, e.position - 1, e.embedding
 FROM marked m, unnest($3::halfvec[]) WITH ORDINALITY AS e (embedding, position)
+ON CONFLICT (message_id, position)
+DO UPDATE SET user_id = excluded.user_id, embedding = excluded.embedding
 """
     for table in MessageTable
 }
@@ -92,6 +103,24 @@ class MessagePassageRepository:
         ]
         async with self._db.connection(conn) as c:
             await c.executemany(_STORE[table], arguments)
+
+    async def delete_of(self, message_ids: Sequence[int], *, conn: Connection) -> None:
+        """Delete these messages' passages: after the statement, in the caller's
+        transaction, that deleted the messages or rewrote their text or embedding."""
+        await conn.execute(
+            "DELETE FROM message_passages WHERE message_id = ANY($1::bigint[])",
+            list(message_ids),
+        )
+
+    async def delete_orphans(self, user_id: int, *, conn: Connection) -> None:
+        """Delete the user's passages whose message is gone: after the statement, in the
+        caller's transaction, that deleted their messages."""
+        await conn.execute(
+            "DELETE FROM message_passages p WHERE p.user_id = $1"
+            " AND NOT EXISTS (SELECT FROM messages m WHERE m.id = p.message_id)"
+            " AND NOT EXISTS (SELECT FROM messages_archive a WHERE a.id = p.message_id)",
+            user_id,
+        )
 
     async def move(self, keep_id: int, merge_id: int, *, conn: Connection) -> int:
         """Give the merged user's passages to the kept user, as their messages go. How

@@ -16,6 +16,7 @@ import numpy as np
 
 from core.models import Message, MessageRole, MessageStatus, MessageType, Platform
 from core.storage.database import Connection, Database
+from core.storage.message_passages import MessagePassageRepository
 
 _IDENTITY_COLUMNS = (
     "id, user_id, role, content, platform, chat_id, platform_message_id, reply_to_id, status,"
@@ -380,22 +381,19 @@ class MessageRepository:
         """Keep what a voice note or photo was made into (`core.media`): the message's
         text (a transcript, a photo's description and caption), its attachments'
         metadata with it, and the text's embedding. False when the message is gone."""
-        async with self._db.connection(conn) as c:
-            # Passages of the old text go: the `long_messages` job cuts the new one.
-            updated = await c.fetchval(
-                "WITH updated AS (UPDATE messages SET content = $3, attachments = $4,"
-                " embedding = $5, passages = NULL"
-                " WHERE id = $1 AND user_id = $2 AND role = 'user' RETURNING id),"
-                " cleared AS (DELETE FROM message_passages p USING updated u"
-                " WHERE p.message_id = u.id AND p.user_id = $2)"
-                " SELECT count(*) FROM updated",
+        async with self._db.transaction(conn) as c:
+            status = await c.execute(
+                "UPDATE messages SET content = $3, attachments = $4, embedding = $5,"
+                " passages = NULL WHERE id = $1 AND user_id = $2 AND role = 'user'",
                 message_id,
                 user_id,
                 content,
                 list(attachments),
                 embedding,
             )
-        return bool(updated)
+            # Passages of the old text go: the `long_messages` job cuts the new one.
+            await MessagePassageRepository(self._db).delete_of([message_id], conn=c)
+        return status != "UPDATE 0"
 
     async def get(
         self, user_id: int, message_id: int, *, conn: Connection | None = None

@@ -247,6 +247,8 @@ WITH reply AS (
     DELETE FROM turn_leases WHERE user_id = $1 AND message_id = $5 AND holder = $13
     RETURNING 1
 ), woken AS (
+    -- A SELECT in a CTE runs only if something reads it: `woke` below does (nothing
+    -- reads that column; without it no notification would be sent).
     SELECT pg_notify('{TURN_ENDED_CHANNEL}', $1::bigint::text)
     WHERE (EXISTS (SELECT FROM dequeued) OR EXISTS (SELECT FROM released))
       AND EXISTS (SELECT FROM turns t

@@ -14,16 +14,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from core.models import Platform
-from core.snapshot import ContextSnapshot
 from core.storage.database import Connection, Database, create_pool
 from core.storage.turn_wakeups import APPLICATION_NAME, TurnWakeups
-from core.storage.turns import NewMessage, Opened, ReadLimits, Reply, TurnStore
-from core.storage.users import UserRepository
+from core.storage.turns import Opened, ReadLimits, TurnStore
 from core.turn_order import TurnOrder
 from fakes.telegram_api import wait_until
+from tests.core.turn_helpers import LIMITS, close_turn, open_turn, person
 
-LIMITS = ReadLimits(window=10, facts=5, shared_chat=False)
 NEVER = 30.0
 """A poll delay no test waits out."""
 
@@ -52,38 +49,6 @@ async def db(fresh_dsn: str) -> AsyncIterator[Database]:
         await pool.close()
 
 
-async def _user(db: Database, name: str) -> int:
-    user, _ = await UserRepository(db).get_or_create(Platform.TELEGRAM, name)
-    return user.id
-
-
-async def _open(store: TurnStore, user_id: int, message_id: str) -> Opened:
-    opened = await store.open(
-        user_id,
-        NewMessage("hi", Platform.TELEGRAM, "chat", message_id, None),
-        LIMITS,
-        take_lease=True,
-    )
-    assert opened.message is not None
-    return opened
-
-
-async def _close(store: TurnStore, user_id: int, opened: Opened) -> None:
-    assert opened.message is not None and opened.state is not None
-    reply = Reply(
-        text="hello",
-        snapshot=ContextSnapshot(
-            summary_version=0, fact_ids=(), recalled=(), window_ids=(), shared_chat=False, tokens={}
-        ),
-        tokens_in=1,
-        tokens_out=1,
-        model="m",
-        response_ms=1,
-        embedding=None,
-    )
-    await store.close(user_id, opened.message, reply, delivered=True)
-
-
 async def _listener_pid(db: Database) -> int | None:
     async with db.connection() as conn:
         pid: int | None = await conn.fetchval(
@@ -99,11 +64,11 @@ async def _waiting(
 ) -> tuple[int, ObservedStore, Opened, asyncio.Task[tuple[Opened, float]]]:
     """Replica A runs a turn of the person; replica B's turn waits for it, resumed once.
     The user id, A's store and turn, and B's wait."""
-    user_id = await _user(db, name)
+    user_id = await person(db, name)
     a, b = ObservedStore(db), ObservedStore(db)
-    running = await _open(a, user_id, "a")
+    running = await open_turn(a, user_id, "a")
     assert running.state is not None
-    queued = await _open(b, user_id, "b")
+    queued = await open_turn(b, user_id, "b")
     assert queued.state is None and queued.message is not None
     order = TurnOrder(
         b, wakeups=wakeups, poll_first=NEVER, poll_max=poll_max, poll_max_listening=NEVER
@@ -120,7 +85,7 @@ async def test_a_waiting_turn_goes_on_as_soon_as_the_other_replicas_turn_ends(
     async with TurnWakeups(fresh_dsn) as wakeups:
         assert wakeups.listening
         user_id, a, running, waiting = await _waiting(db, wakeups, "woken", poll_max=NEVER)
-        await _close(a, user_id, running)
+        await close_turn(a, user_id, running)
         async with asyncio.timeout(5):
             opened, waited = await waiting
         assert opened.state is not None
@@ -128,15 +93,15 @@ async def test_a_waiting_turn_goes_on_as_soon_as_the_other_replicas_turn_ends(
 
 
 async def test_without_a_listener_a_waiting_turn_polls(db: Database) -> None:
-    user_id = await _user(db, "polled")
+    user_id = await person(db, "polled")
     a, b = ObservedStore(db), ObservedStore(db)
-    running = await _open(a, user_id, "a")
-    queued = await _open(b, user_id, "b")
+    running = await open_turn(a, user_id, "a")
+    queued = await open_turn(b, user_id, "b")
     assert queued.message is not None
     order = TurnOrder(b, poll_first=0.01, poll_max=0.05)
     waiting = asyncio.create_task(order.until_running(user_id, queued.message.id, LIMITS))
     await wait_until(lambda: b.resumed >= 3)
-    await _close(a, user_id, running)
+    await close_turn(a, user_id, running)
     async with asyncio.timeout(5):
         opened, waited = await waiting
     assert opened.state is not None and waited > 0
@@ -152,7 +117,7 @@ async def test_while_the_listener_is_down_waiting_turns_poll(db: Database, fresh
         async with db.connection() as conn:
             assert await conn.fetchval("SELECT pg_terminate_backend($1)", pid)
         await wait_until(lambda: not wakeups.listening, within=5)
-        await _close(a, user_id, running)
+        await close_turn(a, user_id, running)
         async with asyncio.timeout(5):
             opened, _ = await waiting
         assert opened.state is not None
@@ -172,7 +137,7 @@ async def test_the_listener_reconnects_and_wakes_turns_again(db: Database, fresh
 
         await wait_until(listening_again, within=5)
         user_id, a, running, waiting = await _waiting(db, wakeups, "again", poll_max=NEVER)
-        await _close(a, user_id, running)
+        await close_turn(a, user_id, running)
         async with asyncio.timeout(5):
             opened, _ = await waiting
         assert opened.state is not None

@@ -220,3 +220,21 @@ async def test_a_person_of_unknown_language_is_read_in_english(db: Database) -> 
     said = await _say(db, ann, "My cats were sleeping all day", 1)
     keyword = TextSearchRepository(db)
     assert [h.id for h in await keyword.search(ann, "is my cat asleep?", 5)] == [said]
+
+
+async def test_a_person_without_messages_is_read_in_english_not_in_the_next_persons_language(
+    db: Database,
+) -> None:
+    ann = await _user(db, "1", "Ann")  # a lower id than Greta's, and no message yet
+    greta = await _user(db, "2", "Greta")
+    await MessageRepository(db).add_user_message(
+        greta,
+        "Ich habe zwei Katzen",
+        platform=Platform.TELEGRAM,
+        chat_id="2",
+        platform_message_id="2-1",
+        language="de",
+    )
+    fact = await FactRepository(db).add(ann, NewFact("Has two cats"))
+    # English stemming ("cats" -> "cat"), which German would not do.
+    assert [h.id for h in await TextSearchRepository(db).search(ann, "my cat", 5)] == [fact.id]

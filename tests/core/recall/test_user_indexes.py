@@ -88,7 +88,11 @@ async def test_large_users_get_their_own_index_and_recall_uses_it(fresh_dsn: str
                 await text.search(large, "large 17", 10, indexed=True),
             )
 
-        assert search_index_name("messages", large) in await _keyword_plan(db, large, "17")
+        plan = await _keyword_plan(db, large, "17")
+        assert search_index_name("messages", large) in plan
+        # The person's newest message (for the language) through the user's B-tree, not
+        # by walking the primary key back past the small user's newer messages.
+        assert "messages_pkey" not in plan
 
         # After a change of embedding dimension the old indexes go, new ones come.
         other = UserIndexJob(db, dimensions=DIM * 2, min_messages=1000)

@@ -17,13 +17,10 @@ from typing import Any
 import asyncpg
 import pytest
 
-from core.models import Platform
-from core.snapshot import ContextSnapshot
 from core.storage.database import Database, create_pool
-from core.storage.turns import TURN_ENDED_CHANNEL, NewMessage, ReadLimits, Reply, TurnStore
-from core.storage.users import UserRepository
+from core.storage.turns import TURN_ENDED_CHANNEL, TurnStore
+from tests.core.turn_helpers import LIMITS, close_turn, open_turn, person
 
-LIMITS = ReadLimits(window=10, facts=5, shared_chat=False)
 MARKER = "marker"
 
 
@@ -73,43 +70,20 @@ def _store(db: Database) -> TurnStore:
     return TurnStore(db, holder=uuid.uuid4(), lease_seconds=30)
 
 
-async def _user(db: Database, name: str) -> int:
-    user, _ = await UserRepository(db).get_or_create(Platform.TELEGRAM, name)
-    return user.id
-
-
 async def _open(store: TurnStore, user_id: int, message_id: str) -> int:
-    opened = await store.open(
-        user_id,
-        NewMessage("hi", Platform.TELEGRAM, "chat", message_id, None),
-        LIMITS,
-        take_lease=True,
-    )
+    opened = await open_turn(store, user_id, message_id)
     assert opened.message is not None
     return opened.message.id
 
 
 async def _close(store: TurnStore, user_id: int, message_id: int) -> None:
-    opened = await store.resume(user_id, message_id, LIMITS)
-    assert opened.message is not None and opened.state is not None
-    reply = Reply(
-        text="hello",
-        snapshot=ContextSnapshot(
-            summary_version=0, fact_ids=(), recalled=(), window_ids=(), shared_chat=False, tokens={}
-        ),
-        tokens_in=1,
-        tokens_out=1,
-        model="m",
-        response_ms=1,
-        embedding=None,
-    )
-    await store.close(user_id, opened.message, reply, delivered=True)
+    await close_turn(store, user_id, await store.resume(user_id, message_id, LIMITS))
 
 
 async def test_a_turn_ending_with_nobody_queued_announces_nothing(
     committing: Database, listener: Listener
 ) -> None:
-    user_id = await _user(committing, "alone")
+    user_id = await person(committing, "alone")
     store = _store(committing)
     replied = await _open(store, user_id, "1")
     await _close(store, user_id, replied)
@@ -124,8 +98,8 @@ async def test_a_turn_ending_before_another_replicas_queued_turn_announces_it(
     committing: Database, listener: Listener
 ) -> None:
     """`close`, `fail` and `release` each announce the end, with the person's id."""
-    user_id = await _user(committing, "busy")
-    other_user = await _user(committing, "bystander")
+    user_id = await person(committing, "busy")
+    other_user = await person(committing, "bystander")
     await _open(_store(committing), other_user, "x")  # someone else's turn changes nothing
     here, there = _store(committing), _store(committing)
     ending = await _open(here, user_id, "1")
@@ -146,7 +120,7 @@ async def test_a_turn_ending_before_its_own_processs_queued_turn_announces_nothi
     committing: Database, listener: Listener
 ) -> None:
     """The process wakes its own queued turns itself (`core.turn_order`)."""
-    user_id = await _user(committing, "burst")
+    user_id = await person(committing, "burst")
     store = _store(committing)
     first = await _open(store, user_id, "1")
     await _open(store, user_id, "2")
@@ -157,7 +131,7 @@ async def test_a_turn_ending_before_its_own_processs_queued_turn_announces_nothi
 async def test_ending_a_turn_that_is_not_ones_own_announces_nothing(
     committing: Database, listener: Listener
 ) -> None:
-    user_id = await _user(committing, "taken")
+    user_id = await person(committing, "taken")
     owner, stranger = _store(committing), _store(committing)
     running = await _open(owner, user_id, "1")
     await _open(owner, user_id, "2")
