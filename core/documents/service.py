@@ -19,7 +19,6 @@ import asyncio
 import functools
 import hashlib
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +33,7 @@ from core.documents.parsing import (
     media_type_of,
     parse,
 )
-from core.embedding.base import EmbeddingError, embed_in_turns
+from core.embedding.base import EmbeddingError, embed_in_batches
 from core.i18n import Notice
 from core.models import Platform, SharedChat
 from core.services import Services
@@ -152,7 +151,7 @@ class Documents:
             )
             return DocumentRefused("too_long", answer)
         try:
-            vectors = await self._embed([c.text for c in chunks])
+            vectors = await embed_in_batches(self._services.embedder, [c.text for c in chunks])
         except EmbeddingError as exc:
             logger.warning("user %s: document not embedded: %s", user_id, exc)
             return _refused("unavailable", texts.UNAVAILABLE, name)
@@ -217,9 +216,6 @@ class Documents:
         if not chunks:
             raise UnreadableError(Problem.EMPTY, "no words")
         return parsed, chunks
-
-    async def _embed(self, chunk_texts: Sequence[str]) -> list[np.ndarray[Any, Any]]:
-        return await embed_in_turns(self._services.embedder, chunk_texts)
 
 
 @functools.cache

@@ -54,7 +54,7 @@ def l2_normalise(matrix: npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:
 BACKGROUND_BATCH = 16
 
 
-async def embed_in_turns(embedder: Embedder, texts: Sequence[str]) -> list[Vector]:
+async def embed_in_batches(embedder: Embedder, texts: Sequence[str]) -> list[Vector]:
     """Many texts' vectors, `BACKGROUND_BATCH` at a time, so that a chat turn's embedding
     waits for one small call at most."""
     vectors: list[Vector] = []

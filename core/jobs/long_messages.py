@@ -19,7 +19,7 @@ import asyncio
 
 from core.documents.chunking import Chunker
 from core.documents.parsing import Section
-from core.embedding.base import Embedder, Vector, embed_in_turns
+from core.embedding.base import Embedder, Vector, embed_in_batches
 from core.jobs.registry import JobOutcome
 from core.storage.database import Database
 from core.storage.message_passages import MessagePassageRepository, MessageTable, UnreadMessage
@@ -76,7 +76,7 @@ class LongMessageJob:
         """Each message's passages' vectors; none for a message that is not long."""
         cut = await asyncio.to_thread(self._cut, [m.content for m in batch])
         texts = [text for passages in cut for text in passages]
-        vectors = iter(await embed_in_turns(self._embedder, texts))
+        vectors = iter(await embed_in_batches(self._embedder, texts))
         return [[next(vectors) for _ in passages] for passages in cut]
 
     def _cut(self, contents: list[str]) -> list[list[str]]:
