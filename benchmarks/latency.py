@@ -561,7 +561,9 @@ async def replica(work: ReplicaWork) -> None:
             # As `python -m bot run` wakes turns waiting for another replica's turn.
             TurnWakeups(work.dsn) as wakeups,
         ):
-            db = Database(pool)
+            # As bot/services.py builds it: a connection is awaited for at most the
+            # configured time.
+            db = Database(pool, acquire_timeout=settings.db.pool_acquire_timeout_seconds)
             tokens = await asyncio.to_thread(TokenCounter.load)
             services = Services(
                 settings=settings, db=db, embedder=HashEmbedder(), llm=llm, tokens=tokens

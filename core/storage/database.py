@@ -9,6 +9,7 @@ asyncpg turns the nested `transaction()` calls into savepoints).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import struct
@@ -223,7 +224,11 @@ class Database:
             elif isinstance(self._target, asyncpg.Pool):
                 pool = self._target
                 try:
-                    acquired = await pool.acquire(timeout=self._acquire_timeout)
+                    # Not `acquire(timeout=...)`: on Python 3.11 that runs the wait as a
+                    # task of its own, two more trips through the event loop, each
+                    # behind every step ready by then (hundreds of streaming replies).
+                    async with asyncio.timeout(self._acquire_timeout):
+                        acquired = await pool.acquire()
                 except TimeoutError as exc:
                     raise StorageBusy(
                         f"no database connection free within {self._acquire_timeout} s"

@@ -10,10 +10,17 @@ from typing import Any, cast
 import asyncpg
 import pytest
 
+from core.errors import StorageBusy
 from core.models import Platform
 from core.services import Services
 from core.storage.broadcasts import BroadcastRepository
-from core.storage.database import Connection, Pool, asynchronous_commit
+from core.storage.database import (
+    Connection,
+    Database,
+    Pool,
+    asynchronous_commit,
+    create_pool,
+)
 from core.storage.memory_store import MemoryStore
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -138,3 +145,22 @@ async def test_a_claim_left_held_is_released_when_the_pool_takes_the_connection_
         assert held == 0
         other = d if c.get_server_pid() == claimed_by else c
         assert await try_again(cast(Connection, other))
+
+
+async def test_no_connection_free_in_time_is_storage_busy_and_the_pool_goes_on(
+    fresh_dsn: str,
+) -> None:
+    pool = await create_pool(fresh_dsn, max_size=1)
+    db = Database(pool, acquire_timeout=0.05)
+    try:
+        async with db.connection() as held:
+            with pytest.raises(StorageBusy, match=r"within 0\.05 s"):
+                async with db.connection():
+                    pass
+            assert await held.fetchval("SELECT 1") == 1
+        # The waiter given up on left nothing behind: the one connection comes back.
+        async with db.connection() as again:
+            assert await again.fetchval("SELECT 2") == 2
+        assert pool.get_idle_size() == 1
+    finally:
+        await pool.close()
