@@ -1,4 +1,4 @@
-"""Both candidate lists of hybrid recall, in one round trip.
+"""Both candidate lists of hybrid recall, at once.
 
 Hybrid recall (core.recall.hybrid) fuses a user's rows nearest to the message's
 embedding (`RecallRepository`) with their best keyword matches
@@ -6,11 +6,13 @@ embedding (`RecallRepository`) with their best keyword matches
 `core.recall.statements.candidates_statement`: a UNION ALL of the two repositories'
 statements with each row tagged by its list and position, so a turn pays one round trip
 for them instead of two (docs/pipeline.md), through `HybridRecall.search`. Both lists
-are scoped by the same user id parameter.
+are scoped by the same user id parameter. The largest users' lists (indexes of their
+own) run instead as the two repositories' statements side by side (`fetch`).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Collection, Iterable
 from operator import itemgetter
 from typing import Any
@@ -48,10 +50,22 @@ class RecallCandidates:
     ) -> tuple[list[RecallHit], list[TextHit]]:
         """What `RecallRepository.nearest(user_id, embedding, limit, ...)` and
         `TextSearchRepository.search(user_id, query, limit, ...)` return, at once.
-        Without an embedding (the embedder is down), only the keyword list."""
+        Without an embedding (the embedder is down), only the keyword list.
+
+        For a user with indexes of their own, on the pool, the two lists run side by
+        side on two connections: each takes a few milliseconds there (scans of four
+        HNSW indexes; of GIN indexes and BM25), and one after the other in one
+        statement their sum was over the 10 ms a turn may spend (docs/recall.md,
+        "Heavy users"). Everyone else's lists take about a millisecond together: one
+        round trip is cheaper than two connections.
+        """
+        # A user with indexes of their own: both lists use them (`recall_plan`).
+        approximate = await self._vectors.has_own_index(user_id, conn=conn)
+        if approximate and embedding is not None and conn is None:
+            return await self._side_by_side(
+                user_id, query, embedding, limit, shared_chat, exclude_message_ids
+            )
         async with self._db.connection(conn) as c:
-            # A user with indexes of their own: both lists use them (`recall_plan`).
-            approximate = await self._vectors.has_own_index(user_id, conn=c)
             if embedding is None:
                 text_hits = await self._text.search(
                     user_id,
@@ -72,6 +86,36 @@ class RecallCandidates:
             async with recall_plan(c, approximate=approximate):
                 rows = await c.fetch(self._queries[approximate], *args)
         return split(rows)
+
+    async def _side_by_side(
+        self,
+        user_id: int,
+        query: str,
+        embedding: np.ndarray[Any, Any],
+        limit: int,
+        shared_chat: SharedChat | None,
+        exclude_message_ids: Collection[int],
+    ) -> tuple[list[RecallHit], list[TextHit]]:
+        """Both lists of a user with indexes of their own, each on a pooled connection."""
+        vector_hits, text_hits = await asyncio.gather(
+            self._vectors.nearest(
+                user_id,
+                embedding,
+                limit,
+                shared_chat=shared_chat,
+                exclude_message_ids=exclude_message_ids,
+                approximate=True,
+            ),
+            self._text.search(
+                user_id,
+                query,
+                limit,
+                exclude_message_ids=exclude_message_ids,
+                shared_chat=shared_chat,
+                indexed=True,
+            ),
+        )
+        return vector_hits, text_hits
 
 
 def split(

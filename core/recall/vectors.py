@@ -153,12 +153,12 @@ class RecallRepository:
             raise ValueError(f"query has {len(embedding)} dimensions, expected {self._dimensions}")
         return np.asarray(embedding, dtype=np.float16)
 
-    async def has_own_index(self, user_id: int, *, conn: Connection) -> bool:
+    async def has_own_index(self, user_id: int, *, conn: Connection | None = None) -> bool:
         """Whether the user has HNSW indexes of their own (read at most once per
         `INDEXED_USERS_TTL`): their recall is approximate."""
         return user_id in await self._users_with_own_index(conn)
 
-    async def _users_with_own_index(self, conn: Connection) -> frozenset[int]:
+    async def _users_with_own_index(self, conn: Connection | None) -> frozenset[int]:
         now = time.monotonic()
         if now - self._indexed_users_read_at >= INDEXED_USERS_TTL:
             self._indexed_users = frozenset(await self._user_indexes.indexed_users(conn=conn))

@@ -79,14 +79,18 @@ async def test_large_users_get_their_own_index_and_recall_uses_it(fresh_dsn: str
         assert found / (10 * len(queries)) >= 0.95
         small_hits = await recall.nearest(small, queries[0], 10)
         assert {h.id for h in small_hits} <= set(small_ids)
-        # Both recall lists in one round trip take the same (approximate) plan.
+        # Both recall lists take the same (approximate) plan: side by side on two pooled
+        # connections, or in one statement on the caller's connection.
         text = TextSearchRepository(db)
         candidates = RecallCandidates(db, recall, text)
         for query in queries[:3]:
-            assert await candidates.fetch(large, "large 17", query, 10) == (
+            expected = (
                 await recall.nearest(large, query, 10),
                 await text.search(large, "large 17", 10, indexed=True),
             )
+            assert await candidates.fetch(large, "large 17", query, 10) == expected
+            async with db.connection() as conn:
+                assert await candidates.fetch(large, "large 17", query, 10, conn=conn) == expected
 
         plan = await _keyword_plan(db, large, "17")
         assert search_index_name("messages", large) in plan
