@@ -4,6 +4,7 @@ and they go wherever their message goes (archive, retention, merge, `/forget all
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 from core.jobs.long_messages import LongMessageJob
@@ -177,6 +178,44 @@ async def test_a_text_changed_after_it_was_read_keeps_no_passages_of_the_old_one
     assert await _passages(services, "messages", message_id) is None
     [unread] = await repo.unread(MessageTable.MESSAGES, message_id - 1, 1)
     assert unread.content.startswith("A transcript")
+
+
+async def _until_waiting_for_a_row_lock(services: Services, statement: str) -> None:
+    """Until a backend running a statement that holds `statement` waits for a row lock."""
+    async with services.db.connection() as conn:
+        async with asyncio.timeout(10):
+            while not await conn.fetchval(  # noqa: ASYNC110 (the server has no event to await)
+                "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND strpos(query, $1) > 0)",
+                statement,
+            ):
+                await asyncio.sleep(0.01)
+
+
+async def test_passages_committed_while_the_text_is_rewritten_go_with_the_old_text(
+    pooled: Services,
+) -> None:
+    """The job's write holds the message's row when a transcript replaces its text: the
+    rewrite waits for the row, then deletes the passages the job committed meanwhile.
+    (A DELETE inside the rewriting statement would read the snapshot taken before they
+    were committed, and leave them.)"""
+    services = pooled
+    user_id = await _user(services, "interleaved")
+    message_id = await _say(services, user_id, WEATHER + KITTEN, 0)
+    repo = MessagePassageRepository(services.db)
+    [read] = await repo.unread(MessageTable.MESSAGES, message_id - 1, 1)
+    old, new = await services.embedder.embed([read.content, "Short now."])
+    async with services.db.transaction() as job:
+        await repo.store(MessageTable.MESSAGES, [read], [[old, old]], conn=job)
+        rewrite = asyncio.create_task(
+            MessageRepository(services.db).record_made_from(
+                user_id, message_id, content="Short now.", attachments=[], embedding=new
+            )
+        )
+        await _until_waiting_for_a_row_lock(services, "UPDATE messages SET content")
+    assert await rewrite
+    # The old text's passages are gone, and the new text is left for the job to read.
+    assert await _passages(services, "messages", message_id) is None
 
 
 async def _stored_passages(services: Services) -> dict[int, int]:
