@@ -525,11 +525,14 @@ class ReplicaWork:
 
 
 def make_bench(
-    db: Database, llm: TimedChatClient, tokens: TokenCounter, pool_size: int, seed: int
+    pool: Pool, llm: TimedChatClient, tokens: TokenCounter, pool_size: int, seed: int
 ) -> Bench:
-    """The engine as the service builds it, with the benchmark's embedder and recorders."""
+    """The engine as the service builds it (bot/services.py: a connection awaited for at
+    most the configured time), with the benchmark's embedder and recorders."""
+    settings = bench_settings(pool_size)
+    db = Database(pool, acquire_timeout=settings.db.pool_acquire_timeout_seconds)
     services = Services(
-        settings=bench_settings(pool_size),
+        settings=settings,
         db=db,
         embedder=HashEmbedder(),
         llm=llm,
@@ -559,7 +562,7 @@ async def measure_all(dsn: str, spec: FillSpec, opts: Options) -> dict[str, Any]
                 # left by the runs before (they slowed later runs down by up to 20%).
                 await c.execute("VACUUM (ANALYZE) messages, conversations, users, rate_limits")
             tokens = await asyncio.to_thread(TokenCounter.load)
-            bench = make_bench(db, llm, tokens, opts.pool_size, spec.seed)
+            bench = make_bench(pool, llm, tokens, opts.pool_size, spec.seed)
             meter = CpuMeter(await postmaster_pid(db), fake.pid)
             ids, weights = await writers(db, spec)
             rng = np.random.default_rng(spec.seed + 2)

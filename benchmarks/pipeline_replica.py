@@ -18,7 +18,7 @@ import uvloop
 
 from benchmarks.common import replica_order, replica_ready, replica_result
 from benchmarks.pipeline import ReplicaWork, bench_client, make_bench, people_writing
-from core.storage.database import Database, create_pool
+from core.storage.database import create_pool
 from core.tokens import TokenCounter
 
 
@@ -30,7 +30,7 @@ async def replica() -> None:
     try:
         async with bench_client(work.fake_url) as llm:
             tokens = await asyncio.to_thread(TokenCounter.load)
-            bench = make_bench(Database(pool), llm, tokens, work.pool_size, work.seed)
+            bench = make_bench(pool, llm, tokens, work.pool_size, work.seed)
             await people_writing(bench, users, work.warm)
             await replica_ready()
             failed_before, cpu = bench.failures, time.process_time()
