@@ -61,7 +61,7 @@ class RecallCandidates:
         """
         # A user with indexes of their own: both lists use them (`recall_plan`).
         approximate = await self._vectors.has_own_index(user_id, conn=conn)
-        if approximate and embedding is not None and conn is None:
+        if approximate and embedding is not None and conn is None and self._db.pool is not None:
             return await self._side_by_side(
                 user_id, query, embedding, limit, shared_chat, exclude_message_ids
             )
@@ -96,8 +96,13 @@ class RecallCandidates:
         shared_chat: SharedChat | None,
         exclude_message_ids: Collection[int],
     ) -> tuple[list[RecallHit], list[TextHit]]:
-        """Both lists of a user with indexes of their own, each on a pooled connection."""
-        vector_hits, text_hits = await asyncio.gather(
+        """Both lists of a user with indexes of their own, each on a pooled connection.
+
+        Two statements read two snapshots: a message archived between them may come as
+        a live message in one list and an archived one in the other (the fusion ranks
+        them as two items; harmless, and rare: it needs the archive job that instant).
+        """
+        vector = asyncio.ensure_future(
             self._vectors.nearest(
                 user_id,
                 embedding,
@@ -105,7 +110,9 @@ class RecallCandidates:
                 shared_chat=shared_chat,
                 exclude_message_ids=exclude_message_ids,
                 approximate=True,
-            ),
+            )
+        )
+        text = asyncio.ensure_future(
             self._text.search(
                 user_id,
                 query,
@@ -113,8 +120,16 @@ class RecallCandidates:
                 exclude_message_ids=exclude_message_ids,
                 shared_chat=shared_chat,
                 indexed=True,
-            ),
+            )
         )
+        try:
+            vector_hits, text_hits = await asyncio.gather(vector, text)
+        except BaseException:
+            # One failed (or the turn was cancelled): the other gives its connection back
+            # now rather than when its statement ends.
+            vector.cancel()
+            text.cancel()
+            raise
         return vector_hits, text_hits
 
 

@@ -223,13 +223,16 @@ class Database:
                 yield conn
             elif isinstance(self._target, asyncpg.Pool):
                 pool = self._target
+                # The wait has a deadline of its own (not `acquire(timeout=...)`), so
+                # that only its expiry means a busy pool: a TimeoutError from inside
+                # `acquire` (a new connection that could not connect in time) is an
+                # outage, below.
                 try:
-                    # Not `acquire(timeout=...)`: on Python 3.11 that runs the wait as a
-                    # task of its own, two more trips through the event loop, each
-                    # behind every step ready by then (hundreds of streaming replies).
-                    async with asyncio.timeout(self._acquire_timeout):
+                    async with asyncio.timeout(self._acquire_timeout) as deadline:
                         acquired = await pool.acquire()
                 except TimeoutError as exc:
+                    if not deadline.expired():
+                        raise
                     raise StorageBusy(
                         f"no database connection free within {self._acquire_timeout} s"
                     ) from exc
@@ -237,7 +240,9 @@ class Database:
                     # A pool's proxy behaves as the connection it wraps.
                     yield cast(Connection, acquired)
                 finally:
-                    await pool.release(acquired)
+                    # Its reset, and a wait for a cancelled query's end, within the same
+                    # time (asyncpg's own default when `acquire` is given a timeout).
+                    await pool.release(acquired, timeout=self._acquire_timeout)
             else:
                 yield self._target
         except (StorageBusy, StorageUnavailable):

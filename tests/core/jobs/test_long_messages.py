@@ -180,14 +180,14 @@ async def test_a_text_changed_after_it_was_read_keeps_no_passages_of_the_old_one
     assert unread.content.startswith("A transcript")
 
 
-async def _until_waiting_for_a_row_lock(services: Services, statement: str) -> None:
-    """Until a backend running a statement that holds `statement` waits for a row lock."""
+async def _until_someone_waits_for(services: Services, pid: int) -> None:
+    """Until another backend waits for a lock that backend `pid` holds."""
     async with services.db.connection() as conn:
         async with asyncio.timeout(10):
             while not await conn.fetchval(  # noqa: ASYNC110 (the server has no event to await)
-                "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                " AND strpos(query, $1) > 0)",
-                statement,
+                "SELECT EXISTS (SELECT FROM pg_stat_activity"
+                " WHERE $1::int = ANY (pg_blocking_pids(pid)))",
+                pid,
             ):
                 await asyncio.sleep(0.01)
 
@@ -205,15 +205,20 @@ async def test_passages_committed_while_the_text_is_rewritten_go_with_the_old_te
     repo = MessagePassageRepository(services.db)
     [read] = await repo.unread(MessageTable.MESSAGES, message_id - 1, 1)
     old, new = await services.embedder.embed([read.content, "Short now."])
-    async with services.db.transaction() as job:
-        await repo.store(MessageTable.MESSAGES, [read], [[old, old]], conn=job)
-        rewrite = asyncio.create_task(
-            MessageRepository(services.db).record_made_from(
-                user_id, message_id, content="Short now.", attachments=[], embedding=new
+    rewrite = None
+    try:
+        async with services.db.transaction() as job:
+            await repo.store(MessageTable.MESSAGES, [read], [[old, old]], conn=job)
+            rewrite = asyncio.create_task(
+                MessageRepository(services.db).record_made_from(
+                    user_id, message_id, content="Short now.", attachments=[], embedding=new
+                )
             )
-        )
-        await _until_waiting_for_a_row_lock(services, "UPDATE messages SET content")
-    assert await rewrite
+            await _until_someone_waits_for(services, job.get_server_pid())
+        assert await rewrite
+    finally:
+        if rewrite is not None and not rewrite.done():
+            rewrite.cancel()
     # The old text's passages are gone, and the new text is left for the job to read.
     assert await _passages(services, "messages", message_id) is None
 

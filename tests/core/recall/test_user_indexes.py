@@ -91,6 +91,12 @@ async def test_large_users_get_their_own_index_and_recall_uses_it(fresh_dsn: str
             assert await candidates.fetch(large, "large 17", query, 10) == expected
             async with db.connection() as conn:
                 assert await candidates.fetch(large, "large 17", query, 10, conn=conn) == expected
+                # A Database of one connection (scripts): one statement, not two at once.
+                one = Database(conn)
+                alone = RecallCandidates(
+                    one, RecallRepository(one, dimensions=DIM), TextSearchRepository(one)
+                )
+                assert await alone.fetch(large, "large 17", query, 10) == expected
 
         plan = await _keyword_plan(db, large, "17")
         assert search_index_name("messages", large) in plan

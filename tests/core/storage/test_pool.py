@@ -3,6 +3,7 @@ out one in a transaction, skipping its WAL flushes, or holding a job's claim."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -10,7 +11,7 @@ from typing import Any, cast
 import asyncpg
 import pytest
 
-from core.errors import StorageBusy
+from core.errors import StorageBusy, StorageUnavailable
 from core.models import Platform
 from core.services import Services
 from core.storage.broadcasts import BroadcastRepository
@@ -164,3 +165,28 @@ async def test_no_connection_free_in_time_is_storage_busy_and_the_pool_goes_on(
         assert pool.get_idle_size() == 1
     finally:
         await pool.close()
+
+
+async def test_a_connection_that_cannot_be_opened_in_time_is_an_outage_not_a_busy_pool() -> None:
+    """Opening a pooled connection to a server that never answers times out inside the
+    pool's `acquire`: that is an outage to report, not a pool with no connection free."""
+
+    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # until the client gives up
+        writer.close()
+
+    server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    pool = await asyncpg.create_pool(
+        f"postgresql://nobody@127.0.0.1:{port}/nothing", min_size=0, max_size=1, timeout=0.2
+    )
+    assert pool is not None
+    try:
+        with pytest.raises(StorageUnavailable) as caught:
+            async with Database(pool, acquire_timeout=5.0).connection():
+                pass
+        assert not isinstance(caught.value, StorageBusy)
+    finally:
+        await pool.close()
+        server.close()
+        await server.wait_closed()
