@@ -99,6 +99,11 @@ async def killed(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Obse
             last = max(ledger.update_ids)
             await eventually(lambda: telegram.confirmed_below > last, what="all acknowledged")
             metrics = (await service.get("/metrics"))[1]
+            # A reply delivered while the server was down is recorded by a retry with
+            # backoff (core/replies.py), possibly after its answer was seen.
+            await eventually(
+                lambda: _all_answered(database), within=60, what="every reply recorded"
+            )
             stored_after = await stored_user_messages(database.dsn())
             pid_after = database.pid()
         finally:
@@ -122,6 +127,10 @@ async def killed(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Obse
             exit_code=code,
             server_stopped_at_exit=stopped,
         )
+
+
+async def _all_answered(database: EmbeddedDatabase) -> bool:
+    return set((await stored_user_messages(database.dsn())).values()) == {"answered"}
 
 
 def test_the_service_starts_the_server_again_by_itself(killed: Observed) -> None:
