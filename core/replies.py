@@ -31,6 +31,9 @@ logger = logging.getLogger(__name__)
 # Recording a delivered reply is retried this long while the database is down (the
 # platform has acknowledged the message: nobody would deliver it again).
 RECORD_RETRY_SECONDS = 600.0
+# At most this long between two tries. The turn ends only once its reply is recorded, so
+# the person's next message waits for it: after an outage, at most this long more.
+RECORD_RETRY_MAX_DELAY = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +182,7 @@ class ReplyWriter:
                     raise
                 logger.warning("database unreachable; recording a reply again in %.0f s", delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+                delay = min(delay * 2, RECORD_RETRY_MAX_DELAY)
 
     async def _deliver(self, turn: Turn, sink: ReplySink, text: str) -> tuple[bool, str | None]:
         """Finish the reply on the platform: whether it arrived, and the platform's id
