@@ -10,7 +10,9 @@ model's tokenizer) and stores their vectors (`message_passages`, migration 0020)
 It runs off the turn: a message is recalled only once it has left the recent window,
 long after the job's next run. Each run visits the messages and then the archive by id,
 up to `max_rows` of each (after an upgrade, the history is worked through over several
-runs); texts of at most 250 characters are never read.
+runs); texts of at most 250 characters are never read. A run claims each table for
+itself (`MessagePassageRepository.try_claim`) and works on it over the claiming
+connection; a table another replica's run holds is skipped (counted as `skipped`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from core.documents.chunking import Chunker
 from core.documents.parsing import Section
 from core.embedding.base import Embedder, Vector, embed_in_batches
 from core.jobs.registry import JobOutcome
-from core.storage.database import Database
+from core.storage.database import Connection, Database
 from core.storage.message_passages import MessagePassageRepository, MessageTable, UnreadMessage
 
 #: Longer than the local model's window: the average of its windows no longer says what
@@ -46,6 +48,7 @@ class LongMessageJob:
         batch_size: int = BATCH_SIZE,
         max_rows: int = MAX_ROWS_PER_RUN,
     ) -> None:
+        self._db = db
         self._repo = MessagePassageRepository(db)
         self._embedder = embedder
         self._chunker = chunker or Chunker.load(max_tokens=PASSAGE_TOKENS, overlap=PASSAGE_OVERLAP)
@@ -55,22 +58,32 @@ class LongMessageJob:
     async def run(self) -> JobOutcome:
         outcome = JobOutcome(counts={"long": 0, "passages": 0, "not_long": 0})
         for table in MessageTable:
-            last_id = 0
-            seen = 0
-            while seen < self._max_rows:
-                limit = min(self._batch_size, self._max_rows - seen)
-                batch = await self._repo.unread(table, last_id, limit)
-                if not batch:
-                    break
-                passages = await self._passages(batch)
-                await self._repo.store(table, batch, passages)
-                long = sum(bool(p) for p in passages)
-                outcome.add("long", long)
-                outcome.add("passages", sum(len(p) for p in passages))
-                outcome.add("not_long", len(batch) - long)
-                last_id = batch[-1].id
-                seen += len(batch)
+            async with self._db.connection() as conn:
+                if not await self._repo.try_claim(table, conn=conn):
+                    outcome.add("skipped")
+                    continue
+                try:
+                    await self._cut_table(table, outcome, conn)
+                finally:
+                    await asyncio.shield(self._repo.release(table, conn=conn))
         return outcome
+
+    async def _cut_table(self, table: MessageTable, outcome: JobOutcome, conn: Connection) -> None:
+        last_id = 0
+        seen = 0
+        while seen < self._max_rows:
+            limit = min(self._batch_size, self._max_rows - seen)
+            batch = await self._repo.unread(table, last_id, limit, conn=conn)
+            if not batch:
+                break
+            passages = await self._passages(batch)
+            await self._repo.store(table, batch, passages, conn=conn)
+            long = sum(bool(p) for p in passages)
+            outcome.add("long", long)
+            outcome.add("passages", sum(len(p) for p in passages))
+            outcome.add("not_long", len(batch) - long)
+            last_id = batch[-1].id
+            seen += len(batch)
 
     async def _passages(self, batch: list[UnreadMessage]) -> list[list[Vector]]:
         """Each message's passages' vectors; none for a message that is not long."""

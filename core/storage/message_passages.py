@@ -1,12 +1,14 @@
 """The passages of long messages (`message_passages`, migration 0020): what the
 `long_messages` job reads and writes, and their move in a merge.
 
-The job is a deployment-wide pass by id, like re-embedding. Replicas may run it at once:
-a message's passages are written only while its `passages` is NULL, in the statement
-that sets it, so a second write changes nothing; and a message whose text changed since
-it was read (a transcript replacing a voice note) is left for the next run
-(`content = $4`). Recall reads the passages in its own statements
-(core/recall/statements.py).
+The job is a deployment-wide pass by id, like re-embedding. Replicas run it each on their
+own schedule: a run claims a table for its session (`try_claim`), so that two replicas
+never cut and embed the same messages (after an upgrade, the whole history); another
+run meanwhile skips that table. Should two writes meet anyway, a message's passages are
+written only while its `passages` is NULL, in the statement that sets it, so a second
+write changes nothing; and a message whose text changed since it was read (a
+transcript replacing a voice note) is left for the next run (`content = $4`). Recall
+reads the passages in its own statements (core/recall/statements.py).
 
 Whatever deletes a message for good, or rewrites its text or embedding, then deletes its
 passages with `delete_of` or `delete_orphans`, in the same transaction but as a
@@ -24,7 +26,7 @@ from enum import StrEnum
 from pgvector import HalfVector
 
 from core.embedding.base import Vector
-from core.storage.database import Connection, Database
+from core.storage.database import Connection, Database, holds_session_locks
 
 #: A text of at most this many characters is not long (every token covers at least one
 #: character). Migration 0020's partial indexes have this predicate; `_UNREAD` repeats
@@ -37,6 +39,11 @@ class MessageTable(StrEnum):
 
     MESSAGES = "messages"
     ARCHIVE = "messages_archive"
+
+
+#: Advisory lock class of a job run's claim on a table ("pass"); the key is the table's.
+PASSAGES_LOCK_CLASS = 0x70617373
+_TABLE_KEYS = {MessageTable.MESSAGES: 1, MessageTable.ARCHIVE: 2}
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +85,20 @@ DO UPDATE SET user_id = excluded.user_id, embedding = excluded.embedding
 class MessagePassageRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
+
+    async def try_claim(self, table: MessageTable, *, conn: Connection) -> bool:
+        """Claim the table for this connection's session; False if another run has it."""
+        holds_session_locks(conn)
+        return bool(
+            await conn.fetchval(
+                "SELECT pg_try_advisory_lock($1, $2)", PASSAGES_LOCK_CLASS, _TABLE_KEYS[table]
+            )
+        )
+
+    async def release(self, table: MessageTable, *, conn: Connection) -> None:
+        await conn.execute(
+            "SELECT pg_advisory_unlock($1, $2)", PASSAGES_LOCK_CLASS, _TABLE_KEYS[table]
+        )
 
     async def unread(
         self, table: MessageTable, after_id: int, limit: int, *, conn: Connection | None = None

@@ -5,8 +5,10 @@ and they go wherever their message goes (archive, retention, merge, `/forget all
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+from core.embedding.base import Embedder, Vector
 from core.jobs.long_messages import LongMessageJob
 from core.jobs.reembed import Reembedder
 from core.models import Platform, SharedChat
@@ -221,6 +223,53 @@ async def test_passages_committed_while_the_text_is_rewritten_go_with_the_old_te
             rewrite.cancel()
     # The old text's passages are gone, and the new text is left for the job to read.
     assert await _passages(services, "messages", message_id) is None
+
+
+class _HeldEmbedder:
+    """The test's embedder, whose first call waits until `go` is set: a run caught
+    half-way, as a replica's run is while it embeds."""
+
+    def __init__(self, inner: Embedder) -> None:
+        self.model_name = inner.model_name
+        self.dimensions = inner.dimensions
+        self.texts = 0
+        self.embedding = asyncio.Event()
+        self.go = asyncio.Event()
+        self._inner = inner
+
+    async def embed(self, texts: Sequence[str]) -> list[Vector]:
+        self.texts += len(texts)
+        self.embedding.set()
+        await self.go.wait()
+        return await self._inner.embed(texts)
+
+
+async def test_two_runs_at_once_never_cut_the_same_table_twice(pooled: Services) -> None:
+    """Two replicas' runs at once: the second skips the table the first is working on,
+    and no message is embedded twice."""
+    services = pooled
+    user_id = await _user(services, "two-replicas")
+    ids = [await _say(services, user_id, WEATHER + KITTEN, n) for n in range(3)]
+    first_embedder, second_embedder = (_HeldEmbedder(services.embedder) for _ in range(2))
+    second_embedder.go.set()
+    first = asyncio.create_task(LongMessageJob(services.db, first_embedder).run())
+    try:
+        await asyncio.wait_for(first_embedder.embedding.wait(), 30)
+        second = await LongMessageJob(services.db, second_embedder).run()
+        assert second.counts == {"long": 0, "passages": 0, "not_long": 0, "skipped": 1}
+        assert second_embedder.texts == 0
+        first_embedder.go.set()
+        outcome = await first
+    finally:
+        first_embedder.go.set()
+        await asyncio.gather(first, return_exceptions=True)
+    assert outcome.counts["long"] == 3
+    assert first_embedder.texts == outcome.counts["passages"]
+    assert [await _passages(services, "messages", i) for i in ids] == [4, 4, 4]
+    # Claims are given back: the next run finds the table free, and nothing left to cut.
+    assert (await LongMessageJob(services.db, second_embedder).run()).counts == {
+        "long": 0, "passages": 0, "not_long": 0,
+    }  # fmt: skip
 
 
 async def _stored_passages(services: Services) -> dict[int, int]:
