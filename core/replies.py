@@ -173,16 +173,29 @@ class ReplyWriter:
         loop = asyncio.get_running_loop()
         give_up = loop.time() + RECORD_RETRY_SECONDS
         delay = 1.0
+        tries = 0
         while True:
             try:
                 await self._turns.close(turn.user.id, turn.message, reply, delivered=delivered)
-                return
             except StorageUnavailable:
                 if not delivered or loop.time() + delay > give_up:
                     raise
-                logger.warning("database unreachable; recording a reply again in %.0f s", delay)
+                tries += 1
+                # Every reply in flight in an outage waits here: one warning each.
+                log = logger.warning if tries == 1 else logger.debug
+                log(
+                    "database unreachable; recording the reply to message %s again in %.0f s",
+                    turn.message.id,
+                    delay,
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RECORD_RETRY_MAX_DELAY)
+            else:
+                if tries:
+                    logger.info(
+                        "recorded the reply to message %s at try %s", turn.message.id, tries + 1
+                    )
+                return
 
     async def _deliver(self, turn: Turn, sink: ReplySink, text: str) -> tuple[bool, str | None]:
         """Finish the reply on the platform: whether it arrived, and the platform's id

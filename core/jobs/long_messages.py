@@ -56,7 +56,7 @@ class LongMessageJob:
         self._max_rows = max_rows
 
     async def run(self) -> JobOutcome:
-        outcome = JobOutcome(counts={"long": 0, "passages": 0, "not_long": 0})
+        outcome = JobOutcome(counts={"long": 0, "passages": 0, "not_long": 0, "skipped": 0})
         for table in MessageTable:
             async with self._db.connection() as conn:
                 if not await self._repo.try_claim(table, conn=conn):

@@ -6,7 +6,8 @@ error), so `/jobs` and `python -m bot jobs list` show scheduled and manual runs 
 
 Runs of one job do not overlap within a process (a second request while one runs is
 answered "already running"); across processes (replicas, the CLI next to the service)
-each job claims its work per user in the database, so overlapping runs are safe.
+each job claims its work in the database (a user, a broadcast, a table), so
+overlapping runs are safe.
 
 `start` runs a job in the background instead (a command that must answer at once,
 `/broadcast`); `stop_background`, called when the scheduler stops, cancels such runs

@@ -4,7 +4,8 @@
 The job is a deployment-wide pass by id, like re-embedding. Replicas run it each on their
 own schedule: a run claims a table for its session (`try_claim`), so that two replicas
 never cut and embed the same messages (after an upgrade, the whole history); another
-run meanwhile skips that table. Should two writes meet anyway, a message's passages are
+run meanwhile skips that table (a message the archive moves during a pass may still be
+read in both tables). Should two writes meet anyway, a message's passages are
 written only while its `passages` is NULL, in the statement that sets it, so a second
 write changes nothing; and a message whose text changed since it was read (a
 transcript replacing a voice note) is left for the next run (`content = $4`). Recall

@@ -23,6 +23,7 @@ from core.storage.database import (
     create_pool,
 )
 from core.storage.memory_store import MemoryStore
+from core.storage.message_passages import MessagePassageRepository, MessageTable
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -127,7 +128,15 @@ async def _claim_a_broadcast(services: Services, conn: Connection) -> Callable[[
     return try_claim
 
 
-@pytest.mark.parametrize("claim", [_claim_a_user, _claim_a_broadcast])
+async def _claim_a_table(services: Services, conn: Connection) -> Callable[[Connection], Any]:
+    """The long_messages job's claim on the messages table, taken on `conn`; how another
+    connection tries it."""
+    repository = MessagePassageRepository(services.db)
+    assert await repository.try_claim(MessageTable.MESSAGES, conn=conn)
+    return lambda other: repository.try_claim(MessageTable.MESSAGES, conn=other)
+
+
+@pytest.mark.parametrize("claim", [_claim_a_user, _claim_a_broadcast, _claim_a_table])
 async def test_a_claim_left_held_is_released_when_the_pool_takes_the_connection_back(
     pooled: Services,
     claim: Callable[[Services, Connection], Awaitable[Callable[[Connection], Any]]],
