@@ -113,6 +113,17 @@ async def db(shared_dsn: str) -> AsyncIterator[Database]:
 
 
 @pytest.fixture
+async def pooled_db(fresh_dsn: str) -> AsyncIterator[Database]:
+    """A `Database` on a pool over a database of its own: each statement commits, and
+    several connections work at once (turn order across replicas, notifications)."""
+    pool = await create_pool(fresh_dsn, min_size=2, max_size=6)
+    try:
+        yield Database(pool)
+    finally:
+        await pool.close()
+
+
+@pytest.fixture
 async def fresh_dsn(server_dsn: str, template_dsn: str) -> AsyncIterator[str]:
     name = f"onethread_test_{os.getpid()}_{next(_counter)}"
     dsn = await _create_database(server_dsn, name, TEMPLATE)

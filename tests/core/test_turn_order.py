@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 
-from core.storage.database import Connection, Database, create_pool
+from core.storage.database import Connection, Database
 from core.storage.turn_wakeups import APPLICATION_NAME, TurnWakeups
 from core.storage.turns import Opened, ReadLimits, TurnStore
 from core.turn_order import TurnOrder
@@ -41,12 +40,9 @@ class ObservedStore(TurnStore):
 
 
 @pytest.fixture
-async def db(fresh_dsn: str) -> AsyncIterator[Database]:
-    pool = await create_pool(fresh_dsn, min_size=2, max_size=6)
-    try:
-        yield Database(pool)
-    finally:
-        await pool.close()
+def db(pooled_db: Database) -> Database:
+    """Every test here needs statements that commit, on several connections."""
+    return pooled_db
 
 
 async def _listener_pid(db: Database) -> int | None:

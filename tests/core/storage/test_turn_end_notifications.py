@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from core.storage.database import Database, create_pool
+from core.storage.database import Database
 from core.storage.turns import TURN_ENDED_CHANNEL, TurnStore
 from tests.core.turn_helpers import LIMITS, close_turn, open_turn, person
 
@@ -47,15 +47,6 @@ class Listener:
 
 
 @pytest.fixture
-async def committing(fresh_dsn: str) -> AsyncIterator[Database]:
-    pool = await create_pool(fresh_dsn, min_size=1, max_size=4)
-    try:
-        yield Database(pool)
-    finally:
-        await pool.close()
-
-
-@pytest.fixture
 async def listener(fresh_dsn: str) -> AsyncIterator[Listener]:
     conn: asyncpg.Connection[Any] = await asyncpg.connect(fresh_dsn)
     listening = Listener(conn)
@@ -81,60 +72,60 @@ async def _close(store: TurnStore, user_id: int, message_id: int) -> None:
 
 
 async def test_a_turn_ending_with_nobody_queued_announces_nothing(
-    committing: Database, listener: Listener
+    pooled_db: Database, listener: Listener
 ) -> None:
-    user_id = await person(committing, "alone")
-    store = _store(committing)
+    user_id = await person(pooled_db, "alone")
+    store = _store(pooled_db)
     replied = await _open(store, user_id, "1")
     await _close(store, user_id, replied)
     failed = await _open(store, user_id, "2")
     await store.fail(user_id, failed)
     released = await _open(store, user_id, "3")
     await store.release(user_id, released)
-    assert await listener.after_marker(committing) == []
+    assert await listener.after_marker(pooled_db) == []
 
 
 async def test_a_turn_ending_before_another_replicas_queued_turn_announces_it(
-    committing: Database, listener: Listener
+    pooled_db: Database, listener: Listener
 ) -> None:
     """`close`, `fail` and `release` each announce the end, with the person's id."""
-    user_id = await person(committing, "busy")
-    other_user = await person(committing, "bystander")
-    await _open(_store(committing), other_user, "x")  # someone else's turn changes nothing
-    here, there = _store(committing), _store(committing)
+    user_id = await person(pooled_db, "busy")
+    other_user = await person(pooled_db, "bystander")
+    await _open(_store(pooled_db), other_user, "x")  # someone else's turn changes nothing
+    here, there = _store(pooled_db), _store(pooled_db)
     ending = await _open(here, user_id, "1")
     waiting = await _open(there, user_id, "2")
     await _close(here, user_id, ending)
-    assert await listener.after_marker(committing) == [str(user_id)]
+    assert await listener.after_marker(pooled_db) == [str(user_id)]
     await there.fail(user_id, waiting)
-    assert await listener.after_marker(committing) == []  # nobody was left queued
+    assert await listener.after_marker(pooled_db) == []  # nobody was left queued
     ending = await _open(here, user_id, "3")
     await _open(there, user_id, "4")
     await here.fail(user_id, ending)
     ending = await _open(here, user_id, "5")
     await here.release(user_id, ending)
-    assert await listener.after_marker(committing) == [str(user_id), str(user_id)]
+    assert await listener.after_marker(pooled_db) == [str(user_id), str(user_id)]
 
 
 async def test_a_turn_ending_before_its_own_processs_queued_turn_announces_nothing(
-    committing: Database, listener: Listener
+    pooled_db: Database, listener: Listener
 ) -> None:
     """The process wakes its own queued turns itself (`core.turn_order`)."""
-    user_id = await person(committing, "burst")
-    store = _store(committing)
+    user_id = await person(pooled_db, "burst")
+    store = _store(pooled_db)
     first = await _open(store, user_id, "1")
     await _open(store, user_id, "2")
     await _close(store, user_id, first)
-    assert await listener.after_marker(committing) == []
+    assert await listener.after_marker(pooled_db) == []
 
 
 async def test_ending_a_turn_that_is_not_ones_own_announces_nothing(
-    committing: Database, listener: Listener
+    pooled_db: Database, listener: Listener
 ) -> None:
-    user_id = await person(committing, "taken")
-    owner, stranger = _store(committing), _store(committing)
+    user_id = await person(pooled_db, "taken")
+    owner, stranger = _store(pooled_db), _store(pooled_db)
     running = await _open(owner, user_id, "1")
     await _open(owner, user_id, "2")
     await _open(stranger, user_id, "3")
     await stranger.release(user_id, running)  # holds neither its row nor its lease
-    assert await listener.after_marker(committing) == []
+    assert await listener.after_marker(pooled_db) == []
