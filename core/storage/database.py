@@ -204,6 +204,30 @@ def is_outage(exc: BaseException) -> bool:
     return False
 
 
+async def _release_in_this_task(proxy: Any, budget: float | None) -> None:
+    """`Pool.release(proxy, timeout=budget)`, for a block that ended without an error, run
+    in the caller's task.
+
+    `Pool.release` runs the release in a task of its own (`asyncio.shield`), so that a
+    cancellation arriving meanwhile cannot stop it half-way; the caller resumes only once
+    the event loop has started that task and passed its end back, three turns of the
+    loop. Most releases wait on nothing (no transaction left open, no session locks to
+    drop), and with hundreds of replies streaming each turn of the loop waits behind
+    their chunks, four times per chat turn (docs/benchmarks.md, "Latency"). A block that
+    ended normally brings no cancellation with it. Should one arrive while this release
+    waits (a rollback, the unlock), asyncpg terminates the connection and the pool opens
+    another: nothing leaks. After an error (a cancellation, an outage) the caller uses
+    `Pool.release`, shield and all.
+
+    This is `Pool.release` without the shield, so it reads asyncpg's pool internals (the
+    proxy's connection and holder); tests/core/storage/test_pool.py checks what it does.
+    """
+    if proxy._con is None:  # given back already
+        return
+    proxy._con._on_release()
+    await proxy._holder.release(budget)
+
+
 class Database:
     """Where repositories run their queries: a pool, or one connection (tests, scripts).
 
@@ -236,13 +260,15 @@ class Database:
                     raise StorageBusy(
                         f"no database connection free within {self._acquire_timeout} s"
                     ) from exc
+                # The reset, and a wait for a cancelled query's end, within the same time
+                # (asyncpg's own default when `acquire` is given a timeout).
                 try:
                     # A pool's proxy behaves as the connection it wraps.
                     yield cast(Connection, acquired)
-                finally:
-                    # Its reset, and a wait for a cancelled query's end, within the same
-                    # time (asyncpg's own default when `acquire` is given a timeout).
+                except BaseException:
                     await pool.release(acquired, timeout=self._acquire_timeout)
+                    raise
+                await _release_in_this_task(acquired, self._acquire_timeout)
             else:
                 yield self._target
         except (StorageBusy, StorageUnavailable):

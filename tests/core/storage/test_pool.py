@@ -1,10 +1,12 @@
-"""The pool gives connections back without a reset round trip, and still never hands
-out one in a transaction, skipping its WAL flushes, or holding a job's claim."""
+"""The pool gives connections back without a reset round trip (and `Database`, after a
+block that ended normally, without a turn of the event loop), and still never hands out
+one in a transaction, skipping its WAL flushes, or holding a job's claim."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -32,6 +34,22 @@ def _pool(services: Services) -> Pool:
     pool = services.db.pool
     assert pool is not None
     return pool
+
+
+Take = Callable[[Pool], AbstractAsyncContextManager[Any]]
+
+
+def _from_the_pool(pool: Pool) -> AbstractAsyncContextManager[Any]:
+    """asyncpg's own checkout: given back by `Pool.release`."""
+    return pool.acquire()
+
+
+def _through_database(pool: Pool) -> AbstractAsyncContextManager[Any]:
+    """The repositories' checkout: given back in the caller's task after a normal end."""
+    return Database(pool).connection()
+
+
+TAKES = pytest.mark.parametrize("take", [_from_the_pool, _through_database])
 
 
 async def _backend(pool: Pool, pid: int) -> asyncpg.Record:
@@ -62,9 +80,10 @@ async def _leave_a_transaction_open(conn: Connection) -> None:
         await conn.execute("SELECT 1")
 
 
-async def test_giving_a_connection_back_sends_nothing(pooled: Services) -> None:
+@TAKES
+async def test_giving_a_connection_back_sends_nothing(pooled: Services, take: Take) -> None:
     pool = _pool(pooled)
-    async with pool.acquire() as conn:
+    async with take(pool) as conn:
         pid = conn.get_server_pid()
         await conn.fetchval("SELECT 'the last statement'::text")
 
@@ -74,9 +93,12 @@ async def test_giving_a_connection_back_sends_nothing(pooled: Services) -> None:
     assert seen["query"] == "SELECT 'the last statement'::text"
 
 
-async def test_a_transaction_left_open_is_rolled_back_on_release(pooled: Services) -> None:
+@TAKES
+async def test_a_transaction_left_open_is_rolled_back_on_release(
+    pooled: Services, take: Take
+) -> None:
     pool = _pool(pooled)
-    async with pool.acquire() as conn:
+    async with take(pool) as conn:
         pid = conn.get_server_pid()
         await conn.execute("BEGIN")
         await conn.execute("INSERT INTO users DEFAULT VALUES")  # never committed
@@ -136,13 +158,15 @@ async def _claim_a_table(services: Services, conn: Connection) -> Callable[[Conn
     return lambda other: repository.try_claim(MessageTable.MESSAGES, conn=other)
 
 
+@TAKES
 @pytest.mark.parametrize("claim", [_claim_a_user, _claim_a_broadcast, _claim_a_table])
 async def test_a_claim_left_held_is_released_when_the_pool_takes_the_connection_back(
     pooled: Services,
     claim: Callable[[Services, Connection], Awaitable[Callable[[Connection], Any]]],
+    take: Take,
 ) -> None:
     pool = _pool(pooled)
-    async with pool.acquire() as a, pool.acquire() as b:
+    async with take(pool) as a, take(pool) as b:
         try_again = await claim(pooled, cast(Connection, a))
         assert not await try_again(cast(Connection, b))
         claimed_by = a.get_server_pid()
@@ -155,6 +179,72 @@ async def test_a_claim_left_held_is_released_when_the_pool_takes_the_connection_
         assert held == 0
         other = d if c.get_server_pid() == claimed_by else c
         assert await try_again(cast(Connection, other))
+
+
+async def test_a_connection_goes_back_after_a_normal_end_without_a_turn_of_the_loop(
+    fresh_dsn: str,
+) -> None:
+    """`Pool.release` would wait for a task of its own: three turns of the event loop,
+    each behind every reply streaming (docs/benchmarks.md, "Latency")."""
+    pool = await create_pool(fresh_dsn, max_size=1)
+    db = Database(pool, acquire_timeout=5.0)
+    loop = asyncio.get_running_loop()
+    turns = 0
+    ticking: list[asyncio.Handle] = []
+
+    def count_a_turn() -> None:
+        nonlocal turns
+        turns += 1
+        ticking.append(loop.call_soon(count_a_turn))
+
+    count_a_turn()
+    try:
+        async with db.connection() as conn:
+            assert await conn.fetchval("SELECT 1") == 1
+            before = turns
+        turns_to_give_back = turns - before
+        back_at_once = pool.get_idle_size()
+    finally:
+        ticking[-1].cancel()
+        await pool.close()
+    assert before > 1  # the counter ran
+    assert turns_to_give_back == 0
+    assert back_at_once == 1
+
+
+async def test_a_block_that_fails_or_is_cancelled_still_gives_its_connection_back(
+    fresh_dsn: str,
+) -> None:
+    """After an error the release is asyncpg's own, shielded from the cancellation."""
+    pool = await create_pool(fresh_dsn, max_size=1)
+    db = Database(pool, acquire_timeout=5.0)
+    started = asyncio.Event()
+
+    async def fail_in_a_transaction() -> None:
+        async with db.connection() as conn:
+            await conn.execute("BEGIN")
+            raise ValueError("the block's own error")
+
+    async def sleep_in_a_statement() -> None:
+        async with db.connection() as conn:
+            started.set()
+            await conn.execute("SELECT pg_sleep(30)")
+
+    try:
+        with pytest.raises(ValueError, match="the block's own error"):
+            await fail_in_a_transaction()
+        task = asyncio.create_task(sleep_in_a_statement())
+        await started.wait()
+        await asyncio.sleep(0.05)  # into the statement
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        async with db.connection() as again:
+            assert not again.is_in_transaction()
+            assert await again.fetchval("SELECT 1") == 1
+        assert pool.get_idle_size() == 1
+    finally:
+        await pool.close()
 
 
 async def test_no_connection_free_in_time_is_storage_busy_and_the_pool_goes_on(
