@@ -206,18 +206,24 @@ def is_outage(exc: BaseException) -> bool:
 
 async def _release_in_this_task(proxy: Any, budget: float | None) -> None:
     """`Pool.release(proxy, timeout=budget)`, for a block that ended without an error, run
-    in the caller's task.
+    in the caller's task, which then lets the event loop take one turn.
 
     `Pool.release` runs the release in a task of its own (`asyncio.shield`), so that a
     cancellation arriving meanwhile cannot stop it half-way; the caller resumes only once
-    the event loop has started that task and passed its end back, three turns of the
-    loop. Most releases wait on nothing (no transaction left open, no session locks to
-    drop), and with hundreds of replies streaming each turn of the loop waits behind
-    their chunks, four times per chat turn (docs/benchmarks.md, "Latency"). A block that
-    ended normally brings no cancellation with it. Should one arrive while this release
-    waits (a rollback, the unlock), asyncpg terminates the connection and the pool opens
-    another: nothing leaks. After an error (a cancellation, an outage) the caller uses
-    `Pool.release`, shield and all.
+    the loop has started that task and passed its end back, three turns of the loop.
+    With hundreds of replies streaming each turn waits behind their chunks, and a chat
+    turn gives a connection back four times (docs/benchmarks.md, "Latency"). A block
+    that ended normally brings no cancellation with it, so the release runs here. Should
+    one arrive while it waits (a rollback, the unlock), asyncpg terminates the connection
+    and the pool opens another: nothing leaks. After an error (a cancellation, an outage)
+    the caller uses `Pool.release`, shield and all.
+
+    The one turn kept (`sleep(0)`) is measured, not a leftover. Without it a task that
+    gave a connection back went straight on to its next statement, ahead of whoever the
+    release had just woken to take the connection (with every connection taken, the
+    slowest messages waited about 40% longer), and the work after a statement ran in the
+    same turn of the loop as the statement's answer, delaying timers and other people's
+    commands (docs/benchmarks.md, "Latency").
 
     This is `Pool.release` without the shield, so it reads asyncpg's pool internals (the
     proxy's connection and holder); tests/core/storage/test_pool.py checks what it does.
@@ -226,6 +232,7 @@ async def _release_in_this_task(proxy: Any, budget: float | None) -> None:
         return
     proxy._con._on_release()
     await proxy._holder.release(budget)
+    await asyncio.sleep(0)
 
 
 class Database:

@@ -1,6 +1,7 @@
 """The pool gives connections back without a reset round trip (and `Database`, after a
-block that ended normally, without a turn of the event loop), and still never hands out
-one in a transaction, skipping its WAL flushes, or holding a job's claim."""
+block that ended normally, in one turn of the event loop, to whoever waits first), and
+still never hands out one in a transaction, skipping its WAL flushes, or holding a job's
+claim."""
 
 from __future__ import annotations
 
@@ -181,7 +182,7 @@ async def test_a_claim_left_held_is_released_when_the_pool_takes_the_connection_
         assert await try_again(cast(Connection, other))
 
 
-async def test_a_connection_goes_back_after_a_normal_end_without_a_turn_of_the_loop(
+async def test_a_connection_goes_back_after_a_normal_end_in_one_turn_of_the_loop(
     fresh_dsn: str,
 ) -> None:
     """`Pool.release` would wait for a task of its own: three turns of the event loop,
@@ -203,13 +204,76 @@ async def test_a_connection_goes_back_after_a_normal_end_without_a_turn_of_the_l
             assert await conn.fetchval("SELECT 1") == 1
             before = turns
         turns_to_give_back = turns - before
-        back_at_once = pool.get_idle_size()
+        back = pool.get_idle_size()
     finally:
         ticking[-1].cancel()
         await pool.close()
     assert before > 1  # the counter ran
-    assert turns_to_give_back == 0
-    assert back_at_once == 1
+    assert turns_to_give_back == 1
+    assert back == 1
+
+
+async def test_a_connection_given_back_goes_to_whoever_waited_for_it_first(
+    fresh_dsn: str,
+) -> None:
+    """A task that gives its connection back and asks for one again at once does not
+    take it from the one already waiting."""
+    pool = await create_pool(fresh_dsn, max_size=1)
+    db = Database(pool, acquire_timeout=5.0)
+    order: list[str] = []
+    waiting = asyncio.Event()
+
+    async def statement(who: str) -> None:
+        async with db.connection() as conn:
+            order.append(who)
+            await conn.fetchval("SELECT 1")
+
+    async def waiter() -> None:
+        waiting.set()
+        await statement("waiter")
+
+    try:
+        async with db.connection() as conn:
+            other = asyncio.create_task(waiter())
+            await waiting.wait()
+            await asyncio.sleep(0.05)  # the waiter is in the pool's queue
+            await conn.fetchval("SELECT 1")
+        await statement("again")
+        await other
+    finally:
+        await pool.close()
+    assert order == ["waiter", "again"]
+
+
+async def test_a_release_cancelled_while_it_waits_leaves_the_pool_whole(fresh_dsn: str) -> None:
+    """Given back in the caller's task, a release that must wait (here: to roll back a
+    transaction left open) can be cancelled midway: the connection is closed, and the
+    pool opens another in its place."""
+    pool = await create_pool(fresh_dsn, min_size=1, max_size=1)
+    db = Database(pool, acquire_timeout=5.0)
+    loop = asyncio.get_running_loop()
+    pids: list[int] = []
+
+    async def leave_a_transaction_open() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        async with db.connection() as conn:
+            pids.append(conn.get_server_pid())
+            await conn.execute("BEGIN")
+            await conn.execute("INSERT INTO users DEFAULT VALUES")
+            # Runs once the release has sent its ROLLBACK and waits for the answer.
+            loop.call_soon(task.cancel)
+
+    try:
+        with pytest.raises(asyncio.CancelledError):
+            await leave_a_transaction_open()
+        async with db.connection() as again:
+            assert again.get_server_pid() != pids[0]
+            assert not again.is_in_transaction()
+            assert await again.fetchval("SELECT count(*) FROM users") == 0
+        assert pool.get_idle_size() == 1
+    finally:
+        await pool.close()
 
 
 async def test_a_block_that_fails_or_is_cancelled_still_gives_its_connection_back(
