@@ -5,14 +5,15 @@ Many tasks share a small pool on one event loop, the cores busy, as in a crowd o
 each task sends messages one after another, a message being a few statements, each on a
 connection taken from the pool and given back, with a little Python after each (the
 work a turn does between its statements) and a short sleep for the model. Measured per
-message (from its first checkout to its last statement's end): p50, p99, max, and
-messages per second, for
+message (from its first checkout until its last connection is given back and the work
+after it done): p50, p99, max, and messages per second, for
 
 - `Pool.acquire`: asyncpg's checkout, given back by `Pool.release` in a task of its own;
 - `Database.connection`: the repositories' checkout, given back in the caller's task,
   which then yields once (`core.storage.database._release_in_this_task`).
 
-The two alternate, `--rounds` times each, on one embedded server (or `--dsn`).
+After an untimed round of each, the two alternate, `--rounds` times each, taking turns
+at going first, on one embedded server (or `--dsn`).
 
     .venv/bin/python -m benchmarks.pool_release            # about a minute on 2 cores
 """
@@ -84,10 +85,13 @@ async def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
             await conn.close()
         pool = await create_pool(dsn, min_size=args.pool_size, max_size=args.pool_size)
         rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in CHECKOUTS}
+        names = list(CHECKOUTS)
         try:
-            for _ in range(args.rounds):
-                for name, checkout in CHECKOUTS.items():
-                    rounds[name].append(await _round(pool, checkout, args))
+            for name in names:  # warm-up
+                await _round(pool, CHECKOUTS[name], args)
+            for i in range(args.rounds):
+                for name in names if i % 2 == 0 else names[::-1]:
+                    rounds[name].append(await _round(pool, CHECKOUTS[name], args))
         finally:
             await pool.close()
     return {

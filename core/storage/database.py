@@ -214,9 +214,12 @@ async def _release_in_this_task(proxy: Any, budget: float | None) -> None:
     With hundreds of replies streaming each turn waits behind their chunks, and a chat
     turn gives a connection back four times (docs/benchmarks.md, "Latency"). A block
     that ended normally brings no cancellation with it, so the release runs here. Should
-    one arrive while it waits (a rollback, the unlock), asyncpg terminates the connection
-    and the pool opens another: nothing leaks. After an error (a cancellation, an outage)
-    the caller uses `Pool.release`, shield and all.
+    one arrive while it waits (a rollback, the unlock of a job's claims), asyncpg
+    terminates the connection and the pool opens another when next asked: nothing
+    leaks, and the server drops the transaction and the claims as it sees the connection
+    go (`Pool.release` would have finished the release and kept the connection). A
+    chat turn's release never waits. After an error (a cancellation, an outage) the
+    caller uses `Pool.release`, shield and all.
 
     The one turn kept (`sleep(0)`) is measured, not a leftover. Without it a task that
     gave a connection back went straight on to its next statement, ahead of whoever the
