@@ -20,7 +20,12 @@ from enum import StrEnum
 import asyncpg
 
 from core.models import Platform
-from core.storage.database import Connection, Database, holds_session_locks
+from core.storage.database import (
+    Connection,
+    Database,
+    release_session_lock,
+    try_session_lock,
+)
 
 # First key of the broadcast senders' advisory locks (arbitrary; "bcst" in ASCII).
 BROADCAST_LOCK_CLASS = 0x62637374
@@ -187,11 +192,7 @@ class BroadcastRepository:
             _values(platforms),
         )
         for (broadcast_id,) in ids:
-            key = _lock_key(broadcast_id)
-            holds_session_locks(conn)
-            if not await conn.fetchval(
-                "SELECT pg_try_advisory_lock($1, $2)", BROADCAST_LOCK_CLASS, key
-            ):
+            if not await try_session_lock(conn, BROADCAST_LOCK_CLASS, _lock_key(broadcast_id)):
                 continue
             row = await conn.fetchrow(
                 "UPDATE broadcasts SET status = 'running', started_at = coalesce(started_at, $2)"
@@ -206,9 +207,7 @@ class BroadcastRepository:
 
     async def release(self, broadcast_id: int, *, conn: Connection) -> None:
         """Give up `conn`'s claim on the broadcast (`claim_next`)."""
-        await conn.execute(
-            "SELECT pg_advisory_unlock($1, $2)", BROADCAST_LOCK_CLASS, _lock_key(broadcast_id)
-        )
+        await release_session_lock(conn, BROADCAST_LOCK_CLASS, _lock_key(broadcast_id))
 
     async def recipients(
         self,

@@ -85,22 +85,29 @@ def _json_loads(value: bytes) -> Any:
 
 _SESSION_LOCK_HOLDERS: set[int] = set()
 """Connections that took session advisory locks since the pool last took them back
-(`holds_session_locks`), by the `id` of their settings object: one per connection, the
+(`try_session_lock`), by the `id` of their settings object: one per connection, the
 same seen through the pool's proxy as on the connection the reset is given. An entry of
 a connection closed without a reset only costs a connection that later gets the same
 `id` one needless unlock."""
 
 
-def holds_session_locks(conn: Connection) -> None:
-    """Say that `conn` takes session advisory locks (a job's claim held across its
-    transactions): when the pool takes it back, it releases any it still holds, whatever
-    went wrong before the holder could."""
+async def try_session_lock(conn: Connection, lock_class: int, key: int) -> bool:
+    """Take the session advisory lock (`lock_class`, `key`) on `conn` unless another
+    session holds it: a job's claim, held across its transactions. When the pool takes
+    `conn` back, it releases any such lock still held, whatever went wrong before the
+    holder could (`_reset_session`)."""
     _SESSION_LOCK_HOLDERS.add(id(conn.get_settings()))
+    return bool(await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", lock_class, key))
+
+
+async def release_session_lock(conn: Connection, lock_class: int, key: int) -> None:
+    """Give up a lock `try_session_lock` took on `conn`."""
+    await conn.execute("SELECT pg_advisory_unlock($1, $2)", lock_class, key)
 
 
 async def _reset_session(conn: Connection) -> None:
     """The pool's reset of a connection given back: the session advisory locks of a
-    connection that took any (`holds_session_locks`), else nothing.
+    connection that took any (`try_session_lock`), else nothing.
 
     asyncpg rolls back a transaction left open and drops listeners before calling this.
     Its default reset would also send `RESET ALL; CLOSE ALL; UNLISTEN *;

@@ -19,7 +19,12 @@ from typing import Any
 import asyncpg
 
 from core.models import MemoryContext, MessageRole
-from core.storage.database import Connection, Database, holds_session_locks
+from core.storage.database import (
+    Connection,
+    Database,
+    release_session_lock,
+    try_session_lock,
+)
 from core.storage.message_passages import MessagePassageRepository
 
 # First key of the memory job's advisory locks (arbitrary; "memo" in ASCII).
@@ -152,17 +157,10 @@ class MemoryStore:
 
     async def try_claim(self, user_id: int, *, conn: Connection) -> bool:
         """Claim the user for this connection's session; False if another runner has it."""
-        holds_session_locks(conn)
-        return bool(
-            await conn.fetchval(
-                "SELECT pg_try_advisory_lock($1, $2)", MEMORY_LOCK_CLASS, lock_key(user_id)
-            )
-        )
+        return await try_session_lock(conn, MEMORY_LOCK_CLASS, lock_key(user_id))
 
     async def release(self, user_id: int, *, conn: Connection) -> None:
-        await conn.execute(
-            "SELECT pg_advisory_unlock($1, $2)", MEMORY_LOCK_CLASS, lock_key(user_id)
-        )
+        await release_session_lock(conn, MEMORY_LOCK_CLASS, lock_key(user_id))
 
     async def state(self, user_id: int, *, conn: Connection | None = None) -> MemoryState | None:
         async with self._db.connection(conn) as c:

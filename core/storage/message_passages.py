@@ -27,7 +27,12 @@ from enum import StrEnum
 from pgvector import HalfVector
 
 from core.embedding.base import Vector
-from core.storage.database import Connection, Database, holds_session_locks
+from core.storage.database import (
+    Connection,
+    Database,
+    release_session_lock,
+    try_session_lock,
+)
 
 #: A text of at most this many characters is not long (every token covers at least one
 #: character). Migration 0020's partial indexes have this predicate; `_UNREAD` repeats
@@ -89,17 +94,10 @@ class MessagePassageRepository:
 
     async def try_claim(self, table: MessageTable, *, conn: Connection) -> bool:
         """Claim the table for this connection's session; False if another run has it."""
-        holds_session_locks(conn)
-        return bool(
-            await conn.fetchval(
-                "SELECT pg_try_advisory_lock($1, $2)", PASSAGES_LOCK_CLASS, _TABLE_KEYS[table]
-            )
-        )
+        return await try_session_lock(conn, PASSAGES_LOCK_CLASS, _TABLE_KEYS[table])
 
     async def release(self, table: MessageTable, *, conn: Connection) -> None:
-        await conn.execute(
-            "SELECT pg_advisory_unlock($1, $2)", PASSAGES_LOCK_CLASS, _TABLE_KEYS[table]
-        )
+        await release_session_lock(conn, PASSAGES_LOCK_CLASS, _TABLE_KEYS[table])
 
     async def unread(
         self, table: MessageTable, after_id: int, limit: int, *, conn: Connection | None = None
