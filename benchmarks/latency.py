@@ -124,7 +124,7 @@ from core.tokens import TokenCounter
 from fakes.openai_server import LatencyProfile
 
 REPLY = "Sure, I will keep that in mind and tell you more about it when you ask me again."
-STAGES = ("embed_ms", "store_ms", "queued_ms", "assemble_ms", "record_ms")
+STAGES = ("embed_ms", "store_ms", "queued_ms", "assemble_ms", "model_slot_ms", "record_ms")
 SAMPLE_EVERY = 0.1
 BARS = {"replies_in_flight": 500, "overhead_p99_ms": 20.0, "command_p99_ms": 100.0}
 CONCURRENCY_SETTING = "llm_max_concurrency"
@@ -579,19 +579,24 @@ async def replica(work: ReplicaWork) -> None:
             rng = np.random.default_rng(load.seed + 1 + work.index)
             crowd = Crowd(engine, llm, texts, rng, work.run, work.people_run)
             failed_before = failures_counted()
-            await warm_up(crowd, load.warmup)
-            gc.collect()
-            if work.settle_heap:
-                settle_heap()
-            idle_rss = psutil.Process().memory_info().rss
-            start = _monotonic(float(await replica_ready()))
-            sampler = Sampler(crowd)
-            sampling = asyncio.create_task(sampler.run())
-            pauses = PauseWatch()
+            # As bot/run.py: the turns' leases kept alive.
+            await engine.start()
             try:
-                cpu_s = await drive(crowd, work, Window.of(load, start), pauses)
+                await warm_up(crowd, load.warmup)
+                gc.collect()
+                if work.settle_heap:
+                    settle_heap()
+                idle_rss = psutil.Process().memory_info().rss
+                start = _monotonic(float(await replica_ready()))
+                sampler = Sampler(crowd)
+                sampling = asyncio.create_task(sampler.run())
+                pauses = PauseWatch()
+                try:
+                    cpu_s = await drive(crowd, work, Window.of(load, start), pauses)
+                finally:
+                    sampling.cancel()
             finally:
-                sampling.cancel()
+                await engine.stop()
             failed_after = failures_counted()
             engine_failures = {
                 f"engine: {reason}": int(failed_after[reason] - failed_before[reason])

@@ -77,8 +77,10 @@ class ReplyWriter:
         first_words = asyncio.Event()
         text = ""
         completion: Completion | None = None
+        asked = time.perf_counter()
         async with self._model.slot(turn.channel.typing, first_words):
             started = time.perf_counter()
+            turn.timings["model_slot_ms"] = ms(asked, started)
             async for event in services.llm.stream(
                 context.messages,
                 max_tokens=services.settings.context.reply_max_tokens,

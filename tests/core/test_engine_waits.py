@@ -88,6 +88,16 @@ async def test_model_calls_are_capped_and_the_queued_see_typing(
     await asyncio.gather(*tasks)
     assert len(fake_llm.chat_requests) == 4
     assert sorted(c.last for c in channels) == [f"echo: q{i}" for i in range(4)]
+    # Each reply's snapshot keeps how long it waited for a model slot.
+    waited = []
+    for i in range(4):
+        user = await pooled.users.find(f"telegram:c{i}")
+        assert user is not None
+        reply = (await pooled.messages.history(user.id, limit=1))[0]
+        assert reply.role is MessageRole.ASSISTANT and reply.context_snapshot is not None
+        waited.append(reply.context_snapshot["timings_ms"]["model_slot_ms"])
+    first, second = sorted(waited)[:2], sorted(waited)[2:]
+    assert all(ms < 500 for ms in first) and all(ms >= 900 for ms in second)
 
 
 async def test_a_reply_past_its_deadline_is_given_up_and_retryable(
