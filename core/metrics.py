@@ -27,7 +27,9 @@ from prometheus_client.registry import Collector
 
 logger = logging.getLogger(__name__)
 
-Stage = Literal["embed", "store", "queued", "assemble", "llm_first_token", "llm", "record"]
+Stage = Literal[
+    "embed", "store", "queued", "assemble", "model_slot", "llm_first_token", "llm", "record"
+]
 STAGES: tuple[Stage, ...] = get_args(Stage)
 
 FailureReason = Literal[

@@ -66,11 +66,13 @@ def test_llm_latency_and_tokens() -> None:
 def test_stage_timings_from_the_engine_dict() -> None:
     before = {s: _value("onethread_stage_seconds_count", stage=s) for s in metrics.STAGES}
     llm_sum = _value("onethread_stage_seconds_sum", stage="llm")
-    metrics.observe_timings({"embed_ms": 12, "llm_ms": 2000, "unknown_ms": 5, "llm": 1})
+    metrics.observe_timings(
+        {"embed_ms": 12, "model_slot_ms": 30, "llm_ms": 2000, "unknown_ms": 5, "llm": 1}
+    )
     metrics.observe_stage("record", 0.01)
     after = {s: _value("onethread_stage_seconds_count", stage=s) for s in metrics.STAGES}
     changed = {s for s in metrics.STAGES if after[s] != before[s]}
-    assert changed == {"embed", "llm", "record"}
+    assert changed == {"embed", "model_slot", "llm", "record"}
     assert _value("onethread_stage_seconds_sum", stage="llm") == pytest.approx(llm_sum + 2.0)
 
 
